@@ -1,0 +1,205 @@
+"""Dataclass configs: TOML files in, dotted overrides on top, the resolved config saved with every run.
+
+Every field of a config dataclass carries an attribute docstring (the string literal on the line after it,
+as in torchtitan); :func:`field_docs` reads them back for ``--help-config`` and for error messages.
+Fields may declare their valid values with ``choices(...)`` metadata.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import textwrap
+import types
+import tomllib
+import typing
+from functools import lru_cache
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A config value or key a user can fix; the message lists the valid choices."""
+
+
+def choices(default, *values, **kw):
+    """A dataclass field whose value must be one of ``values``."""
+    return dataclasses.field(default=default, metadata={"choices": tuple(values)}, **kw)
+
+
+@lru_cache(maxsize=None)
+def field_docs(cls) -> dict[str, str]:
+    """Attribute docstrings of a dataclass: ``x: int = 1`` followed by ``\"\"\"what x is\"\"\"``."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body
+        for node, nxt in zip(body, body[1:]):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr)
+                    and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
+                docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def _convert(value, typ, where: str):
+    """Coerce a TOML or command-line value to the field's annotated type."""
+    origin = typing.get_origin(typ)
+    args = typing.get_args(typ)
+    if origin in (typing.Union, types.UnionType):
+        if type(None) in args and (value is None or (isinstance(value, str) and value.lower() in ("none", "null"))):
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _convert(value, a, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{where}: cannot use {value!r}")
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.strip("[]").split(",") if v.strip()] if value.strip("[] ") else []
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        inner = args[0] if args else str
+        out = [_convert(v, inner, where) for v in value]
+        return tuple(out) if origin is tuple else out
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            return value.lower() in ("true", "1", "yes", "on")
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if typ in (int, float, str):
+        if typ is int and isinstance(value, float) and not value.is_integer():
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        if typ is str and not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        try:
+            return typ(float(value)) if typ is int and isinstance(value, str) and "e" in value.lower() else typ(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected {typ.__name__}, got {value!r}") from None
+    return value
+
+
+def _hints(cls):
+    return typing.get_type_hints(cls)
+
+
+def _set_field(obj, name: str, value, where: str):
+    f = {f.name: f for f in dataclasses.fields(obj)}[name]
+    typ = _hints(type(obj))[name]
+    if dataclasses.is_dataclass(typ):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: is a section; set its fields, e.g. {where}.<field>=...")
+        update(getattr(obj, name), value, where)
+        return
+    value = _convert(value, typ, where)
+    allowed = f.metadata.get("choices")
+    if allowed and value not in allowed:
+        raise ConfigError(f"{where}: {value!r} is not a valid choice; choose one of {', '.join(map(str, allowed))}")
+    setattr(obj, name, value)
+
+
+def update(obj, values: dict, prefix: str = ""):
+    """Apply a nested dict (as read from TOML) to a config dataclass, checking every key and value."""
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in values.items():
+        where = f"{prefix}.{key}" if prefix else key
+        if key not in names:
+            raise ConfigError(f"unknown config key {where!r}; valid keys here: {', '.join(sorted(names))}")
+        _set_field(obj, key, value, where)
+    return obj
+
+
+def parse_override(text: str) -> dict:
+    """``a.b.c=value`` -> {"a": {"b": {"c": "value"}}}; the value is a TOML literal when it parses as one."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form section.key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    out: dict = {}
+    node = out
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return out
+
+
+def load(cls, path: Path | None = None, overrides: list[str] = (), base=None):
+    """``cls()`` (or ``base``), then the TOML file at ``path``, then the dotted overrides."""
+    cfg = base if base is not None else cls()
+    if path is not None:
+        path = Path(path)
+        try:
+            update(cfg, tomllib.loads(path.read_text()))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: not valid TOML ({e})") from None
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+    for o in overrides:
+        update(cfg, parse_override(o))
+    validate = getattr(cfg, "validate", None)
+    if validate:
+        validate()
+    return cfg
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if v is None:
+        return '"none"'
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def to_toml(cfg, prefix: str = "") -> str:
+    """The resolved config as TOML, with each field's docstring as a comment."""
+    docs = field_docs(type(cfg))
+    scalars, sections = [], []
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(v):
+            sections.append(to_toml(v, f"{prefix}{f.name}."))
+        else:
+            doc = docs.get(f.name)
+            if doc:
+                scalars.append(f"# {doc}")
+            scalars.append(f"{f.name} = {_toml_value(v)}")
+    head = [f"[{prefix[:-1]}]"] if prefix and scalars else []
+    return "\n".join(head + scalars + ([""] if scalars else []) + sections)
+
+
+def describe(cls, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(key, default, doc) rows for every field, sections flattened with dots."""
+    rows = []
+    docs = field_docs(cls)
+    obj = cls()
+    for f in dataclasses.fields(cls):
+        v = getattr(obj, f.name)
+        if dataclasses.is_dataclass(v):
+            rows += describe(type(v), f"{prefix}{f.name}.")
+        else:
+            allowed = f.metadata.get("choices")
+            doc = docs.get(f.name, "") + (f" [{' | '.join(map(str, allowed))}]" if allowed else "")
+            rows.append((prefix + f.name, _toml_value(v), doc))
+    return rows

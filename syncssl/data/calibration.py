@@ -1,0 +1,108 @@
+"""``calibration.toml``: the camera format of aniposelib / Pose2Sim / caliscope.
+
+One table per camera (name, size [w, h], matrix, distortions, rotation (Rodrigues, world -> camera),
+translation (metres), fisheye) plus an optional ``[metadata]`` table. syncssl keeps millimetres inside,
+so translations are converted at this boundary. A non-OpenCV lens model (Human3.6M's) is stored in an
+extra ``lens_model`` key that the other tools ignore.
+"""
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import numpy as np
+
+from ..geometry import Camera, matrix_to_rodrigues, rodrigues_to_matrix
+from .dataset import DataError
+
+_REQUIRED = ("size", "matrix", "distortions", "rotation", "translation")
+
+
+def read_calibration(path: Path) -> list[Camera]:
+    """Cameras in file order. Raises :class:`DataError` naming the file and the table at fault."""
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(path, "calibration file is missing") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise DataError(path, f"cannot parse calibration TOML: {e}") from None
+    cameras = []
+    for key, table in doc.items():
+        if key == "metadata" or not isinstance(table, dict):
+            continue
+        missing = [k for k in _REQUIRED if k not in table]
+        if missing:
+            raise DataError(path, f"camera table [{key}] lacks {', '.join(missing)}")
+        if table.get("fisheye", False):
+            raise DataError(path, f"camera [{key}] is a fisheye camera, which syncssl does not support")
+        try:
+            w, h = (float(v) for v in table["size"])
+            if w != int(w) or h != int(h):
+                raise ValueError(f"size {table['size']} is not whole pixels")
+            cam = Camera(
+                name=str(table.get("name", key)), size=(int(w), int(h)),
+                K=np.asarray(table["matrix"], np.float64),
+                dist=np.asarray(table["distortions"], np.float64),
+                R=rodrigues_to_matrix(np.asarray(table["rotation"], np.float64)),
+                t=np.asarray(table["translation"], np.float64).reshape(3) * 1000.0,
+                model=str(table.get("lens_model", "opencv")),
+            )
+        except (ValueError, TypeError) as e:
+            raise DataError(path, f"camera [{key}]: {e}") from None
+        cameras.append(cam)
+    if not cameras:
+        raise DataError(path, "no camera tables found")
+    names = [c.name for c in cameras]
+    if len(set(names)) != len(names):
+        raise DataError(path, f"camera names repeat: {names}")
+    return cameras
+
+
+def _fmt(v) -> str:
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return "[ " + ", ".join(_fmt(x) for x in v) + "]"
+    return repr(float(v))
+
+
+def write_calibration(path: Path, cameras: list[Camera], error: float = 0.0) -> Path:
+    lines = []
+    for cam in cameras:
+        lines += [
+            f"[{cam.name}]",
+            f'name = "{cam.name}"',
+            f"size = {_fmt(cam.size)}",
+            f"matrix = {_fmt(cam.K)}",
+            f"distortions = {_fmt(cam.dist if cam.dist[4] != 0 else cam.dist[:4])}",
+            f"rotation = {_fmt(matrix_to_rodrigues(cam.R))}",
+            f"translation = {_fmt(cam.t / 1000.0)}",
+            "fisheye = false",
+        ]
+        if cam.model != "opencv":
+            lines.append(f'lens_model = "{cam.model}"')
+        lines.append("")
+    lines += ["[metadata]", "adjusted = false", f"error = {float(error)!r}", ""]
+    Path(path).write_text("\n".join(lines))
+    return Path(path)
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+def match_cameras(camera_names: list[str], video_paths: list[Path]) -> tuple[dict[str, Path], str]:
+    """Pairs camera tables with video files: by name (``cam_01`` <-> ``cam01.mp4``), else by sorted order.
+
+    Returns the mapping and one sentence saying how the match was made, for the user to check.
+    """
+    videos = sorted(video_paths, key=lambda p: p.name)
+    if len(videos) != len(camera_names):
+        raise ValueError(f"{len(camera_names)} cameras in the calibration ({', '.join(camera_names)}) but "
+                         f"{len(videos)} videos ({', '.join(p.name for p in videos)})")
+    by_stem = {_norm(p.stem): p for p in videos}
+    if all(_norm(n) in by_stem for n in camera_names) and len(by_stem) == len(videos):
+        return {n: by_stem[_norm(n)] for n in camera_names}, "cameras matched to videos by name"
+    pairs = dict(zip(sorted(camera_names), videos))
+    desc = ", ".join(f"{n} <- {p.name}" for n, p in pairs.items())
+    return {n: pairs[n] for n in camera_names}, f"camera names do not match video names; matched by sorted order: {desc}"

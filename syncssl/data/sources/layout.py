@@ -1,0 +1,307 @@
+"""The generic layout: a dataset root (``dataset.json`` + ``<subject>/<sequence>/`` folders) or one bare
+session folder (``calibration.toml`` + videos). The synthetic generator writes this layout too.
+
+A sequence folder holds ``calibration.toml``, ``videos/<camera>.<ext>`` (or the videos directly in the
+folder), and optionally ``poses3d.npy`` (T, 17, 3) world mm, ``boxes.npy`` (T, C, 4) pixels, with C in the
+calibration's table order, and ``masks/<camera>.npz``.
+
+Whatever is fixed up on the way in (frame counts truncated, sizes taken from the videos, cameras matched by
+sorted order) is said in ``Sequence.notes``; whatever cannot be fixed raises :class:`DataError` naming the file.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from ...geometry import Camera
+from ..calibration import match_cameras, read_calibration
+from ..dataset import DataError, Dataset, Sequence, View, read_dataset_json
+from ..video import VIDEO_EXTENSIONS, VideoInfo, probe
+
+VERIFY_MODES = ("none", "ends", "all")
+_ASPECT_TOLERANCE = 0.01  # relative: sizes this close in aspect ratio are one camera rescaled
+
+
+def frame_tolerance_for(num_frames: int, frame_tolerance: int | None) -> int:
+    """Frames by which streams of one sequence may differ before it is an error: default max(5, 1%)."""
+    return frame_tolerance if frame_tolerance is not None else max(5, num_frames // 100)
+
+
+def _hidden(p: Path) -> bool:
+    return p.name.startswith((".", "_"))
+
+
+def _name_key(name: str) -> str:
+    # the same normalisation as match_cameras: "cam_01", "Cam01", "cam-01" are one camera
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+def take_number_removed(name: str) -> str:
+    """``walk_00`` -> ``walk``, ``Walking 1`` -> ``Walking``: the action of a numbered take."""
+    base = re.sub(r"[\s_\-.]*\d+$", "", name)
+    return base or name
+
+
+# ---------------------------------------------------------------- lengths shared by every source
+
+
+def common_length(counts: dict[Path, int], tolerance: int | None, what: str = "camera") -> tuple[int, list[str]]:
+    """The usable length of streams that should be frame-synchronous: the shortest.
+
+    Differences within the tolerance are truncated (and said in the returned notes); larger ones raise
+    :class:`DataError` naming the stream farthest from the others.
+    """
+    lo, hi = min(counts.values()), max(counts.values())
+    tol = frame_tolerance_for(hi, tolerance)
+    if hi - lo > tol:
+        median = float(np.median(list(counts.values())))
+        worst = max(counts, key=lambda p: (abs(counts[p] - median), counts[p]))  # a tie of two: the longer
+        others = ", ".join(f"{p.name}: {n}" for p, n in counts.items() if p != worst)
+        raise DataError(worst, f"holds {counts[worst]} frames but the other {what}s of its sequence hold "
+                               f"{others}: frame counts differ by {hi - lo}, more than the tolerance of {tol}")
+    if lo == hi:
+        return lo, []
+    longer = ", ".join(f"{p.name}: {n}" for p, n in counts.items() if n > lo)
+    return lo, [f"{what} frame counts differ ({longer}; the others {lo}); truncated to the shortest, {lo} frames"]
+
+
+def fit_labels(path: Path, num_labels: int, num_frames: int, what: str, tolerance: int | None) -> tuple[int, list[str]]:
+    """Labels and frames must describe the same instants: a few frames' difference is truncated, more is an error."""
+    tol = frame_tolerance_for(max(num_labels, num_frames), tolerance)
+    if abs(num_labels - num_frames) > tol:
+        raise DataError(path, f"labels do not match the frames: {num_labels} {what} vs {num_frames} frames "
+                              f"(tolerance {tol})")
+    if num_labels == num_frames:
+        return num_frames, []
+    n = min(num_labels, num_frames)
+    return n, [f"{path.name} holds {num_labels} {what} for {num_frames} frames; both truncated to {n}"]
+
+
+def check_poses(path: Path, poses: np.ndarray, num_joints: int = 17) -> np.ndarray:
+    """(T, J, 3) finite float world millimetres, as float32."""
+    poses = np.asarray(poses)
+    if poses.ndim != 3 or poses.shape[1:] != (num_joints, 3):
+        raise DataError(path, f"expected 3D poses of shape (T, {num_joints}, 3), got {poses.shape}")
+    if not np.issubdtype(poses.dtype, np.floating):
+        raise DataError(path, f"expected floating-point poses (millimetres), got dtype {poses.dtype}")
+    bad = ~np.isfinite(poses).all(axis=(1, 2))
+    if bad.any():
+        raise DataError(path, f"{int(bad.sum())} poses hold NaN or infinite values (first at frame {int(bad.argmax())})")
+    return poses.astype(np.float32, copy=False)
+
+
+def metres_suspected(poses: np.ndarray) -> bool:
+    """A human body spans well over 10 mm: a smaller extent means the file is in metres."""
+    return poses.size > 0 and float(np.ptp(poses.reshape(-1, 3), axis=0).max()) < 10.0
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise DataError(path, f"not a readable .npy array ({e})") from None
+
+
+# ---------------------------------------------------------------- one sequence folder
+
+
+def find_videos(folder: Path) -> list[Path]:
+    """Video files in ``folder/videos/`` if it exists, else in ``folder`` itself."""
+    where = folder / "videos" if (folder / "videos").is_dir() else folder
+    return sorted(p for p in where.iterdir()
+                  if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS and not p.name.startswith("."))
+
+
+def _pair_cameras(folder: Path, calib: Path, cameras: list[Camera], videos: list[Path]) -> tuple[dict[str, Path], str]:
+    names = [c.name for c in cameras]
+    if not videos:
+        raise DataError(folder, f"no videos found (looked in {folder / 'videos'} and {folder} for "
+                                f"{', '.join(VIDEO_EXTENSIONS)}); the calibration names cameras {', '.join(names)}")
+    try:
+        return match_cameras(names, videos)
+    except ValueError:
+        pass
+    # counts differ: say which camera lacks a video, or which video lacks a camera table
+    video_keys = {_name_key(p.stem): p for p in videos}
+    camera_keys = {_name_key(n): n for n in names}
+    no_video = [n for n in names if _name_key(n) not in video_keys]
+    no_table = [p for p in videos if _name_key(p.stem) not in camera_keys]
+    if no_video and len(names) > len(videos):
+        raise DataError(folder, f"camera {', '.join(no_video)} of {calib.name} has no video "
+                                f"(videos: {', '.join(p.name for p in videos)})")
+    if no_table and len(videos) > len(names):
+        raise DataError(no_table[0], f"video has no camera table in {calib} (cameras: {', '.join(names)}); "
+                                     f"a camera is missing from sequence {folder}")
+    raise DataError(folder, f"{len(names)} cameras in {calib.name} ({', '.join(names)}) but {len(videos)} videos "
+                            f"({', '.join(p.name for p in videos)}): a camera is missing from this sequence")
+
+
+def _sized_camera(calib: Path, camera: Camera, info: VideoInfo) -> tuple[Camera, list[str]]:
+    """The camera at its video's frame size; intrinsics rescaled when the calibration was made at another size."""
+    (tw, th), (vw, vh) = camera.size, info.size
+    if (tw, th) == (vw, vh):
+        return camera, []
+    sx, sy = vw / tw, vh / th
+    if abs(sx - sy) > _ASPECT_TOLERANCE * max(sx, sy):
+        raise DataError(calib, f"camera [{camera.name}] is {tw}x{th} but its video {info.path.name} is {vw}x{vh}: "
+                               f"the aspect ratios differ, so the calibration does not describe this video")
+    K = camera.K.copy()
+    # pixel centres sit at integer coordinates: scale about the corner at -0.5
+    K[0, 0], K[0, 1], K[0, 2] = K[0, 0] * sx, K[0, 1] * sx, (K[0, 2] + 0.5) * sx - 0.5
+    K[1, 1], K[1, 2] = K[1, 1] * sy, (K[1, 2] + 0.5) * sy - 0.5
+    note = (f"camera {camera.name}: the calibration says {tw}x{th}, the video {info.path.name} is {vw}x{vh}; "
+            f"using the video's size with the intrinsics scaled by {sx:.4g}")
+    return replace(camera, size=(vw, vh), K=K), [note]
+
+
+def read_sequence(folder: Path, *, subject: str, name: str, action: str, fps: float | None,
+                  verify: str = "ends", frame_tolerance: int | None = None) -> Sequence:
+    """One sequence folder of the generic layout. ``fps=None`` takes the videos' own rate."""
+    folder = Path(folder)
+    calib = folder / "calibration.toml"
+    if not calib.is_file():
+        raise DataError(calib, "calibration file is missing (every sequence folder needs calibration.toml)")
+    cameras = read_calibration(calib)
+    mapping, how = _pair_cameras(folder, calib, cameras, find_videos(folder))
+    notes = [how] if "sorted order" in how else []  # a match by name needs no second look
+
+    views, counts, rates = [], {}, {}
+    for cam in cameras:
+        info = probe(mapping[cam.name], verify=verify)
+        cam, size_notes = _sized_camera(calib, cam, info)
+        notes += size_notes
+        views.append(View(camera=cam, video=info.path, codec=info.codec, num_frames=info.num_frames))
+        counts[info.path], rates[info.path.name] = info.num_frames, info.fps
+    num_frames, length_notes = common_length(counts, frame_tolerance)
+    notes += length_notes
+
+    if fps is None:
+        known = [r for r in rates.values() if r > 0]
+        if not known:
+            raise DataError(folder, "the videos do not state a frame rate; put the sequence in a dataset root "
+                                    "whose dataset.json gives fps")
+        fps = float(np.median(known))
+    off = {n: r for n, r in rates.items() if r > 0 and abs(r - fps) > 0.01 * fps}
+    if off:
+        notes.append(f"videos state other frame rates than {fps:g} fps: "
+                     f"{', '.join(f'{n}: {r:g}' for n, r in off.items())}; frames are paired by index")
+
+    poses = boxes = None
+    poses_path, boxes_path = folder / "poses3d.npy", folder / "boxes.npy"
+    if poses_path.is_file():
+        poses = check_poses(poses_path, _load_npy(poses_path))
+        num_frames, more = fit_labels(poses_path, len(poses), num_frames, "poses", frame_tolerance)
+        notes += more
+        if metres_suspected(poses):
+            notes.append(f"{poses_path.name}: the poses span less than 10 units; they look like metres, "
+                         f"but must be millimetres")
+    if boxes_path.is_file():
+        boxes = _check_boxes(boxes_path, _load_npy(boxes_path), len(views))
+        num_frames, more = fit_labels(boxes_path, len(boxes), num_frames, "boxes", frame_tolerance)
+        notes += more
+    masks, num_frames, mask_notes = _find_masks(folder, views, num_frames, frame_tolerance)
+    notes += mask_notes
+
+    return Sequence(subject=subject, name=name, action=action, fps=float(fps), views=views, num_frames=num_frames,
+                    poses3d=None if poses is None else poses[:num_frames],
+                    boxes=None if boxes is None else boxes[:num_frames],
+                    masks=masks, folder=folder, notes=notes)
+
+
+def _check_boxes(path: Path, boxes: np.ndarray, num_views: int) -> np.ndarray:
+    if boxes.ndim != 3 or boxes.shape[1:] != (num_views, 4):
+        raise DataError(path, f"expected boxes of shape (T, {num_views}, 4) (x0 y0 x1 y1 per camera, in the "
+                              f"calibration's camera order), got {boxes.shape}")
+    if not np.issubdtype(boxes.dtype, np.number):
+        raise DataError(path, f"expected numeric boxes, got dtype {boxes.dtype}")
+    if np.isinf(boxes).any():
+        raise DataError(path, "boxes hold infinite values (use NaN for a frame without a person)")
+    return boxes.astype(np.float32, copy=False)
+
+
+def _find_masks(folder: Path, views: list[View], num_frames: int,
+                tolerance: int | None) -> tuple[dict[str, Path], int, list[str]]:
+    where = folder / "masks"
+    if not where.is_dir():
+        return {}, num_frames, []
+    by_name = {v.name: v for v in views}
+    masks, notes = {}, []
+    for path in sorted(where.glob("*.npz")):
+        view = by_name.get(path.stem)
+        if view is None:
+            notes.append(f"masks/{path.name} names no camera of this sequence; ignored")
+            continue
+        try:
+            with np.load(path) as z:
+                T, H, W = (int(v) for v in z["shape"])
+        except (KeyError, ValueError, OSError, EOFError) as e:
+            raise DataError(path, f"not a mask file written by save_masks ({e})") from None
+        if (W, H) != view.camera.size:
+            raise DataError(path, f"masks are {W}x{H} but the video of camera {view.name} is "
+                                  f"{view.camera.size[0]}x{view.camera.size[1]}")
+        num_frames, more = fit_labels(path, T, num_frames, "masks", tolerance)
+        notes += more
+        masks[view.name] = path
+    return masks, num_frames, notes
+
+
+# ---------------------------------------------------------------- dataset root and bare session
+
+
+def read_layout(root: Path, *, verify: str = "ends", frame_tolerance: int | None = None,
+                skip_broken: bool = False) -> Dataset:
+    """A dataset root: ``dataset.json`` plus one folder per subject holding one folder per sequence."""
+    root = Path(root)
+    meta_path = root / "dataset.json"
+    meta = read_dataset_json(meta_path)
+    subjects = [str(s) for s in meta["subjects"]]
+    splits = {str(k): [str(s) for s in v] for k, v in meta["splits"].items()}
+    for split, members in splits.items():
+        unknown = [s for s in members if s not in subjects]
+        if unknown:
+            raise DataError(meta_path, f"split {split!r} names subjects {unknown} that are not in 'subjects'")
+    actions = meta.get("actions", {})  # optional: "<subject>/<sequence>" or "<sequence>" -> action
+    fps = float(meta["fps"])
+    notes: list[str] = []
+    sequences: list[Sequence] = []
+    for subject in subjects:
+        sdir = root / subject
+        if not sdir.is_dir():
+            raise DataError(sdir, f"subject {subject!r} is listed in {meta_path.name} but its folder is missing")
+        seq_dirs = sorted(d for d in sdir.iterdir() if d.is_dir() and not _hidden(d))
+        if not seq_dirs:
+            raise DataError(sdir, f"subject {subject!r} holds no sequence folders")
+        for d in seq_dirs:
+            action = actions.get(f"{subject}/{d.name}", actions.get(d.name, take_number_removed(d.name)))
+            try:
+                seq = read_sequence(d, subject=subject, name=d.name, action=str(action), fps=fps,
+                                    verify=verify, frame_tolerance=frame_tolerance)
+            except DataError as e:
+                if not skip_broken:
+                    raise
+                notes.append(f"skipped broken sequence {subject}/{d.name}: {e}")
+                continue
+            sequences.append(seq)
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and not _hidden(p) and p.name not in subjects):
+        if any((s / "calibration.toml").is_file() for s in d.iterdir() if s.is_dir()):
+            notes.append(f"folder {d.name}/ holds sequences but is not a subject listed in {meta_path.name}; ignored")
+    return _dataset(root, meta["name"], fps, meta["skeleton"], splits, sequences,
+                    str(meta.get("source", "session")), notes)
+
+
+def read_session(folder: Path, *, verify: str = "ends", frame_tolerance: int | None = None) -> Dataset:
+    """One bare session folder: a single sequence of subject ``session``, named after the folder."""
+    folder = Path(folder).resolve()
+    seq = read_sequence(folder, subject="session", name=folder.name, action=take_number_removed(folder.name),
+                        fps=None, verify=verify, frame_tolerance=frame_tolerance)
+    return _dataset(folder, folder.name, seq.fps, "h36m17", {"all": ["session"]}, [seq], "session", [])
+
+
+def _dataset(root, name, fps, skeleton, splits, sequences, source, notes) -> Dataset:
+    for s in sequences:
+        notes += [f"{s.key}: {n}" for n in s.notes]
+    return Dataset(root=Path(root), name=str(name), fps=float(fps), skeleton=str(skeleton), splits=splits,
+                   sequences=sequences, source=source, notes=notes)
