@@ -253,3 +253,17 @@ def test_pairnet_overfits_a_few_pairs():
     accuracy = ((out["sync"].argmax(1) == sync).float().mean() + (out["flip"].argmax(1) == flip).float().mean()) / 2
     assert accuracy > 0.9, accuracy
     assert not torch.equal(before["backbone.stem.0.weight"], model.state_dict()["backbone.stem.0.weight"])
+
+
+def test_group_norm_backbone_is_independent_of_the_batch():
+    """norm="group": a sample's output does not depend on the rest of the batch (what makes DDP exact)."""
+    from syncssl.models.resnet import resnet
+    torch.manual_seed(0)
+    net = resnet(18, 0.25, norm="group").train()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    x = torch.randn(4, 3, 40, 40)
+    assert torch.allclose(net(x)[:2], net(x[:2]), atol=1e-5)
+    bn = resnet(18, 0.25).train()
+    assert not torch.allclose(bn(x)[:2], bn(x[:2]), atol=1e-5)  # the control: BatchNorm mixes the batch
+    with pytest.raises(ValueError, match="choose one of: batch, group"):
+        resnet(18, 0.25, norm="layer")

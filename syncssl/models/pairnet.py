@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from .resnet import ARCHITECTURES, Backbone, resnet
+from .resnet import ARCHITECTURES, Backbone, norm_layer, resnet
 
 
 @dataclass(frozen=True)
@@ -49,11 +49,13 @@ class PairNetConfig:
     head_hidden: int = 256  # hidden units of the sync and flip MLP heads; 0: each head is a single Linear layer
     dropout: float = 0.0  # dropout before the last Linear of each head
     zero_init_residual: bool = False  # zero the last BN gamma of each residual block (each starts as the identity)
+    norm: str = "batch"  # normalisation layers: "batch" (the paper's) or "group" (independent of the batch)
 
     def __post_init__(self):
         if self.depth not in ARCHITECTURES:
             raise ValueError(f"unsupported ResNet depth {self.depth}; choose one of {sorted(ARCHITECTURES)}")
         get_fusion(self.fusion)
+        norm_layer(self.norm)
         if not self.width > 0:
             raise ValueError(f"width must be positive, got {self.width}")
         if self.embed_dim is not None and self.embed_dim <= 0:
@@ -83,7 +85,8 @@ class PairNet(nn.Module):
     def __init__(self, config: PairNetConfig | None = None, backbone: Backbone | None = None):
         super().__init__()
         self.config = config = config or PairNetConfig()
-        self.backbone = backbone or resnet(config.depth, config.width, zero_init_residual=config.zero_init_residual)
+        self.backbone = backbone or resnet(config.depth, config.width, zero_init_residual=config.zero_init_residual,
+                                            norm=config.norm)
         features = self.backbone.out_features
         if config.embed_dim is None:
             self.project, self.embed_dim = nn.Identity(), features

@@ -11,12 +11,30 @@ Bottlenecks put their stride on the 3x3 convolution ("ResNet v1.5"), as torchvis
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
+
+# Normalisation layers by name. "batch" is the paper's; "group" does not depend on the batch, so a DDP
+# run equals a single process with the same global batch exactly (BatchNorm's statistics are per rank,
+# and SyncBatchNorm needs a GPU).
+NORMS: dict[str, Callable[[int], nn.Module]] = {
+    "batch": nn.BatchNorm2d,
+    "group": lambda channels: nn.GroupNorm(math.gcd(channels, 8), channels),
+}
+_NORM_TYPES = (nn.BatchNorm2d, nn.GroupNorm)
+
+
+def norm_layer(name: str) -> Callable[[int], nn.Module]:
+    try:
+        return NORMS[name]
+    except KeyError:
+        raise ValueError(f"unknown normalisation {name!r}; choose one of: {', '.join(NORMS)}") from None
+
 
 BASE_CHANNELS = (64, 128, 256, 512)  # per-stage channels of a width-1 ResNet (before a bottleneck's expansion)
 MIN_CHANNELS = 8
@@ -27,18 +45,18 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, in_channels: int, planes: int, stride: int = 1):
+    def __init__(self, in_channels: int, planes: int, stride: int = 1, norm=nn.BatchNorm2d):
         super().__init__()
         out_channels = planes * self.expansion
         self.conv1 = nn.Conv2d(in_channels, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = norm(planes)
         self.conv2 = nn.Conv2d(planes, out_channels, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.bn2 = norm(out_channels)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = _shortcut(in_channels, out_channels, stride)
+        self.downsample = _shortcut(in_channels, out_channels, stride, norm)
 
     @property
-    def last_bn(self) -> nn.BatchNorm2d:
+    def last_bn(self) -> nn.Module:
         return self.bn2
 
     def forward(self, x: Tensor) -> Tensor:
@@ -53,20 +71,20 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, in_channels: int, planes: int, stride: int = 1):
+    def __init__(self, in_channels: int, planes: int, stride: int = 1, norm=nn.BatchNorm2d):
         super().__init__()
         out_channels = planes * self.expansion
         self.conv1 = nn.Conv2d(in_channels, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = norm(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = norm(planes)
         self.conv3 = nn.Conv2d(planes, out_channels, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(out_channels)
+        self.bn3 = norm(out_channels)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = _shortcut(in_channels, out_channels, stride)
+        self.downsample = _shortcut(in_channels, out_channels, stride, norm)
 
     @property
-    def last_bn(self) -> nn.BatchNorm2d:
+    def last_bn(self) -> nn.Module:
         return self.bn3
 
     def forward(self, x: Tensor) -> Tensor:
@@ -77,10 +95,10 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-def _shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Module | None:
+def _shortcut(in_channels: int, out_channels: int, stride: int, norm=nn.BatchNorm2d) -> nn.Module | None:
     if stride == 1 and in_channels == out_channels:
         return None
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels))
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), norm(out_channels))
 
 
 # depth -> (block type, blocks per stage)
@@ -103,18 +121,20 @@ class Backbone(nn.Module):
     (inputs are converted on entry when the stem's weights are channels_last).
     """
 
-    def __init__(self, depth: int = 18, width: float = 1.0, in_channels: int = 3, zero_init_residual: bool = False):
+    def __init__(self, depth: int = 18, width: float = 1.0, in_channels: int = 3, zero_init_residual: bool = False,
+                 norm: str = "batch"):
         super().__init__()
+        make_norm = norm_layer(norm)
         if depth not in ARCHITECTURES:
             raise ValueError(f"unsupported ResNet depth {depth}; choose one of {sorted(ARCHITECTURES)}")
         if not width > 0:
             raise ValueError(f"ResNet width multiplier must be positive, got {width}")
         block, layers = ARCHITECTURES[depth]
-        self.depth, self.width, self.in_channels = depth, float(width), in_channels
+        self.depth, self.width, self.in_channels, self.norm = depth, float(width), in_channels, norm
         stem_channels = scaled_channels(64, width)
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, stem_channels, 7, 2, 3, bias=False),
-            nn.BatchNorm2d(stem_channels),
+            make_norm(stem_channels),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(3, 2, 1),
         )
@@ -123,7 +143,7 @@ class Backbone(nn.Module):
             planes, stride = scaled_channels(base, width), 1 if i == 0 else 2
             blocks = []
             for b in range(num_blocks):
-                blocks.append(block(channels, planes, stride if b == 0 else 1))
+                blocks.append(block(channels, planes, stride if b == 0 else 1, make_norm))
                 channels = planes * block.expansion
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.ModuleList(stages)
@@ -150,7 +170,7 @@ class Backbone(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
+            elif isinstance(m, _NORM_TYPES):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         if zero_init_residual:
@@ -221,11 +241,12 @@ class Backbone(nn.Module):
         return self
 
 
-def resnet(depth: int = 18, width: float = 1.0, in_channels: int = 3, zero_init_residual: bool = False) -> Backbone:
+def resnet(depth: int = 18, width: float = 1.0, in_channels: int = 3, zero_init_residual: bool = False,
+           norm: str = "batch") -> Backbone:
     """A ResNet-``depth`` backbone (18 and 34: BasicBlock; 50: Bottleneck) with every stage's channels
     (the stem's too) multiplied by ``width``, rounded, and at least 8. ``resnet(18)`` has 512 output features,
     ``resnet(50)`` 2048, ``resnet(18, 0.25)`` 128."""
-    return Backbone(depth, width, in_channels, zero_init_residual)
+    return Backbone(depth, width, in_channels, zero_init_residual, norm)
 
 
 # ---------------------------------------------------------------------------- checkpoints

@@ -1,0 +1,226 @@
+"""The pair sampler: purity, resumability, rank sharding, balance, offsets, static frames, modes, errors."""
+from itertools import islice
+
+import numpy as np
+import pytest
+
+from syncssl.data.sampling import PairPlan, PairSampler, SamplerSequence, SamplingConfig
+
+FIELDS = ("seq", "cam", "frame", "offset", "sync", "flip", "flip_label", "jitter")
+
+
+def sequences():
+    """Two rigs: 50 fps with a static stretch, 25 fps fully moving."""
+    static = np.zeros(600, bool)
+    static[100:200] = True  # the subject stands still
+    static[::7] = True  # and some scattered frames
+    return [SamplerSequence(600, 4, 50.0, static=static, name="S1/walk"),
+            SamplerSequence(300, 3, 25.0, name="S5/eat")]
+
+
+def same(a: PairPlan, b: PairPlan) -> bool:
+    return all(np.array_equal(getattr(a, f), getattr(b, f)) for f in FIELDS)
+
+
+def test_plan_is_a_pure_function_of_seed_and_step():
+    a = PairSampler(sequences(), SamplingConfig(batch_size=16), seed=3)
+    b = PairSampler(sequences(), SamplingConfig(batch_size=16), seed=3)
+    for step in (9, 2, 7):  # history must not matter
+        a.plan(step)
+    assert same(a.plan(5), b.plan(5))
+    assert same(a.plan(5), a.plan(5))
+    assert not same(a.plan(5), a.plan(6))
+    assert not same(a.plan(5), PairSampler(sequences(), SamplingConfig(batch_size=16), seed=4).plan(5))
+
+
+def test_resume_from_a_step_without_replay():
+    s = PairSampler(sequences(), SamplingConfig(batch_size=8), seed=1)
+    resumed = list(islice(s.from_step(40), 3))
+    assert [p.step for p in resumed] == [40, 41, 42]
+    for p in resumed:
+        assert same(p, PairSampler(sequences(), SamplingConfig(batch_size=8), seed=1).plan(p.step))
+    assert same(next(iter(s)), s.plan(0))
+
+
+def test_ranks_take_disjoint_rows_of_the_single_process_global_batch():
+    world, n = 4, 8
+    single = PairSampler(sequences(), SamplingConfig(batch_size=n * world), seed=11)
+    ranks = [PairSampler(sequences(), SamplingConfig(batch_size=n), seed=11, rank=r, world_size=world)
+             for r in range(world)]
+    for step in (0, 13):
+        plans = [r.plan(step) for r in ranks]
+        assert [p.rank for p in plans] == list(range(world)) and all(len(p) == n for p in plans)
+        whole = single.plan(step)
+        for f in FIELDS:
+            assert np.array_equal(np.concatenate([getattr(p, f) for p in plans]), getattr(whole, f)), f
+        assert not same(plans[0], plans[1])  # independent streams, not copies
+
+
+def test_labels_are_balanced_at_the_configured_fractions():
+    s = PairSampler(sequences(), SamplingConfig(batch_size=32), seed=0)
+    plans = [s.plan(k) for k in range(60)]
+    assert all(p.sync.sum() == 16 and p.flip_label.sum() == 16 for p in plans)  # exact per global batch
+    sync = np.concatenate([p.sync for p in plans])
+    flip = np.concatenate([p.flip_label for p in plans])
+    assert abs(flip[sync == 1].mean() - 0.5) < 0.06 and abs(flip[sync == 0].mean() - 0.5) < 0.06  # independent
+    for p in plans:
+        assert np.array_equal(p.flip.sum(1), p.flip_label)  # one mirrored view exactly when flipped
+    views = np.concatenate([p.flip[p.flip_label == 1].argmax(1) for p in plans])
+    assert 0.4 < views.mean() < 0.6  # either view
+
+    odd = PairSampler(sequences(), SamplingConfig(batch_size=10, sync_fraction=0.3, flip_fraction=0.75), seed=0)
+    sync = np.concatenate([odd.plan(k).sync for k in range(300)])
+    flip = np.concatenate([odd.plan(k).flip_label for k in range(300)])
+    assert abs(sync.mean() - 0.3) < 0.01 and abs(flip.mean() - 0.75) < 0.02  # remainder rounded without bias
+
+
+def test_flip_only_synchronized_pairs_when_asked():
+    s = PairSampler(sequences(), SamplingConfig(batch_size=32, flip_unsync=False), seed=0)
+    for k in range(20):
+        p = s.plan(k)
+        assert p.flip_label[p.sync == 0].sum() == 0 and p.flip_label[p.sync == 1].sum() == 8
+
+
+def test_offsets_stay_in_the_window_converted_with_each_fps():
+    s = PairSampler(sequences(), SamplingConfig(batch_size=64), seed=2)
+    assert s.window(0) == (5, 127) and s.window(1) == (3, 63)  # 0.1..2.54 s at 50 and 25 fps
+    plans = [s.plan(k) for k in range(40)]
+    seq = np.concatenate([p.seq for p in plans])
+    off = np.concatenate([p.offset for p in plans])
+    sync = np.concatenate([p.sync for p in plans])
+    frame = np.concatenate([p.frame for p in plans])
+    assert (off[sync == 1] == 0).all() and (frame[sync == 1, 0] == frame[sync == 1, 1]).all()
+    assert (frame[:, 1] - frame[:, 0] == off).all()
+    for i, (lo, hi) in enumerate([(5, 127), (3, 63)]):
+        d = np.abs(off[(sync == 0) & (seq == i)])
+        assert len(d) and d.min() >= lo and d.max() <= hi
+        assert (off[(sync == 0) & (seq == i)] < 0).any() and (off[(sync == 0) & (seq == i)] > 0).any()
+        # both views inside their own sequence
+        n = 600 if i == 0 else 300
+        assert frame[seq == i].min() >= 0 and frame[seq == i].max() < n
+    assert np.abs(off[(sync == 0) & (seq == 1)]).max() > 50  # the window really stretches at 25 fps
+
+    frames = PairSampler(sequences(), SamplingConfig(batch_size=64, offset_unit="frames", min_offset=4,
+                                                     max_offset=10), seed=2)
+    d = np.abs(np.concatenate([p.offset[p.sync == 0] for p in (frames.plan(k) for k in range(10))]))
+    assert d.min() >= 4 and d.max() <= 10 and frames.window(0) == frames.window(1) == (4, 10)
+
+
+def test_window_is_clipped_to_short_sequences():
+    short = [SamplerSequence(20, 2, 50.0, name="short")]  # window 5..127 frames, sequence of 20
+    s = PairSampler(short, SamplingConfig(batch_size=32), seed=0)
+    for k in range(10):
+        p = s.plan(k)
+        assert p.frame.min() >= 0 and p.frame.max() < 20
+        assert (np.abs(p.offset[p.sync == 0]) >= 5).all()
+
+
+def test_static_frames_are_never_used_and_are_reported():
+    seqs = sequences()
+    s = PairSampler(seqs, SamplingConfig(batch_size=64), seed=5)
+    static = seqs[0].static
+    for k in range(30):
+        p = s.plan(k)
+        on0 = p.seq == 0
+        assert not static[p.frame[on0]].any()
+    summary = s.summary()
+    assert summary["frames_static"] == static.sum() and summary["frames"] == 900
+    assert summary["static_share"] == pytest.approx(static.sum() / 900)
+    assert "static" in s.describe() and str(int(static.sum())) in s.describe()
+
+
+def test_sequences_are_drawn_in_proportion_to_their_usable_frames():
+    seqs = [SamplerSequence(400, 2, 50.0), SamplerSequence(400, 2, 50.0, static=np.arange(400) >= 100)]
+    s = PairSampler(seqs, SamplingConfig(batch_size=100), seed=0)
+    seq = np.concatenate([s.plan(k).seq for k in range(100)])
+    assert abs((seq == 0).mean() - 400 / 500) < 0.02
+
+
+def test_unusable_sequences_are_excluded_with_a_reason():
+    frozen = SamplerSequence(50, 4, 50.0, static=np.ones(50, bool), name="S2/frozen")
+    s = PairSampler(sequences() + [frozen], SamplingConfig(batch_size=16), seed=0)
+    summary = s.summary()
+    assert summary["sequences_used"] == 2 and "S2/frozen" in summary["excluded"]
+    assert "static" in summary["excluded"]["S2/frozen"]
+    assert not (np.concatenate([s.plan(k).seq for k in range(20)]) == 2).any()
+    with pytest.raises(ValueError, match="no sequence can provide"):
+        PairSampler([frozen], SamplingConfig(batch_size=4))
+
+
+def test_pose_change_filter_rejects_ambiguous_unsynchronized_pairs():
+    T, rng = 400, np.random.default_rng(0)
+    # the pose changes only every 20 frames (a subject that moves in jerks): many offsets give the same pose
+    steps = rng.normal(0, 30, (T // 20, 17, 3)).cumsum(0).astype(np.float32)
+    poses = np.repeat(steps, 20, axis=0)
+    seqs = [SamplerSequence(T, 4, 50.0, poses3d=poses)]
+
+    def changes(sampler):
+        out = []
+        for k in range(30):
+            p = sampler.plan(k)
+            u = p.sync == 0
+            out.append(np.linalg.norm(poses[p.frame[u, 0]] - poses[p.frame[u, 1]], axis=-1).mean(-1))
+        return np.concatenate(out)
+
+    assert (changes(PairSampler(seqs, SamplingConfig(batch_size=32), seed=0)) < 1e-3).any()  # the filter matters
+    filtered = changes(PairSampler(seqs, SamplingConfig(batch_size=32, min_pose_change_mm=20.0), seed=0))
+    assert filtered.min() >= 20.0
+    no_poses = PairSampler([SamplerSequence(T, 4, 50.0, name="S9/x")],
+                           SamplingConfig(batch_size=8, min_pose_change_mm=20.0))
+    assert no_poses.summary()["pose_filter_off"] == ["S9/x"]
+
+
+def test_multiview_uses_two_cameras_and_single_view_one():
+    multi = PairSampler(sequences(), SamplingConfig(batch_size=64), seed=0)
+    single = PairSampler(sequences(), SamplingConfig(batch_size=64, mode="single_view"), seed=0)
+    for k in range(10):
+        m, s = multi.plan(k), single.plan(k)
+        assert (m.cam[:, 0] != m.cam[:, 1]).all()
+        assert (s.cam[:, 0] == s.cam[:, 1]).all()
+        assert (m.cam.max(1) < np.where(m.seq == 0, 4, 3)).all()
+        # single view: a sync pair is one frame under two different augmentations
+        sync = s.sync == 1
+        assert (s.frame[sync, 0] == s.frame[sync, 1]).all()
+        assert (np.abs(s.jitter[:, 0] - s.jitter[:, 1]).max(-1) > 0).all()
+        assert np.abs(s.jitter[..., :2]).max() <= 0.15 and np.abs(m.jitter[..., :2]).max() <= 0.05
+        assert np.abs(s.jitter[..., :2]).max() > 0.05  # stronger than the multiview jitter
+    assert {(0, 1), (1, 0), (2, 3)} <= {tuple(c) for p in (multi.plan(k) for k in range(10)) for c in p.cam}
+
+
+def test_clear_errors_on_impossible_configurations():
+    with pytest.raises(ValueError, match="no sequences"):
+        PairSampler([], SamplingConfig())
+    with pytest.raises(ValueError, match="offset window"):
+        PairSampler(sequences(), SamplingConfig(min_offset=20.0, max_offset=30.0))  # 20 s > every sequence
+    mono = [SamplerSequence(100, 1, 50.0, name="S1/a"), SamplerSequence(100, 1, 50.0, name="S1/b")]
+    with pytest.raises(ValueError, match="single camera.*single_view"):
+        PairSampler(mono, SamplingConfig())
+    assert (PairSampler(mono, SamplingConfig(mode="single_view")).plan(0).cam == 0).all()
+    with pytest.raises(ValueError, match="rank"):
+        PairSampler(sequences(), rank=2, world_size=2)
+    with pytest.raises(ValueError, match="min_offset"):
+        SamplingConfig(min_offset=3.0, max_offset=1.0)
+    with pytest.raises(ValueError, match="mode"):
+        SamplingConfig(mode="stereo")
+
+
+def test_plan_arrays_have_the_documented_types():
+    p = PairSampler(sequences(), SamplingConfig(batch_size=6), seed=0, rank=1, world_size=2).plan(3)
+    assert (p.step, p.rank, len(p)) == (3, 1, 6)
+    expected = {"seq": (np.int32, (6,)), "cam": (np.int32, (6, 2)), "frame": (np.int64, (6, 2)),
+                "offset": (np.int32, (6,)), "sync": (np.int64, (6,)), "flip": (np.bool_, (6, 2)),
+                "flip_label": (np.int64, (6,)), "jitter": (np.float32, (6, 2, 3))}
+    for name, (dtype, shape) in expected.items():
+        a = getattr(p, name)
+        assert a.dtype == dtype and a.shape == shape, name
+
+
+def test_from_a_prepared_sequence():
+    from types import SimpleNamespace
+    prepared = SimpleNamespace(num_frames=120, cameras=["c0", "c1", "c2"], fps=30.0, subject="S7", key="S7/sit",
+                               static=np.arange(120) < 20, poses3d=np.zeros((120, 17, 3), np.float32))
+    s = SamplerSequence.from_sequence(prepared)
+    assert (s.num_frames, s.num_cameras, s.fps, s.name) == (120, 3, 30.0, "S7/sit")
+    assert s.static.sum() == 20 and s.poses3d.shape == (120, 17, 3)
+    with pytest.raises(ValueError, match="static must be"):
+        SamplerSequence(10, 2, 50.0, static=np.zeros(9, bool))
