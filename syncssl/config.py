@@ -91,30 +91,35 @@ def _hints(cls):
     return typing.get_type_hints(cls)
 
 
-def _set_field(obj, name: str, value, where: str):
+def _field_value(obj, name: str, value, where: str):
+    """The checked, converted new value of field ``name`` (a section: the updated sub-config)."""
     f = {f.name: f for f in dataclasses.fields(obj)}[name]
     typ = _hints(type(obj))[name]
     if dataclasses.is_dataclass(typ):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: is a section; set its fields, e.g. {where}.<field>=...")
-        update(getattr(obj, name), value, where)
-        return
+        return update(getattr(obj, name), value, where)
     value = _convert(value, typ, where)
     allowed = f.metadata.get("choices")
     if allowed and value not in allowed:
         raise ConfigError(f"{where}: {value!r} is not a valid choice; choose one of {', '.join(map(str, allowed))}")
-    setattr(obj, name, value)
+    return value
 
 
 def update(obj, values: dict, prefix: str = ""):
-    """Apply a nested dict (as read from TOML) to a config dataclass, checking every key and value."""
+    """A copy of config dataclass ``obj`` with a nested dict (as read from TOML) applied, every key and value
+    checked. Built with ``dataclasses.replace``, so frozen sections work and their ``__post_init__`` checks run."""
     names = {f.name for f in dataclasses.fields(obj)}
+    changes = {}
     for key, value in values.items():
         where = f"{prefix}.{key}" if prefix else key
         if key not in names:
             raise ConfigError(f"unknown config key {where!r}; valid keys here: {', '.join(sorted(names))}")
-        _set_field(obj, key, value, where)
-    return obj
+        changes[key] = _field_value(obj, key, value, where)
+    try:
+        return dataclasses.replace(obj, **changes)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{prefix or 'config'}: {e}") from None
 
 
 def parse_override(text: str) -> dict:
@@ -141,7 +146,7 @@ def load(cls, path: Path | None = None, overrides: list[str] = (), base=None):
     if path is not None:
         path = Path(path)
         try:
-            update(cfg, tomllib.loads(path.read_text()))
+            cfg = update(cfg, tomllib.loads(path.read_text()))
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found") from None
         except tomllib.TOMLDecodeError as e:
@@ -149,7 +154,7 @@ def load(cls, path: Path | None = None, overrides: list[str] = (), base=None):
         except ConfigError as e:
             raise ConfigError(f"{path}: {e}") from None
     for o in overrides:
-        update(cfg, parse_override(o))
+        cfg = update(cfg, parse_override(o))
     validate = getattr(cfg, "validate", None)
     if validate:
         validate()

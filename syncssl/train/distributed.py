@@ -28,7 +28,7 @@ class Dist:
         return self.world_size > 1
 
 
-def setup(device: str = "auto", timeout_s: float = 600.0) -> Dist:
+def setup(device: str = "auto", timeout_s: float = 1800.0) -> Dist:
     """Initialise the process group when launched by torchrun (WORLD_SIZE > 1), pick the device."""
     rank = int(os.environ.get("RANK", 0))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))

@@ -1,0 +1,226 @@
+"""The fused data path end to end: plan -> decode only the frames the plan needs -> assemble_pairs -> batch.
+
+``PairBatcher`` turns one :class:`~syncssl.data.sampling.PairPlan` into a :class:`Batch` (a pure function of
+the plan, the manifest and the seed); ``Prefetcher`` runs it on a background thread, ``depth`` steps ahead
+of training, and measures how long the consumer waits.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..ops import assemble_pairs
+from .dataset import DataError
+from .decode import FrameRequest
+from .manifest import Manifest
+from .sampling import PairPlan
+
+BG_MODES = {"off": 0, "hard": 1, "soft": 2}
+
+
+@dataclass
+class Batch:
+    step: int
+    images: torch.Tensor  # (2N, 3, S, S) channels_last, compute dtype, on the training device
+    sync: torch.Tensor  # (N,) int64, 1 = synchronized
+    flip: torch.Tensor  # (N,) int64, 1 = one view mirrored
+    offset: torch.Tensor  # (N,) int64, frame offset of view b (0 for synchronized pairs)
+    dropped: int = 0  # pairs dropped because one of their videos failed to decode
+    ready: torch.cuda.Event | None = None  # set when assembled on a side CUDA stream
+
+    @property
+    def pairs(self) -> int:
+        return int(self.sync.shape[0])
+
+    def wait(self):
+        """Make the current CUDA stream wait for this batch (no-op on CPU)."""
+        if self.ready is not None:
+            stream = torch.cuda.current_stream()
+            stream.wait_event(self.ready)
+            for t in (self.images, self.sync, self.flip, self.offset):
+                t.record_stream(stream)
+
+
+class PairBatcher:
+    """Decodes and assembles the pairs of a plan. ``sequences`` are manifest indices (the sampler's order)."""
+
+    def __init__(self, manifest: Manifest, sequences: list[int], decoder, *, crop_size: int,
+                 background: str = "soft", bg_threshold: float = 20.0, bg_softness: float = 16.0,
+                 substitute: float = 0.0, mean=(0.45, 0.45, 0.45), std=(0.25, 0.25, 0.25),
+                 device: torch.device | str = "cpu", out_dtype: torch.dtype = torch.float32, seed: int = 0):
+        if background not in BG_MODES:
+            raise ValueError(f"background must be one of {', '.join(BG_MODES)}, got {background!r}")
+        self.manifest, self.decoder = manifest, decoder
+        self.seqs = [manifest.sequences[i] for i in sequences]
+        self.crop_size, self.bg_mode = crop_size, BG_MODES[background]
+        self.bg_threshold, self.bg_softness, self.substitute = bg_threshold, bg_softness, substitute
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.device, self.out_dtype, self.seed = torch.device(device), out_dtype, seed
+        # One padded geometry for every frame and background: the largest camera of these sequences.
+        sizes = [c.size for s in self.seqs for c in s.cameras]
+        self.width, self.height = max(w for w, _ in sizes), max(h for _, h in sizes)
+        ids = sorted({c.background_id for s in self.seqs for c in s.cameras})
+        self.bg_slot = {bid: i for i, bid in enumerate(ids)}
+        self.backgrounds = self._background_bank(ids) if (self.bg_mode or substitute > 0) else None
+        self.boxes = [torch.from_numpy(np.ascontiguousarray(s.boxes, np.float32)) for s in self.seqs]
+
+    def _background_bank(self, ids: list[str]) -> torch.Tensor:
+        bank = torch.zeros(len(ids), self.height, self.width, 3, dtype=torch.uint8)
+        for i, bid in enumerate(ids):
+            bg = self.manifest.background(bid)
+            bank[i, :bg.shape[0], :bg.shape[1]] = torch.from_numpy(np.array(bg))  # cached read-only array
+        return bank.to(self.device)
+
+    def __call__(self, plan: PairPlan) -> Batch:
+        n = len(plan)
+        # 1. one request per (sequence, camera): its distinct frames, decoded once even if used twice
+        views = [(int(plan.seq[p]), int(plan.cam[p, v]), int(plan.frame[p, v])) for p in range(n) for v in (0, 1)]
+        wanted: dict[tuple[int, int], list[int]] = {}
+        for s, c, t in views:
+            wanted.setdefault((s, c), []).append(t)
+        keys = list(wanted)
+        requests = []
+        for s, c in keys:
+            cam, seq = self.seqs[s].cameras[c], self.seqs[s]
+            frames = np.unique(np.asarray(wanted[(s, c)], np.int64))
+            if frames[-1] >= seq.num_frames:
+                raise DataError(cam.video, f"the plan asks for frame {frames[-1]} but {seq.key} has {seq.num_frames}")
+            requests.append(FrameRequest(cam.video, frames, cam.codec, tuple(cam.size)))
+        decoded = self.decoder.decode(requests)
+
+        # 2. the frame bank (M, H, W, 3) uint8, every frame padded to the common geometry
+        row_of: dict[tuple[int, int, int], int] = {}
+        blocks, hw = [], []
+        for (s, c), req, frames in zip(keys, requests, decoded):
+            if frames is None:  # a failed request (skip policy): its pairs are dropped below
+                continue
+            for k, t in enumerate(req.frames.tolist()):
+                row_of[(s, c, t)] = len(hw)
+                hw.append(frames.shape[1:3])
+            blocks.append(frames)
+        keep = [p for p in range(n) if all(v in row_of for v in views[2 * p:2 * p + 2])]
+        if not keep:
+            raise DataError(requests[0].path, f"step {plan.step}: every pair of the batch failed to decode")
+        bank = self._bank(blocks, hw)
+
+        # 3. per-view arguments of the fused op
+        kv = [v for p in keep for v in views[2 * p:2 * p + 2]]
+        src = torch.tensor([row_of[v] for v in kv], dtype=torch.int64)
+        boxes = torch.stack([self.boxes[s][t, c] for s, c, t in kv])
+        boxes = _jitter(boxes, torch.from_numpy(plan.jitter[keep].reshape(-1, 3)))
+        flip = torch.from_numpy(plan.flip[keep].reshape(-1).astype(np.bool_))
+        bg_index = torch.tensor([self.bg_slot[self.seqs[s].cameras[c].background_id] for s, c, _ in kv],
+                                dtype=torch.int64)
+        fill_index = self._substitutes(plan, bg_index)
+        dev = self.device
+        images = assemble_pairs(
+            bank, torch.tensor(hw, dtype=torch.int32).to(dev, non_blocking=True), src.to(dev), boxes.to(dev),
+            flip.to(dev), size=self.crop_size, backgrounds=self.backgrounds, bg_index=bg_index.to(dev),
+            fill_index=fill_index.to(dev), mean=self.mean, std=self.std, bg_mode=self.bg_mode,
+            bg_threshold=self.bg_threshold, bg_softness=self.bg_softness, out_dtype=self.out_dtype,
+        ).flatten(0, 1)
+        keep_t = torch.tensor(keep, dtype=torch.int64)
+        return Batch(
+            step=plan.step, images=images,
+            sync=torch.from_numpy(plan.sync)[keep_t].to(dev, non_blocking=True),
+            flip=torch.from_numpy(plan.flip_label)[keep_t].to(dev, non_blocking=True),
+            offset=torch.from_numpy(plan.offset.astype(np.int64))[keep_t].to(dev, non_blocking=True),
+            dropped=n - len(keep),
+        )
+
+    def _bank(self, blocks: list[torch.Tensor], hw: list) -> torch.Tensor:
+        full = all(b.shape[1] == self.height and b.shape[2] == self.width for b in blocks)
+        if full:  # the common case (one camera size): one concatenation, no padding
+            bank = torch.cat(blocks) if len(blocks) > 1 else blocks[0]
+        else:
+            bank = torch.zeros(len(hw), self.height, self.width, 3, dtype=torch.uint8, device=blocks[0].device)
+            row = 0
+            for b in blocks:
+                bank[row:row + b.shape[0], :b.shape[1], :b.shape[2]] = b
+                row += b.shape[0]
+        if bank.device != self.device:
+            bank = bank.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else bank.to(self.device)
+        return bank.contiguous()
+
+    def _substitutes(self, plan: PairPlan, bg_index: torch.Tensor) -> torch.Tensor:
+        """Background substitution: a ``substitute`` share of views get another camera's background as fill."""
+        fill = torch.full_like(bg_index, -1)
+        slots = len(self.bg_slot)
+        if self.substitute <= 0 or slots < 2:
+            return fill
+        rng = np.random.default_rng([self.seed, plan.step, plan.rank, 0x5B])  # pure function of the step
+        pick = torch.from_numpy(rng.random(len(bg_index)) < self.substitute)
+        other = torch.from_numpy(rng.integers(0, slots - 1, len(bg_index)))
+        other = other + (other >= bg_index).long()  # never the view's own background
+        fill[pick] = other[pick]
+        return fill
+
+
+def _jitter(boxes: torch.Tensor, jitter: torch.Tensor) -> torch.Tensor:
+    """Shift each box by (dx, dy) box sides and scale it by exp(log_scale) about its centre."""
+    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    cx, cy = cx + jitter[:, 0] * w, cy + jitter[:, 1] * h
+    scale = torch.exp(jitter[:, 2])
+    w, h = w * scale, h * scale
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1).float()
+
+
+class Prefetcher:
+    """Assembles the batches of steps ``start, start+1, ...`` on a background thread, ``depth`` ahead.
+
+    ``next()`` returns them in step order and adds the time it blocked to ``wait_s``: the share of step time
+    spent waiting for data is ``wait_s / wall time``. An exception in the producer is re-raised by ``next()``.
+    """
+
+    def __init__(self, batcher: PairBatcher, plan_of, start: int, stop: int, depth: int = 2):
+        self.batcher, self.plan_of = batcher, plan_of
+        self.start, self.stop, self.depth = start, stop, max(1, depth)
+        self.wait_s = 0.0
+        self._queue: queue.Queue = queue.Queue(maxsize=self.depth)
+        self._halt = threading.Event()
+        self._stream = torch.cuda.Stream(batcher.device) if batcher.device.type == "cuda" else None
+        self._thread = threading.Thread(target=self._produce, name="syncssl-prefetch", daemon=True)
+        self._thread.start()
+
+    def _produce(self):
+        try:
+            for step in range(self.start, self.stop):
+                if self._halt.is_set():
+                    return
+                if self._stream is not None:
+                    with torch.cuda.stream(self._stream):
+                        batch = self.batcher(self.plan_of(step))
+                        batch.ready = torch.cuda.Event()
+                        batch.ready.record(self._stream)
+                else:
+                    batch = self.batcher(self.plan_of(step))
+                self._put(batch)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, who raises it
+            self._put(e)
+
+    def _put(self, item):
+        while not self._halt.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def next(self) -> Batch:
+        t0 = time.perf_counter()
+        item = self._queue.get()
+        self.wait_s += time.perf_counter() - t0
+        if isinstance(item, BaseException):
+            raise item
+        item.wait()
+        return item
+
+    def close(self):
+        self._halt.set()
+        self._thread.join(timeout=10)

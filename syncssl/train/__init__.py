@@ -1,0 +1,1 @@
+"""Pre-training: config, data pipeline, Trainer, checkpoints, distributed helpers, logging."""

@@ -1,0 +1,217 @@
+"""Trainer: DDP equivalence, exact resume, checkpoints surviving a kill, the CLI launcher, clear errors."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from click.testing import CliRunner
+
+from syncssl import cli
+from syncssl.config import ConfigError
+from syncssl.train import checkpoint as ckpt
+from syncssl.train.config import PretrainConfig, load_config
+from syncssl.train.distributed import Dist
+from syncssl.train.trainer import NonFiniteLoss, Trainer
+
+
+def tiny_config(dataset: Path, run_dir: Path, *extra: str) -> PretrainConfig:
+    return load_config("tiny", None, [f"data.dataset='{dataset}'", f"train.run_dir='{run_dir}'", *extra])
+
+
+# exact arithmetic for equivalence tests: fp32, batch-independent norms, plain SGD, no decode-order effects
+EXACT = ("train.amp='off'", "model.norm='group'", "optim.name='sgd'", "optim.warmup_steps=0",
+         "train.threads=1", "train.eval_every=0")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, dataset: str, run_dir: str, steps: int, out: str):
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    from syncssl.train import distributed
+    d = distributed.setup("cpu")
+    torch.set_num_threads(1)
+    cfg = tiny_config(Path(dataset), Path(run_dir), *EXACT, "train.batch_size=8", "train.resume='none'")
+    trainer = Trainer(cfg, d, progress=False)
+    grads = []
+    for step in range(steps):
+        trainer.train_step(trainer.train_data.batch(step))
+        grads.append(torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None]))
+    torch.save({"grads": grads, "weights": trainer.model.state_dict()}, f"{out}/rank{rank}.pt")
+    trainer.close()
+    distributed.teardown()
+
+
+def test_ddp_two_processes_match_one_process_with_the_global_batch(tiny_dataset, tmp_path):
+    steps = 3
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tiny_dataset), str(tmp_path / "ddp"), steps, str(tmp_path)),
+             nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    for g0, g1 in zip(r0["grads"], r1["grads"]):
+        assert torch.equal(g0, g1)  # DDP all-reduced: bit-identical gradients on both ranks
+    # one process, the same global batch of 8 pairs (the sampler gives rank r rows [4r, 4r + 4))
+    torch.set_num_threads(1)
+    cfg = tiny_config(tiny_dataset, tmp_path / "single", *EXACT, "train.batch_size=8", "train.resume='none'")
+    single = Trainer(cfg, Dist(), progress=False)
+    for step in range(steps):
+        single.train_step(single.train_data.batch(step))
+    g = torch.cat([p.grad.flatten() for p in single.model.parameters() if p.grad is not None])
+    assert torch.allclose(g, r0["grads"][-1], atol=1e-6, rtol=1e-4)  # the last step's gradients
+    for k, v in single.model.state_dict().items():
+        assert torch.allclose(v, r0["weights"][k], atol=1e-6, rtol=1e-4), k
+    # and the control: a different global batch would not match
+    assert not torch.allclose(r0["grads"][0], r0["grads"][1])
+    single.close()
+
+
+def _train(dataset, run_dir, *extra):
+    from syncssl.train.run import run_pretraining
+    return run_pretraining(tiny_config(dataset, run_dir, *extra))
+
+
+def test_resume_continues_exactly(tiny_dataset, tmp_path):
+    common = ("train.steps=6", "train.ckpt_every=100", "train.eval_pairs=16")
+    straight = _train(tiny_dataset, tmp_path / "a", *common)
+    first = _train(tiny_dataset, tmp_path / "b", *common, "train.max_steps_this_run=4")
+    assert first["steps"] == 4 and not first["complete"]
+    second = _train(tiny_dataset, tmp_path / "b", *common)  # resume=auto by default
+    assert second["resumed_from"].endswith("step-00000004") and second["steps"] == 6
+    wa = ckpt.load(ckpt.latest_loadable(tmp_path / "a" / "checkpoints")[0])
+    wb = ckpt.load(ckpt.latest_loadable(tmp_path / "b" / "checkpoints")[0])
+    assert wa["step"] == wb["step"] == 6
+    for k in wa["model"]:
+        assert torch.equal(wa["model"][k], wb["model"][k]), k
+    for (ka, a), (kb, b) in zip(wa["optimizer"]["state"].items(), wb["optimizer"]["state"].items()):
+        assert torch.equal(a["exp_avg"], b["exp_avg"])
+
+
+KILLER = textwrap.dedent("""
+    import os, signal, sys, torch
+    from syncssl.train import checkpoint as ckpt
+    folder = sys.argv[1]
+    ckpt.save(folder, 1, {"w": torch.ones(3)})
+    real_save = torch.save
+    def dying_save(obj, f, *a, **k):   # write half the bytes, then die like a killed process
+        import io
+        buf = io.BytesIO(); real_save(obj, buf)
+        f.write(buf.getvalue()[: len(buf.getvalue()) // 2]); f.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    torch.save = dying_save
+    ckpt.save(folder, 2, {"w": torch.full((100000,), 2.0)})
+""")
+
+
+def test_kill_while_writing_a_checkpoint_keeps_the_previous_one(tiny_dataset, tmp_path):
+    folder = tmp_path / "checkpoints"
+    proc = subprocess.run([sys.executable, "-c", KILLER, str(folder)], capture_output=True)
+    assert proc.returncode == -9
+    assert [s for s, _ in ckpt.list_checkpoints(folder)] == [1]
+    assert any(p.name.startswith(".step-00000002") for p in folder.iterdir())  # the dead writer's leftovers
+    path, skipped = ckpt.latest_loadable(folder)
+    assert path.name == "step-00000001" and torch.equal(ckpt.load(path)["w"], torch.ones(3))
+    # a damaged checkpoint folder (here: truncated state.pt) is skipped by --resume auto
+    ckpt.save(folder, 3, {"w": torch.zeros(1000)})
+    state = folder / "step-00000003" / "state.pt"
+    state.write_bytes(state.read_bytes()[:100])
+    path, skipped = ckpt.latest_loadable(folder)
+    assert path.name == "step-00000001" and "step-00000003" in skipped[0]
+
+
+def test_trainer_resume_auto_uses_the_last_good_checkpoint(tiny_dataset, tmp_path):
+    run = tmp_path / "run"
+    _train(tiny_dataset, run, "train.steps=6", "train.ckpt_every=3", "train.eval_pairs=16",
+           "train.max_steps_this_run=5")
+    steps = [s for s, _ in ckpt.list_checkpoints(run / "checkpoints")]
+    assert steps == [3, 5]
+    state = run / "checkpoints" / "step-00000005" / "state.pt"
+    state.write_bytes(state.read_bytes()[:-10])  # the newest is damaged
+    summary = _train(tiny_dataset, run, "train.steps=6", "train.ckpt_every=3", "train.eval_pairs=16")
+    assert summary["resumed_from"].endswith("step-00000003") and summary["steps"] == 6
+
+
+def test_run_directory_holds_summary_logs_and_curves(tiny_dataset, tmp_path):
+    summary = _train(tiny_dataset, tmp_path / "run", "train.eval_pairs=16")
+    run = tmp_path / "run"
+    saved = json.loads((run / "summary.json").read_text())
+    for key in ("steps", "wall_s", "heldout_sync_acc", "heldout_flip_acc", "world_size", "final_loss"):
+        assert saved[key] is not None, key
+    assert saved == summary
+    assert 0 <= saved["heldout_sync_acc"] <= 1 and saved["world_size"] == 1
+    assert (run / "curves.png").stat().st_size > 1000 and (run / "metrics_train.csv").exists()
+    assert "[train]" in (run / "config.toml").read_text()
+
+
+def test_nonfinite_losses_are_skipped_then_stop_the_run(tiny_dataset, tmp_path, monkeypatch):
+    cfg = tiny_config(tiny_dataset, tmp_path / "nan", "train.max_nonfinite=3", "train.resume='none'")
+    trainer = Trainer(cfg, Dist(), progress=False)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    real = trainer.losses
+
+    def poisoned(out, batch):
+        m = real(out, batch)
+        m["loss"] = m["loss"] * float("nan")
+        return m
+    monkeypatch.setattr(trainer, "losses", poisoned)
+    for step in range(2):
+        m = trainer.train_step(trainer.train_data.batch(step))
+        assert m["skipped"]
+    for k, v in trainer.model.state_dict().items():
+        assert torch.equal(v, before[k]), k  # skipped steps change nothing
+    with pytest.raises(NonFiniteLoss, match="3 non-finite losses in a row"):
+        trainer.train_step(trainer.train_data.batch(2))
+    trainer.close()
+
+
+def test_cli_nproc_launches_two_workers_through_torchrun(tiny_dataset, tmp_path):
+    run = tmp_path / "ddp-cli"
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "syncssl-train"), "--preset", "tiny", "--nproc", "2",
+         f"data.dataset='{tiny_dataset}'", f"train.run_dir='{run}'", "train.eval_pairs=16"],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "torch.distributed.run" in proc.stderr
+    assert json.loads((run / "summary.json").read_text())["world_size"] == 2
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.amp='fp8'", "choose one of auto, bf16, fp16, off"),
+    ("model.fusion='mul'", "choose one of: concat, diff, absdiff, prod, sum, all"),
+    ("train.stepz=3", "unknown config key 'train.stepz'; valid keys here:"),
+    ("nosection.x=1", "unknown config key 'nosection'"),
+    ("train.steps=abc", "train.steps: expected int"),
+    ("data.substitute=2", "data.substitute is a share in [0, 1]"),
+    ("train", "not of the form section.key=value"),
+])
+def test_bad_config_values_get_clear_errors(override, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
+        load_config("cpu-small", None, [override])
+
+
+def test_cli_reports_config_errors_cleanly():
+    result = CliRunner().invoke(cli.train, ["train.amp=fp8"])
+    assert result.exit_code != 0 and "choose one of" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(cli.train, ["--preset", "nope"])
+    assert "unknown preset 'nope'; choose one of" in result.output
+    result = CliRunner().invoke(cli.train, ["--help-config"])
+    assert result.exit_code == 0 and "optim.lr" in result.output
+
+
+def test_config_round_trips_through_toml(tmp_path):
+    from syncssl.config import to_toml
+    cfg = load_config("cpu-small", None, ["optim.lr=3e-4", "model.depth=34", "data.mean=[0.5, 0.5, 0.5]"])
+    path = tmp_path / "c.toml"
+    path.write_text(to_toml(cfg))
+    again = load_config(None, path)
+    assert again == cfg and again.optim.lr == 3e-4 and again.model.depth == 34
