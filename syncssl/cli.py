@@ -31,9 +31,191 @@ def data():
 # ---- syncssl-data commands (foundation + data-path issues) ------------------------------------------
 
 
+# syncssl-data synth: the choices mirror syncssl.data.synthetic.PRESETS (kept literal so that the CLI starts
+# without importing the renderer; a test checks they agree).
+@data.command()
+@click.option("--preset", type=click.Choice(["tiny", "small", "large"]), default="small", show_default=True,
+              help="tiny: seconds, for tests; small: the default, ~1-2 min on 2 cores; large: for GPU runs.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="Output folder (default: data/synthetic-<preset> under the current directory).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same poses and calibration.")
+@click.option("--codec", type=click.Choice(["mjpeg", "h264", "vp9"]), default="mjpeg", show_default=True,
+              help="mjpeg: .avi, intra-only (random access; DALI decodes it on CPU); h264: .mp4 (NVDEC); vp9: .webm.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Processes rendering sequences in parallel (default: all CPU cores).")
+@click.option("--force", is_flag=True, help="Regenerate even if OUT already holds this synthetic dataset.")
+@user_errors
+def synth(preset, out, seed, codec, workers, force):
+    """Render the embedded synthetic dataset: people moving in a room, filmed by a calibrated camera rig."""
+    from pathlib import Path
+
+    from .data.synthetic import GENERATOR_VERSION, existing_config, generate_report
+    root = Path(out) if out else Path("data") / f"synthetic-{preset}"
+    if root.exists() and not force:
+        found = existing_config(root)
+        if found == dict(preset=preset, seed=seed, codec=codec, version=GENERATOR_VERSION):
+            click.echo(f"{root}: already holds the synthetic dataset (preset {preset}, seed {seed}, {codec}); "
+                       "--force regenerates it")
+            return
+        what = (f"a synthetic dataset of preset {found['preset']}, seed {found['seed']}, {found['codec']}, "
+                f"generator version {found['version']}" if found else "files that are not a synthetic dataset")
+        raise click.ClickException(f"{root} exists and holds {what}; pass --force to replace a synthetic dataset, "
+                                   "or choose another --out")
+    report = generate_report(root, preset, seed, codec, workers, progress=True, force=True)
+    click.echo(report.summary())
+
+
+@data.command("inspect")  # the function is not named inspect: that would shadow the stdlib module here
+@click.argument("path", type=click.Path(file_okay=False, path_type=str))
+@click.option("--deep", is_flag=True, help="Decode every frame of every video (slow) instead of the first and last.")
+@click.option("--frame-tolerance", type=click.IntRange(min=0), default=None,
+              help="Frames by which cameras and labels of a sequence may differ (default max(5, 1%)).")
+@click.option("--skip-broken", is_flag=True, help="Report unreadable sequences as notes instead of failing.")
+@user_errors
+def inspect_command(path, deep, frame_tolerance, skip_broken):
+    """What PATH holds (a dataset root, a Human3.6M root or one session folder), and every problem found."""
+    from .data.inspect import inspect_dataset, render_report
+    render_report(inspect_dataset(path, deep=deep, frame_tolerance=frame_tolerance, skip_broken=skip_broken))
+
+
+@data.command()
+@click.argument("dataset", type=click.Path(file_okay=False, path_type=str))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="PNG to write (default: DATASET/preview.png).")
+@click.option("--sequence", "sequence_key", default=None,
+              help="Sequence to show, as SUBJECT/SEQUENCE (default: the first with 3D poses).")
+@click.option("--instants", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Columns: instants spread over the sequence.")
+@user_errors
+def preview(dataset, out, sequence_key, instants):
+    """A PNG grid of frames (rows = cameras, columns = instants) with the 3D joints projected over them."""
+    from .data.preview import write_preview
+    from .data.sources import open_dataset
+    ds = open_dataset(dataset, verify="none", skip_broken=True)
+    for note in ds.notes:
+        if note.startswith("skipped broken sequence"):
+            click.echo(f"warning: {note} (see syncssl-data inspect)", err=True)
+    click.echo(str(write_preview(ds, out, sequence=sequence_key, instants=instants)))
+
+
+@data.command()
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=str))
+@click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="Folder for the prepared files (default: DATASET/prepared).")
+@click.option("--force", is_flag=True, help="Rebuild even if the manifest is up to date.")
+@click.option("--transcode", type=click.Choice(["none", "mjpeg", "h264-gop8"]), default="none", show_default=True,
+              help="Write decode-friendly copies: intra-only MJPEG or H.264 with 8-frame GOPs.")
+@click.option("--motion-threshold", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="Mean joint speed (mm/frame) below which a frame counts as static (sequences with 3D labels).")
+@click.option("--fg-motion-threshold", type=click.FloatRange(min=0, max=1), default=0.02, show_default=True,
+              help="Changed share of the person's mask below which a frame counts as static (without labels).")
+@click.option("--bg-frames", type=click.IntRange(min=1), default=48, show_default=True,
+              help="Frames sampled per background (subject x camera), spread over its sequences.")
+@user_errors
+def prepare(dataset, out, force, transcode, motion_threshold, fg_motion_threshold, bg_frames):
+    """Background models, person boxes, motion and a manifest for training; reused while sources are unchanged."""
+    from .data.prepare import PrepareOptions, prepare as run_prepare, render_report
+    from .data.sources import open_dataset
+    from rich.console import Console
+    console = Console()
+    ds = open_dataset(dataset)
+    options = PrepareOptions(bg_frames=bg_frames, motion_threshold=motion_threshold,
+                             fg_motion_threshold=fg_motion_threshold, transcode=transcode)
+    with console.status("preparing...") as status:
+        report = run_prepare(ds, out, options, force=force, log=lambda msg: status.update(msg))
+    render_report(report, console)
+
+
 # ---- syncssl-train ------------------------------------------------------------------------------------
-def train():
-    raise SystemExit("syncssl-train: not built yet (trainer issue)")
+
+
+def _launch_workers(n: int, args: list[str], module: str) -> int:
+    """Relaunch this command as ``n`` processes through torchrun (standalone: one node, its own rendezvous)."""
+    import subprocess
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}", "-m", module, *args]
+    click.echo(f"launching {n} workers: {' '.join(cmd[1:])}", err=True)
+    return subprocess.call(cmd)
+
+
+def _worker_args(argv: list[str]) -> list[str]:
+    """The command line minus --gpus/--nproc (the workers must not relaunch themselves)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ("--gpus", "--nproc"):
+            skip = True
+        elif not a.startswith(("--gpus=", "--nproc=")):
+            out.append(a)
+    return out
+
+
+def config_options(fn):
+    """--preset / --config / --help-config and positional dotted overrides, shared by the training commands."""
+    fn = click.argument("overrides", nargs=-1)(fn)
+    fn = click.option("--help-config", is_flag=True, help="List every config key with its default and meaning.")(fn)
+    fn = click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True), default=None,
+                      help="A TOML file applied on top of the preset.")(fn)
+    return fn
+
+
+def _print_config_help(cls):
+    from rich.console import Console
+    from rich.table import Table
+    from .config import describe
+    table = Table("key", "default", "meaning", title=f"{cls.__name__} (override with key=value)", show_lines=False)
+    for key, default, doc in describe(cls):
+        table.add_row(key, default, doc)
+    Console().print(table)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@config_options
+@click.option("--preset", default="cpu-small", show_default=True,
+              help="Starting config: cpu-small (the default CPU run), gpu (a GPU node), tiny (seconds).")
+@click.option("--gpus", type=click.IntRange(min=1), default=None,
+              help="GPUs on this node: relaunches itself through torchrun with one process per GPU.")
+@click.option("--nproc", type=click.IntRange(min=1), default=None,
+              help="CPU processes (gloo): the distributed path without GPUs.")
+@click.option("--run-dir", default=None, help="Run directory (train.run_dir).")
+@click.option("--resume", default=None, help="auto | none | a checkpoint or run folder (train.resume).")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Optimizer steps (train.steps).")
+def train(overrides, config_file, help_config, preset, gpus, nproc, run_dir, resume, steps):
+    """Self-supervised pre-training: are two views synchronized, is one mirrored?
+
+    With no arguments it pre-trains on the embedded small synthetic dataset (generated when absent) and
+    reports held-out sync and flip accuracy. Dotted overrides follow, e.g. `optim.lr=3e-4 model.depth=34`.
+    """
+    import os
+    from .config import ConfigError
+    from .train.config import PretrainConfig, load_config
+
+    if help_config:
+        _print_config_help(PretrainConfig)
+        return
+    overrides = list(overrides)
+    for key, value in (("train.run_dir", run_dir), ("train.resume", resume), ("train.steps", steps)):
+        if value is not None:
+            overrides.append(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}")
+    if nproc is not None and gpus is not None:
+        raise click.UsageError("use either --gpus (one process per GPU) or --nproc (CPU processes), not both")
+    if nproc is not None:
+        overrides.append('train.device="cpu"')
+    try:
+        cfg = load_config(preset, config_file, overrides)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+    workers = gpus or nproc or 1
+    if workers > 1 and "LOCAL_RANK" not in os.environ:
+        if gpus:
+            import torch
+            if torch.cuda.device_count() < gpus:
+                raise click.ClickException(f"--gpus {gpus}: only {torch.cuda.device_count()} CUDA devices visible; "
+                                           "use --nproc N to run N CPU processes")
+        sys.exit(_launch_workers(workers, _worker_args(sys.argv[1:]) + ([f'train.device="cpu"'] if nproc else []),
+                                 "syncssl.train"))
+    from .train.run import run_pretraining
+    run_pretraining(cfg)
 
 
 def finetune():

@@ -1,0 +1,444 @@
+"""Presets, the per-sequence generator and the dataset writer (atomic, parallel over sequences).
+
+Layout written (DESIGN.md)::
+
+    <root>/dataset.json
+    <root>/<subject>/<Action>_<NN>/calibration.toml
+                                  videos/cam_01.avi ...      (MJPEG by default; h264 -> .mp4, vp9 -> .webm)
+                                  poses3d.npy                float32 (T, 17, 3), world mm
+                                  boxes.npy                  float32 (T, C, 4) tight person box per camera
+                                  masks/cam_01.npz ...       ground-truth person masks (save_masks)
+
+Boxes are ``x0 y0 x1 y1`` in pixel coordinates (pixel centres at integers) of the leftmost, topmost,
+rightmost and bottommost mask pixels, as :func:`syncssl.data.boxes.boxes_from_masks` gives them; NaN where
+the person is out of view.
+
+Frame rate: 25 fps. Human3.6M films at 50 fps, but consecutive frames at 50 fps are nearly identical and
+would double the files and the rendering time; 25 fps keeps the small preset within its time budget. The
+sampler scales its time offsets with ``dataset.json``'s fps (the paper's 4 < |d| < 128 frames at 50 fps
+become 2 < |d| < 64 here).
+
+Atomic: the dataset is written into ``<root>.partial`` and renamed to ``<root>`` once complete (dataset.json
+last), so a killed run never leaves a folder that looks like a finished dataset; the next run clears it.
+
+Reproducibility: every random choice comes from ``np.random.default_rng`` seeded by (seed, what it is for,
+subject, sequence), never from process order, so the same seed gives the same poses3d.npy and
+calibration.toml byte for byte however many workers run (and, as encoders are deterministic, the same videos).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from ...geometry import Camera
+from ..calibration import write_calibration
+from ..dataset import DataError, save_masks, write_dataset_json
+from ..video import CODECS, VideoWriter
+from .body import make_subject, stable_hash
+from .motion import ACTIONS, animate
+from .render import Body, CameraRenderer
+from .rig import make_rig
+from .scene import make_room
+
+GENERATOR = "syncssl.data.synthetic"
+GENERATOR_VERSION = 2  # bump when the same (preset, seed) would give different data
+H36M_TRAIN = ("S1", "S5", "S6", "S7", "S8")
+H36M_TEST = ("S9", "S11")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """How much data, how large, how it looks. The names of subjects follow Human3.6M's."""
+
+    name: str
+    train_subjects: tuple[str, ...]  # subjects of the "train" split (unlabelled pretraining, S1 fine-tuning)
+    test_subjects: tuple[str, ...]  # held-out subjects; they wear colours no training subject wears
+    actions: tuple[str, ...]  # action types used (a subset of motion.ACTIONS, in that order)
+    actions_per_subject: int  # each subject performs this many of them (rotated so that every split sees all)
+    repetitions: int  # takes per (subject, action): Walking_01, Walking_02, ...
+    num_frames: int  # frames per sequence
+    num_cameras: int  # cameras in the rig
+    size: tuple[int, int]  # frame (width, height) in pixels; even, for 4:2:0 video
+    fps: float = 25.0  # frames per second (see the module docstring)
+    supersample: int = 2  # samples per pixel along each axis when ray-casting the person (anti-aliasing)
+    area_radius: float = 1300.0  # mm: the person moves within this disc around the room's centre
+    distortion: bool = True  # small radial/tangential lens distortion (OpenCV model)
+    shadows: bool = True  # a soft shadow on the floor under the person
+    noise: float = 2.0  # sensor noise, standard deviation in 8-bit levels, fresh every frame
+    flicker: float = 0.02  # slow illumination change over time, relative amplitude per camera (auto-exposure)
+    shared_flicker: float = 0.0  # a room-wide drift seen by every camera at once; off: the same brightness at the
+    #                              same instant in every view would tell synchronized pairs apart without any pose
+    quality: int = 5  # MJPEG qscale (2 best .. 31); H.264 crf = 18 + quality; VP9 crf = 24 + quality
+
+    def __post_init__(self):
+        unknown = [a for a in self.actions if a not in ACTIONS]
+        if unknown:
+            raise ValueError(f"preset {self.name}: unknown actions {unknown}; choose from {', '.join(ACTIONS)}")
+        if not 1 <= self.actions_per_subject <= len(self.actions):
+            raise ValueError(f"preset {self.name}: actions_per_subject must be 1..{len(self.actions)}")
+        if self.size[0] % 2 or self.size[1] % 2:
+            raise ValueError(f"preset {self.name}: frame size {self.size} must be even")
+
+    @property
+    def subjects(self) -> tuple[str, ...]:
+        return self.train_subjects + self.test_subjects
+
+    @property
+    def num_sequences(self) -> int:
+        return len(self.subjects) * self.actions_per_subject * self.repetitions
+
+
+PRESETS = {
+    # For tests: a few seconds on one core.
+    "tiny": Preset(name="tiny", train_subjects=("S1", "S5"), test_subjects=("S9",),
+                   actions=("Walking", "Waving"), actions_per_subject=2, repetitions=1,
+                   num_frames=40, num_cameras=4, size=(160, 128)),
+    # The default: Human3.6M's subjects and splits, 4 of the 8 action types per subject (every type in each
+    # split), 28 sequences of 6 s, 16.8k camera-frames, ~190 MB; about a minute and a half on two cores.
+    "small": Preset(name="small", train_subjects=H36M_TRAIN, test_subjects=H36M_TEST, actions=ACTIONS,
+                    actions_per_subject=4, repetitions=1, num_frames=150, num_cameras=4, size=(320, 240)),
+    # For GPU runs: every action type for every subject, longer takes, six cameras, 640x480, a larger capture
+    # area, and three extra training subjects (Human3.6M's unreleased S2, S3, S4 names): 80 sequences,
+    # 120k camera-frames, about 4 GB as MJPEG (h264: a tenth); ~35 min on 2 cores, ~5 min on 16.
+    "large": Preset(name="large", train_subjects=("S1", "S2", "S3", "S4") + H36M_TRAIN[1:],
+                    test_subjects=H36M_TEST, actions=ACTIONS, actions_per_subject=len(ACTIONS), repetitions=1,
+                    num_frames=250, num_cameras=6, size=(640, 480), area_radius=1400.0),
+}
+
+
+def get_preset(preset: str | Preset) -> Preset:
+    if isinstance(preset, Preset):
+        return preset
+    if preset not in PRESETS:
+        raise ValueError(f"unknown synthetic preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[preset]
+
+
+@dataclass(frozen=True)
+class SequenceSpec:
+    subject: str
+    split: str  # "train" or "test"
+    action: str
+    name: str  # "<Action>_<NN>"
+
+
+def plan_sequences(preset: Preset) -> list[SequenceSpec]:
+    """Which subject performs which action. Within each split, subject i starts its block of
+    ``actions_per_subject`` consecutive action types at i * n_actions / n_subjects, so the blocks spread
+    over all types (every type appears in a split as soon as the split has enough subject-actions)."""
+    n, k = len(preset.actions), preset.actions_per_subject
+    specs = []
+    for split, subjects in (("train", preset.train_subjects), ("test", preset.test_subjects)):
+        for i, subject in enumerate(subjects):
+            start = int(round(i * n / len(subjects)))
+            chosen = sorted((start + j) % n for j in range(k))
+            for a in chosen:
+                for rep in range(preset.repetitions):
+                    action = preset.actions[a]
+                    specs.append(SequenceSpec(subject, split, action, f"{action}_{rep + 1:02d}"))
+    return specs
+
+
+def sequence_rng(seed: int, subject: str, sequence: str, stream: str) -> np.random.Generator:
+    """Independent random streams per (seed, subject, sequence, purpose), the same in every process."""
+    return np.random.default_rng([seed, stable_hash(subject), stable_hash(sequence), stable_hash(stream)])
+
+
+# ---------------------------------------------------------------- one sequence
+
+
+@dataclass
+class SequenceStats:
+    key: str  # "<subject>/<sequence>"
+    frames: int
+    cameras: int
+    render_s: float  # all but encoding: animating, rendering, labels (and building the renderers, once per process)
+    encode_s: float  # time spent encoding and writing video
+    still_frames: int  # frames inside holds (identical pose to the previous frame)
+
+
+class _Studio:
+    """Per process: the rig, the room's per-camera renderers and a bank of sensor noise (built once)."""
+
+    _cache: dict = {}
+
+    @classmethod
+    def get(cls, preset: Preset, seed: int) -> "_Studio":
+        key = (preset, seed)
+        if key not in cls._cache:
+            cls._cache.clear()  # one dataset at a time per process
+            cls._cache[key] = cls(preset, seed)
+        return cls._cache[key]
+
+    def __init__(self, preset: Preset, seed: int):
+        self.cameras: list[Camera] = make_rig(preset.num_cameras, preset.size, seed, preset.distortion)
+        room = make_room(seed)
+        self.renderers = [CameraRenderer(c, room, preset.supersample, preset.shadows) for c in self.cameras]
+        w, h = preset.size
+        rng = np.random.default_rng([seed, stable_hash("noise")])
+        # Frames take a randomly offset window of one of these: fresh-looking noise at no per-frame cost.
+        self.noise = rng.normal(0, preset.noise, (4, h + 32, w + 32, 3)).astype(np.float32) if preset.noise else None
+
+
+def render_sequence(spec: SequenceSpec, preset: str | Preset = "small", seed: int = 0):
+    """Animate one sequence and render it lazily: ``(motion, cameras, frames)``.
+
+    ``frames`` yields, for each instant t, a list over cameras of ``(image uint8 (H, W, 3), mask bool (H, W))``.
+    """
+    preset = get_preset(preset)
+    studio = _Studio.get(preset, seed)
+    subject = make_subject(spec.subject, spec.split, seed)
+    motion = animate(subject, spec.action, preset.num_frames, preset.fps,
+                     sequence_rng(seed, spec.subject, spec.name, "motion"), preset.area_radius)
+
+    def frames():
+        w, h = preset.size
+        rng = sequence_rng(seed, spec.subject, spec.name, "frames")
+        gains = _flicker(rng, preset.num_frames, len(studio.cameras), preset)
+        body = Body(subject)
+        for t in range(preset.num_frames):
+            bf = body.frame(motion.joints[t], motion.rotations[t])
+            views = []
+            for c, renderer in enumerate(studio.renderers):
+                noise = None
+                if studio.noise is not None:
+                    k, oy, ox = rng.integers(4), rng.integers(32), rng.integers(32)
+                    noise = studio.noise[k, oy:oy + h, ox:ox + w]
+                views.append(renderer.render(body, bf, gains[t, c], noise))
+            yield views
+
+    return motion, studio.cameras, frames()
+
+
+def generate_sequence(folder: Path, spec: SequenceSpec, preset: str | Preset = "small", seed: int = 0,
+                      codec: str = "mjpeg") -> SequenceStats:
+    """Write one sequence folder (calibration, videos, poses, boxes, masks)."""
+    preset = get_preset(preset)
+    if codec not in CODECS:
+        raise ValueError(f"unknown codec {codec!r}; choose one of {', '.join(CODECS)}")
+    t_start = time.perf_counter()
+    motion, cameras, frames = render_sequence(spec, preset, seed)
+    folder = Path(folder)
+    (folder / "videos").mkdir(parents=True, exist_ok=True)
+    (folder / "masks").mkdir(exist_ok=True)
+    write_calibration(folder / "calibration.toml", cameras)
+    np.save(folder / "poses3d.npy", motion.joints[:, :17].astype(np.float32))
+    T, C = preset.num_frames, len(cameras)
+    w, h = preset.size
+    ext = CODECS[codec][0]
+    writers = [VideoWriter(folder / "videos" / f"{c.name}{ext}", preset.fps, codec, quality=preset.quality)
+               for c in cameras]
+    masks = np.zeros((C, T, h, w), bool)
+    encode_s = 0.0
+    try:
+        for t, views in enumerate(frames):
+            t0 = time.perf_counter()
+            for c, (image, mask) in enumerate(views):
+                writers[c].write(image)
+                masks[c, t] = mask
+            encode_s += time.perf_counter() - t0
+    finally:
+        t0 = time.perf_counter()
+        for wr in writers:
+            wr.close()
+        encode_s += time.perf_counter() - t0
+    for c, cam in enumerate(cameras):
+        save_masks(folder / "masks" / f"{cam.name}.npz", masks[c])
+    np.save(folder / "boxes.npy", boxes_from_masks(masks))
+    total = time.perf_counter() - t_start
+    return SequenceStats(f"{spec.subject}/{spec.name}", T, C, total - encode_s, encode_s, int(motion.still.sum()))
+
+
+def _flicker(rng: np.random.Generator, T: int, C: int, preset: Preset) -> np.ndarray:
+    """(T, C) brightness gains: a slow drift per camera (auto-exposure), plus an optional room-wide one."""
+    t = np.arange(T)[:, None] / preset.fps
+    shared = np.sin(2 * np.pi * rng.uniform(0.05, 0.2) * t + rng.uniform(0, 2 * np.pi))
+    own = np.sin(2 * np.pi * rng.uniform(0.1, 0.5, C) * t + rng.uniform(0, 2 * np.pi, C))
+    return (1 + preset.flicker * own + preset.shared_flicker * shared).astype(np.float32)
+
+
+def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
+    """masks (C, T, H, W) bool -> (T, C, 4) float32 tight boxes x0 y0 x1 y1 (inclusive pixel centres), NaN if empty."""
+    C, T = masks.shape[:2]
+    out = np.full((T, C, 4), np.nan, np.float32)
+    cols, rows = masks.any(2), masks.any(3)  # (C, T, W), (C, T, H)
+    for c in range(C):
+        for t in range(T):
+            xs, ys = np.flatnonzero(cols[c, t]), np.flatnonzero(rows[c, t])
+            if xs.size:
+                out[t, c] = xs[0], ys[0], xs[-1], ys[-1]
+    return out
+
+
+# ---------------------------------------------------------------- the dataset
+
+
+@dataclass
+class GenerationReport:
+    root: Path
+    preset: str
+    seed: int
+    codec: str
+    subjects: list[str]
+    sequences: int
+    frames: int  # frames per camera, summed over sequences
+    cameras: int
+    bytes: int  # size on disk
+    seconds: float  # wall time
+    workers: int
+    render_s: float  # summed over workers
+    encode_s: float  # summed over workers
+    still_frames: int
+    per_sequence: list[SequenceStats] = field(default_factory=list)
+
+    @property
+    def camera_frames_per_s(self) -> float:
+        return self.frames * self.cameras / max(self.seconds, 1e-9)
+
+    def summary(self) -> str:
+        fps = self.frames / max(self.seconds, 1e-9)
+        return (f"{self.root}: {len(self.subjects)} subjects ({' '.join(self.subjects)}), {self.sequences} sequences, "
+                f"{self.frames} frames x {self.cameras} cameras, {self.bytes / 1e6:.1f} MB, {self.seconds:.1f} s "
+                f"({fps:.1f} frames/s, {self.camera_frames_per_s:.1f} camera-frames/s, {self.workers} workers)")
+
+
+def _run_one(args) -> SequenceStats:
+    folder, spec, preset, seed, codec = args
+    return generate_sequence(folder, spec, preset, seed, codec)
+
+
+def dataset_meta(preset: Preset, seed: int, codec: str, specs: list[SequenceSpec]) -> dict:
+    return dict(
+        name=f"synthetic-{preset.name}", fps=preset.fps, skeleton="h36m17", subjects=list(preset.subjects),
+        splits={"train": list(preset.train_subjects), "test": list(preset.test_subjects)},
+        source="synthetic", preset=preset.name, seed=seed, codec=codec,
+        generator={"name": GENERATOR, "version": GENERATOR_VERSION},
+        cameras=[f"cam_{i + 1:02d}" for i in range(preset.num_cameras)], frame_size=list(preset.size),
+        frames_per_sequence=preset.num_frames, action_types=list(preset.actions),
+        actions={f"{s.subject}/{s.name}": s.action for s in specs},
+        preset_fields=asdict(preset),
+    )
+
+
+def generate_report(root: Path, preset: str | Preset = "small", seed: int = 0, codec: str = "mjpeg",
+                    workers: int | None = None, progress: bool = True, force: bool = False) -> GenerationReport:
+    """Write the dataset to ``root`` (via ``<root>.partial``, renamed at the end) and say what it took.
+
+    An existing ``root`` is replaced only with ``force`` and only if it is a synthetic dataset (or empty):
+    a folder holding anything else is never deleted.
+    """
+    preset = get_preset(preset)
+    if codec not in CODECS:
+        raise ValueError(f"unknown codec {codec!r}; choose one of {', '.join(CODECS)}")
+    root = Path(root)
+    if root.exists():
+        if not force:
+            raise DataError(root, "already exists; pass force=True (--force) to regenerate it")
+        _check_replaceable(root)
+    workers = max(1, int(workers or os.cpu_count() or 1))
+    specs = plan_sequences(preset)
+    partial = root.absolute().with_name(root.absolute().name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)  # a killed earlier run
+    partial.mkdir(parents=True)
+    t0 = time.perf_counter()
+    jobs = [(partial / s.subject / s.name, s, preset, seed, codec) for s in specs]
+    stats: list[SequenceStats] = []
+    with _progress(progress, len(jobs), preset) as advance:
+        if workers == 1 or len(jobs) == 1:
+            for job in jobs:
+                stats.append(_run_one(job))
+                advance(stats[-1])
+        else:
+            # spawn: workers start clean (no inherited threads or locks); each builds its renderers once
+            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=get_context("spawn")) as pool:
+                for st in pool.map(_run_one, jobs):
+                    stats.append(st)
+                    advance(st)
+    write_dataset_json(partial, **dataset_meta(preset, seed, codec, specs))
+    if root.exists():
+        old = partial.with_name(partial.name.replace(".partial", f".old-{os.getpid()}"))
+        root.rename(old)
+        partial.rename(root)
+        shutil.rmtree(old)
+    else:
+        partial.rename(root)
+    seconds = time.perf_counter() - t0
+    size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    return GenerationReport(
+        root=root, preset=preset.name, seed=seed, codec=codec, subjects=list(preset.subjects), sequences=len(specs),
+        frames=sum(s.frames for s in stats), cameras=preset.num_cameras, bytes=size, seconds=seconds,
+        workers=min(workers, len(jobs)), render_s=sum(s.render_s for s in stats),
+        encode_s=sum(s.encode_s for s in stats), still_frames=sum(s.still_frames for s in stats), per_sequence=stats)
+
+
+def generate(root: Path, preset: str | Preset = "small", seed: int = 0, codec: str = "mjpeg",
+             workers: int | None = None, progress: bool = True, force: bool = True) -> Path:
+    """Write the synthetic dataset to ``root`` and return it (see :func:`generate_report`)."""
+    return generate_report(root, preset, seed, codec, workers, progress, force).root
+
+
+def existing_config(root: Path) -> dict | None:
+    """(preset, seed, codec, version) of the synthetic dataset at ``root``, or None if there is none."""
+    try:
+        meta = json.loads((Path(root) / "dataset.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError, NotADirectoryError):
+        return None
+    gen = meta.get("generator")
+    if not isinstance(gen, dict) or gen.get("name") != GENERATOR:
+        return None
+    return dict(preset=meta.get("preset"), seed=meta.get("seed"), codec=meta.get("codec"), version=gen.get("version"))
+
+
+def _check_replaceable(root: Path):
+    if existing_config(root) is not None:
+        return
+    if root.is_dir() and not any(root.iterdir()):
+        return
+    raise DataError(root, "exists and is not a syncssl synthetic dataset (no dataset.json from the generator); "
+                          "refusing to overwrite it: choose another output folder")
+
+
+def ensure_synthetic(root: Path, preset: str = "small", seed: int = 0, codec: str = "mjpeg",
+                     workers: int | None = None, progress: bool = True) -> Path:
+    """``root`` holding the synthetic dataset of (preset, seed, codec): generated if absent or made otherwise."""
+    root = Path(root)
+    name = get_preset(preset).name
+    want = dict(preset=name, seed=seed, codec=codec, version=GENERATOR_VERSION)
+    if existing_config(root) == want:
+        return root
+    if root.exists():
+        _check_replaceable(root)
+    return generate(root, preset, seed, codec, workers, progress, force=True)
+
+
+class _progress:
+    """A rich progress bar over camera-frames (or nothing), as a context manager yielding ``advance``."""
+
+    def __init__(self, enabled: bool, num_jobs: int, preset: Preset):
+        self.enabled, self.total = enabled, num_jobs * preset.num_frames * preset.num_cameras
+        self.label = f"synthetic-{preset.name}: {num_jobs} sequences"
+        self._p = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda st: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                           TextColumn("camera-frames"), TimeElapsedColumn())
+        self._p.__enter__()
+        task = self._p.add_task(self.label, total=self.total)
+        return lambda st: self._p.advance(task, st.frames * st.cameras)
+
+    def __exit__(self, *exc):
+        if self._p is not None:
+            self._p.__exit__(*exc)
