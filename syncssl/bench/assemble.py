@@ -1,0 +1,226 @@
+"""Throughput of ``syncssl::assemble_pairs`` against the machine's copy bandwidth and an eager PyTorch chain.
+
+Providers (each run on the same realistic batch, in the same process, best of `repeats`):
+
+- ``cpp``: the C++ CPU kernel (CPU only, when ``syncssl._C`` is built);
+- ``triton``: the Triton kernel (CUDA only);
+- ``reference``: the vectorised PyTorch reference (:mod:`syncssl.ops.reference`);
+- ``eager``: what a user would write without the fused op: per view, slice the crop, ``F.interpolate`` it,
+  compare with the interpolated background crop, blend, flip, normalise, cast, then one
+  ``contiguous(channels_last)`` (:func:`eager_assemble`).
+
+Byte count (GB/s = counted bytes / best time): output bytes (V * 3 * S * S * itemsize) plus, per view, the input
+bytes touched: the number of source pixels inside the crop box clipped to the frame's valid region, capped at
+4 * S * S (bilinear reads at most 4 taps per output pixel), times 3 bytes, times the number of images read
+(frame, + background in bg modes 1/2, + substitute background when fill_index >= 0).
+
+Copy bandwidth is measured in the same run with ``dst.copy_(src)`` of a footprint equal to the op's working set
+(frame bank + backgrounds + output), so both see the same level of the memory hierarchy. The copy and the providers
+are timed in interleaved rounds (best of `repeats` each), so that load from other processes hits all alike; on a
+GPU each timing averages 20 back-to-back calls so that launch overheads do not hide the kernels. Ratios:
+``assemble_cpp_over_copy`` = cpp GB/s / copy GB/s, ``assemble_cpp_over_eager`` = eager time / cpp time,
+``assemble_triton_over_copy`` = triton GB/s / copy GB/s (None without CUDA); per case, and their geometric mean
+over the cases at the top level.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..ops import assemble as assemble_mod
+from ..ops.assemble import IMAGENET_MEAN, IMAGENET_STD
+from ..ops.reference import assemble_pairs_reference
+from .bandwidth import best_times, make_copy
+
+
+@dataclass(frozen=True)
+class BenchCase:
+    """One benchmark configuration."""
+
+    frame_w: int  # valid width of the frames (the bank is padded to the widest)
+    frame_h: int  # valid height; frames alternate between frame_h and frame_h + pad_h rows, like Human3.6M's cameras
+    size: int  # output S
+    out_dtype: torch.dtype
+    pad_h: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.frame_w}x{self.frame_h} S{self.size} {str(self.out_dtype).removeprefix('torch.')}"
+
+
+DEFAULT_CASES = (
+    BenchCase(320, 240, 128, torch.float16),
+    BenchCase(320, 240, 224, torch.bfloat16),
+    BenchCase(1000, 1000, 128, torch.float16, pad_h=2),
+    BenchCase(1000, 1000, 224, torch.bfloat16, pad_h=2),
+)
+
+
+def make_batch(case: BenchCase, pairs: int = 32, cameras: int = 4, device="cpu", seed: int = 0) -> dict:
+    """A realistic op input: 2N distinct frames, person boxes of ~1/2 frame height (some past the frame edge),
+    random flips, soft background removal, half the views with a substituted background of another camera."""
+    g = torch.Generator().manual_seed(seed)
+    views = 2 * pairs
+    height, width = case.frame_h + case.pad_h, case.frame_w
+    frames = torch.randint(0, 256, (views, height, width, 3), dtype=torch.uint8, generator=g)
+    backgrounds = torch.randint(0, 256, (cameras, height, width, 3), dtype=torch.uint8, generator=g)
+    camera = torch.stack([torch.randperm(cameras, generator=g)[:2] for _ in range(pairs)]).flatten()
+    frame_hw = torch.tensor([[case.frame_h + (case.pad_h if c % 2 else 0), case.frame_w] for c in camera.tolist()],
+                            dtype=torch.int32)
+    box_h = 0.5 * frame_hw[:, 0].float() * (0.8 + 0.4 * torch.rand(views, generator=g))
+    box_w = box_h * (0.9 + 0.2 * torch.rand(views, generator=g))
+    cx = frame_hw[:, 1].float() * (0.1 + 0.8 * torch.rand(views, generator=g))
+    cy = frame_hw[:, 0].float() * (0.2 + 0.6 * torch.rand(views, generator=g))
+    boxes = torch.stack([cx - box_w / 2, cy - box_h / 2, cx + box_w / 2, cy + box_h / 2], dim=1)
+    substitute = torch.rand(views, generator=g) < 0.5
+    other = (camera + 1 + torch.randint(0, cameras - 1, (views,), generator=g)) % cameras
+    batch = dict(
+        frames=frames, frame_hw=frame_hw, src=torch.arange(views), boxes=boxes,
+        flip=torch.rand(views, generator=g) < 0.5, backgrounds=backgrounds, bg_index=camera,
+        fill_index=torch.where(substitute, other, torch.full_like(other, -1)),
+        fill=torch.tensor(IMAGENET_MEAN) * 255, mean=torch.tensor(IMAGENET_MEAN), std=torch.tensor(IMAGENET_STD),
+        size=case.size, bg_mode=2, bg_threshold=20.0, bg_softness=10.0, out_dtype=case.out_dtype,
+    )
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def op_args(batch: dict) -> tuple:
+    """The batch as the op's positional arguments, in schema order."""
+    keys = ("frames", "frame_hw", "src", "boxes", "flip", "backgrounds", "bg_index", "fill_index", "fill", "mean",
+            "std", "size", "bg_mode", "bg_threshold", "bg_softness", "out_dtype")
+    return tuple(batch[k] for k in keys)
+
+
+def counted_bytes(batch: dict) -> int:
+    """Output bytes + input bytes touched, as defined in the module docstring."""
+    size, boxes = batch["size"], batch["boxes"].cpu().double()
+    hw = batch["frame_hw"].cpu()[batch["src"].cpu()].double()
+    inside_w = (torch.minimum(boxes[:, 2], hw[:, 1]) - boxes[:, 0].clamp(min=0)).clamp(min=0)
+    inside_h = (torch.minimum(boxes[:, 3], hw[:, 0]) - boxes[:, 1].clamp(min=0)).clamp(min=0)
+    pixels = (inside_w * inside_h).clamp(max=4 * size * size)
+    images = 1 + (batch["bg_mode"] != 0) + (batch["fill_index"].cpu() >= 0).double()
+    views = boxes.shape[0]
+    out_bytes = views * 3 * size * size * torch.empty((), dtype=batch["out_dtype"]).element_size()
+    return int(out_bytes + (pixels * 3 * images).sum().item())
+
+
+def eager_assemble(frames, frame_hw, src, boxes, flip, backgrounds, bg_index, fill_index, fill, mean, std, size,
+                   bg_mode, bg_threshold, bg_softness, out_dtype):
+    """The op written the obvious way, one view at a time (the baseline the fused op must beat).
+
+    The box is rounded out to whole pixels and clipped to the frame (as a user slicing the frame would), so it agrees
+    with the op exactly only for integer boxes inside the frame that do not upsample; it does the same work.
+    """
+    mean_, std_ = mean.view(1, 3, 1, 1), std.view(1, 3, 1, 1)
+    fill_ = fill.view(1, 3, 1, 1)
+    hw = frame_hw.tolist()
+    outs = []
+    for v, (s, (x0, y0, x1, y1), flipped, b, fi) in enumerate(
+        zip(src.tolist(), boxes.tolist(), flip.tolist(), bg_index.tolist(), fill_index.tolist())
+    ):
+        h, w = hw[s]
+        xa, ya = max(int(math.floor(x0)), 0), max(int(math.floor(y0)), 0)
+        xb, yb = min(int(math.ceil(x1)), w), min(int(math.ceil(y1)), h)
+
+        def crop(image):
+            patch = image[ya:yb, xa:xb].permute(2, 0, 1)[None].float()
+            return F.interpolate(patch, size=(size, size), mode="bilinear", align_corners=False)
+
+        pix = crop(frames[s])
+        fillv = crop(backgrounds[fi]) if fi >= 0 else fill_
+        value = pix
+        if bg_mode != 0:
+            d = (pix - crop(backgrounds[b])).abs().mean(1, keepdim=True)
+            alpha = (d > bg_threshold).float() if bg_mode == 1 else ((d - bg_threshold) / bg_softness).clamp(0, 1)
+            value = alpha * pix + (1 - alpha) * fillv
+        if flipped:
+            value = value.flip(-1)
+        outs.append(((value / 255 - mean_) / std_).to(out_dtype))
+    return torch.cat(outs).contiguous(memory_format=torch.channels_last)
+
+
+def providers(device: torch.device) -> dict:
+    """name -> kernel taking the op's positional arguments, for the providers available on `device`."""
+    found = {}
+    if device.type == "cpu" and assemble_mod.HAS_CPP_KERNEL:
+        found["cpp"] = torch.ops.syncssl.assemble_pairs
+    if device.type == "cuda" and assemble_mod.HAS_TRITON_KERNEL:
+        from ..ops.triton_assemble import assemble_pairs_triton
+
+        found["triton"] = assemble_pairs_triton
+    found["reference"] = assemble_pairs_reference
+    found["eager"] = eager_assemble
+    return found
+
+
+def _geomean(values):
+    values = [v for v in values if v is not None]
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
+
+
+def run_assemble_benchmark(device="cpu", sizes=DEFAULT_CASES, repeats: int = 5, pairs: int = 32,
+                           providers_wanted: tuple[str, ...] | None = None) -> dict:
+    """Time every provider on every case; see the module docstring for what is counted. Returns a plain dict."""
+    device = torch.device(device)
+    kernels = providers(device)
+    if providers_wanted is not None:
+        kernels = {k: v for k, v in kernels.items() if k in providers_wanted}
+    cases = []
+    for case in sizes:
+        batch = make_batch(case, pairs=pairs, device=device)
+        args = op_args(batch)
+        nbytes = counted_bytes(batch)
+        footprint = sum(batch[k].numel() for k in ("frames", "backgrounds")) + nbytes
+        copy, copied = make_copy(footprint // 2, device)
+        fns = {"copy": copy, **{name: (lambda kernel=kernel: kernel(*args)) for name, kernel in kernels.items()}}
+        seconds = best_times(fns, device, repeats=repeats, inner=20 if device.type == "cuda" else 1)
+        copy_bps = copied / seconds.pop("copy")
+        results = {name: {"time_ms": t * 1e3, "gbps": nbytes / t / 1e9} for name, t in seconds.items()}
+        cpp, triton, eager = results.get("cpp"), results.get("triton"), results.get("eager")
+        cases.append({
+            "case": case.name, "views": 2 * pairs, "size": case.size, "out_dtype": str(case.out_dtype),
+            "bytes": nbytes, "copy_gbps": copy_bps / 1e9, "providers": results,
+            "assemble_cpp_over_copy": cpp["gbps"] * 1e9 / copy_bps if cpp else None,
+            "assemble_cpp_over_eager": eager["time_ms"] / cpp["time_ms"] if cpp and eager else None,
+            "assemble_triton_over_copy": triton["gbps"] * 1e9 / copy_bps if triton else None,
+        })
+    return {
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "cases": cases,
+        **{key: _geomean([c[key] for c in cases])
+           for key in ("assemble_cpp_over_copy", "assemble_cpp_over_eager", "assemble_triton_over_copy")},
+    }
+
+
+def print_assemble_table(result: dict, console=None) -> None:
+    """A rich table: rows = cases, columns = copy and each provider in GB/s (time), then the ratios."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console(width=max(Console().width, 150))  # all columns, also when piped
+    names = list(dict.fromkeys(n for c in result["cases"] for n in c["providers"]))
+    table = Table(title=f"assemble_pairs on {result['device']} ({result['threads']} threads): GB/s (ms)")
+    for column in ["case", "MB", "copy", *names, "cpp/copy", "eager/cpp", "triton/copy"]:
+        table.add_column(column, justify="left" if column == "case" else "right")
+
+    def ratio(x):
+        return "-" if x is None else f"{x:.2f}"
+
+    for c in result["cases"]:
+        cells = [c["case"], f"{c['bytes'] / 1e6:.1f}", f"{c['copy_gbps']:.1f}"]
+        for n in names:
+            p = c["providers"].get(n)
+            cells.append("-" if p is None else f"{p['gbps']:.2f} ({p['time_ms']:.1f})")
+        cells += [ratio(c["assemble_cpp_over_copy"]), ratio(c["assemble_cpp_over_eager"]),
+                  ratio(c["assemble_triton_over_copy"])]
+        table.add_row(*cells)
+    console.print(table)
+    console.print(
+        "geometric means: cpp/copy {}, eager/cpp {}, triton/copy {}".format(
+            ratio(result["assemble_cpp_over_copy"]), ratio(result["assemble_cpp_over_eager"]),
+            ratio(result["assemble_triton_over_copy"]))
+    )
