@@ -169,61 +169,109 @@ def _print_config_help(cls):
     Console().print(table)
 
 
+def training_command(kind: str):
+    """syncssl-train and syncssl-finetune: the same options, launcher and trainer lifecycle."""
+    module = {"train": "syncssl.train", "finetune": "syncssl.train.finetune"}[kind]
+
+    @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+    @config_options
+    @click.option("--preset", default="cpu-small", show_default=True,
+                  help="Starting config: cpu-small (the default CPU run), gpu (a GPU node), tiny (seconds).")
+    @click.option("--gpus", type=click.IntRange(min=1), default=None,
+                  help="GPUs on this node: relaunches itself through torchrun with one process per GPU.")
+    @click.option("--nproc", type=click.IntRange(min=1), default=None,
+                  help="CPU processes (gloo): the distributed path without GPUs.")
+    @click.option("--run-dir", default=None, help="Run directory (train.run_dir).")
+    @click.option("--resume", default=None, help="auto | none | a checkpoint or run folder (train.resume).")
+    @click.option("--steps", type=click.IntRange(min=1), default=None, help="Optimizer steps (train.steps).")
+    def command(overrides, config_file, help_config, preset, gpus, nproc, run_dir, resume, steps):
+        import os
+        from .config import ConfigError
+        from .train.config import FinetuneConfig, PretrainConfig, load_config
+
+        cls = PretrainConfig if kind == "train" else FinetuneConfig
+        if help_config:
+            _print_config_help(cls)
+            return
+        overrides = list(overrides)
+        for key, value in (("train.run_dir", run_dir), ("train.resume", resume), ("train.steps", steps)):
+            if value is not None:
+                overrides.append(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}")
+        if nproc is not None and gpus is not None:
+            raise click.UsageError("use either --gpus (one process per GPU) or --nproc (CPU processes), not both")
+        if nproc is not None:
+            overrides.append('train.device="cpu"')
+        try:
+            cfg = load_config(preset, config_file, overrides, cls=cls)
+        except ConfigError as e:
+            raise click.ClickException(str(e)) from None
+        workers = gpus or nproc or 1
+        if workers > 1 and "LOCAL_RANK" not in os.environ:
+            if gpus:
+                import torch
+                if torch.cuda.device_count() < gpus:
+                    raise click.ClickException(f"--gpus {gpus}: only {torch.cuda.device_count()} CUDA devices "
+                                               "visible; use --nproc N to run N CPU processes")
+            extra = ['train.device="cpu"'] if nproc else []
+            sys.exit(_launch_workers(workers, _worker_args(sys.argv[1:]) + extra, module))
+        from .train.run import USER_ERRORS, run_training
+        try:
+            run_training(cfg)
+        except USER_ERRORS as e:
+            raise click.ClickException(str(e)) from None
+
+    command.help = {
+        "train": """Self-supervised pre-training: are two views synchronized, is one mirrored?
+
+        With no arguments it pre-trains on the embedded small synthetic dataset (generated when absent) and
+        reports held-out sync and flip accuracy. Dotted overrides follow, e.g. `optim.lr=3e-4 model.depth=34`.""",
+        "finetune": """Transfer to 3D pose: fine-tune a pre-trained backbone (or a random one) with few labels.
+
+        By default: the backbone of runs/pretrain, labels of S1 only, evaluated on the held-out subjects
+        (MPJPE, N-MPJPE, P-MPJPE in mm). `transfer.init=random` gives the baseline at the same budget.""",
+    }[kind]
+    return command
+
+
+train = training_command("train")
+finetune = training_command("finetune")
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@config_options
-@click.option("--preset", default="cpu-small", show_default=True,
-              help="Starting config: cpu-small (the default CPU run), gpu (a GPU node), tiny (seconds).")
-@click.option("--gpus", type=click.IntRange(min=1), default=None,
-              help="GPUs on this node: relaunches itself through torchrun with one process per GPU.")
-@click.option("--nproc", type=click.IntRange(min=1), default=None,
-              help="CPU processes (gloo): the distributed path without GPUs.")
-@click.option("--run-dir", default=None, help="Run directory (train.run_dir).")
-@click.option("--resume", default=None, help="auto | none | a checkpoint or run folder (train.resume).")
-@click.option("--steps", type=click.IntRange(min=1), default=None, help="Optimizer steps (train.steps).")
-def train(overrides, config_file, help_config, preset, gpus, nproc, run_dir, resume, steps):
-    """Self-supervised pre-training: are two views synchronized, is one mirrored?
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder (default: RUN/eval).")
+@click.option("--split", default=None, help="Split to evaluate (default: the run's held-out split).")
+@click.option("--pairs", type=click.IntRange(min=2), default=1024, show_default=True,
+              help="Pretext models: pairs per accuracy estimate.")
+@click.option("--stride", type=click.IntRange(min=1), default=None,
+              help="Pose models: evaluate every k-th frame (default: the run's transfer.eval_stride).")
+@click.option("--pictures", type=click.IntRange(min=0), default=6, show_default=True,
+              help="Pose models: test frames drawn with their skeletons.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+def evaluate(path, out, split, pairs, stride, pictures, device):
+    """Evaluate a run directory or checkpoint.
 
-    With no arguments it pre-trains on the embedded small synthetic dataset (generated when absent) and
-    reports held-out sync and flip accuracy. Dotted overrides follow, e.g. `optim.lr=3e-4 model.depth=34`.
+    A fine-tuned pose model: MPJPE, N-MPJPE and P-MPJPE (mm) per action and averaged, pose overlays and 3D
+    plots. A pre-trained model: sync and flip accuracy on seen and unseen subjects, and the sync probability
+    against the time offset (CSV and PNG). Everything lands in OUT with a metrics.json.
     """
-    import os
-    from .config import ConfigError
-    from .train.config import PretrainConfig, load_config
-
-    if help_config:
-        _print_config_help(PretrainConfig)
-        return
-    overrides = list(overrides)
-    for key, value in (("train.run_dir", run_dir), ("train.resume", resume), ("train.steps", steps)):
-        if value is not None:
-            overrides.append(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}")
-    if nproc is not None and gpus is not None:
-        raise click.UsageError("use either --gpus (one process per GPU) or --nproc (CPU processes), not both")
-    if nproc is not None:
-        overrides.append('train.device="cpu"')
+    from rich.console import Console
+    from .eval.evaluate import run_evaluation
+    from .train.run import USER_ERRORS
     try:
-        cfg = load_config(preset, config_file, overrides)
-    except ConfigError as e:
+        result = run_evaluation(path, out, split, pairs, stride, pictures, device)
+    except USER_ERRORS as e:
         raise click.ClickException(str(e)) from None
-    workers = gpus or nproc or 1
-    if workers > 1 and "LOCAL_RANK" not in os.environ:
-        if gpus:
-            import torch
-            if torch.cuda.device_count() < gpus:
-                raise click.ClickException(f"--gpus {gpus}: only {torch.cuda.device_count()} CUDA devices visible; "
-                                           "use --nproc N to run N CPU processes")
-        sys.exit(_launch_workers(workers, _worker_args(sys.argv[1:]) + ([f'train.device="cpu"'] if nproc else []),
-                                 "syncssl.train"))
-    from .train.run import run_pretraining
-    run_pretraining(cfg)
-
-
-def finetune():
-    raise SystemExit("syncssl-finetune: not built yet (transfer issue)")
-
-
-def evaluate():
-    raise SystemExit("syncssl-eval: not built yet (transfer issue)")
+    console = Console()
+    if result["task"] == "pose":
+        console.print(f"[bold]{result['split']}[/]: MPJPE {result['mpjpe']:.1f} mm, N-MPJPE {result['n_mpjpe']:.1f} mm, "
+                      f"P-MPJPE {result['p_mpjpe']:.1f} mm over {result['count']} images")
+        for action, m in result["per_action"].items():
+            console.print(f"  {action:<14} MPJPE {m['mpjpe']:7.1f}  N-MPJPE {m['n_mpjpe']:7.1f}  P-MPJPE {m['p_mpjpe']:7.1f}")
+    else:
+        console.print(f"sync accuracy: seen {result['seen_sync_acc']:.3f}, unseen {result['unseen_sync_acc']:.3f}; "
+                      f"flip accuracy: seen {result['seen_flip_acc']:.3f}, unseen {result['unseen_flip_acc']:.3f}")
+    console.print(f"written to {result['out']}")
 
 
 @click.group(help="Throughput benchmarks; each compares against a baseline measured in the same run.")

@@ -19,7 +19,7 @@ from syncssl.config import ConfigError
 from syncssl.train import checkpoint as ckpt
 from syncssl.train.config import PretrainConfig, load_config
 from syncssl.train.distributed import Dist
-from syncssl.train.trainer import NonFiniteLoss, Trainer
+from syncssl.train.trainer import NonFiniteLoss, PretextTrainer
 
 
 def tiny_config(dataset: Path, run_dir: Path, *extra: str) -> PretrainConfig:
@@ -44,7 +44,7 @@ def _ddp_worker(rank: int, world: int, port: int, dataset: str, run_dir: str, st
     d = distributed.setup("cpu")
     torch.set_num_threads(1)
     cfg = tiny_config(Path(dataset), Path(run_dir), *EXACT, "train.batch_size=8", "train.resume='none'")
-    trainer = Trainer(cfg, d, progress=False)
+    trainer = PretextTrainer(cfg, d, progress=False)
     grads = []
     for step in range(steps):
         trainer.train_step(trainer.train_data.batch(step))
@@ -64,7 +64,7 @@ def test_ddp_two_processes_match_one_process_with_the_global_batch(tiny_dataset,
     # one process, the same global batch of 8 pairs (the sampler gives rank r rows [4r, 4r + 4))
     torch.set_num_threads(1)
     cfg = tiny_config(tiny_dataset, tmp_path / "single", *EXACT, "train.batch_size=8", "train.resume='none'")
-    single = Trainer(cfg, Dist(), progress=False)
+    single = PretextTrainer(cfg, Dist(), progress=False)
     for step in range(steps):
         single.train_step(single.train_data.batch(step))
     g = torch.cat([p.grad.flatten() for p in single.model.parameters() if p.grad is not None])
@@ -77,8 +77,8 @@ def test_ddp_two_processes_match_one_process_with_the_global_batch(tiny_dataset,
 
 
 def _train(dataset, run_dir, *extra):
-    from syncssl.train.run import run_pretraining
-    return run_pretraining(tiny_config(dataset, run_dir, *extra))
+    from syncssl.train.run import run_training
+    return run_training(tiny_config(dataset, run_dir, *extra))
 
 
 def test_resume_continues_exactly(tiny_dataset, tmp_path):
@@ -155,14 +155,13 @@ def test_run_directory_holds_summary_logs_and_curves(tiny_dataset, tmp_path):
 
 def test_nonfinite_losses_are_skipped_then_stop_the_run(tiny_dataset, tmp_path, monkeypatch):
     cfg = tiny_config(tiny_dataset, tmp_path / "nan", "train.max_nonfinite=3", "train.resume='none'")
-    trainer = Trainer(cfg, Dist(), progress=False)
+    trainer = PretextTrainer(cfg, Dist(), progress=False)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     real = trainer.losses
 
     def poisoned(out, batch):
-        m = real(out, batch)
-        m["loss"] = m["loss"] * float("nan")
-        return m
+        loss, sums = real(out, batch)
+        return loss * float("nan"), sums
     monkeypatch.setattr(trainer, "losses", poisoned)
     for step in range(2):
         m = trainer.train_step(trainer.train_data.batch(step))

@@ -46,8 +46,12 @@ class Batch:
                 t.record_stream(stream)
 
 
-class PairBatcher:
-    """Decodes and assembles the pairs of a plan. ``sequences`` are manifest indices (the sampler's order)."""
+class ViewAssembler:
+    """Decodes the frames of a list of views and assembles them, cropped and normalised, in one op call.
+
+    A view is (sequence, camera, frame, flip, jitter); ``sequences`` are manifest indices (the sampler's order).
+    Every frame of a video is decoded once per call even when several views use it.
+    """
 
     def __init__(self, manifest: Manifest, sequences: list[int], decoder, *, crop_size: int,
                  background: str = "soft", bg_threshold: float = 20.0, bg_softness: float = 16.0,
@@ -76,10 +80,14 @@ class PairBatcher:
             bank[i, :bg.shape[0], :bg.shape[1]] = torch.from_numpy(np.array(bg))  # cached read-only array
         return bank.to(self.device)
 
-    def __call__(self, plan: PairPlan) -> Batch:
-        n = len(plan)
-        # 1. one request per (sequence, camera): its distinct frames, decoded once even if used twice
-        views = [(int(plan.seq[p]), int(plan.cam[p, v]), int(plan.frame[p, v])) for p in range(n) for v in (0, 1)]
+    def __call__(self, views: list[tuple[int, int, int]], flip: np.ndarray, jitter: np.ndarray,
+                 step: int, rank: int = 0) -> tuple[torch.Tensor, np.ndarray]:
+        """views [(seq, cam, frame)] (V), flip (V,) bool, jitter (V, 3) -> (images (V', 3, S, S), ok (V,) bool).
+
+        ``images`` holds the views whose video decoded (``ok``), in order; a failed request (skip policy)
+        drops its views instead of returning garbage.
+        """
+        # 1. one request per (sequence, camera): its distinct frames
         wanted: dict[tuple[int, int], list[int]] = {}
         for s, c, t in views:
             wanted.setdefault((s, c), []).append(t)
@@ -89,7 +97,7 @@ class PairBatcher:
             cam, seq = self.seqs[s].cameras[c], self.seqs[s]
             frames = np.unique(np.asarray(wanted[(s, c)], np.int64))
             if frames[-1] >= seq.num_frames:
-                raise DataError(cam.video, f"the plan asks for frame {frames[-1]} but {seq.key} has {seq.num_frames}")
+                raise DataError(cam.video, f"asked for frame {frames[-1]} but {seq.key} has {seq.num_frames}")
             requests.append(FrameRequest(cam.video, frames, cam.codec, tuple(cam.size)))
         decoded = self.decoder.decode(requests)
 
@@ -97,41 +105,37 @@ class PairBatcher:
         row_of: dict[tuple[int, int, int], int] = {}
         blocks, hw = [], []
         for (s, c), req, frames in zip(keys, requests, decoded):
-            if frames is None:  # a failed request (skip policy): its pairs are dropped below
+            if frames is None:  # a failed request: its views are dropped
                 continue
-            for k, t in enumerate(req.frames.tolist()):
+            for t in req.frames.tolist():
                 row_of[(s, c, t)] = len(hw)
                 hw.append(frames.shape[1:3])
             blocks.append(frames)
-        keep = [p for p in range(n) if all(v in row_of for v in views[2 * p:2 * p + 2])]
-        if not keep:
-            raise DataError(requests[0].path, f"step {plan.step}: every pair of the batch failed to decode")
+        ok = np.array([v in row_of for v in views], bool)
+        if not ok.any():
+            raise DataError(requests[0].path, f"step {step}: every view of the batch failed to decode")
         bank = self._bank(blocks, hw)
 
-        # 3. per-view arguments of the fused op
-        kv = [v for p in keep for v in views[2 * p:2 * p + 2]]
-        src = torch.tensor([row_of[v] for v in kv], dtype=torch.int64)
-        boxes = torch.stack([self.boxes[s][t, c] for s, c, t in kv])
-        boxes = _jitter(boxes, torch.from_numpy(plan.jitter[keep].reshape(-1, 3)))
-        flip = torch.from_numpy(plan.flip[keep].reshape(-1).astype(np.bool_))
-        bg_index = torch.tensor([self.bg_slot[self.seqs[s].cameras[c].background_id] for s, c, _ in kv],
+        # 3. per-view arguments of the fused op (it takes pairs: an odd count is padded by one view)
+        kept = [v for v, k in zip(views, ok) if k]
+        index = np.flatnonzero(ok)
+        if len(kept) % 2:
+            kept, index = kept + kept[-1:], np.append(index, index[-1])
+        src = torch.tensor([row_of[v] for v in kept], dtype=torch.int64)
+        boxes = _jitter(torch.stack([self.boxes[s][t, c] for s, c, t in kept]),
+                        torch.from_numpy(np.asarray(jitter, np.float32)[index].reshape(-1, 3)))
+        flips = torch.from_numpy(np.asarray(flip, bool)[index])
+        bg_index = torch.tensor([self.bg_slot[self.seqs[s].cameras[c].background_id] for s, c, _ in kept],
                                 dtype=torch.int64)
-        fill_index = self._substitutes(plan, bg_index)
+        fill_index = self._substitutes(step, rank, bg_index)
         dev = self.device
         images = assemble_pairs(
             bank, torch.tensor(hw, dtype=torch.int32).to(dev, non_blocking=True), src.to(dev), boxes.to(dev),
-            flip.to(dev), size=self.crop_size, backgrounds=self.backgrounds, bg_index=bg_index.to(dev),
+            flips.to(dev), size=self.crop_size, backgrounds=self.backgrounds, bg_index=bg_index.to(dev),
             fill_index=fill_index.to(dev), mean=self.mean, std=self.std, bg_mode=self.bg_mode,
             bg_threshold=self.bg_threshold, bg_softness=self.bg_softness, out_dtype=self.out_dtype,
         ).flatten(0, 1)
-        keep_t = torch.tensor(keep, dtype=torch.int64)
-        return Batch(
-            step=plan.step, images=images,
-            sync=torch.from_numpy(plan.sync)[keep_t].to(dev, non_blocking=True),
-            flip=torch.from_numpy(plan.flip_label)[keep_t].to(dev, non_blocking=True),
-            offset=torch.from_numpy(plan.offset.astype(np.int64))[keep_t].to(dev, non_blocking=True),
-            dropped=n - len(keep),
-        )
+        return images[:int(ok.sum())], ok
 
     def _bank(self, blocks: list[torch.Tensor], hw: list) -> torch.Tensor:
         full = all(b.shape[1] == self.height and b.shape[2] == self.width for b in blocks)
@@ -147,18 +151,48 @@ class PairBatcher:
             bank = bank.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else bank.to(self.device)
         return bank.contiguous()
 
-    def _substitutes(self, plan: PairPlan, bg_index: torch.Tensor) -> torch.Tensor:
+    def _substitutes(self, step: int, rank: int, bg_index: torch.Tensor) -> torch.Tensor:
         """Background substitution: a ``substitute`` share of views get another camera's background as fill."""
         fill = torch.full_like(bg_index, -1)
         slots = len(self.bg_slot)
         if self.substitute <= 0 or slots < 2:
             return fill
-        rng = np.random.default_rng([self.seed, plan.step, plan.rank, 0x5B])  # pure function of the step
+        rng = np.random.default_rng([self.seed, step, rank, 0x5B])  # a pure function of the step
         pick = torch.from_numpy(rng.random(len(bg_index)) < self.substitute)
         other = torch.from_numpy(rng.integers(0, slots - 1, len(bg_index)))
         other = other + (other >= bg_index).long()  # never the view's own background
         fill[pick] = other[pick]
         return fill
+
+
+class PairBatcher:
+    """A :class:`~syncssl.data.sampling.PairPlan` -> a :class:`Batch` of view pairs (the pretext task)."""
+
+    def __init__(self, assembler: ViewAssembler):
+        self.assembler = assembler
+
+    @property
+    def device(self) -> torch.device:
+        return self.assembler.device
+
+    def __call__(self, plan: PairPlan) -> Batch:
+        n = len(plan)
+        views = [(int(plan.seq[p]), int(plan.cam[p, v]), int(plan.frame[p, v])) for p in range(n) for v in (0, 1)]
+        images, ok = self.assembler(views, plan.flip.reshape(-1), plan.jitter.reshape(-1, 3), plan.step, plan.rank)
+        pair_ok = ok.reshape(n, 2).all(1)
+        if not pair_ok.all():  # keep only pairs whose two views both decoded
+            images = images[torch.from_numpy(pair_ok.repeat(2)[ok])]
+        if not pair_ok.any():
+            raise DataError(self.assembler.manifest.folder or "manifest", f"step {plan.step}: no pair decoded")
+        keep = torch.from_numpy(np.flatnonzero(pair_ok))
+        dev = self.device
+        return Batch(
+            step=plan.step, images=images,
+            sync=torch.from_numpy(plan.sync)[keep].to(dev, non_blocking=True),
+            flip=torch.from_numpy(plan.flip_label)[keep].to(dev, non_blocking=True),
+            offset=torch.from_numpy(plan.offset.astype(np.int64))[keep].to(dev, non_blocking=True),
+            dropped=n - len(keep),
+        )
 
 
 def _jitter(boxes: torch.Tensor, jitter: torch.Tensor) -> torch.Tensor:
@@ -224,3 +258,70 @@ class Prefetcher:
     def close(self):
         self._halt.set()
         self._thread.join(timeout=10)
+
+
+@dataclass
+class PoseBatch:
+    step: int
+    images: torch.Tensor  # (N, 3, S, S) channels_last, compute dtype
+    target: torch.Tensor  # (N, 17, 3) float32 root-relative joints in the camera's frame, mm (mirrored with the image)
+    action: torch.Tensor  # (N,) int64 index into the batcher's ``actions``
+    index: np.ndarray  # (N, 3) [seq, cam, frame] of each row, for pictures
+    dropped: int = 0
+    ready: torch.cuda.Event | None = None
+
+    @property
+    def pairs(self) -> int:  # the trainer's unit of work: one row
+        return int(self.target.shape[0])
+
+    def wait(self):
+        if self.ready is not None:
+            stream = torch.cuda.current_stream()
+            stream.wait_event(self.ready)
+            for t in (self.images, self.target, self.action):
+                t.record_stream(stream)
+
+
+def camera_labels(seq, where="manifest") -> np.ndarray:
+    """(T, C, 17, 3) float32: the world poses in each camera's frame, root-relative, mm."""
+    if seq.poses3d is None:
+        raise DataError(where, f"{seq.key} has no 3D labels (poses3d)")
+    per_cam = np.stack([c.camera.world_to_camera(seq.poses3d[:seq.num_frames]) for c in seq.cameras], 1)
+    return (per_cam - per_cam[:, :, :1]).astype(np.float32)
+
+
+class PoseBatcher:
+    """A :class:`~syncssl.data.pose_sampling.ViewPlan` -> a :class:`PoseBatch`: crops and 3D labels.
+
+    Labels are the world poses moved into each camera's frame and made root-relative (computed once);
+    a mirrored image gets the mirrored label (x negated, left and right swapped: ``geometry.mirror``).
+    """
+
+    def __init__(self, assembler: ViewAssembler, actions: list[str] | None = None):
+        from ..geometry import mirror
+        self.assembler = assembler
+        self.actions = actions or sorted({s.action for s in assembler.seqs})
+        self.action_of = [self.actions.index(s.action) for s in assembler.seqs]
+        where = assembler.manifest.folder or "manifest"
+        self.labels = [camera_labels(s, where) for s in assembler.seqs]  # each (T, C, 17, 3)
+        self.mirrored = [mirror(1, joints3d_cam=x).joints3d_cam.astype(np.float32) for x in self.labels]
+
+    @staticmethod
+    def labels_of(sequences) -> np.ndarray:
+        """Every (frame, camera) label of ``sequences``, (sum T*C, 17, 3)."""
+        return np.concatenate([camera_labels(s).reshape(-1, *s.poses3d.shape[1:]) for s in sequences])
+
+    @property
+    def device(self) -> torch.device:
+        return self.assembler.device
+
+    def __call__(self, plan) -> PoseBatch:
+        views = [(int(s), int(c), int(t)) for s, c, t in zip(plan.seq, plan.cam, plan.frame)]
+        images, ok = self.assembler(views, plan.flip, plan.jitter, plan.step, max(plan.rank, 0))
+        rows = [(v, f) for v, f, k in zip(views, plan.flip, ok) if k]
+        target = np.stack([(self.mirrored if f else self.labels)[s][t, c] for (s, c, t), f in rows])
+        dev = self.device
+        return PoseBatch(
+            step=plan.step, images=images, target=torch.from_numpy(target).to(dev, non_blocking=True),
+            action=torch.tensor([self.action_of[s] for (s, _, _), _ in rows], dtype=torch.int64).to(dev),
+            index=np.array([v for v, _ in rows], np.int64).reshape(-1, 3), dropped=len(views) - len(rows))

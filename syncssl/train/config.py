@@ -5,7 +5,6 @@ Resolution order: the dataclass defaults < the preset (``--preset``, default ``c
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -14,6 +13,7 @@ from .. import config as cfglib
 from ..config import ConfigError, choices
 from ..data.sampling import SamplingConfig
 from ..models.pairnet import PairNetConfig
+from ..models.pose import PoseNetConfig
 
 PRESETS_PACKAGE = "syncssl.train.presets"
 
@@ -84,10 +84,6 @@ class TrainConfig:
     """Global batch: pairs per step summed over all ranks (each rank takes batch_size / world_size)."""
     seed: int = 0
     """Seed of the sampler, the model init and dropout; the same seed gives the same run."""
-    sync_weight: float = 1.0
-    """Weight of the synchronization cross-entropy (0 switches the task off: the flip-only ablation)."""
-    flip_weight: float = 1.0
-    """Weight of the flip cross-entropy (0 switches the task off: the sync-only ablation)."""
     amp: str = choices("auto", "auto", "bf16", "fp16", "off")
     """Mixed precision: auto = bf16 where supported (recent GPUs, CPUs with AVX512-BF16/AMX), fp16 with a
     GradScaler on older GPUs, else fp32."""
@@ -122,32 +118,27 @@ class TrainConfig:
 
 
 @dataclass
+class PretextConfig:
+    sync_weight: float = 1.0
+    """Weight of the synchronization cross-entropy (0 switches the task off: the flip-only ablation)."""
+    flip_weight: float = 1.0
+    """Weight of the flip cross-entropy (0 switches the task off: the sync-only ablation)."""
+
+
+@dataclass
 class PretrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
+    pretext: PretextConfig = field(default_factory=PretextConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     model: PairNetConfig = field(default_factory=lambda: PairNetConfig(depth=18, width=0.25))
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self):
-        t, d, o = self.train, self.data, self.optim
-        problems = []
-        if t.steps < 1 or t.batch_size < 1:
-            problems.append("train.steps and train.batch_size must be >= 1")
-        if t.sync_weight < 0 or t.flip_weight < 0 or t.sync_weight + t.flip_weight == 0:
-            problems.append("train.sync_weight and train.flip_weight must be >= 0 and not both 0")
-        if d.crop_size < 16:
-            problems.append(f"data.crop_size must be >= 16, got {d.crop_size}")
-        if not 0 <= d.substitute <= 1:
-            problems.append(f"data.substitute is a share in [0, 1], got {d.substitute}")
-        if d.background == "soft" and d.bg_softness <= 0:
-            problems.append("data.bg_softness must be > 0 with data.background = soft")
-        if len(d.mean) != 3 or len(d.std) != 3 or min(d.std) <= 0:
-            problems.append("data.mean and data.std need 3 values, std > 0")
-        if not 0 <= o.min_lr <= o.lr:
-            problems.append(f"need 0 <= optim.min_lr <= optim.lr, got {o.min_lr}, {o.lr}")
-        if o.warmup_steps < 0 or o.grad_clip < 0:
-            problems.append("optim.warmup_steps and optim.grad_clip must be >= 0")
+        p = self.pretext
+        problems = common_problems(self)
+        if p.sync_weight < 0 or p.flip_weight < 0 or p.sync_weight + p.flip_weight == 0:
+            problems.append("pretext.sync_weight and pretext.flip_weight must be >= 0 and not both 0")
         for section in (self.model, self.sampling):  # their own checks live in __post_init__
             try:
                 section.__post_init__()
@@ -157,15 +148,84 @@ class PretrainConfig:
             raise ConfigError("invalid config: " + "; ".join(problems))
 
 
-def preset_names() -> list[str]:
-    return sorted(p.name.removesuffix(".toml") for p in resources.files(PRESETS_PACKAGE).iterdir()
-                  if p.name.endswith(".toml"))
+@dataclass
+class TransferConfig:
+    init: str = choices("pretrained", "pretrained", "random")
+    """Backbone initialisation: the pre-trained checkpoint, or random weights (the baseline)."""
+    checkpoint: str = "runs/pretrain"
+    """init = pretrained: a pre-training run directory (its newest checkpoint) or a checkpoint folder."""
+    label_subjects: list[str] = field(default_factory=lambda: ["S1"])
+    """Subjects whose 3D labels are used (the paper: S1 only, or all training subjects)."""
+    label_fraction: float = 1.0
+    """Share of those subjects' frames that carry labels (every k-th frame, seeded): the label budget."""
+    protocol: str = choices("finetune", "finetune", "frozen")
+    """finetune: the backbone trains except its first model.frozen_stages stages (the paper freezes 3);
+    frozen: the whole backbone is frozen and only the pose head trains (a linear-probe style read-out)."""
+    eval_stride: int = 4
+    """Evaluate every k-th frame of the held-out subjects, every camera (the paper: every 64th at 50 fps)."""
+    flip: float = 0.5
+    """Probability of mirroring a training image together with its 3D label (augmentation)."""
+    jitter_shift: float = 0.05
+    """Crop box shift, uniform in +-this fraction of the box side (augmentation)."""
+    jitter_scale: float = 0.1
+    """Log of the crop box scale, uniform in +-this (augmentation)."""
+    pictures: int = 6
+    """Test frames drawn with predicted and true skeletons at the end (pose overlays and 3D plots)."""
 
 
-def preset_path(name: str) -> Path:
-    path = resources.files(PRESETS_PACKAGE).joinpath(f"{name}.toml")
+@dataclass
+class FinetuneConfig:
+    data: DataConfig = field(default_factory=lambda: DataConfig(train_split="train", eval_split="test"))
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+    model: PoseNetConfig = field(default_factory=lambda: PoseNetConfig(depth=18, width=0.25, hidden=512,
+                                                                       frozen_stages=3))
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(run_dir="runs/finetune"))
+
+    def validate(self):
+        x = self.transfer
+        problems = common_problems(self)
+        if not 0 < x.label_fraction <= 1:
+            problems.append(f"transfer.label_fraction must be in (0, 1], got {x.label_fraction}")
+        if not x.label_subjects:
+            problems.append("transfer.label_subjects is empty: name at least one labelled subject")
+        if self.model.frozen_stages is not None and not 0 <= self.model.frozen_stages <= 4:
+            problems.append(f"model.frozen_stages must be in 0..4 (or none), got {self.model.frozen_stages}")
+        if x.eval_stride < 1 or not 0 <= x.flip <= 1:
+            problems.append("transfer.eval_stride must be >= 1 and transfer.flip in [0, 1]")
+        if problems:
+            raise ConfigError("invalid config: " + "; ".join(problems))
+
+
+def common_problems(cfg) -> list[str]:
+    """Checks shared by the pre-training and the transfer configs."""
+    t, d, o = cfg.train, cfg.data, cfg.optim
+    checks = [
+        (t.steps >= 1 and t.batch_size >= 1, "train.steps and train.batch_size must be >= 1"),
+        (d.crop_size >= 16, f"data.crop_size must be >= 16, got {d.crop_size}"),
+        (0 <= d.substitute <= 1, f"data.substitute is a share in [0, 1], got {d.substitute}"),
+        (d.background != "soft" or d.bg_softness > 0, "data.bg_softness must be > 0 with data.background = soft"),
+        (len(d.mean) == 3 and len(d.std) == 3 and min(d.std) > 0, "data.mean and data.std need 3 values, std > 0"),
+        (0 <= o.min_lr <= o.lr, f"need 0 <= optim.min_lr <= optim.lr, got {o.min_lr}, {o.lr}"),
+        (o.warmup_steps >= 0 and o.grad_clip >= 0, "optim.warmup_steps and optim.grad_clip must be >= 0"),
+    ]
+    return [problem for ok, problem in checks if not ok]
+
+
+PRESET_PREFIX = {PretrainConfig: "", FinetuneConfig: "finetune-"}
+
+
+def preset_names(cls=PretrainConfig) -> list[str]:
+    prefix = PRESET_PREFIX[cls]
+    names = [p.name.removesuffix(".toml") for p in resources.files(PRESETS_PACKAGE).iterdir() if p.name.endswith(".toml")]
+    return sorted(n.removeprefix(prefix) for n in names
+                  if n.startswith(prefix) and (prefix or not any(n.startswith(q) for q in PRESET_PREFIX.values() if q)))
+
+
+def preset_path(name: str, cls=PretrainConfig) -> Path:
+    path = resources.files(PRESETS_PACKAGE).joinpath(f"{PRESET_PREFIX[cls]}{name}.toml")
     if not path.is_file():
-        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(preset_names())}")
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(preset_names(cls))}")
     return Path(str(path))
 
 
@@ -173,9 +233,11 @@ def load_config(preset: str | None = "cpu-small", path: Path | None = None, over
     """Defaults, then the preset, then the TOML file, then the overrides; validated."""
     cfg = cls()
     if preset:
-        cfg = cfglib.load(cls, preset_path(preset), base=cfg)
+        cfg = cfglib.load(cls, preset_path(preset, cls), base=cfg)
     return cfglib.load(cls, path, list(overrides), base=cfg)
 
 
-def replace_section(cfg, **sections):
-    return dataclasses.replace(cfg, **sections)
+def config_from_dict(cls, values: dict):
+    """A config saved with a checkpoint (``dataclasses.asdict``) back as ``cls``."""
+    return cfglib.update(cls(), values)
+

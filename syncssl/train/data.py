@@ -14,7 +14,7 @@ import torch
 
 from ..data.dataset import DataError
 from ..data.decode import FailurePolicy, make_decoder
-from ..data.loader import PairBatcher
+from ..data.loader import PairBatcher, ViewAssembler
 from ..data.manifest import MANIFEST_NAME, Manifest
 from ..data.sampling import PairSampler, SamplerSequence, SamplingConfig
 from .distributed import Dist, any_rank, barrier
@@ -93,11 +93,16 @@ def build_pipeline(manifest: Manifest, split: str, data_cfg, sampling: SamplingC
     sampler = PairSampler(sampler_sequences(manifest, indices), sampling, seed=seed, rank=rank, world_size=world_size)
     if decoder is None:
         decoder = make_pipeline_decoder(manifest, data_cfg, device, world_size, log)
-    batcher = PairBatcher(
+    batcher = PairBatcher(make_assembler(manifest, indices, data_cfg, decoder, device, out_dtype, seed))
+    return SplitPipeline(indices, sampler, batcher)
+
+
+def make_assembler(manifest: Manifest, indices: list[int], data_cfg, decoder, device: torch.device,
+                   out_dtype: torch.dtype, seed: int) -> ViewAssembler:
+    return ViewAssembler(
         manifest, indices, decoder, crop_size=data_cfg.crop_size, background=data_cfg.background,
         bg_threshold=data_cfg.bg_threshold, bg_softness=data_cfg.bg_softness, substitute=data_cfg.substitute,
         mean=data_cfg.mean, std=data_cfg.std, device=device, out_dtype=out_dtype, seed=seed)
-    return SplitPipeline(indices, sampler, batcher)
 
 
 def make_pipeline_decoder(manifest: Manifest, data_cfg, device: torch.device, world_size: int, log=print):

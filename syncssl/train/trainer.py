@@ -1,14 +1,14 @@
-"""The pretext-task trainer: sync + flip classification of view pairs, AMP, channels_last, DDP, checkpoints.
+"""Trainers with an explicit lifecycle (torchtitan-style): AMP, channels_last, DDP, checkpoints, logs.
 
-Lifecycle (torchtitan-style)::
-
-    trainer = Trainer(cfg, dist)   # data, model, optimizer, schedule; resumes from a checkpoint if asked
-    summary = trainer.train()      # the loop: step, log, evaluate, checkpoint; returns the summary
+    trainer = PretextTrainer(cfg, dist)   # data, model, optimizer, schedule; resumes from a checkpoint if asked
+    summary = trainer.train()             # the loop: step, log, evaluate, checkpoint; returns the summary
     trainer.close()
 
-``train_step`` is one optimizer step on one batch; ``state_dict`` / ``load_state_dict`` hold everything a
-resumed run needs to continue exactly (model, optimizer, schedule, scaler, step, RNG states, config).
-Host-device synchronisation points are marked ``# sync:``.
+:class:`Trainer` is the task-independent part; a task says how to build its model and training batches,
+what its losses are and how it evaluates: :class:`PretextTrainer` (sync + flip of view pairs) and
+:class:`PoseTrainer` (3D pose transfer). ``train_step`` is one optimizer step on one batch;
+``state_dict`` / ``load_state_dict`` hold everything a resumed run needs to continue exactly (model,
+optimizer, scaler, step, RNG states, config). Host-device synchronisation points are marked ``# sync:``.
 """
 from __future__ import annotations
 
@@ -25,10 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from torch import nn
+
 from .. import config as cfglib
+from ..data.dataset import DataError
+from ..data.loader import Prefetcher
 from ..models.pairnet import PairNet
 from . import checkpoint as ckpt
-from .config import PretrainConfig
 from .data import build_pipeline, load_manifest, make_pipeline_decoder
 from .distributed import Dist, all_reduce_sum, any_rank, gather_objects
 from .logger import MetricLogger, plot_curves
@@ -86,7 +89,11 @@ def set_rng_state(s: dict):
 
 
 class Trainer:
-    def __init__(self, cfg: PretrainConfig, dist: Dist, log=None, progress: bool = True):
+    """The task-independent trainer. Subclasses implement the five hooks marked "task hook"."""
+
+    name = "train"  # the progress bar's label
+
+    def __init__(self, cfg, dist: Dist, log=None, progress: bool = True):
         self.cfg, self.dist = cfg, dist
         self.log = log or (print if dist.is_main else (lambda *a, **k: None))
         self.progress = progress and dist.is_main
@@ -95,26 +102,24 @@ class Trainer:
         self.device = dist.device
         if t.threads:
             torch.set_num_threads(t.threads)
-        if cfg.train.batch_size % dist.world_size:
+        if t.batch_size % dist.world_size:
             raise ValueError(f"train.batch_size {t.batch_size} is not divisible by the world size {dist.world_size}")
+        self.local_batch = t.batch_size // dist.world_size
         self.amp_dtype, use_scaler = resolve_amp(t.amp, self.device)
         self.input_dtype = self.amp_dtype or torch.float32  # the fused op writes the compute dtype directly
 
-        # data: the manifest, then one pipeline per split sharing one decoder
         self.manifest = load_manifest(cfg.data, dist, self.log)
-        sampling = dataclasses.replace(cfg.sampling, batch_size=t.batch_size // dist.world_size)
+        for split in (cfg.data.train_split, cfg.data.eval_split):
+            self.manifest.split(split)  # an unknown or empty split fails now, not after training
         self.decoder = make_pipeline_decoder(self.manifest, cfg.data, self.device, dist.world_size, self.log)
-        common = dict(seed=t.seed, device=self.device, out_dtype=self.input_dtype, decoder=self.decoder, log=self.log)
-        self.train_data = build_pipeline(self.manifest, cfg.data.train_split, cfg.data, sampling,
-                                         rank=dist.rank, world_size=dist.world_size, **common)
-        self.log(self.train_data.sampler.describe())
 
-        # model: channels_last, then DDP
         torch.manual_seed(t.seed)  # the same init on every rank (DDP also broadcasts rank 0's weights)
-        model = PairNet(cfg.model)
+        model = self.build_model()
         if t.sync_bn and dist.enabled and self.device.type == "cuda":
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        self.model = model.to(self.device, memory_format=torch.channels_last if t.channels_last else torch.contiguous_format)
+        self.model = model.to(self.device, memory_format=torch.channels_last if t.channels_last
+                              else torch.contiguous_format)
+        self.plan_of, self.batcher = self.build_train_data()
         self.ddp = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None) \
             if dist.enabled else None
         forward = self.ddp or self.model
@@ -123,8 +128,7 @@ class Trainer:
         o = cfg.optim
         groups = param_groups(self.model, o.weight_decay)
         if o.name == "adamw":
-            self.optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=(0.9, 0.999),
-                                               fused=self.device.type == "cuda")
+            self.optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=(0.9, 0.999), fused=self.device.type == "cuda")
         else:
             self.optimizer = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=True)
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
@@ -132,13 +136,38 @@ class Trainer:
         self.step = 0
         self.nonfinite_streak = 0
         self.nonfinite_total = 0
-        self.pairs_seen = 0
         self.wall_s = 0.0
         self.resumed_from: str | None = None
         if dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.toml").write_text(cfglib.to_toml(cfg))
         self._maybe_resume()
+
+    # ------------------------------------------------------------------ task hooks
+
+    def build_model(self) -> nn.Module:
+        """Task hook: the model, on the CPU (the trainer moves it)."""
+        raise NotImplementedError
+
+    def build_train_data(self):
+        """Task hook: (plan_of(step) -> plan, batcher(plan) -> batch) for training."""
+        raise NotImplementedError
+
+    def losses(self, out, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Task hook: (mean loss to minimise, {metric: sum over the batch's rows}) for the log window."""
+        raise NotImplementedError
+
+    def evaluate(self, split: str) -> dict:
+        """Task hook: metrics of ``split`` (every rank takes part)."""
+        raise NotImplementedError
+
+    def summarize(self, done: bool, last_eval: dict) -> dict:
+        """Task hook: the task's entries of summary.json."""
+        raise NotImplementedError
+
+    def arch(self) -> dict:
+        """What a checkpoint must match to be loaded into this trainer's model."""
+        return {"model": type(self.model).__name__, **dataclasses.asdict(self.cfg.model)}
 
     # ------------------------------------------------------------------ state
 
@@ -152,24 +181,23 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "step": self.step,
-            "counters": dict(nonfinite_total=self.nonfinite_total, pairs_seen=self.pairs_seen, wall_s=self.wall_s),
-            "sampler": {"seed": self.cfg.train.seed, "next_step": self.step},  # the plan is a pure function of the step
+            "counters": dict(nonfinite_total=self.nonfinite_total, wall_s=self.wall_s),
+            "sampler": {"seed": self.cfg.train.seed, "next_step": self.step},  # plans are pure functions of the step
             "decoder": self.decoder.state_dict(),
             "rng": gather_objects(rng_state(), self.dist),  # one per rank, so every rank resumes its own streams
             "config": cfglib.to_dict(self.cfg),
-            "arch": {"model": "PairNet", **dataclasses.asdict(self.cfg.model)},
+            "arch": self.arch(),
         }
 
     def load_state_dict(self, state: dict):
-        arch = {"model": "PairNet", **dataclasses.asdict(self.cfg.model)}
-        if state.get("arch") != arch:
-            raise ckpt.CheckpointError(f"checkpoint architecture {state.get('arch')} does not match the config {arch}")
+        if state.get("arch") != self.arch():
+            raise ckpt.CheckpointError(f"checkpoint architecture {state.get('arch')} does not match the config "
+                                       f"{self.arch()}")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
-        c = state["counters"]
-        self.nonfinite_total, self.pairs_seen, self.wall_s = c["nonfinite_total"], c["pairs_seen"], c["wall_s"]
+        self.nonfinite_total, self.wall_s = state["counters"]["nonfinite_total"], state["counters"]["wall_s"]
         self.decoder.load_state_dict(state.get("decoder", {}))
         rngs = state["rng"]
         if len(rngs) == self.dist.world_size:
@@ -190,27 +218,17 @@ class Trainer:
 
     def save_checkpoint(self) -> Path | None:
         state = self.state_dict()  # every rank takes part (RNG gather)
-        path = None
         if self.dist.is_main:
-            path = ckpt.save(self.ckpt_dir, self.step, state, keep=self.cfg.train.keep_checkpoints,
-                             extra_meta={"world_size": self.dist.world_size})
-        return path
+            return ckpt.save(self.ckpt_dir, self.step, state, keep=self.cfg.train.keep_checkpoints,
+                             extra_meta={"world_size": self.dist.world_size, "task": self.name})
+        return None
 
     # ------------------------------------------------------------------ one step
 
-    def _autocast(self):
+    def autocast(self):
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
-
-    def losses(self, out: dict, batch) -> dict:
-        t = self.cfg.train
-        sync_loss = F.cross_entropy(out["sync"].float(), batch.sync)
-        flip_loss = F.cross_entropy(out["flip"].float(), batch.flip)
-        return {"loss": t.sync_weight * sync_loss + t.flip_weight * flip_loss,
-                "sync_loss": sync_loss, "flip_loss": flip_loss,
-                "sync_correct": (out["sync"].argmax(1) == batch.sync).sum(),
-                "flip_correct": (out["flip"].argmax(1) == batch.flip).sum()}
 
     def train_step(self, batch) -> dict:
         """Forward, backward, clip, step. Returns detached device tensors (no host sync) and `skipped`."""
@@ -222,11 +240,11 @@ class Trainer:
         # (non-finite) step leaves no trace, not even NaN statistics
         buffers = list(self.model.buffers())
         saved = [b.clone() for b in buffers]
-        with self._autocast():
+        with self.autocast():
             out = self.forward(batch.images)
-        m = self.losses(out, batch)
+        loss, sums = self.losses(out, batch)
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(m["loss"]).backward()  # DDP all-reduces the gradients here
+        self.scaler.scale(loss).backward()  # DDP all-reduces the gradients here
         self.scaler.unscale_(self.optimizer)
         params = [p for p in self.model.parameters() if p.grad is not None]
         clip = self.cfg.optim.grad_clip
@@ -236,7 +254,7 @@ class Trainer:
             # only a non-finite *loss* counts as a failure, and the ranks agree on it
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            skipped = any_rank(not bool(torch.isfinite(m["loss"]).item()), self.dist)  # sync
+            skipped = any_rank(not bool(torch.isfinite(loss).item()), self.dist)  # sync
         else:
             # sync: one flag per step. The gradients are already averaged over the ranks, so every rank sees
             # the same norm and takes the same decision without another collective.
@@ -254,55 +272,20 @@ class Trainer:
                 f"lower optim.lr (now {self.cfg.optim.lr:g}), keep optim.grad_clip > 0, or try train.amp=off. "
                 f"The last good checkpoint is in {self.ckpt_dir}")
         self.step += 1
-        m = {k: v.detach() for k, v in m.items()}
-        m["grad_norm"], m["pairs"], m["skipped"] = grad_norm.detach(), batch.pairs, skipped
-        return m
-
-    # ------------------------------------------------------------------ evaluation
-
-    @torch.no_grad()
-    def predict(self, split: str, pairs: int, seed: int = 12345, sampling=None) -> dict[str, np.ndarray]:
-        """Sync/flip probabilities and labels on a fixed, seeded set of ``pairs`` pairs of ``split`` (rank-sharded)."""
-        cfg = self.cfg
-        per_rank = max(1, min(cfg.train.batch_size // self.dist.world_size * 2, 64))
-        sampling = dataclasses.replace(sampling or cfg.sampling, batch_size=per_rank, jitter_shift=0.0,
-                                       jitter_scale=0.0)
-        pipe = build_pipeline(self.manifest, split, cfg.data, sampling, seed=seed, rank=self.dist.rank,
-                              world_size=self.dist.world_size, device=self.device, out_dtype=self.input_dtype,
-                              decoder=self.decoder, log=lambda *a: None)
-        self.model.eval()
-        out: dict[str, list] = {k: [] for k in ("p_sync", "p_flip", "sync", "flip", "offset")}
-        steps = max(1, math.ceil(pairs / (per_rank * self.dist.world_size)))
-        for step in range(steps):
-            batch = pipe.batch(step)
-            with self._autocast():
-                o = self.model(batch.images)
-            out["p_sync"].append(o["sync"].float().softmax(1)[:, 1].cpu())
-            out["p_flip"].append(o["flip"].float().softmax(1)[:, 1].cpu())
-            for k in ("sync", "flip", "offset"):
-                out[k].append(getattr(batch, k).cpu())
-        local = {k: torch.cat(v).numpy() for k, v in out.items()}
-        parts = gather_objects(local, self.dist)
-        return {k: np.concatenate([p[k] for p in parts]) for k in local}
-
-    def evaluate(self, split: str, pairs: int | None = None) -> dict[str, float]:
-        p = self.predict(split, pairs or self.cfg.train.eval_pairs)
-        sync_acc = float(((p["p_sync"] > 0.5) == (p["sync"] == 1)).mean())
-        flip_acc = float(((p["p_flip"] > 0.5) == (p["flip"] == 1)).mean())
-        return {"sync_acc": sync_acc, "flip_acc": flip_acc, "pairs": int(len(p["sync"]))}
+        return {"loss": loss.detach(), "sums": {k: v.detach() for k, v in sums.items()},
+                "rows": batch.pairs, "skipped": skipped, "grad_norm": grad_norm.detach()}
 
     # ------------------------------------------------------------------ the loop
 
     def train(self) -> dict:
-        cfg, t = self.cfg, self.cfg.train
+        t = self.cfg.train
         start = self.step
         stop = t.steps if not t.max_steps_this_run else min(t.steps, start + t.max_steps_this_run)
         if start >= t.steps:
             self.log(f"already trained {start} of {t.steps} steps; nothing to do")
-        from ..data.loader import Prefetcher
-        prefetch = Prefetcher(self.train_data.batcher, self.train_data.sampler.plan, start, stop, cfg.data.prefetch)
+        prefetch = Prefetcher(self.batcher, self.plan_of, start, stop, self.cfg.data.prefetch)
         window = _Window(self.device)
-        bar = _Progress(stop, start, enabled=self.progress)
+        bar = _Progress(self.name, stop, start, enabled=self.progress, keys=self.progress_keys)
         last_eval: dict = {}
         try:
             t_wall = time.perf_counter()
@@ -315,9 +298,10 @@ class Trainer:
                     self.logger.log(self.step, {**stats, "lr": self.optimizer.param_groups[0]["lr"]})
                     bar.update(self.step, stats)
                 if t.eval_every and self.step % t.eval_every == 0 and self.step < stop:
-                    last_eval = self.evaluate(cfg.data.eval_split)
-                    self.logger.log(self.step, last_eval, split="heldout")
-                    bar.note(f"step {self.step}: held-out sync {last_eval['sync_acc']:.3f} flip {last_eval['flip_acc']:.3f}")
+                    last_eval = self.evaluate(self.cfg.data.eval_split)
+                    self.logger.log(self.step, _scalars(last_eval), split="heldout")
+                    bar.note(f"step {self.step}: held-out " + ", ".join(
+                        f"{k} {v:.3f}" for k, v in _scalars(last_eval).items()))
                 if self.step % t.ckpt_every == 0 and self.step < stop:
                     self.save_checkpoint()
             self.wall_s += time.perf_counter() - t_wall
@@ -326,30 +310,17 @@ class Trainer:
             bar.close()
         if self.step > start:
             self.save_checkpoint()
-        return self.finish(window.totals, last_eval)
-
-    def finish(self, totals: dict, last_eval: dict) -> dict:
-        """Held-out and seen-subject accuracy, the summary, the curves."""
-        cfg = self.cfg
-        done = self.step >= cfg.train.steps
-        heldout = self.evaluate(cfg.data.eval_split) if done or not last_eval else last_eval
-        seen = self.evaluate(cfg.data.train_split) if done else {}
-        if done:
-            self.logger.log(self.step, heldout, split="heldout")
+        done = self.step >= t.steps
         summary = {
             "steps": self.step,
             "wall_s": round(self.wall_s, 2),
-            "heldout_sync_acc": heldout.get("sync_acc"),
-            "heldout_flip_acc": heldout.get("flip_acc"),
-            "seen_sync_acc": seen.get("sync_acc"),
-            "seen_flip_acc": seen.get("flip_acc"),
-            "heldout_pairs": heldout.get("pairs"),
+            **self.summarize(done, last_eval),
             "world_size": self.dist.world_size,
-            "final_loss": totals.get("last_loss"),
-            "pairs_per_s": totals.get("pairs_per_s"),
-            "data_wait_share": totals.get("data_wait"),
+            "final_loss": window.totals.get("loss"),
+            "pairs_per_s": window.totals.get("rows_per_s"),
+            "data_wait_share": window.totals.get("data_wait"),
             "nonfinite_steps_skipped": self.nonfinite_total,
-            "pairs_dropped_decode": totals.get("dropped", 0),
+            "dropped_decode": window.totals.get("dropped", 0),
             "device": str(self.device),
             "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
             "decoder": f"{self.decoder.name} ({self.decoder.device})",
@@ -358,12 +329,89 @@ class Trainer:
         }
         if self.dist.is_main:
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-            plot_curves(self.run_dir)
+            plot_curves(self.run_dir, panels=self.curve_panels)
         return summary
+
+    curve_panels = None  # plot_curves' default panels
+    progress_keys = ("loss",)  # metrics shown on the progress bar
 
     def close(self):
         self.logger.close()
         self.decoder.close()
+
+
+def _scalars(d: dict) -> dict:
+    return {k: v for k, v in d.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+class PretextTrainer(Trainer):
+    """Self-supervised pre-training: are the two views of a pair synchronized, is one of them mirrored?"""
+
+    name = "pretrain"
+    progress_keys = ("loss", "sync_acc", "flip_acc")
+
+    def build_model(self) -> nn.Module:
+        return PairNet(self.cfg.model)
+
+    def build_train_data(self):
+        cfg = self.cfg
+        sampling = dataclasses.replace(cfg.sampling, batch_size=self.local_batch)
+        self.train_data = build_pipeline(
+            self.manifest, cfg.data.train_split, cfg.data, sampling, seed=cfg.train.seed, rank=self.dist.rank,
+            world_size=self.dist.world_size, device=self.device, out_dtype=self.input_dtype, decoder=self.decoder,
+            log=self.log)
+        self.log(self.train_data.sampler.describe())
+        return self.train_data.sampler.plan, self.train_data.batcher
+
+    def losses(self, out, batch):
+        p = self.cfg.pretext
+        sync_loss = F.cross_entropy(out["sync"].float(), batch.sync, reduction="none")
+        flip_loss = F.cross_entropy(out["flip"].float(), batch.flip, reduction="none")
+        loss = (p.sync_weight * sync_loss + p.flip_weight * flip_loss).mean()
+        return loss, {"sync_loss": sync_loss.sum(), "flip_loss": flip_loss.sum(),
+                      "sync_acc": (out["sync"].argmax(1) == batch.sync).sum(),
+                      "flip_acc": (out["flip"].argmax(1) == batch.flip).sum()}
+
+    @torch.no_grad()
+    def predict(self, split: str, pairs: int, seed: int = 12345, sampling=None) -> dict[str, np.ndarray]:
+        """Sync/flip probabilities and labels on a fixed, seeded set of ``pairs`` pairs of ``split`` (rank-sharded)."""
+        cfg = self.cfg
+        per_rank = max(1, min(self.local_batch * 2, 64))
+        sampling = dataclasses.replace(sampling or cfg.sampling, batch_size=per_rank, jitter_shift=0.0,
+                                       jitter_scale=0.0)
+        pipe = build_pipeline(self.manifest, split, cfg.data, sampling, seed=seed, rank=self.dist.rank,
+                              world_size=self.dist.world_size, device=self.device, out_dtype=self.input_dtype,
+                              decoder=self.decoder, log=lambda *a: None)
+        self.model.eval()
+        out: dict[str, list] = {k: [] for k in ("p_sync", "p_flip", "sync", "flip", "offset")}
+        steps = max(1, math.ceil(pairs / (per_rank * self.dist.world_size)))
+        for step in range(steps):
+            batch = pipe.batch(step)
+            with self.autocast():
+                o = self.model(batch.images)
+            out["p_sync"].append(o["sync"].float().softmax(1)[:, 1].cpu())
+            out["p_flip"].append(o["flip"].float().softmax(1)[:, 1].cpu())
+            for k in ("sync", "flip", "offset"):
+                out[k].append(getattr(batch, k).cpu())
+        local = {k: torch.cat(v).numpy() for k, v in out.items()}
+        parts = gather_objects(local, self.dist)
+        return {k: np.concatenate([p[k] for p in parts]) for k in local}
+
+    def evaluate(self, split: str, pairs: int | None = None) -> dict:
+        p = self.predict(split, pairs or self.cfg.train.eval_pairs)
+        return {"sync_acc": float(((p["p_sync"] > 0.5) == (p["sync"] == 1)).mean()),
+                "flip_acc": float(((p["p_flip"] > 0.5) == (p["flip"] == 1)).mean()),
+                "pairs": int(len(p["sync"]))}
+
+    def summarize(self, done: bool, last_eval: dict) -> dict:
+        """Held-out (unseen subjects) and seen-subject accuracy at the end."""
+        heldout = self.evaluate(self.cfg.data.eval_split) if done or not last_eval else last_eval
+        seen = self.evaluate(self.cfg.data.train_split) if done else {}
+        if done:
+            self.logger.log(self.step, _scalars(heldout), split="heldout")
+        return {"heldout_sync_acc": heldout.get("sync_acc"), "heldout_flip_acc": heldout.get("flip_acc"),
+                "seen_sync_acc": seen.get("sync_acc"), "seen_flip_acc": seen.get("flip_acc"),
+                "heldout_pairs": heldout.get("pairs")}
 
 
 class _Window:
@@ -375,31 +423,28 @@ class _Window:
         self._reset()
 
     def _reset(self):
-        self.sums = {k: torch.zeros((), device=self.device) for k in
-                     ("loss", "sync_loss", "flip_loss", "sync_correct", "flip_correct")}
-        self.pairs, self.steps, self.t0 = 0, 0, time.perf_counter()
+        self.sums: dict[str, torch.Tensor] = {}
+        self.rows, self.t0 = 0, time.perf_counter()
 
     def add(self, m: dict, batch):
         self.totals["dropped"] += batch.dropped
         if m["skipped"]:  # a non-finite step: counted by the trainer, kept out of the averages
             return
-        for k in ("loss", "sync_loss", "flip_loss"):
-            self.sums[k] += m[k].float() * m["pairs"]
-        self.sums["sync_correct"] += m["sync_correct"]
-        self.sums["flip_correct"] += m["flip_correct"]
-        self.pairs += m["pairs"]
-        self.steps += 1
+        for k, v in {"loss": m["loss"].float() * m["rows"], **m["sums"]}.items():
+            self.sums[k] = self.sums.get(k, 0) + v.float()
+        self.rows += m["rows"]
 
     def flush(self, prefetch, d: Dist) -> dict:
         dt = time.perf_counter() - self.t0
-        sums = torch.stack(list(self.sums.values()) + [torch.tensor(float(self.pairs), device=self.device)])
-        sums = all_reduce_sum(sums, d).tolist()  # sync
-        pairs = max(sums[-1], 1)
-        stats = {"loss": sums[0] / pairs, "sync_loss": sums[1] / pairs, "flip_loss": sums[2] / pairs,
-                 "sync_acc": sums[3] / pairs, "flip_acc": sums[4] / pairs,
-                 "pairs_per_s": sums[-1] / dt, "data_wait": min(1.0, prefetch.wait_s / dt)}
+        keys = list(self.sums)
+        values = torch.stack([self.sums[k] for k in keys] + [torch.tensor(float(self.rows), device=self.device)]) \
+            if keys else torch.tensor([float(self.rows)], device=self.device)
+        values = all_reduce_sum(values, d).tolist()  # sync
+        rows = max(values[-1], 1)
+        stats = {k: v / rows for k, v in zip(keys, values)}
+        stats.update(pairs_per_s=values[-1] / dt, data_wait=min(1.0, prefetch.wait_s / dt))
         prefetch.wait_s = 0.0
-        self.totals.update(last_loss=stats["loss"], pairs_per_s=stats["pairs_per_s"], data_wait=stats["data_wait"])
+        self.totals.update(loss=stats.get("loss"), rows_per_s=stats["pairs_per_s"], data_wait=stats["data_wait"])
         self._reset()
         return stats
 
@@ -407,21 +452,21 @@ class _Window:
 class _Progress:
     """A rich progress bar on rank 0 with the latest window's numbers."""
 
-    def __init__(self, total: int, start: int, enabled: bool):
-        self.enabled = enabled
+    def __init__(self, label: str, total: int, start: int, enabled: bool, keys=("loss",)):
+        self.enabled, self.keys = enabled, keys
         if not enabled:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-        self.p = Progress(TextColumn("[bold]pretrain"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        self.p = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                           TextColumn("{task.fields[stats]}"), transient=False)
-        self.task = self.p.add_task("train", total=total, completed=start, stats="")
+        self.task = self.p.add_task(label, total=total, completed=start, stats="")
         self.p.start()
 
     def update(self, step: int, s: dict):
         if self.enabled:
-            self.p.update(self.task, completed=step, stats=(
-                f"loss {s['loss']:.3f} | sync {s['sync_acc']:.2f} flip {s['flip_acc']:.2f} | "
-                f"{s['pairs_per_s']:.0f} pairs/s | data wait {s['data_wait']:.0%}"))
+            shown = [f"{k} {s[k]:.3f}" for k in self.keys if k in s]
+            self.p.update(self.task, completed=step, stats=" | ".join(
+                shown + [f"{s['pairs_per_s']:.0f}/s", f"data wait {s['data_wait']:.0%}"]))
 
     def note(self, text: str):
         if self.enabled:
@@ -430,3 +475,118 @@ class _Progress:
     def close(self):
         if self.enabled:
             self.p.stop()
+
+
+class PoseTrainer(Trainer):
+    """Transfer: regress root-relative 3D joints (camera frame, mm) from one crop, with few labels."""
+
+    name = "finetune"
+    progress_keys = ("loss", "mpjpe")
+    curve_panels = [("loss (mean joint error, m)", ["loss"]), ("MPJPE (mm)", ["mpjpe", "n_mpjpe", "p_mpjpe"]),
+                    ("throughput (images/s)", ["pairs_per_s"]), ("share of step time waiting for data", ["data_wait"])]
+
+    def label_sequences(self) -> list[int]:
+        x = self.cfg.transfer
+        idx = [i for i, s in enumerate(self.manifest.sequences) if s.subject in x.label_subjects]
+        where = self.manifest.folder or self.manifest.dataset_root
+        if not idx:
+            raise DataError(where, f"no sequences of the label subjects {', '.join(x.label_subjects)}; the dataset "
+                                   f"has {', '.join(sorted({s.subject for s in self.manifest.sequences}))}")
+        unlabelled = [self.manifest.sequences[i].key for i in idx if self.manifest.sequences[i].poses3d is None]
+        if unlabelled:
+            raise DataError(where, f"label subjects' sequences without 3D labels: {', '.join(unlabelled[:5])}")
+        test = set(self.manifest.splits.get(self.cfg.data.eval_split, []))
+        if test & set(x.label_subjects):
+            raise DataError(where, f"label subjects {sorted(test & set(x.label_subjects))} are also in the "
+                                   f"evaluation split {self.cfg.data.eval_split!r}")
+        return idx
+
+    def build_model(self) -> nn.Module:
+        from ..data.loader import PoseBatcher
+        from ..models.pose import PoseNet
+        from ..models.resnet import load_backbone, resnet
+        m, x = self.cfg.model, self.cfg.transfer
+        # the head predicts in units of the label subjects' per-joint spread around their mean pose
+        labels = PoseBatcher.labels_of([self.manifest.sequences[i] for i in self.label_sequences()])
+        both = np.concatenate([labels, _mirror3d(labels)])  # flips are part of training
+        mean, std = both.mean(0), both.std(0).clip(min=10.0)
+        model = PoseNet(resnet(m.depth, m.width, norm=m.norm), m.num_joints, m.root, m.hidden, m.dropout,
+                        torch.from_numpy(std), torch.from_numpy(mean))
+        self.init_note = "random initialisation"
+        if x.init == "pretrained":
+            path, _ = ckpt.resolve_resume(x.checkpoint, Path(x.checkpoint) / "checkpoints")
+            if path is None:
+                raise ckpt.CheckpointError(f"{x.checkpoint}: no pre-training checkpoint to initialise from")
+            state = ckpt.load(path)
+            load_backbone(state["model"], model, source=path)  # a clear error for another architecture
+            self.init_note = f"backbone from {path}"
+        frozen = 4 if x.protocol == "frozen" else m.frozen_stages
+        if frozen:
+            model.backbone.freeze(frozen)
+        self.log(f"model: PoseNet on {model.backbone.arch}, {self.init_note}, "
+                 f"{'backbone frozen' if frozen == 4 else f'first {frozen or 0} stages frozen'}")
+        return model
+
+    def build_train_data(self):
+        from ..data.loader import PoseBatcher
+        from ..data.pose_sampling import ViewSampler
+        from .data import make_assembler
+        cfg, x = self.cfg, self.cfg.transfer
+        idx = self.label_sequences()
+        seqs = [self.manifest.sequences[i] for i in idx]
+        self.actions = sorted({s.action for s in self.manifest.sequences})
+        sampler = ViewSampler([s.num_frames for s in seqs], [len(s.cameras) for s in seqs],
+                              batch_size=self.local_batch, seed=cfg.train.seed, rank=self.dist.rank,
+                              world_size=self.dist.world_size, fraction=x.label_fraction, flip=x.flip,
+                              jitter_shift=x.jitter_shift, jitter_scale=x.jitter_scale, names=[s.key for s in seqs])
+        self.log(f"labels: {', '.join(x.label_subjects)}, {sampler.labelled_frames} labelled instants "
+                 f"({x.label_fraction:g} of {sum(s.num_frames for s in seqs)}) x cameras")
+        self.labelled_frames = sampler.labelled_frames
+        batcher = PoseBatcher(make_assembler(self.manifest, idx, cfg.data, self.decoder, self.device,
+                                             self.input_dtype, cfg.train.seed), self.actions)
+        return sampler.plan, batcher
+
+    def losses(self, out, batch):
+        err = (out.float() - batch.target).norm(dim=-1).mean(dim=-1)  # (N,) mean joint error, mm
+        return err.mean() / 1000.0, {"mpjpe": err.sum()}  # the loss in metres keeps its scale near 0.1
+
+    @torch.no_grad()
+    def predict(self, split: str, stride: int | None = None):
+        """Yields (batch, prediction) over every ``stride``-th frame x camera of ``split`` (rank-sharded)."""
+        from ..data.loader import PoseBatcher
+        from ..data.pose_sampling import evaluation_plans, evaluation_views
+        from .data import make_assembler
+        idx = self.manifest.split(split)
+        seqs = [self.manifest.sequences[i] for i in idx]
+        batcher = PoseBatcher(make_assembler(self.manifest, idx, self.cfg.data, self.decoder, self.device,
+                                             self.input_dtype, 0), self.actions)
+        views = evaluation_views([s.num_frames for s in seqs], [len(s.cameras) for s in seqs],
+                                 stride or self.cfg.transfer.eval_stride)
+        self.model.eval()
+        for plan in evaluation_plans(views, max(2, self.local_batch * 2), self.dist.rank, self.dist.world_size):
+            batch = batcher(plan)
+            with self.autocast():
+                pred = self.model(batch.images)
+            batch.index[:, 0] = np.asarray(idx)[batch.index[:, 0]]  # manifest sequence indices
+            yield batch, pred.float()
+
+    def evaluate(self, split: str) -> dict:
+        from ..eval.metrics import PoseErrors
+        metric = PoseErrors(self.actions).to(self.device)
+        for batch, pred in self.predict(split):
+            metric.update(pred, batch.target, batch.action)
+        return metric.compute()  # under DDP, torchmetrics all-reduces the sums across ranks here
+
+    def summarize(self, done: bool, last_eval: dict) -> dict:
+        result = self.evaluate(self.cfg.data.eval_split) if done or not last_eval else last_eval
+        if done:
+            self.logger.log(self.step, _scalars(result), split="heldout")
+        return {"mpjpe": result["mpjpe"], "n_mpjpe": result["n_mpjpe"], "p_mpjpe": result["p_mpjpe"],
+                "per_action": result["per_action"], "eval_frames": result["count"], "init": self.init_note,
+                "label_subjects": list(self.cfg.transfer.label_subjects),
+                "labelled_instants": self.labelled_frames}
+
+
+def _mirror3d(joints: np.ndarray) -> np.ndarray:
+    from ..geometry import mirror
+    return mirror(1, joints3d_cam=joints).joints3d_cam

@@ -1,0 +1,55 @@
+"""``syncssl-eval``: evaluate a checkpoint of either task, writing metrics.json and pictures."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from ..train import checkpoint as ckpt
+from ..train import distributed
+from ..train.config import FinetuneConfig, PretrainConfig, config_from_dict
+from ..train.trainer import PoseTrainer, PretextTrainer
+from .analysis import evaluate_pose, evaluate_pretext
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """A checkpoint folder, or a run directory (its newest loadable checkpoint)."""
+    path = Path(path)
+    if not path.exists():
+        raise ckpt.CheckpointError(f"{path}: no such checkpoint or run directory")
+    found, _ = ckpt.resolve_resume(str(path), path / "checkpoints")
+    return found
+
+
+def run_evaluation(path: Path, out: Path | None = None, split: str | None = None, pairs: int = 1024,
+                   stride: int | None = None, pictures: int = 6, device: str = "auto",
+                   data_root: str | None = None) -> dict:
+    """Evaluate the checkpoint at ``path`` (a pose model: 3D errors; a pretext model: sync analysis)."""
+    checkpoint = resolve_checkpoint(path)
+    state = ckpt.load(checkpoint)
+    pose = state.get("arch", {}).get("model") == "PoseNet"
+    cfg = config_from_dict(FinetuneConfig if pose else PretrainConfig, state["config"])
+    out = Path(out) if out else checkpoint.parent.parent / "eval"
+    train = dataclasses.replace(cfg.train, run_dir=str(out), resume=str(checkpoint), device=device, eval_every=0,
+                                compile=False)
+    data = dataclasses.replace(cfg.data, data_root=data_root) if data_root else cfg.data
+    if pose:
+        # the weights come from the checkpoint: do not look for the pre-training run it started from
+        transfer = dataclasses.replace(cfg.transfer, init="random",
+                                       eval_stride=stride or cfg.transfer.eval_stride)
+        cfg = dataclasses.replace(cfg, train=train, data=data, transfer=transfer)
+    else:
+        cfg = dataclasses.replace(cfg, train=train, data=data)
+    d = distributed.setup(device)
+    trainer = None
+    try:
+        trainer = (PoseTrainer if pose else PretextTrainer)(cfg, d, progress=False)
+        trainer.log(f"evaluating {checkpoint} (step {trainer.step}) -> {out}")
+        if pose:
+            result = evaluate_pose(trainer, out, split or cfg.data.eval_split, pictures)
+        else:
+            result = evaluate_pretext(trainer, out, (cfg.data.train_split, split or cfg.data.eval_split), pairs)
+        return {"checkpoint": str(checkpoint), "task": "pose" if pose else "pretext", "out": str(out), **result}
+    finally:
+        if trainer is not None:
+            trainer.close()
+        distributed.teardown()

@@ -1,0 +1,118 @@
+"""Transfer and evaluation end to end on the tiny dataset: pretrain -> fine-tune -> eval, and bad input."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from syncssl.data.dataset import DataError
+from syncssl.data.pose_sampling import ViewSampler, evaluation_plans, evaluation_views, label_budget
+from syncssl.eval.evaluate import run_evaluation
+from syncssl.models.resnet import CheckpointMismatch
+from syncssl.train.config import FinetuneConfig, load_config
+from syncssl.train.run import run_training
+
+
+def pretrain(tiny_dataset, run_dir, *extra):
+    cfg = load_config("tiny", None, [f"data.dataset='{tiny_dataset}'", f"train.run_dir='{run_dir}'",
+                                     "train.eval_pairs=16", *extra])
+    return run_training(cfg)
+
+
+def finetune(tiny_dataset, run_dir, *extra):
+    cfg = load_config("tiny", None, [f"data.dataset='{tiny_dataset}'", f"train.run_dir='{run_dir}'", *extra],
+                      cls=FinetuneConfig)
+    return run_training(cfg)
+
+
+@pytest.fixture(scope="module")
+def pretrained(tiny_dataset, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "pretrain"
+    pretrain(tiny_dataset, run)
+    return run
+
+
+def test_pretrain_finetune_eval_end_to_end(tiny_dataset, pretrained, tmp_path):
+    run = tmp_path / "finetune"
+    summary = finetune(tiny_dataset, run, "transfer.init='pretrained'", f"transfer.checkpoint='{pretrained}'",
+                       "model.frozen_stages=3")
+    assert "step-00000006" in summary["init"]  # the backbone came from the pre-training run
+    for key in ("mpjpe", "n_mpjpe", "p_mpjpe"):
+        assert math.isfinite(summary[key]) and summary[key] > 0
+    assert summary["p_mpjpe"] <= summary["mpjpe"] + 1e-6  # an alignment can only lower the error
+    assert set(summary["per_action"]) == {"Walking", "Waving"}
+    result = run_evaluation(run, pictures=2)
+    out = run / "eval"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["mpjpe"] == pytest.approx(summary["mpjpe"], rel=1e-6)  # the same checkpoint, the same frames
+    assert {"mpjpe", "n_mpjpe", "p_mpjpe", "per_action"} <= set(metrics)
+    for picture in ("pose_overlays.png", "pose_3d.png"):
+        assert (out / picture).stat().st_size > 5000
+    assert result["task"] == "pose"
+    # the pre-training run: sync analysis with the probability against the offset
+    pre = run_evaluation(pretrained, pairs=32)
+    assert 0 <= pre["unseen_sync_acc"] <= 1 and pre["sync_vs_offset"]
+    assert (pretrained / "eval" / "sync_vs_offset.png").exists()
+    rows = (pretrained / "eval" / "sync_vs_offset.csv").read_text().splitlines()
+    assert rows[0].startswith("split,offset_frames,offset_s,p_sync,accuracy") and len(rows) > 4
+
+
+def test_finetune_from_another_architecture_is_a_clear_error(tiny_dataset, pretrained, tmp_path):
+    with pytest.raises(CheckpointMismatch, match=r"resnet18 \(width 0.125\) but the model's is resnet18 \(width 0.25\)"):
+        finetune(tiny_dataset, tmp_path / "ft", "transfer.init='pretrained'", f"transfer.checkpoint='{pretrained}'",
+                 "model.width=0.25")
+
+
+def test_empty_or_unknown_evaluation_split_is_a_clear_error(tiny_dataset, tmp_path):
+    with pytest.raises(DataError, match="no split 'nosuch'"):
+        finetune(tiny_dataset, tmp_path / "ft", "data.eval_split='nosuch'")
+    with pytest.raises(DataError, match="no sequences of the label subjects S7"):
+        finetune(tiny_dataset, tmp_path / "ft2", "transfer.label_subjects=['S7']")
+    with pytest.raises(DataError, match="also in the evaluation split"):
+        finetune(tiny_dataset, tmp_path / "ft3", "transfer.label_subjects=['S9']")
+
+
+def test_labels_follow_the_mirrored_image(tiny_dataset):
+    """A flipped training view gets the mirrored 3D label: x negated, left and right swapped."""
+    from syncssl.data.decode import PyAVDecoder
+    from syncssl.data.loader import PoseBatcher
+    from syncssl.data.manifest import Manifest
+    from syncssl.data.pose_sampling import ViewPlan
+    from syncssl.train.data import make_assembler
+    manifest = Manifest.load(tiny_dataset / "prepared")
+    cfg = load_config("tiny", None, [], cls=FinetuneConfig)
+    batcher = PoseBatcher(make_assembler(manifest, [0], cfg.data, PyAVDecoder(), torch.device("cpu"),
+                                         torch.float32, 0))
+    plan = ViewPlan(0, 0, np.zeros(2, np.int32), np.array([1, 1], np.int32), np.array([5, 5]),
+                    np.array([False, True]), np.zeros((2, 3), np.float32))
+    b = batcher(plan)
+    plain, flipped = b.target.numpy()
+    assert np.allclose(flipped[1], plain[4] * [-1, 1, 1]) and np.allclose(flipped[4], plain[1] * [-1, 1, 1])
+    assert torch.allclose(b.images[1], b.images[0].flip(-1), atol=1e-5)  # the image is mirrored too
+    seq, cam = manifest.sequences[0], manifest.sequences[0].cameras[1]
+    expected = cam.camera.world_to_camera(seq.poses3d[5])
+    assert np.allclose(plain, expected - expected[0], atol=1e-3)  # camera frame, root-relative, mm
+
+
+def test_view_sampler_budget_sharding_and_evaluation_set():
+    frames = label_budget([100, 40], 0.25, seed=3)
+    assert [len(f) for f in frames] == [25, 10] and all(np.all(np.diff(f) == 4) for f in frames)
+    assert [f.tolist() for f in label_budget([100, 40], 0.25, seed=3)] == [f.tolist() for f in frames]
+    one = ViewSampler([100, 40], [4, 4], batch_size=8, seed=1, fraction=0.25)
+    two = [ViewSampler([100, 40], [4, 4], batch_size=4, seed=1, fraction=0.25, rank=r, world_size=2) for r in (0, 1)]
+    p = one.plan(7)
+    for r in (0, 1):
+        q = two[r].plan(7)
+        assert np.array_equal(q.frame, p.frame[4 * r:4 * r + 4]) and np.array_equal(q.cam, p.cam[4 * r:4 * r + 4])
+    budget = {(s, t) for s, f in enumerate(one.frames) for t in f.tolist()}
+    for step in range(20):
+        q = one.plan(step)
+        assert all((int(s), int(t)) in budget for s, t in zip(q.seq, q.frame))
+    views = evaluation_views([10, 5], [2, 3], stride=4)
+    assert len(views) == 3 * 2 + 2 * 3
+    shards = [list(evaluation_plans(views, 4, r, 2)) for r in (0, 1)]
+    covered = np.concatenate([np.stack([p.seq, p.cam, p.frame], 1) for s in shards for p in s])
+    assert sorted(map(tuple, covered.tolist())) == sorted(map(tuple, views.tolist()))
