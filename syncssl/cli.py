@@ -279,8 +279,114 @@ def bench():
     pass
 
 
-def reproduce():
-    raise SystemExit("syncssl-reproduce: not built yet (transfer issue)")
+def _write_json(path, result: dict):
+    if path:
+        import json
+        from pathlib import Path
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(result, indent=2, default=str) + "\n")
+        click.echo(f"wrote {path}", err=True)
+
+
+def _device_name() -> str:
+    import os
+    import platform
+    import torch
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
+json_option = click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+                           help="Also write the result as JSON.")
+
+
+@bench.command("data")
+@json_option
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--root", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Videos for the decode benchmark (default: a fixture of 4 MJPEG cameras).")
+def bench_data(json_path, repeats, root):
+    """The fused data path: assemble_pairs (C++ / Triton vs copy bandwidth and the eager chain) and decoding
+    (DALI vs PyAV), as one table."""
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+    from .bench.assemble import print_assemble_table, run_assemble_benchmark
+    from .bench.decode import print_decode_table, run_decode_benchmark
+    console = Console()
+    assemble = run_assemble_benchmark("cpu", repeats=repeats)
+    print_assemble_table(assemble, console)
+    gpu = run_assemble_benchmark("cuda", repeats=repeats) if torch.cuda.is_available() else None
+    if gpu:
+        print_assemble_table(gpu, console)
+    decode = run_decode_benchmark(root, repeats=max(2, repeats // 2), progress=lambda m: click.echo(m, err=True))
+    print_decode_table(decode, console)
+    goals = [
+        ("assemble_cpp_over_copy", assemble["assemble_cpp_over_copy"], ">= 0.5 (CPU)"),
+        ("assemble_cpp_over_eager", assemble["assemble_cpp_over_eager"], ">= 4 (CPU)"),
+        ("assemble_triton_over_copy", gpu["assemble_triton_over_copy"] if gpu else None, ">= 0.7 (GPU)"),
+        ("decode_dali_over_pyav", decode["decode_dali_over_pyav"], ">= 2 (CPU, MJPEG)"),
+    ]
+    table = Table(title=f"syncssl-bench data: {_device_name()}")
+    for col in ("ratio", "measured", "goal", "met"):
+        table.add_column(col)
+    for name, value, goal in goals:
+        need = float(goal.split()[1])
+        table.add_row(name, "-" if value is None else f"{value:.2f}", goal,
+                      "n/a" if value is None else ("yes" if value >= need else "no"))
+    console.print(table)
+    _write_json(json_path, {"device": _device_name(), **{n: v for n, v, _ in goals},
+                            "assemble": assemble, "assemble_gpu": gpu, "decode": decode})
+
+
+@bench.command("train")
+@json_option
+@click.option("--dataset", default="synthetic:small", show_default=True, help="A dataset folder or synthetic:<preset>.")
+@click.option("--preset", default="cpu-small", show_default=True, help="The training preset measured.")
+@click.option("--steps", type=click.IntRange(min=1), default=30, show_default=True, help="Timed steps per pipeline.")
+@click.option("--batch-size", type=click.IntRange(min=2), default=None, help="Pairs per step (default: the preset's).")
+@click.argument("overrides", nargs=-1)
+def bench_train(json_path, dataset, preset, steps, batch_size, overrides):
+    """End-to-end pairs/s against compute-only (batches in memory) and a naive DataLoader baseline."""
+    from .bench.train import print_train_table, run_train_benchmark
+    result = run_train_benchmark(dataset, preset, steps=steps, batch_size=batch_size, overrides=overrides)
+    print_train_table(result)
+    _write_json(json_path, result)
+
+
+@bench.command("synth")
+@json_option
+@click.option("--preset", default="tiny", show_default=True)
+def bench_synth(json_path, preset):
+    """Synthetic data generation (render + encode) and PyAV decode frames/s."""
+    from .bench.synth import print_synth_table, run_synth_benchmark
+    result = run_synth_benchmark(preset)
+    print_synth_table(result)
+    _write_json(json_path, result)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--preset", type=click.Choice(["cpu", "gpu", "tiny"]), default="cpu", show_default=True,
+              help="cpu: about 2 hours on 2 cores; gpu: one GPU node; tiny: a smoke test in minutes.")
+@click.option("--out", type=click.Path(file_okay=False), default="runs/reproduce", show_default=True)
+@click.option("--data-root", default="data", show_default=True, help="Where the embedded dataset is generated.")
+@click.option("--only", multiple=True, help="Run only the configurations whose name contains this (repeatable).")
+@click.option("--pretrain", "extra_pretrain", multiple=True, help="Extra override for every pre-training run.")
+@click.option("--finetune", "extra_finetune", multiple=True, help="Extra override for every fine-tuning run.")
+def reproduce(preset, out, data_root, only, extra_pretrain, extra_finetune):
+    """The paper's ablations on the embedded dataset: initialisation, pretext tasks, background, fusion,
+    multi- vs single-view; writes results.csv, results.md and results.png (interrupted runs resume)."""
+    from pathlib import Path
+    from .eval.reproduce import PRESETS, Reproduction
+    from .train.run import USER_ERRORS
+    rep = Reproduction(Path(out), PRESETS[preset], data_root, tuple(only), tuple(extra_pretrain), tuple(extra_finetune),
+                       log=lambda m: click.echo(f"[reproduce] {m}", err=True))
+    try:
+        rep.run()
+    except USER_ERRORS as e:
+        raise click.ClickException(str(e)) from None
+    click.echo((Path(out) / "results.md").read_text())
 
 
 if __name__ == "__main__":

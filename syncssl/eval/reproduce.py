@@ -1,0 +1,214 @@
+"""``syncssl-reproduce``: the paper's ablation grid on the embedded dataset, end to end.
+
+Every configuration pre-trains (unless it starts from random weights), fine-tunes on the labels of one
+subject and evaluates on the held-out subjects. Pre-training runs shared by several rows are run once.
+Each run lives in its own folder under ``<out>/runs``; a finished run (its summary.json says complete) is
+reused, so an interrupted reproduction continues where it stopped.
+
+Writes ``results.csv`` (one row per configuration and seed), ``results.md`` (means and spreads next to
+the directions the paper reports) and ``results.png``.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..train.config import FinetuneConfig, load_config
+from ..train.run import run_training
+
+
+@dataclass(frozen=True)
+class Row:
+    """One configuration of the grid."""
+
+    name: str
+    init: str  # "pretrained" | "random"
+    pretext: str = "sync+flip"  # "sync+flip" | "sync" | "flip"
+    background: str = "removed"  # "removed" | "kept"
+    fusion: str = "prod"
+    views: str = "multi"  # "multi" | "single"
+    paper: str = ""  # the paper's MPJPE for this setting (S1 protocol), for the table
+
+    def pretrain_overrides(self) -> list[str]:
+        o = {"sync+flip": [], "sync": ["pretext.flip_weight=0"], "flip": ["pretext.sync_weight=0"]}[self.pretext]
+        o += [f"model.fusion='{self.fusion}'"]
+        o += ["data.background='off'"] if self.background == "kept" else []
+        o += ["sampling.mode='single_view'"] if self.views == "single" else []
+        return o
+
+    def pretrain_key(self) -> str:
+        return f"pre-{self.pretext}-{self.background}-{self.fusion}-{self.views}".replace("+", "")
+
+    def finetune_overrides(self) -> list[str]:
+        return ["data.background='off'"] if self.background == "kept" else []
+
+
+# The grid: the rows of the paper's ablation tables (DESIGN.md), with its MPJPE (mm) for reference.
+GRID = (
+    Row("random init, background removed", "random", paper="165.5"),
+    Row("random init, background kept", "random", background="kept", paper="167.8"),
+    Row("self-supervised (sync+flip, removed, prod, multi-view)", "pretrained", paper="104.9"),
+    Row("self-supervised, background kept", "pretrained", background="kept", paper="138.4"),
+    Row("only sync", "pretrained", pretext="sync", paper="126.7"),
+    Row("only flip", "pretrained", pretext="flip", paper="129.9"),
+    Row("fusion: concatenation", "pretrained", fusion="concat", paper="180.0"),
+    Row("fusion: addition", "pretrained", fusion="sum", paper="169.4"),
+    Row("fusion: difference", "pretrained", fusion="diff", paper="108.2"),
+    Row("single-view (temporal pairs from one camera)", "pretrained", views="single", paper="158.3"),
+)
+HEADLINE = (GRID[0].name, GRID[2].name)  # random init vs pre-trained, everything else equal
+
+
+@dataclass(frozen=True)
+class Preset:
+    """How big each run is. Several seeds for the headline pair, where the difference matters most."""
+
+    pretrain_preset: str
+    finetune_preset: str
+    pretrain_overrides: tuple[str, ...] = ()
+    finetune_overrides: tuple[str, ...] = ()
+    seeds: int = 1  # seeds of every row
+    headline_seeds: int = 3  # seeds of the headline rows (random init vs pre-trained)
+    dataset: str = "synthetic:small"
+    note: str = ""
+
+
+PRESETS = {
+    "cpu": Preset("cpu-small", "cpu-small", seeds=1, headline_seeds=3,
+                  note="about 2 hours on 2 CPU cores (the small synthetic dataset, a quarter-width ResNet-18)"),
+    "gpu": Preset("gpu", "gpu", seeds=2, headline_seeds=3, dataset="synthetic:large",
+                  note="one GPU node; scale train.steps to the budget"),
+    "tiny": Preset("tiny", "tiny", ("train.eval_pairs=16",), ("transfer.pictures=0",), seeds=1, headline_seeds=2,
+                   dataset="synthetic:tiny", note="seconds: a smoke test of the whole grid"),
+}
+
+
+@dataclass
+class Reproduction:
+    out: Path
+    preset: Preset
+    data_root: str = "data"
+    only: tuple[str, ...] = ()
+    extra_pretrain: tuple[str, ...] = ()
+    extra_finetune: tuple[str, ...] = ()
+    log: object = print
+    rows: list[dict] = field(default_factory=list)
+
+    def _run(self, kind: str, run_dir: Path, overrides: list[str]) -> dict:
+        done = run_dir / "summary.json"
+        if done.exists():
+            summary = json.loads(done.read_text())
+            if summary.get("complete"):
+                self.log(f"reusing {run_dir}")
+                return summary
+        p = self.preset
+        common = [f"data.dataset='{p.dataset}'", f"data.data_root='{self.data_root}'", f"train.run_dir='{run_dir}'"]
+        if kind == "pretrain":
+            cfg = load_config(p.pretrain_preset, None, [*common, *p.pretrain_overrides, *overrides,
+                                                        *self.extra_pretrain])
+        else:
+            cfg = load_config(p.finetune_preset, None, [*common, *p.finetune_overrides, *overrides,
+                                                        *self.extra_finetune], cls=FinetuneConfig)
+        self.log(f"{kind}: {run_dir.name} ({' '.join(overrides) or 'preset defaults'})")
+        t0 = time.perf_counter()
+        summary = run_training(cfg)
+        self.log(f"{kind}: {run_dir.name} done in {time.perf_counter() - t0:.0f} s")
+        return summary
+
+    def run(self) -> list[dict]:
+        runs = self.out / "runs"
+        grid = [r for r in GRID if not self.only or any(o in r.name for o in self.only)]
+        for row in grid:
+            seeds = self.preset.headline_seeds if row.name in HEADLINE else self.preset.seeds
+            for seed in range(seeds):
+                seed_o = [f"train.seed={seed}"]
+                sync_acc = math.nan
+                finetune_o = [*seed_o, *row.finetune_overrides(), f"transfer.init='{row.init}'"]
+                if row.init == "pretrained":
+                    pre_dir = runs / f"{row.pretrain_key()}-seed{seed}"
+                    pre = self._run("pretrain", pre_dir, [*seed_o, *row.pretrain_overrides()])
+                    sync_acc = pre.get("heldout_sync_acc") or math.nan
+                    finetune_o.append(f"transfer.checkpoint='{pre_dir}'")
+                ft_name = f"ft-{row.init}-{row.pretrain_key() if row.init == 'pretrained' else row.background}-seed{seed}"
+                ft = self._run("finetune", runs / ft_name, finetune_o)
+                self.rows.append({"name": row.name, "init": row.init, "pretext": row.pretext,
+                                  "background": row.background, "fusion": row.fusion, "views": row.views, "seed": seed,
+                                  "mpjpe": ft["mpjpe"], "n_mpjpe": ft["n_mpjpe"], "p_mpjpe": ft["p_mpjpe"],
+                                  "sync_acc": sync_acc, "paper_mpjpe": row.paper})
+                self.write()
+        return self.rows
+
+    # ------------------------------------------------------------ outputs
+
+    def write(self):
+        self.out.mkdir(parents=True, exist_ok=True)
+        keys = ["name", "init", "pretext", "background", "fusion", "views", "seed", "mpjpe", "n_mpjpe", "p_mpjpe",
+                "sync_acc"]
+        with open(self.out / "results.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(self.rows)
+        (self.out / "results.md").write_text(self.markdown())
+        self.plot()
+
+    def summary(self) -> list[dict]:
+        """Per configuration: mean and spread (sample std; 0 with one seed) over seeds."""
+        out = []
+        for name in dict.fromkeys(r["name"] for r in self.rows):
+            rs = [r for r in self.rows if r["name"] == name]
+            entry = {"name": name, "seeds": len(rs), "paper_mpjpe": rs[0]["paper_mpjpe"]}
+            for k in ("mpjpe", "n_mpjpe", "p_mpjpe", "sync_acc"):
+                vals = [r[k] for r in rs if not (isinstance(r[k], float) and math.isnan(r[k]))]
+                entry[k] = statistics.mean(vals) if vals else math.nan
+                entry[k + "_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
+            out.append(entry)
+        return out
+
+    def headline(self) -> str:
+        s = {e["name"]: e for e in self.summary()}
+        if not all(n in s for n in HEADLINE):
+            return "headline not measured (its rows were not run)"
+        rnd, pre = s[HEADLINE[0]], s[HEADLINE[1]]
+        gain = rnd["mpjpe"] - pre["mpjpe"]
+        return (f"pre-training (sync+flip, background removed) vs random init at the same fine-tuning budget: "
+                f"MPJPE {pre['mpjpe']:.1f} ± {pre['mpjpe_std']:.1f} vs {rnd['mpjpe']:.1f} ± {rnd['mpjpe_std']:.1f} mm "
+                f"({gain:+.1f} mm {'lower' if gain > 0 else 'higher'} with pre-training; "
+                f"{pre['seeds']} and {rnd['seeds']} seeds)")
+
+    def markdown(self) -> str:
+        p = self.preset
+        lines = [f"# syncssl-reproduce ({p.note})", "",
+                 f"Dataset `{p.dataset}`; pre-training preset `{p.pretrain_preset}`, fine-tuning preset "
+                 f"`{p.finetune_preset}` (labels of S1, evaluation on the held-out subjects). Mean ± sample std over "
+                 "seeds; the paper's MPJPE (Human3.6M, S1 protocol) for the direction.", "",
+                 "| configuration | seeds | MPJPE | N-MPJPE | P-MPJPE | held-out sync acc | paper MPJPE |",
+                 "|---|---|---|---|---|---|---|"]
+        for e in self.summary():
+            sync = "-" if math.isnan(e["sync_acc"]) else f"{e['sync_acc']:.3f}"
+            lines.append(f"| {e['name']} | {e['seeds']} | {e['mpjpe']:.1f} ± {e['mpjpe_std']:.1f} | "
+                         f"{e['n_mpjpe']:.1f} ± {e['n_mpjpe_std']:.1f} | {e['p_mpjpe']:.1f} ± {e['p_mpjpe_std']:.1f} | "
+                         f"{sync} | {e['paper_mpjpe']} |")
+        lines += ["", f"**Headline:** {self.headline()}.", ""]
+        return "\n".join(lines)
+
+    def plot(self):
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        s = self.summary()
+        fig, ax = plt.subplots(figsize=(9, 0.45 * len(s) + 1.2))
+        y = range(len(s))
+        ax.barh(list(y), [e["mpjpe"] for e in s], xerr=[e["mpjpe_std"] for e in s], color=[
+            "tab:grey" if e["name"].startswith("random") else "tab:blue" for e in s])
+        ax.set_yticks(list(y), [e["name"] for e in s], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("MPJPE on held-out subjects (mm, lower is better)")
+        ax.grid(axis="x", alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(self.out / "results.png", dpi=110)
+        plt.close(fig)
