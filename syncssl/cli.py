@@ -306,7 +306,8 @@ json_option = click.option("--json", "json_path", type=click.Path(dir_okay=False
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--root", type=click.Path(exists=True, file_okay=False), default=None,
               help="Videos for the decode benchmark (default: a fixture of 4 MJPEG cameras).")
-def bench_data(json_path, repeats, root):
+@click.option("--quick", is_flag=True, help="One small case, one repeat: checks the command, not the machine.")
+def bench_data(json_path, repeats, root, quick):
     """The fused data path: assemble_pairs (C++ / Triton vs copy bandwidth and the eager chain) and decoding
     (DALI vs PyAV), as one table."""
     import torch
@@ -314,13 +315,17 @@ def bench_data(json_path, repeats, root):
     from rich.table import Table
     from .bench.assemble import print_assemble_table, run_assemble_benchmark
     from .bench.decode import print_decode_table, run_decode_benchmark
+    from .bench.assemble import DEFAULT_CASES
     console = Console()
-    assemble = run_assemble_benchmark("cpu", repeats=repeats)
+    cases = DEFAULT_CASES[:1] if quick else DEFAULT_CASES
+    repeats = 1 if quick else repeats
+    assemble = run_assemble_benchmark("cpu", sizes=cases, repeats=repeats, pairs=4 if quick else 32)
     print_assemble_table(assemble, console)
-    gpu = run_assemble_benchmark("cuda", repeats=repeats) if torch.cuda.is_available() else None
+    gpu = run_assemble_benchmark("cuda", sizes=cases, repeats=repeats) if torch.cuda.is_available() else None
     if gpu:
         print_assemble_table(gpu, console)
-    decode = run_decode_benchmark(root, repeats=max(2, repeats // 2), progress=lambda m: click.echo(m, err=True))
+    decode = run_decode_benchmark(root, repeats=1 if quick else max(2, repeats // 2), batches=2 if quick else 20,
+                                  pairs=4 if quick else 32, progress=lambda m: click.echo(m, err=True))
     print_decode_table(decode, console)
     goals = [
         ("assemble_cpp_over_copy", assemble["assemble_cpp_over_copy"], ">= 0.5 (CPU)"),
@@ -357,12 +362,57 @@ def bench_train(json_path, dataset, preset, steps, batch_size, overrides):
 
 @bench.command("synth")
 @json_option
-@click.option("--preset", default="tiny", show_default=True)
-def bench_synth(json_path, preset):
-    """Synthetic data generation (render + encode) and PyAV decode frames/s."""
+@click.option("--preset", type=click.Choice(["tiny", "small", "large"]), default="tiny", show_default=True)
+@click.option("--codec", type=click.Choice(["mjpeg", "h264", "vp9"]), default="mjpeg", show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def bench_synth(json_path, preset, codec, workers, seed):
+    """Synthetic data generation (render + encode) and PyAV decode frames/s of its files."""
     from .bench.synth import print_synth_table, run_synth_benchmark
-    result = run_synth_benchmark(preset)
+    result = run_synth_benchmark(preset, seed=seed, codec=codec, workers=workers)
     print_synth_table(result)
+    _write_json(json_path, result)
+
+
+@bench.command("assemble")
+@json_option
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True, help="Best of this many.")
+@click.option("--pairs", type=click.IntRange(min=1), default=32, show_default=True, help="Pairs per batch (N).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads (default: torch's).")
+@click.option("--case", "case_names", multiple=True, help="Only these cases (repeatable; default: all).")
+@click.option("--provider", "providers", multiple=True, type=click.Choice(["cpp", "triton", "reference", "eager"]),
+              help="Only these providers (repeatable; default: all available).")
+def bench_assemble(json_path, device, repeats, pairs, threads, case_names, providers):
+    """syncssl::assemble_pairs: each provider in GB/s against copy bandwidth and the eager PyTorch chain."""
+    import torch
+    from .bench.assemble import DEFAULT_CASES, print_assemble_table, run_assemble_benchmark
+    if threads:
+        torch.set_num_threads(threads)
+    unknown = set(case_names) - {c.name for c in DEFAULT_CASES}
+    if unknown:
+        raise click.BadParameter(f"unknown cases {sorted(unknown)}; choose from {[c.name for c in DEFAULT_CASES]}")
+    cases = [c for c in DEFAULT_CASES if not case_names or c.name in case_names]
+    result = run_assemble_benchmark(device, sizes=cases, repeats=repeats, pairs=pairs,
+                                    providers_wanted=tuple(providers) or None)
+    print_assemble_table(result)
+    _write_json(json_path, result)
+
+
+@bench.command("decode")
+@json_option
+@click.option("--root", type=click.Path(exists=True, file_okay=False), default=None,
+              help="A folder of <sequence>/videos/<camera>.<ext> files (default: write a fixture).")
+@click.option("--pairs", type=click.IntRange(min=1), default=32, show_default=True, help="Pairs per batch.")
+@click.option("--batches", type=click.IntRange(min=1), default=20, show_default=True, help="Batches per timed pass.")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Timed passes (best kept).")
+@click.option("--seed", type=int, default=0, show_default=True)
+def bench_decode(json_path, root, pairs, batches, repeats, seed):
+    """Decoding random training pairs: DALI (CPU; GPU with CUDA) against PyAV, pairs/s and decoded/used frames."""
+    from .bench.decode import print_decode_table, run_decode_benchmark
+    result = run_decode_benchmark(root, pairs=pairs, batches=batches, seed=seed, repeats=repeats,
+                                  progress=lambda msg: click.echo(msg, err=True))
+    print_decode_table(result)
     _write_json(json_path, result)
 
 

@@ -35,7 +35,8 @@ class Row:
     paper: str = ""  # the paper's MPJPE for this setting (S1 protocol), for the table
 
     def pretrain_overrides(self) -> list[str]:
-        o = {"sync+flip": [], "sync": ["pretext.flip_weight=0"], "flip": ["pretext.sync_weight=0"]}[self.pretext]
+        o = {"sync+flip": [], "sync": ["pretext.flip_weight=0"],
+             "flip": ["pretext.sync_weight=0", "pretext.flip_weight=1"]}[self.pretext]
         o += [f"model.fusion='{self.fusion}'"]
         o += ["data.background='off'"] if self.background == "kept" else []
         o += ["sampling.mode='single_view'"] if self.views == "single" else []
@@ -79,8 +80,9 @@ class Preset:
 
 
 PRESETS = {
-    "cpu": Preset("cpu-small", "cpu-small", seeds=1, headline_seeds=3,
-                  note="about 2 hours on 2 CPU cores (the small synthetic dataset, a quarter-width ResNet-18)"),
+    "cpu": Preset("cpu-small", "cpu-small", ("train.steps=5000",), seeds=1, headline_seeds=2,
+                  note="about 2 hours on 2 CPU cores (the small synthetic dataset, a quarter-width ResNet-18, "
+                       "5000 pre-training steps)"),
     "gpu": Preset("gpu", "gpu", seeds=2, headline_seeds=3, dataset="synthetic:large",
                   note="one GPU node; scale train.steps to the budget"),
     "tiny": Preset("tiny", "tiny", ("train.eval_pairs=16",), ("transfer.pictures=0",), seeds=1, headline_seeds=2,

@@ -46,7 +46,9 @@ def _materialise(data_cfg, log) -> Manifest:
         ensure_synthetic(root, preset=preset, seed=data_cfg.synthetic_seed, progress=True)
     elif not root.exists():
         raise DataError(root, "dataset folder not found (set data.dataset to a folder or synthetic:<preset>)")
-    report = prepare(open_dataset(root), prepared_folder(data_cfg), log=log)
+    from rich.console import Console
+    with Console(stderr=True).status("preparing the dataset (backgrounds, boxes, motion)") as status:
+        report = prepare(open_dataset(root), prepared_folder(data_cfg), log=lambda msg: status.update(msg))
     log(f"prepared manifest: {report.path} ({'up to date' if report.up_to_date else 'built'}"
         f"{', static frames ' + format(report.static_share, '.0%') if report.stats.get('frames') else ''})")
     return report.manifest

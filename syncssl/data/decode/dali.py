@@ -48,7 +48,7 @@ class DALIDecoder(DecoderBase):
     name = "dali"
 
     def __init__(self, device: str = "cpu", policy: FailurePolicy | None = None, num_threads: int | None = None,
-                 max_batch_size: int = 64, max_open: int = 64):
+                 max_batch_size: int = 64, max_open: int = 256):
         super().__init__(policy)
         if not dali_available():
             raise RuntimeError("the DALI decoder needs NVIDIA DALI (pip install nvidia-dali-cuda130); "

@@ -27,7 +27,7 @@ class PyAVDecoder(DecoderBase):
 
     name, device, title = "pyav", "cpu", "PyAV on CPU"
 
-    def __init__(self, policy: FailurePolicy | None = None, num_threads: int | None = None, max_open: int = 64):
+    def __init__(self, policy: FailurePolicy | None = None, num_threads: int | None = None, max_open: int = 256):
         super().__init__(policy)
         self.num_threads = max(1, int(num_threads or os.cpu_count() or 1))
         self._containers = ContainerCache(max_open)

@@ -1,0 +1,34 @@
+"""The benchmark commands run and report the ratios the issues ask for (values are not asserted: timings)."""
+import json
+import math
+
+from click.testing import CliRunner
+
+from syncssl import cli
+
+
+def test_bench_train_reports_e2e_compute_and_naive(tiny_dataset, tmp_path):
+    out = tmp_path / "train.json"
+    result = CliRunner().invoke(cli.bench, ["train", "--dataset", str(tiny_dataset), "--preset", "tiny",
+                                            "--steps", "2", "--json", str(out), "train.eval_pairs=16",
+                                            f"train.run_dir='{tmp_path / 'run'}'"])
+    assert result.exit_code == 0, result.output
+    r = json.loads(out.read_text())
+    for key in ("device", "e2e_over_compute", "over_naive", "pairs_per_s"):
+        assert key in r
+    for key in ("e2e_over_compute", "over_naive", "pairs_per_s", "compute_pairs_per_s", "naive_pairs_per_s"):
+        assert math.isfinite(r[key]) and r[key] > 0
+    assert "naive" in result.output and "compute only" in result.output
+
+
+def test_bench_data_reports_the_data_path_ratios(tmp_path):
+    out = tmp_path / "data.json"
+    result = CliRunner().invoke(cli.bench, ["data", "--quick", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    r = json.loads(out.read_text())
+    assert isinstance(r["device"], str)
+    for key in ("assemble_cpp_over_copy", "assemble_cpp_over_eager", "decode_dali_over_pyav"):
+        assert r[key] is None or (math.isfinite(r[key]) and r[key] > 0), key
+    assert r["assemble_cpp_over_copy"] is not None  # the C++ kernel is built in the test environment
+    assert "assemble_triton_over_copy" in r  # None without CUDA
+    assert "decode_dali_over_pyav" in result.output and "goal" in result.output
