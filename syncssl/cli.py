@@ -294,7 +294,12 @@ def _device_name() -> str:
     import torch
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    model = platform.processor() or platform.machine()
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"cpu: {model}, {os.cpu_count()} cores"
 
 
 json_option = click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,

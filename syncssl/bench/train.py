@@ -25,6 +25,11 @@ from ..train.distributed import Dist
 from ..train.trainer import PretextTrainer
 
 
+def _device_name() -> str:
+    from ..cli import _device_name as name
+    return name()
+
+
 def _timed(step_fn, steps: int, warmup: int, pairs_per_step: int, device: torch.device) -> float:
     for _ in range(warmup):
         step_fn()
@@ -109,7 +114,7 @@ def run_train_benchmark(dataset: str = "synthetic:small", preset: str = "cpu-sma
     finally:
         trainer.close()
     return {
-        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
+        "device": _device_name(),
         "pairs_per_step": pairs, "crop": cfg.data.crop_size, "model": trainer.model.backbone.arch,
         "amp": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "off",
         "decoder": trainer.decoder.name, "steps": steps,
