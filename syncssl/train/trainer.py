@@ -523,8 +523,9 @@ class PoseTrainer(Trainer):
         frozen = 4 if x.protocol == "frozen" else m.frozen_stages
         if frozen:
             model.backbone.freeze(frozen)
-        self.log(f"model: PoseNet on {model.backbone.arch}, {self.init_note}, "
-                 f"{'backbone frozen' if frozen == 4 else f'first {frozen or 0} stages frozen'}")
+        frozen_text = {0: "nothing frozen", None: "nothing frozen", 4: "backbone frozen"}.get(
+            frozen, f"stem and first {frozen} stages frozen")
+        self.log(f"model: PoseNet on {model.backbone.arch}, {self.init_note}, {frozen_text}")
         return model
 
     def build_train_data(self):
@@ -539,8 +540,8 @@ class PoseTrainer(Trainer):
                               batch_size=self.local_batch, seed=cfg.train.seed, rank=self.dist.rank,
                               world_size=self.dist.world_size, fraction=x.label_fraction, flip=x.flip,
                               jitter_shift=x.jitter_shift, jitter_scale=x.jitter_scale, names=[s.key for s in seqs])
-        self.log(f"labels: {', '.join(x.label_subjects)}, {sampler.labelled_frames} labelled instants "
-                 f"({x.label_fraction:g} of {sum(s.num_frames for s in seqs)}) x cameras")
+        self.log(f"labels: {', '.join(x.label_subjects)}: {sampler.labelled_frames} of "
+                 f"{sum(s.num_frames for s in seqs)} instants (label_fraction {x.label_fraction:g}), every camera")
         self.labelled_frames = sampler.labelled_frames
         batcher = PoseBatcher(make_assembler(self.manifest, idx, cfg.data, self.decoder, self.device,
                                              self.input_dtype, cfg.train.seed), self.actions)
