@@ -17,7 +17,7 @@ import numpy as np
 from ...geometry import H36M_32_TO_17, H36M_CAMERA_IDS, H36M_FPS, h36m_camera
 from ..dataset import DataError, Dataset, Sequence, View, _subject_order
 from ..video import probe
-from .layout import check_poses, common_length, fit_labels, take_number_removed
+from .layout import check_poses, common_length, fit_labels, read_or_skip, take_number_removed
 
 TRAIN_SUBJECTS = ("S1", "S5", "S6", "S7", "S8")
 TEST_SUBJECTS = ("S9", "S11")
@@ -80,12 +80,9 @@ def read_h36m(root: Path, *, verify: str = "ends", frame_tolerance: int | None =
         if not by_sequence:
             raise DataError(sdir / "Videos", "holds no <Sequence>.<camera id>.mp4 videos")
         for name in sorted(by_sequence):
-            try:
-                seq = _read_sequence(sdir, name, by_sequence[name], verify, frame_tolerance)
-            except DataError as e:
-                if not skip_broken:
-                    raise
-                notes.append(f"skipped broken sequence {subject}/{name}: {e}")
+            seq = read_or_skip(lambda: _read_sequence(sdir, name, by_sequence[name], verify, frame_tolerance),
+                               f"{subject}/{name}", skip_broken, notes)
+            if seq is None:
                 continue
             sequences.append(seq)
             notes += [f"{seq.key}: {n}" for n in seq.notes]

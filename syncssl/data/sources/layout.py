@@ -157,6 +157,17 @@ def _sized_camera(calib: Path, camera: Camera, info: VideoInfo) -> tuple[Camera,
     return replace(camera, size=(vw, vh), K=K), [note]
 
 
+def read_or_skip(read, label: str, skip_broken: bool, notes: list[str]):
+    """``read()``, or None with a note when it raises a DataError and ``skip_broken`` is set."""
+    try:
+        return read()
+    except DataError as e:
+        if not skip_broken:
+            raise
+        notes.append(f"skipped broken sequence {label}: {e}")
+        return None
+
+
 def read_sequence(folder: Path, *, subject: str, name: str, action: str, fps: float | None,
                   verify: str = "ends", frame_tolerance: int | None = None) -> Sequence:
     """One sequence folder of the generic layout. ``fps=None`` takes the videos' own rate."""
@@ -276,13 +287,10 @@ def read_layout(root: Path, *, verify: str = "ends", frame_tolerance: int | None
             raise DataError(sdir, f"subject {subject!r} holds no sequence folders")
         for d in seq_dirs:
             action = actions.get(f"{subject}/{d.name}", actions.get(d.name, take_number_removed(d.name)))
-            try:
-                seq = read_sequence(d, subject=subject, name=d.name, action=str(action), fps=fps,
-                                    verify=verify, frame_tolerance=frame_tolerance)
-            except DataError as e:
-                if not skip_broken:
-                    raise
-                notes.append(f"skipped broken sequence {subject}/{d.name}: {e}")
+            seq = read_or_skip(lambda: read_sequence(d, subject=subject, name=d.name, action=str(action), fps=fps,
+                                                     verify=verify, frame_tolerance=frame_tolerance),
+                               f"{subject}/{d.name}", skip_broken, notes)
+            if seq is None:
                 continue
             sequences.append(seq)
     for d in sorted(p for p in root.iterdir() if p.is_dir() and not _hidden(p) and p.name not in subjects):
