@@ -121,11 +121,15 @@ inline void prefetch(const void* address) {
 #endif
 }
 
-bool use_avx2() {
-  // SYNCSSL_PORTABLE_KERNEL=1 forces the portable kernel (the tests compare both against the reference).
-  const char* flag = std::getenv("SYNCSSL_PORTABLE_KERNEL");
-  return !(flag != nullptr && flag[0] == '1') && avx2_available();
+bool env_flag(const char* name) {
+  const char* flag = std::getenv(name);
+  return flag != nullptr && flag[0] == '1';
 }
+
+// SYNCSSL_PORTABLE_KERNEL=1 forces the portable kernel, SYNCSSL_NO_AVX512=1 the AVX2 one where it applies (the
+// tests compare the kernels against the reference).
+bool use_avx2() { return !env_flag("SYNCSSL_PORTABLE_KERNEL") && avx2_available(); }
+bool use_avx512() { return use_avx2() && !env_flag("SYNCSSL_NO_AVX512") && avx512_available(); }
 
 bool poison_requested() {
   // Debug aid for the tests: pre-fill the output with NaN so an element the kernel forgets to write shows.
@@ -224,11 +228,12 @@ at::Tensor assemble_pairs_cpu(const at::Tensor& frames_in, const at::Tensor& fra
   const float inv_softness = bg_mode == 2 ? static_cast<float>(1.0 / bg_softness) : 0.0f;
 
   // Column taps depend only on the view: compute them once, already mirrored for flipped views, as arrays
-  // padded to a multiple of kColumnPad (padding: weight zero, address of column 0).
+  // padded to a multiple of kColumnPad (padding: weight zero, address of the last column).
   const int64_t padded = (S + kColumnPad - 1) / kColumnPad * kColumnPad;
   std::vector<int32_t> col(V * padded, 0);
   std::vector<float> wx0(V * padded, 0.0f), wx1(V * padded, 0.0f);
   std::vector<int64_t> span_lo(V), span_hi(V);  // byte range of each view's column taps within a row
+  std::vector<int> window_chunks(V);  // see RowJob::window_chunks
   at::parallel_for(0, V, 1, [&](int64_t begin, int64_t end) {
     for (int64_t v = begin; v < end; ++v) {
       const float* box = boxes_p + v * 4;
@@ -242,9 +247,18 @@ at::Tensor assemble_pairs_cpu(const at::Tensor& frames_in, const at::Tensor& fra
         wx0[v * padded + j] = t.w0;
         wx1[v * padded + j] = t.w1;
       }
-      const auto [lo, hi] = std::minmax_element(col.begin() + v * padded, col.begin() + v * padded + S);
+      const int32_t* cols = col.data() + v * padded;
+      std::fill(col.begin() + v * padded + S, col.begin() + (v + 1) * padded, cols[S - 1]);
+      const auto [lo, hi] = std::minmax_element(cols, cols + S);
       span_lo[v] = *lo;
       span_hi[v] = *hi + 6;
+      // The widest window of one AVX-512 step's (monotonic) columns' taps decides that kernel's chunks. Wider
+      // windows (downscaling by more than ~2.5) go to the AVX2 kernel: 4-chunk permutes measured slower than it.
+      int64_t widest = 0;
+      for (int64_t j = 0; j < padded; j += kColumnPad) {
+        widest = std::max<int64_t>(widest, std::abs(cols[j + kColumnPad - 1] - cols[j]) + 6);
+      }
+      window_chunks[v] = w < 2 ? 0 : widest <= 64 ? 1 : widest <= 128 ? 2 : 0;
     }
   });
   auto row_taps = [&](int64_t v, int64_t i) {
@@ -267,7 +281,7 @@ at::Tensor assemble_pairs_cpu(const at::Tensor& frames_in, const at::Tensor& fra
       }
     }
   };
-  const bool avx2 = use_avx2();
+  const bool avx2 = use_avx2(), avx512 = use_avx512();
 
   auto run = [&](auto type_tag) {
     using scalar_t = decltype(type_tag);
@@ -306,8 +320,11 @@ at::Tensor assemble_pairs_cpu(const at::Tensor& frames_in, const at::Tensor& fra
         job.wide_loads_safe = s * image_bytes + read_end <= frames_bytes &&
                               (bg_mode == 0 || bg_p[v] * image_bytes + read_end <= backgrounds_bytes) &&
                               (!substitute || fi_p[v] * image_bytes + read_end <= backgrounds_bytes);
+        job.window_chunks = window_chunks[v];
         scalar_t* row_out = out_p + r * S * 3;
-        if (avx2 && job.wide_loads_safe) {
+        if (avx512 && job.window_chunks > 0) {
+          assemble_row_avx512<scalar_t>(job, bg_mode, substitute, row_out);
+        } else if (avx2 && job.wide_loads_safe) {
           assemble_row_avx2<scalar_t>(job, bg_mode, substitute, row_out);
         } else {
           assemble_row_portable<scalar_t>(job, bg_mode, substitute, row_out);

@@ -1,4 +1,4 @@
-// Shared between the portable and the AVX2 row kernels of syncssl::assemble_pairs (see assemble_pairs.cpp).
+// Shared between the portable, AVX2 and AVX-512 row kernels of syncssl::assemble_pairs (see assemble_pairs.cpp).
 #pragma once
 
 #include <c10/util/BFloat16.h>
@@ -8,9 +8,9 @@
 
 namespace syncssl {
 
-// Column taps are stored per view as arrays padded to a multiple of this (the AVX2 kernel's vector width);
-// padding columns have weight zero and a valid address.
-constexpr int64_t kColumnPad = 8;
+// Column taps are stored per view as arrays padded to a multiple of this (the AVX-512 kernel's vector width);
+// padding columns have weight zero and repeat the last column's address (so columns stay monotonic).
+constexpr int64_t kColumnPad = 16;
 
 // Everything one output row needs. Taps outside the frame's valid region have weight zero and a clamped,
 // readable address; their weight goes to the fill value instead. The two column taps of an output pixel are always
@@ -33,11 +33,19 @@ struct RowJob {
   float inv_softness;         // 1 / bg_softness (mode 2)
   int64_t size;               // S
   bool wide_loads_safe;       // an 8-byte load at any column tap of this row stays inside the images' tensors
+  int window_chunks;          // AVX-512 kernel: 64-byte chunks holding any 16 consecutive columns' taps (1 or 2;
+                              // 0: wider, or a frame 1 pixel wide: that kernel does not apply)
 };
 
 // Whether this CPU runs the AVX2 kernel (AVX2 + FMA + F16C), and that kernel, when compiled in.
 bool avx2_available();
 template <typename out_t>
 void assemble_row_avx2(const RowJob& job, int64_t mode, bool substitute, out_t* out);
+
+// Whether this CPU runs the AVX-512 kernel (AVX512 F/BW/VL/DQ/VBMI/BF16), and that kernel (rows with
+// window_chunks > 0), when compiled in.
+bool avx512_available();
+template <typename out_t>
+void assemble_row_avx512(const RowJob& job, int64_t mode, bool substitute, out_t* out);
 
 }  // namespace syncssl

@@ -77,12 +77,14 @@ def assert_matches_reference(out: torch.Tensor, inputs: dict) -> None:
 needs_cpp = pytest.mark.skipif(not HAS_CPP_KERNEL, reason="syncssl._C (the C++ kernel) is not built")
 
 
-@pytest.fixture(params=["avx2", "portable"])
+@pytest.fixture(params=["best-simd", "avx2", "portable"])
 def cpp_kernel(request, monkeypatch):
-    """The C++ CPU kernel through the dispatcher, with its output poisoned with NaN before every run."""
+    """The C++ CPU kernel through the dispatcher, with its output poisoned with NaN before every run: its best
+    SIMD path (AVX-512 where the CPU has it), the AVX2 path, and the portable path."""
     if not HAS_CPP_KERNEL:
         pytest.skip("syncssl._C (the C++ kernel) is not built")
     monkeypatch.setenv("SYNCSSL_PORTABLE_KERNEL", "1" if request.param == "portable" else "0")
+    monkeypatch.setenv("SYNCSSL_NO_AVX512", "1" if request.param == "avx2" else "0")
     monkeypatch.setenv("SYNCSSL_DEBUG_POISON", "1")
     return lambda inputs: torch.ops.syncssl.assemble_pairs(*op_args(inputs))
 
