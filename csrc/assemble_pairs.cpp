@@ -101,18 +101,11 @@ void assemble_row(const RowJob& job, out_t* out) {
   }
 }
 
-template <typename out_t, int MODE>
-void assemble_row_portable(const RowJob& job, bool substitute, out_t* out) {
-  substitute ? assemble_row<out_t, MODE, true>(job, out) : assemble_row<out_t, MODE, false>(job, out);
-}
-
 template <typename out_t>
 void assemble_row_portable(const RowJob& job, int64_t mode, bool substitute, out_t* out) {
-  switch (mode) {
-    case 0: return assemble_row_portable<out_t, 0>(job, substitute, out);
-    case 1: return assemble_row_portable<out_t, 1>(job, substitute, out);
-    default: return assemble_row_portable<out_t, 2>(job, substitute, out);
-  }
+  dispatch_row(mode, substitute, [&](auto m, auto s) {
+    assemble_row<out_t, decltype(m)::value, decltype(s)::value>(job, out);
+  });
 }
 
 inline void prefetch(const void* address) {

@@ -5,6 +5,7 @@
 #include <c10/util/Half.h>
 
 #include <cstdint>
+#include <type_traits>
 
 namespace syncssl {
 
@@ -36,6 +37,19 @@ struct RowJob {
   int window_chunks;          // AVX-512 kernel: 64-byte chunks holding any 16 consecutive columns' taps (1 or 2;
                               // 0: wider, or a frame 1 pixel wide: that kernel does not apply)
 };
+
+// Calls kernel(std::integral_constant<int, MODE>, std::bool_constant<SUBSTITUTE>) for the run-time background
+// mode and substitution flag: every row kernel is instantiated per combination, so its inner loop has no branches
+// on them.
+template <typename Kernel>
+inline void dispatch_row(int64_t mode, bool substitute, Kernel&& kernel) {
+  auto with_mode = [&](auto m) { substitute ? kernel(m, std::true_type{}) : kernel(m, std::false_type{}); };
+  switch (mode) {
+    case 0: return with_mode(std::integral_constant<int, 0>{});
+    case 1: return with_mode(std::integral_constant<int, 1>{});
+    default: return with_mode(std::integral_constant<int, 2>{});
+  }
+}
 
 // Whether this CPU runs the AVX2 kernel (AVX2 + FMA + F16C), and that kernel, when compiled in.
 bool avx2_available();

@@ -220,20 +220,13 @@ SYNCSSL_AVX512 void row_kernel(const RowJob& job, out_t* out) {
   }
 }
 
-template <typename out_t, int MODE>
-SYNCSSL_AVX512 void row_kernel(const RowJob& job, bool substitute, out_t* out) {
-  substitute ? row_kernel<out_t, MODE, true>(job, out) : row_kernel<out_t, MODE, false>(job, out);
-}
-
 }  // namespace
 
 template <typename out_t>
 void assemble_row_avx512(const RowJob& job, int64_t mode, bool substitute, out_t* out) {
-  switch (mode) {
-    case 0: return row_kernel<out_t, 0>(job, substitute, out);
-    case 1: return row_kernel<out_t, 1>(job, substitute, out);
-    default: return row_kernel<out_t, 2>(job, substitute, out);
-  }
+  dispatch_row(mode, substitute, [&](auto m, auto s) {
+    row_kernel<out_t, decltype(m)::value, decltype(s)::value>(job, out);
+  });
 }
 
 #else  // no AVX-512 kernel on this platform / compiler
