@@ -155,23 +155,23 @@ def square_boxes(tight: np.ndarray, margin: float = 0.2) -> np.ndarray:
 
 def moving_median(x: np.ndarray, window: int) -> np.ndarray:
     """Centred moving median along axis 0 (window forced odd; edges use the frames that exist)."""
-    x = np.asarray(x, np.float64)
-    h = max(0, window // 2)
-    if h == 0 or len(x) < 2:
-        return x.copy()
-    p = np.pad(x, [(h, h)] + [(0, 0)] * (x.ndim - 1), mode="constant", constant_values=np.nan)
-    win = np.lib.stride_tricks.sliding_window_view(p, 2 * h + 1, axis=0)
-    return np.nanmedian(win, axis=-1)
+    return _moving(x, window, np.nanmedian)
 
 
 def moving_mean(x: np.ndarray, window: int) -> np.ndarray:
     """Centred moving mean along axis 0 (edges average the frames that exist)."""
+    return _moving(x, window, np.nanmean)
+
+
+def _moving(x: np.ndarray, window: int, reduce) -> np.ndarray:
+    """``reduce`` (a NaN-ignoring numpy reduction) over a centred window along axis 0: the ends are padded with
+    NaN, so edge windows reduce only the frames that exist."""
     x = np.asarray(x, np.float64)
     h = max(0, window // 2)
     if h == 0 or len(x) < 2:
         return x.copy()
     p = np.pad(x, [(h, h)] + [(0, 0)] * (x.ndim - 1), mode="constant", constant_values=np.nan)
-    return np.nanmean(np.lib.stride_tricks.sliding_window_view(p, 2 * h + 1, axis=0), axis=-1)
+    return reduce(np.lib.stride_tricks.sliding_window_view(p, 2 * h + 1, axis=0), axis=-1)
 
 
 def smooth_boxes(square: np.ndarray, window: int = 9, cover: np.ndarray | None = None) -> np.ndarray:
