@@ -39,11 +39,17 @@ class Batch:
 
     def wait(self):
         """Make the current CUDA stream wait for this batch (no-op on CPU)."""
-        if self.ready is not None:
-            stream = torch.cuda.current_stream()
-            stream.wait_event(self.ready)
-            for t in (self.images, self.sync, self.flip, self.offset):
-                t.record_stream(stream)
+        _wait_ready(self.ready, (self.images, self.sync, self.flip, self.offset))
+
+
+def _wait_ready(ready: torch.cuda.Event | None, tensors) -> None:
+    """A batch assembled on the prefetcher's side stream: the current stream waits for it, and the caching
+    allocator learns that the current stream uses its tensors (so their memory is not reused too early)."""
+    if ready is not None:
+        stream = torch.cuda.current_stream()
+        stream.wait_event(ready)
+        for t in tensors:
+            t.record_stream(stream)
 
 
 class ViewAssembler:
@@ -275,11 +281,14 @@ class PoseBatch:
         return int(self.target.shape[0])
 
     def wait(self):
-        if self.ready is not None:
-            stream = torch.cuda.current_stream()
-            stream.wait_event(self.ready)
-            for t in (self.images, self.target, self.action):
-                t.record_stream(stream)
+        """Make the current CUDA stream wait for this batch (no-op on CPU)."""
+        _wait_ready(self.ready, (self.images, self.target, self.action))
+
+
+def mirror_labels(joints: np.ndarray) -> np.ndarray:
+    """(..., 17, 3) camera-frame labels of the mirrored image: x negated, left and right swapped."""
+    from ..geometry import mirror
+    return mirror(1, joints3d_cam=joints).joints3d_cam.astype(np.float32)
 
 
 def camera_labels(seq, where="manifest") -> np.ndarray:
@@ -298,13 +307,12 @@ class PoseBatcher:
     """
 
     def __init__(self, assembler: ViewAssembler, actions: list[str] | None = None):
-        from ..geometry import mirror
         self.assembler = assembler
         self.actions = actions or sorted({s.action for s in assembler.seqs})
         self.action_of = [self.actions.index(s.action) for s in assembler.seqs]
         where = assembler.manifest.folder or "manifest"
         self.labels = [camera_labels(s, where) for s in assembler.seqs]  # each (T, C, 17, 3)
-        self.mirrored = [mirror(1, joints3d_cam=x).joints3d_cam.astype(np.float32) for x in self.labels]
+        self.mirrored = [mirror_labels(x) for x in self.labels]
 
     @staticmethod
     def labels_of(sequences) -> np.ndarray:

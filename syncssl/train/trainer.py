@@ -502,14 +502,14 @@ class PoseTrainer(Trainer):
         return idx
 
     def build_model(self) -> nn.Module:
-        from ..data.loader import PoseBatcher
+        from ..data.loader import PoseBatcher, mirror_labels
         from ..models.pose import PoseNet
         from ..models.resnet import load_backbone, resnet
         m, x = self.cfg.model, self.cfg.transfer
         # the head predicts in units of the label subjects' per-joint spread around their mean pose
         labels = PoseBatcher.labels_of([self.manifest.sequences[i] for i in self.label_sequences()])
-        both = np.concatenate([labels, _mirror3d(labels)])  # flips are part of training
-        mean, std = both.mean(0), both.std(0).clip(min=10.0)
+        both = np.concatenate([labels, mirror_labels(labels)])  # flips are part of training
+        mean, std = both.mean(0, dtype=np.float64), both.std(0, dtype=np.float64).clip(min=10.0)
         model = PoseNet(resnet(m.depth, m.width, norm=m.norm), m.num_joints, m.root, m.hidden, m.dropout,
                         torch.from_numpy(std), torch.from_numpy(mean))
         self.init_note = "random initialisation"
@@ -586,8 +586,3 @@ class PoseTrainer(Trainer):
                 "per_action": result["per_action"], "eval_frames": result["count"], "init": self.init_note,
                 "label_subjects": list(self.cfg.transfer.label_subjects),
                 "labelled_instants": self.labelled_frames}
-
-
-def _mirror3d(joints: np.ndarray) -> np.ndarray:
-    from ..geometry import mirror
-    return mirror(1, joints3d_cam=joints).joints3d_cam
