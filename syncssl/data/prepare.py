@@ -29,6 +29,7 @@ from typing import Callable, Iterator
 import av
 import numpy as np
 
+from ..figures import pyplot, save_figure
 from .background import (BackgroundModel, borrow_background, describe_region, estimate_background,
                          foreground_masks, mask_iou, morphology_radius, remove_background, sample_indices)
 from .boxes import (boxes_from_joints, boxes_from_masks, crop_boxes, ellipse_masks, mask_change,
@@ -528,9 +529,7 @@ def _quality(sequences: list[Sequence], models: dict[str, BackgroundModel], bg_o
 def _write_preview(path: Path, rows: list[dict]) -> Path | None:
     if not rows:
         return None
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     cols = ["frame", "background model", "predicted mask", "ground truth", "background removed"]
     h, w = rows[0]["frame"].shape[:2]
@@ -553,10 +552,7 @@ def _write_preview(path: Path, rows: list[dict]) -> Path | None:
             if r == 0:
                 ax.set_title(cols[c], fontsize=9)
         axes[r, 0].set_ylabel(row["title"] + iou, fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------- frame access

@@ -14,17 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..figures import pyplot, save_figure
 from ..geometry import H36M17
 from ..train.trainer import PoseTrainer, PretextTrainer
 
 SIDE_COLOURS = {"left": "tab:blue", "right": "tab:red", "centre": "tab:green"}
-
-
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
 
 
 # ---------------------------------------------------------------- synchronization
@@ -63,7 +57,7 @@ def _fps(trainer, split: str) -> float:
 
 
 def plot_sync_vs_offset(rows: list[dict], out: Path, title: str = "") -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for split in dict.fromkeys(r["split"] for r in rows):
         rs = [r for r in rows if r["split"] == split]
@@ -80,10 +74,7 @@ def plot_sync_vs_offset(rows: list[dict], out: Path, title: str = "") -> Path:
         ax.legend()
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return Path(out)
+    return save_figure(fig, out)
 
 
 def write_rows(rows: list[dict], out: Path) -> Path:
@@ -152,7 +143,7 @@ def draw_pose_overlays(manifest, index: np.ndarray, pred: np.ndarray, target: np
     """Each chosen frame, cropped around the person, with the true (dashed, thin) and predicted (solid)
     skeletons: the prediction is placed at the true root and projected with the camera."""
     from ..data.video import read_frames
-    plt = _pyplot()
+    plt = pyplot()
     n = len(index)
     fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 3.0), squeeze=False)
     for ax, (s, c, t), p, g in zip(axes[0], index, pred, target):
@@ -170,15 +161,12 @@ def draw_pose_overlays(manifest, index: np.ndarray, pred: np.ndarray, target: np
         ax.set_title(f"{seq.key}\n{cam.name} t={int(t)}: {err:.0f} mm", fontsize=7)
         ax.axis("off")
     fig.suptitle("predicted (solid) and true (dashed) skeletons; blue = left, red = right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return Path(out)
+    return save_figure(fig, out)
 
 
 def draw_skeletons_3d(pred: np.ndarray, target: np.ndarray, out: Path, titles: list[str]) -> Path:
     """Root-relative 3D skeletons in the camera frame (x right, y down, z forward), true and predicted."""
-    plt = _pyplot()
+    plt = pyplot()
     n = len(pred)
     fig = plt.figure(figsize=(2.8 * n, 3.0))
     for i, (p, g) in enumerate(zip(pred, target)):
@@ -196,7 +184,4 @@ def draw_skeletons_3d(pred: np.ndarray, target: np.ndarray, out: Path, titles: l
         ax.set_zticklabels([])
         ax.view_init(elev=10, azim=-70)
     fig.suptitle("3D skeletons, root-relative, camera frame: predicted (solid), true (dashed)", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return Path(out)
+    return save_figure(fig, out)

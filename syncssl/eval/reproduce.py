@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..figures import pyplot, save_figure
 from ..train.config import FinetuneConfig, load_config
 from ..train.run import run_training
 
@@ -199,9 +200,7 @@ class Reproduction:
         return "\n".join(lines)
 
     def plot(self):
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
         s = self.summary()
         fig, ax = plt.subplots(figsize=(9, 0.45 * len(s) + 1.2))
         y = range(len(s))
@@ -211,6 +210,4 @@ class Reproduction:
         ax.invert_yaxis()
         ax.set_xlabel("MPJPE on held-out subjects (mm, lower is better)")
         ax.grid(axis="x", alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(self.out / "results.png", dpi=110)
-        plt.close(fig)
+        save_figure(fig, self.out / "results.png")

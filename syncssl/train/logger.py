@@ -9,6 +9,8 @@ import csv
 import math
 from pathlib import Path
 
+from ..figures import pyplot, save_figure
+
 
 class MetricLogger:
     def __init__(self, run_dir: Path, enabled: bool = True, tensorboard: bool = True):
@@ -84,9 +86,7 @@ def read_metrics(path: Path) -> dict[str, list[float]]:
 
 def plot_curves(run_dir: Path, out: Path | None = None, panels: list[tuple[str, list[str]]] | None = None) -> Path:
     """Training curves from the run's CSVs: one panel per group of metrics, train and eval overlaid."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir / "curves.png"
@@ -110,7 +110,4 @@ def plot_curves(run_dir: Path, out: Path | None = None, panels: list[tuple[str, 
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
