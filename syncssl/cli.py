@@ -103,26 +103,55 @@ def preview(dataset, out, sequence_key, instants):
 @click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Folder for the prepared files (default: DATASET/prepared).")
 @click.option("--force", is_flag=True, help="Rebuild even if the manifest is up to date.")
+@click.option("--preset", default="cpu-small", show_default=True,
+              help="The training preset whose crop size, jitter and background removal the tiles and the measured "
+                   "op mask are made for (syncssl-train then reuses them).")
+@click.option("--tiles", "tiles", type=click.Choice(["auto", "raw", "jpeg", "none"]), default=None,
+              help="Person tiles: raw (memory-mapped), JPEG records, auto (raw when they fit half the memory), or "
+                   "none (training decodes the videos). Default: the preset's data.source / data.tile_format.")
 @click.option("--transcode", type=click.Choice(["none", "mjpeg", "h264-gop8"]), default="none", show_default=True,
               help="Write decode-friendly copies: intra-only MJPEG or H.264 with 8-frame GOPs.")
-@click.option("--motion-threshold", type=click.FloatRange(min=0), default=2.0, show_default=True,
-              help="Mean joint speed (mm/frame) below which a frame counts as static (sequences with 3D labels).")
 @click.option("--fg-motion-threshold", type=click.FloatRange(min=0, max=1), default=0.02, show_default=True,
-              help="Changed share of the person's mask below which a frame counts as static (without labels).")
+              help="Changed share of the person's mask below which a frame counts as static.")
 @click.option("--bg-frames", type=click.IntRange(min=1), default=48, show_default=True,
               help="Frames sampled per background (subject x camera), spread over its sequences.")
+@click.option("--label-boxes", is_flag=True,
+              help="OPT-IN: crop boxes from the 3D labels (the Human3.6M literature's ground-truth crops) instead of "
+                   "the images. Never the default: pre-training then reads labels.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Processes decoding videos in parallel (default: every core).")
 @user_errors
-def prepare(dataset, out, force, transcode, motion_threshold, fg_motion_threshold, bg_frames):
-    """Background models, person boxes, motion and a manifest for training; reused while sources are unchanged."""
+def prepare(dataset, out, force, preset, tiles, transcode, fg_motion_threshold, bg_frames, label_boxes, workers):
+    """Backgrounds, person boxes, motion, tiles and a manifest for training, all from the images; reused while
+    the sources are unchanged. Labels, where present, are only measured against (report.json)."""
+    import dataclasses
+
+    from rich.console import Console
+
+    from .config import ConfigError
     from .data.prepare import PrepareOptions, prepare as run_prepare, render_report
     from .data.sources import open_dataset
-    from rich.console import Console
+    from .train.config import load_config
+    from .train.data import mask_settings, tile_spec
+    try:
+        cfg = load_config(preset, None, [])
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+    data_cfg = cfg.data
+    if tiles is not None:
+        data_cfg = dataclasses.replace(data_cfg, source="video" if tiles == "none" else "tiles",
+                                       tile_format=tiles if tiles != "none" else data_cfg.tile_format)
+    s = cfg.sampling
+    shift, scale = ((s.single_view_jitter_shift, s.single_view_jitter_scale) if s.mode == "single_view"
+                    else (s.jitter_shift, s.jitter_scale))
     console = Console()
     ds = open_dataset(dataset)
-    options = PrepareOptions(bg_frames=bg_frames, motion_threshold=motion_threshold,
-                             fg_motion_threshold=fg_motion_threshold, transcode=transcode)
+    options = PrepareOptions(bg_frames=bg_frames, fg_motion_threshold=fg_motion_threshold, transcode=transcode,
+                             label_boxes=label_boxes)
     with console.status("preparing...") as status:
-        report = run_prepare(ds, out, options, force=force, log=lambda msg: status.update(msg))
+        report = run_prepare(ds, out, options, tiles=tile_spec(data_cfg, shift, scale), mask=mask_settings(data_cfg),
+                             crop_size=data_cfg.crop_size, force=force, workers=workers,
+                             log=lambda msg: status.update(msg))
     render_report(report, console)
 
 

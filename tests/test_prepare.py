@@ -155,7 +155,7 @@ def test_background_recovered_behind_a_moving_person(tmp_path, labels):
 
 
 def test_pooling_over_sequences_outvotes_a_person_standing_still(tmp_path):
-    # no labels: only pooling can help. The person stands still for 60% of "pause" and walks elsewhere in "walk".
+    # The person stands still for 60% of "pause" and walks elsewhere in "walk": pooling shows the spot empty.
     T = 30
     pos = np.zeros((T, 3))
     pos[:18, 1] = 300
@@ -164,6 +164,12 @@ def test_pooling_over_sequences_outvotes_a_person_standing_still(tmp_path):
     region = person_region(pause.views[0].camera, pos)
     alone = prepare(make_dataset(tmp_path / "a", [pause]), tmp_path / "a_out").manifest
     assert bg_error(alone, 0, region) > 40  # the median shows the person
+    # ... and says so: where the person stood, the empty floor shows beside the walking person again and again
+    info = alone.backgrounds["S1_cam_00"]
+    assert info.suspect is not None and any("hardly moves" in n for n in alone.notes)
+    ys, xs = np.nonzero(region)
+    x0, y0, x1, y1 = info.suspect
+    assert x0 <= xs.mean() <= x1 and y0 <= ys.mean() <= y1
 
     pause = make_sequence(tmp_path / "b", "S1", "pause_0", pos, labels=False)
     walking = make_sequence(tmp_path / "b", "S1", "walk_0", *walk(y0=-1000, y1=-200), labels=False)
@@ -172,33 +178,21 @@ def test_pooling_over_sequences_outvotes_a_person_standing_still(tmp_path):
     assert bg_error(pooled, 0, region) < 4
 
 
-def test_person_standing_still_everywhere_is_reported(tmp_path):
-    a = make_sequence(tmp_path, "S1", "stand_0", *still())
-    b = make_sequence(tmp_path, "S1", "stand_1", *still(T=20))
-    report = prepare(make_dataset(tmp_path, [a, b]), tmp_path / "out")
-    m = report.manifest
-    assert m.backgrounds["S1_cam_00"].suspect is not None
-    assert m.stats["suspect_backgrounds"] == 2
-    assert any("standing still" in n or "stand still" in n for n in m.notes)
-    # the reported region is where the person stands
-    region = person_region(a.views[0].camera, *still())
-    ys, xs = np.nonzero(region)
-    x0, y0, x1, y1 = m.backgrounds["S1_cam_00"].suspect
-    assert x0 <= xs.mean() <= x1 and y0 <= ys.mean() <= y1
-    assert m.backgrounds["S1_cam_00"].stillness_checked and m.backgrounds["S1_cam_00"].suspect_share > 0.01
-
-
 @pytest.mark.parametrize("same_scene", [True, False])
-def test_other_subjects_on_the_same_rig_fill_in_a_spot_never_left(tmp_path, same_scene):
-    a = make_sequence(tmp_path, "S1", "stand_0", *still())
-    b = make_sequence(tmp_path, "S1", "stand_1", *still(T=20))
-    other = make_sequence(tmp_path, "S2", "walk_0", *walk(y0=-1000, y1=0), scene=0 if same_scene else 3)
-    m = prepare(make_dataset(tmp_path, [a, b, other]), tmp_path / "out").manifest
+def test_other_subjects_on_the_same_rig_fill_in_a_ghost(tmp_path, same_scene):
+    T = 30
+    pos = np.zeros((T, 3))
+    pos[:18, 1] = 300
+    pos[18:, 1] = np.linspace(300, 1000, T - 18)
+    a = make_sequence(tmp_path, "S1", "pause_0", pos, labels=False)
+    other = make_sequence(tmp_path, "S2", "walk_0", *walk(y0=-1000, y1=0), scene=0 if same_scene else 3,
+                          labels=False)
+    m = prepare(make_dataset(tmp_path, [a, other]), tmp_path / "out").manifest
     info = m.backgrounds["S1_cam_00"]
-    region = person_region(a.views[0].camera, *still())
+    region = person_region(a.views[0].camera, pos)
     if same_scene:
-        assert info.borrowed_from == ["S2_cam_00"] and info.borrowed_share > 0.01 and info.suspect is None
-        assert bg_error(m, 0, region) < 4
+        assert info.borrowed_from == ["S2_cam_00"] and info.borrowed_share > 0.01
+        assert bg_error(m, 0, region) < 6
         assert any("filled in from S2_cam_00" in n for n in m.notes)
     else:  # a changed room must not lend its pixels
         assert info.borrowed_from == [] and info.suspect is not None
@@ -218,15 +212,6 @@ def test_shadows_are_not_foreground():
     assert with_shadow[20:35, 5:25].all() and with_shadow[person].all()
 
 
-def test_labels_exclude_the_person_when_another_sequence_shows_the_spot(tmp_path):
-    a = make_sequence(tmp_path, "S1", "stand_0", *still())
-    b = make_sequence(tmp_path, "S1", "walk_0", *walk())
-    m = prepare(make_dataset(tmp_path, [a, b]), tmp_path / "out").manifest
-    region = person_region(a.views[0].camera, *still())
-    assert bg_error(m, 0, region) < 3
-    assert all(bg.suspect is None and bg.stillness_checked for bg in m.backgrounds.values())
-
-
 def test_estimate_background_validates_shapes():
     with pytest.raises(ValueError, match="uint8"):
         estimate_background(np.zeros((0, 4, 4, 3), np.uint8))
@@ -239,52 +224,54 @@ def test_estimate_background_validates_shapes():
 # ---------------------------------------------------------------- boxes
 
 
-def test_boxes_from_labels_are_square_and_contain_the_projected_joints(tmp_path):
+def test_boxes_from_labels_only_by_explicit_opt_in(tmp_path):
     s = make_sequence(tmp_path, "S1", "walk_0", *walk())
-    seq = prepare(make_dataset(tmp_path, [s]), tmp_path / "out").manifest.sequences[0]
+    default = prepare(make_dataset(tmp_path, [s]), tmp_path / "a").manifest.sequences[0]
+    assert default.box_source == "foreground"  # labels exist, but pre-training reads none
+    seq = prepare(make_dataset(tmp_path, [s]), tmp_path / "b", PrepareOptions(label_boxes=True)).manifest.sequences[0]
     assert seq.box_source == "labels" and seq.boxes.shape == (24, 2, 4) and seq.boxes.dtype == np.float32
     for c, cam in enumerate(seq.cameras):
         b = seq.boxes[:, c]
         np.testing.assert_allclose(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1], rtol=1e-5)
-        uv = cam.camera.project(s.poses3d)
+        uv = cam.camera.project(s.poses3d) + 0.5  # pixel centres at integers -> the edges convention
         assert (uv[..., 0] >= b[:, None, 0]).all() and (uv[..., 0] <= b[:, None, 2]).all()
         assert (uv[..., 1] >= b[:, None, 1]).all() and (uv[..., 1] <= b[:, None, 3]).all()
         # and they hold the whole rendered body, not only the joints
         for t in (0, 11, 23):
             ys, xs = np.nonzero(render(s.poses3d[t], cam.camera)[1])
-            assert b[t, 0] <= xs.min() and xs.max() <= b[t, 2] and b[t, 1] <= ys.min() and ys.max() <= b[t, 3]
+            assert b[t, 0] <= xs.min() and xs.max() + 1 <= b[t, 2] and b[t, 1] <= ys.min() and ys.max() + 1 <= b[t, 3]
 
 
-def test_boxes_from_the_foreground_contain_the_person(tmp_path):
-    s = make_sequence(tmp_path, "S1", "walk_0", *walk(), labels=False)
+@pytest.mark.parametrize("labels", [True, False])
+def test_boxes_from_the_foreground_contain_the_person(tmp_path, labels):
+    s = make_sequence(tmp_path, "S1", "walk_0", *walk(), labels=labels)
     seq = prepare(make_dataset(tmp_path, [s]), tmp_path / "out").manifest.sequences[0]
-    assert seq.box_source == "foreground" and seq.poses3d is None
+    assert seq.box_source == "foreground" and (seq.poses3d is None) != labels
     P = poses(*walk())
     for c, cam in enumerate(seq.cameras):
         b = seq.boxes[:, c]
         np.testing.assert_allclose(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1], rtol=1e-5)
         for t in range(0, 24, 3):
             ys, xs = np.nonzero(render(P[t], cam.camera)[1])
-            assert b[t, 0] <= xs.min() and xs.max() <= b[t, 2] and b[t, 1] <= ys.min() and ys.max() <= b[t, 3]
+            assert b[t, 0] <= xs.min() and xs.max() + 1 <= b[t, 2] and b[t, 1] <= ys.min() and ys.max() + 1 <= b[t, 3]
             assert b[t, 2] - b[t, 0] < 1.6 * max(np.ptp(xs), np.ptp(ys))  # tight enough to be a person crop
 
 
-def test_boxes_given_by_the_dataset_are_used_without_labels(tmp_path):
+def test_boxes_given_by_the_dataset_are_used_only_by_opt_in(tmp_path):
     s = make_sequence(tmp_path, "S1", "walk_0", *walk(T=12), labels=False)
     tight = []
     for p in poses(*walk(T=12)):
         row = []
         for v in s.views:
             ys, xs = np.nonzero(render(p, v.camera)[1])
-            row.append((xs.min(), ys.min(), xs.max(), ys.max()))
+            row.append((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
         tight.append(row)
     s.boxes = np.array(tight, np.float32)
-    m = prepare(make_dataset(tmp_path, [s]), tmp_path / "out").manifest
+    m = prepare(make_dataset(tmp_path, [s]), tmp_path / "out", PrepareOptions(label_boxes=True)).manifest
     seq = m.sequences[0]
     assert (seq.box_source, seq.motion_source) == ("boxes", "foreground")
     assert (seq.boxes[..., :2] <= s.boxes[..., :2] + 1e-3).all()
     assert (seq.boxes[..., 2:] >= s.boxes[..., 2:] - 1e-3).all()
-    assert all(b.stillness_checked for b in m.backgrounds.values())  # the boxes allow the check
 
 
 def test_smoothing_reduces_jitter_and_keeps_the_person_inside():
@@ -325,7 +312,7 @@ def test_a_pause_is_marked_static(tmp_path, labels):
     s = make_sequence(tmp_path, "S1", "pause_0", pos, swing, labels=labels)
     report = prepare(make_dataset(tmp_path, [s]), tmp_path / "out")
     seq = report.manifest.sequences[0]
-    assert seq.motion_source == ("labels" if labels else "foreground")
+    assert seq.motion_source == "foreground"  # from the images, labels or not
     assert seq.static[12:18].all()  # inside the pause, away from the window's reach into the moves
     assert not seq.static[:8].any() and not seq.static[22:].any()
     assert report.stats["static_frames"] == int(seq.static.sum())
@@ -393,9 +380,9 @@ def test_prepare_reuses_an_up_to_date_manifest_and_rebuilds_on_changes(tmp_path)
     assert stale.is_file()
     assert prepare(ds).reasons == ["sequence S1/walk_1 removed"] and not stale.exists()
 
-    options = prepare(ds, options=PrepareOptions(motion_threshold=5.0))
-    assert not options.up_to_date and options.reasons == ["option motion_threshold: 2.0 -> 5.0"]
-    assert prepare(ds, options=PrepareOptions(motion_threshold=5.0), force=True).reasons == ["rebuild forced"]
+    options = prepare(ds, options=PrepareOptions(fg_motion_threshold=0.05))
+    assert not options.up_to_date and options.reasons == ["option fg_motion_threshold: 0.02 -> 0.05"]
+    assert prepare(ds, options=PrepareOptions(fg_motion_threshold=0.05), force=True).reasons == ["rebuild forced"]
 
 
 # ---------------------------------------------------------------- quality, preview, transcode
@@ -508,13 +495,15 @@ def test_cli_prepare_on_a_dataset_folder(tmp_path):
     np.save(s.folder / "poses3d.npy", s.poses3d)
     write_dataset_json(root, name="fixture", fps=25.0, subjects=["S1"], splits={"train": ["S1"]})
     out = tmp_path / "prepared"
-    r = CliRunner().invoke(data, ["prepare", str(root), "--out", str(out), "--motion-threshold", "3"])
+    args = ["prepare", str(root), "--out", str(out), "--fg-motion-threshold", "0.03", "--preset", "tiny"]
+    r = CliRunner().invoke(data, args)
     assert r.exit_code == 0, r.output
     assert "static" in r.output and "mask IoU" in r.output and (out / "manifest.json").is_file()
+    assert "op mask" in r.output and "tiles" in r.output and "boxes vs labels" in r.output
     m = Manifest.load(out)
-    assert m.options["motion_threshold"] == 3.0 and m.sequences[0].box_source == "labels"
+    assert m.options["fg_motion_threshold"] == 0.03 and m.sequences[0].box_source == "foreground"
     assert m.quality["iou"] > 0.8
-    r = CliRunner().invoke(data, ["prepare", str(root), "--out", str(out), "--motion-threshold", "3"])
+    r = CliRunner().invoke(data, args)
     assert r.exit_code == 0 and "up to date" in r.output
     shutil.rmtree(root / "S1")
     r = CliRunner().invoke(data, ["prepare", str(root), "--out", str(out)])

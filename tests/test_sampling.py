@@ -57,28 +57,31 @@ def test_ranks_take_disjoint_rows_of_the_single_process_global_batch():
 
 
 def test_labels_are_balanced_at_the_configured_fractions():
-    s = PairSampler(sequences(), SamplingConfig(batch_size=32), seed=0)
+    # default: the paper's flip protocol, three equal kinds (unsync, sync, sync + flipped): both heads balanced
+    s = PairSampler(sequences(), SamplingConfig(batch_size=30), seed=0)
     plans = [s.plan(k) for k in range(60)]
-    assert all(p.sync.sum() == 16 and p.flip_label.sum() == 16 for p in plans)  # exact per global batch
-    sync = np.concatenate([p.sync for p in plans])
-    flip = np.concatenate([p.flip_label for p in plans])
-    assert abs(flip[sync == 1].mean() - 0.5) < 0.06 and abs(flip[sync == 0].mean() - 0.5) < 0.06  # independent
+    assert all(p.sync.sum() == 20 and p.flip_label.sum() == 10 for p in plans)  # exact per global batch
     for p in plans:
+        assert (p.sync[p.flip_label == 1] == 1).all()  # a flipped pair is a synchronized pair, as in the paper
         assert np.array_equal(p.flip.sum(1), p.flip_label)  # one mirrored view exactly when flipped
+        unflipped = p.flip_label == 0
+        assert p.sync[unflipped].sum() == (~unflipped).sum() == (p.sync[unflipped] == 0).sum()  # 10 / 10 / 10
     views = np.concatenate([p.flip[p.flip_label == 1].argmax(1) for p in plans])
     assert 0.4 < views.mean() < 0.6  # either view
 
     odd = PairSampler(sequences(), SamplingConfig(batch_size=10, sync_fraction=0.3, flip_fraction=0.75), seed=0)
     sync = np.concatenate([odd.plan(k).sync for k in range(300)])
     flip = np.concatenate([odd.plan(k).flip_label for k in range(300)])
-    assert abs(sync.mean() - 0.3) < 0.01 and abs(flip.mean() - 0.75) < 0.02  # remainder rounded without bias
+    assert abs(sync.mean() - 0.3) < 0.01 and abs(flip[sync == 1].mean() - 0.75) < 0.02  # no rounding bias
 
 
-def test_flip_only_synchronized_pairs_when_asked():
-    s = PairSampler(sequences(), SamplingConfig(batch_size=32, flip_unsync=False), seed=0)
-    for k in range(20):
-        p = s.plan(k)
-        assert p.flip_label[p.sync == 0].sum() == 0 and p.flip_label[p.sync == 1].sum() == 8
+def test_independent_flips_are_an_explicit_ablation():
+    s = PairSampler(sequences(), SamplingConfig(batch_size=32, sync_fraction=0.5, flip_unsync=True), seed=0)
+    plans = [s.plan(k) for k in range(60)]
+    assert all(p.sync.sum() == 16 and p.flip_label.sum() == 16 for p in plans)
+    sync = np.concatenate([p.sync for p in plans])
+    flip = np.concatenate([p.flip_label for p in plans])
+    assert abs(flip[sync == 1].mean() - 0.5) < 0.06 and abs(flip[sync == 0].mean() - 0.5) < 0.06  # independent
 
 
 def test_offsets_stay_in_the_window_converted_with_each_fps():
@@ -147,7 +150,7 @@ def test_unusable_sequences_are_excluded_with_a_reason():
         PairSampler([frozen], SamplingConfig(batch_size=4))
 
 
-def test_pose_change_filter_rejects_ambiguous_unsynchronized_pairs():
+def test_pose_change_filter_reads_labels_only_when_asked_by_name():
     T, rng = 400, np.random.default_rng(0)
     # the pose changes only every 20 frames (a subject that moves in jerks): many offsets give the same pose
     steps = rng.normal(0, 30, (T // 20, 17, 3)).cumsum(0).astype(np.float32)
@@ -163,11 +166,44 @@ def test_pose_change_filter_rejects_ambiguous_unsynchronized_pairs():
         return np.concatenate(out)
 
     assert (changes(PairSampler(seqs, SamplingConfig(batch_size=32), seed=0)) < 1e-3).any()  # the filter matters
-    filtered = changes(PairSampler(seqs, SamplingConfig(batch_size=32, min_pose_change_mm=20.0), seed=0))
+    filtered = changes(PairSampler(seqs, SamplingConfig(batch_size=32, label_min_pose_change_mm=20.0), seed=0))
     assert filtered.min() >= 20.0
     no_poses = PairSampler([SamplerSequence(T, 4, 50.0, name="S9/x")],
-                           SamplingConfig(batch_size=8, min_pose_change_mm=20.0))
+                           SamplingConfig(batch_size=8, label_min_pose_change_mm=20.0))
     assert no_poses.summary()["pose_filter_off"] == ["S9/x"]
+
+
+def test_silhouette_filter_rejects_ambiguous_pairs_without_labels():
+    T, C = 400, 2
+    rng = np.random.default_rng(1)
+    # the silhouette changes only every 20 frames: many offsets show the same silhouette (a rigid pair)
+    shapes = rng.random((T // 20, C, 256)) < 0.3
+    bits = np.packbits(np.repeat(shapes, 20, axis=0), axis=-1)
+    seqs = [SamplerSequence(T, C, 50.0, silhouettes=bits)]
+
+    def changes(sampler):
+        out = []
+        for k in range(30):
+            p = sampler.plan(k)
+            u = p.sync == 0
+            a, b = seqs[0].silhouettes[p.frame[u, 0]], seqs[0].silhouettes[p.frame[u, 1]]
+            out.append(((a ^ b).sum(-1) / np.maximum((a | b).sum(-1), 1)).mean(-1))
+        return np.concatenate(out)
+
+    assert (changes(PairSampler(seqs, SamplingConfig(batch_size=32), seed=0)) == 0).any()
+    assert changes(PairSampler(seqs, SamplingConfig(batch_size=32, min_silhouette_change=0.2), seed=0)).min() >= 0.2
+    bare = PairSampler([SamplerSequence(T, C, 50.0, name="S9/x")], SamplingConfig(batch_size=8, min_silhouette_change=0.2))
+    assert bare.summary()["silhouette_filter_off"] == ["S9/x"]
+
+
+def test_prepared_sequences_reach_the_sampler_without_labels():
+    from types import SimpleNamespace
+    prepared = SimpleNamespace(num_frames=120, cameras=["c0", "c1"], fps=30.0, subject="S7", key="S7/sit",
+                               static=np.arange(120) < 20, poses3d=np.ones((120, 17, 3), np.float32),
+                               silhouettes=np.zeros((120, 2, 32), np.uint8))
+    assert SamplerSequence.from_sequence(prepared).poses3d is None  # pre-training reads no labels
+    assert SamplerSequence.from_sequence(prepared, labels=True).poses3d.shape == (120, 17, 3)  # opt-in
+    assert SamplerSequence.from_sequence(prepared).silhouettes.shape == (120, 2, 256)
 
 
 def test_multiview_uses_two_cameras_and_single_view_one():
@@ -219,7 +255,7 @@ def test_from_a_prepared_sequence():
     from types import SimpleNamespace
     prepared = SimpleNamespace(num_frames=120, cameras=["c0", "c1", "c2"], fps=30.0, subject="S7", key="S7/sit",
                                static=np.arange(120) < 20, poses3d=np.zeros((120, 17, 3), np.float32))
-    s = SamplerSequence.from_sequence(prepared)
+    s = SamplerSequence.from_sequence(prepared, labels=True)
     assert (s.num_frames, s.num_cameras, s.fps, s.name) == (120, 3, 30.0, "S7/sit")
     assert s.static.sum() == 20 and s.poses3d.shape == (120, 17, 3)
     with pytest.raises(ValueError, match="static must be"):

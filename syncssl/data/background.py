@@ -1,21 +1,24 @@
 """Per-camera background models and foreground masks: pure functions on NumPy arrays (no video I/O here).
 
 The background of a static camera is the per-pixel temporal median of frames sampled over all sequences
-that share the camera's calibration (one subject, one rig). Three things keep a person who stands still
-from leaking into it:
+that share the camera's calibration (one subject, one rig). Nothing here reads labels: the person is found in
+the images themselves. Three things keep a person who stands still from leaking into the model:
 
 - pooling: frames come from every sequence of the group in equal shares, so a spot where the person
   stands in one sequence is shown empty by the others and outvoted;
-- exclusion: where the person's box is known (3D labels or given boxes), those pixels of that sample do
-  not vote, so the median at a pixel is taken over the samples that show it without the person;
-- borrowing: where the person still covered a spot in nearly every sample, other subjects filmed by the
-  same camera with the same calibration in the same scene (checked) fill it in (:func:`borrow_background`).
+- exclusion (:func:`model_from_images`): a first median finds each sample's foreground; those pixels, grown
+  by a margin, do not vote in the second median, so the median at a pixel is taken over the samples that
+  show it without the person;
+- borrowing: where the person still covered a spot in nearly every sample, or left a ghost (below), other
+  subjects filmed by the same camera with the same calibration in the same scene (checked) fill it in
+  (:func:`borrow_background`).
 
-Where too few samples show a pixel without the person (the person stood on that spot in nearly every
-sample of every sequence) and no other subject's recording can fill it, no statistic can recover it: the
-plain median is used there, and the region is reported as suspect when the labels put the body there in
-most samples while the samples agree with each other (a person standing still looks exactly like
-background). Without labels or boxes this check is impossible and only pooling protects the model.
+Where the person stood on one spot in most samples of every sequence, the median shows the person (a
+"ghost") and no statistic over these samples can recover the spot; in the samples where the person is
+elsewhere, that spot then differs from the model in the same place again and again, beside the person.
+:func:`model_from_images` finds such spots (a foreground region that hardly moves), marks them unreliable
+(for borrowing) and prepare warns; a rig that can record the empty scene should give prepare those images
+instead. A person who never left the spot at all looks exactly like background: only labels could tell.
 
 A pixel is foreground when its RGB distance (Euclidean, 0..255 units) to the background exceeds a
 threshold estimated from the noise of the samples against the model (median + k * 1.4826 * MAD of the
@@ -34,6 +37,7 @@ THRESHOLD_FLOOR = 18.0  # RGB distance below which no difference counts as foreg
 THRESHOLD_SIGMAS = 5.0  # noise sigmas above the median distance
 SHADOW_MIN_BRIGHTNESS = 0.4  # a shadow keeps at least this share of the background's brightness
 SHADOW_CHROMA = 0.04  # and changes its colour by less than this share of the colour's length
+GHOST_PERSISTENCE = 0.3  # foreground in this share of the samples, always in one place: a moving person never is
 
 
 @dataclass
@@ -45,7 +49,9 @@ class BackgroundModel:
     noise: float  # robust sigma of background pixels' distance to the model (MAD * 1.4826)
     samples: int  # frames the model was estimated from
     unreliable: np.ndarray | None  # (H, W) bool: too few samples showed it without the person (None: unknown)
-    suspect: np.ndarray | None  # (H, W) bool: where the model probably shows a person standing still; None: unchecked
+    persistence: np.ndarray | None = None  # (H, W) float32: share of samples in which the pixel was foreground
+    #                                         against the first median *besides* the person (the sample's largest
+    #                                         region): a ghost's spot, where the person stood, shows again and again
 
 
 def sample_indices(num_frames: int, n: int) -> np.ndarray:
@@ -64,23 +70,20 @@ def colour_distance(frames: np.ndarray, background: np.ndarray) -> np.ndarray:
     return np.sqrt(np.einsum("...c,...c->...", d, d, dtype=np.int32).astype(np.float32))
 
 
-def estimate_background(samples: np.ndarray, exclude: np.ndarray | None = None, body: np.ndarray | None = None,
-                        min_votes: int | None = None, rows_per_chunk: int = 64) -> BackgroundModel:
+def estimate_background(samples: np.ndarray, exclude: np.ndarray | None = None, min_votes: int | None = None,
+                        rows_per_chunk: int = 64) -> BackgroundModel:
     """Background model from sampled frames.
 
     samples: (N, H, W, 3) uint8 frames of one camera (pooled over the sequences of its group);
     exclude: (N, H, W) bool, pixels covered by the person in each sample (they do not vote); None: none known;
-    body: (N, H, W) bool, a tighter guess of the person's body in each sample (for the stillness check); None:
-        the check is skipped;
     min_votes: fewest voting samples for the masked median; fewer -> the plain median over all samples.
     """
     samples = np.asarray(samples)
     if samples.ndim != 4 or samples.shape[-1] != 3 or samples.dtype != np.uint8 or len(samples) == 0:
         raise ValueError(f"samples: expected uint8 (N>0, H, W, 3), got {samples.dtype} {samples.shape}")
     N, H, W, _ = samples.shape
-    for name, m in (("exclude", exclude), ("body", body)):
-        if m is not None and m.shape != (N, H, W):
-            raise ValueError(f"{name}: expected ({N}, {H}, {W}), got {m.shape}")
+    if exclude is not None and exclude.shape != (N, H, W):
+        raise ValueError(f"exclude: expected ({N}, {H}, {W}), got {exclude.shape}")
     if min_votes is None:
         min_votes = max(3, int(np.ceil(0.15 * N)))
     image = np.empty((H, W, 3), np.uint8)
@@ -107,11 +110,29 @@ def estimate_background(samples: np.ndarray, exclude: np.ndarray | None = None, 
     med = float(np.median(d))
     noise = 1.4826 * float(np.median(np.abs(d - med)))
     threshold = max(THRESHOLD_FLOOR, med + THRESHOLD_SIGMAS * noise)
+    return BackgroundModel(image, threshold, noise, N, None if exclude is None else votes < min_votes)
 
-    suspect = None
-    if body is not None:
-        suspect = still_person_region(samples, image, threshold, votes, min_votes, body)
-    return BackgroundModel(image, threshold, noise, N, None if exclude is None else votes < min_votes, suspect)
+
+def model_from_images(samples: np.ndarray, grow: int | None = None) -> BackgroundModel:
+    """The label-free background model of one camera: the plain median of the samples, then the median again
+    with each sample's foreground against the first one (grown by ``grow`` px, default a few pixels at this
+    frame size) left out of the vote.
+
+    A ghost (a person who stood on one spot in most samples is the first median there) shows in the other
+    samples as foreground *beside* the person: a second region, always in the same place. Pixels where that
+    happens in at least ``GHOST_PERSISTENCE`` of the samples keep the plain median (the samples that differ
+    from it there are the empty floor: leaving them out would only make the ghost sure) and are reported."""
+    from .boxes import largest_regions
+    samples = np.asarray(samples)
+    first = estimate_background(samples)
+    H, W = samples.shape[1:3]
+    fg = foreground_masks(samples, first.image, first.threshold)
+    persistence = (fg & ~largest_regions(fg, 32)).mean(0, dtype=np.float32)
+    exclude = dilate(fg, grow if grow is not None else 3 * morphology_radius((W, H))) & (persistence < GHOST_PERSISTENCE)
+    model = estimate_background(samples, exclude)
+    model.persistence = persistence
+    model.unreliable |= ghost_region(persistence)  # other subjects on the same rig may show the spot empty
+    return model
 
 
 def _masked_median(x: np.ndarray, excluded: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -126,23 +147,11 @@ def _masked_median(x: np.ndarray, excluded: np.ndarray, n: np.ndarray) -> np.nda
     return ((lo.astype(np.int32) + hi + 1) // 2).astype(np.uint8)
 
 
-def still_person_region(samples: np.ndarray, image: np.ndarray, threshold: float, votes: np.ndarray,
-                        min_votes: int, body: np.ndarray, agree: float = 0.7) -> np.ndarray:
-    """Pixels where the model probably shows a person standing still (H, W) bool.
-
-    Suspect: too few samples voted (the person's box covered the pixel nearly always), the labels put the
-    body there in most samples, and most samples agree with the model there (a moving person would not).
-    """
-    N = len(samples)
-    on_body = body.mean(0) >= 0.5
-    candidates = (votes < min_votes) & on_body
-    out = np.zeros(votes.shape, bool)
-    if not candidates.any():
-        return out
-    ys, xs = np.nonzero(candidates)
-    d = colour_distance(samples[:, ys, xs][:, None], image[ys, xs][None])[:, 0]  # (N, n)
-    out[ys, xs] = (d < threshold).sum(0) >= agree * N
-    return out
+def ghost_region(persistence: np.ndarray, share: float | None = None) -> np.ndarray:
+    """Where the model probably shows a person who hardly moved (H, W) bool: pixels foreground in at least
+    ``share`` (default ``GHOST_PERSISTENCE``) of the samples, specks removed."""
+    region = persistence >= (GHOST_PERSISTENCE if share is None else share)
+    return clean_mask(region, morphology_radius(region.shape[::-1]))
 
 
 def borrow_background(image: np.ndarray, unreliable: np.ndarray, donors: list[tuple[np.ndarray, np.ndarray]],

@@ -1,8 +1,11 @@
 """Person boxes and motion scores: pure functions on NumPy arrays.
 
-Boxes are float32 ``x0 y0 x1 y1`` in pixels (pixel centres at integer coordinates); NaN rows mean
-"unknown in this frame". The crop boxes that training uses are square, centred on the person, smoothed
-over time and may extend past the frame (the assemble op fills out-of-frame pixels).
+Boxes are float32 ``x0 y0 x1 y1`` in continuous pixel coordinates in which pixel k covers [k, k + 1] (the pixel
+*edges* convention of the assemble op, ``F.interpolate`` and ``roi_align(aligned=True)``): the whole W x H frame is
+the box (0, 0, W, H), and a mask whose leftmost pixel is column 3 and rightmost column 7 has x0 = 3, x1 = 8. One
+convention everywhere, so that mirroring a frame mirrors its box exactly (x -> W - x). NaN rows mean "unknown in
+this frame". The crop boxes that training uses are square, centred on the person, smoothed over time and may extend
+past the frame (the assemble op fills out-of-frame pixels).
 """
 from __future__ import annotations
 
@@ -27,9 +30,11 @@ def boxes_from_joints(poses3d: np.ndarray, camera: Camera, pad_mm: float = 150.0
 
     Joints sit inside the body (at the bones' ends), so the body reaches past them by the limbs' thickness,
     the top of the head and the hands/feet: ``pad_mm`` projected at the median joint depth covers that.
-    Frames where a joint is behind the camera or a label is not finite are NaN.
+    Frames where a joint is behind the camera or a label is not finite are NaN. ``Camera.project`` puts pixel
+    centres at integers (OpenCV); + 0.5 turns that into the edges convention of this module.
     """
     uv, depth = project_joints(poses3d, camera)
+    uv = uv + 0.5
     ok = np.isfinite(uv).all((1, 2)) & (depth > 1.0).all(1)
     pad = np.zeros(len(uv))
     z = np.median(np.where(depth > 1.0, depth, np.nan), axis=1)
@@ -41,11 +46,22 @@ def boxes_from_joints(poses3d: np.ndarray, camera: Camera, pad_mm: float = 150.0
 
 
 def boxes_from_masks(masks: np.ndarray, grid: int = 64) -> np.ndarray:
-    """Tight boxes (N, 4) of the largest foreground region of each boolean mask (N, H, W); NaN if empty.
+    """Tight boxes (N, 4) of the largest foreground region of each boolean mask (N, H, W), pixel edges; NaN if empty.
 
     Regions are found on a coarse grid (``grid`` cells along the longer side: nearby pieces of one person
     merge, specks stay apart), then the box is fitted to the full-resolution pixels of the winning region.
     """
+    regions = largest_regions(masks, grid)
+    out = np.full((len(regions), 4), np.nan, np.float32)
+    for i, region in enumerate(regions):
+        ys, xs = np.nonzero(region)
+        if len(xs):
+            out[i] = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1  # pixel edges: the last pixel ends one further
+    return out
+
+
+def largest_regions(masks: np.ndarray, grid: int = 64) -> np.ndarray:
+    """The pixels (N, H, W) bool of each mask's largest foreground region (the person; see boxes_from_masks)."""
     masks = np.asarray(masks, bool)
     N, H, W = masks.shape
     cell = max(1, int(np.ceil(max(H, W) / grid)))
@@ -55,17 +71,15 @@ def boxes_from_masks(masks: np.ndarray, grid: int = 64) -> np.ndarray:
     counts = padded.reshape(N, gh, cell, gw, cell).sum((2, 4))
     coarse = counts > 0.1 * cell * cell  # a cell counts when a tenth of it is foreground
     labels = _component_labels(coarse)
-    out = np.full((N, 4), np.nan, np.float32)
+    out = np.zeros((N, H, W), bool)
     for i in range(N):
         if not coarse[i].any():
             continue
-        ids, sizes = np.unique(labels[i][coarse[i]], return_counts=True)
+        ids = np.unique(labels[i][coarse[i]])
         # the largest region by foreground pixels, not by cells
         weight = np.bincount(labels[i].ravel(), weights=counts[i].ravel(), minlength=labels[i].max() + 1)[ids]
         region = labels[i] == ids[np.argmax(weight)]
-        region = np.repeat(np.repeat(_grow(region), cell, 0), cell, 1)[:H, :W] & masks[i]
-        ys, xs = np.nonzero(region)
-        out[i] = xs.min(), ys.min(), xs.max(), ys.max()
+        out[i] = np.repeat(np.repeat(_grow(region), cell, 0), cell, 1)[:H, :W] & masks[i]
     return out
 
 
@@ -174,29 +188,138 @@ def _moving(x: np.ndarray, window: int, reduce) -> np.ndarray:
     return reduce(np.lib.stride_tricks.sliding_window_view(p, 2 * h + 1, axis=0), axis=-1)
 
 
-def smooth_boxes(square: np.ndarray, window: int = 9, cover: np.ndarray | None = None) -> np.ndarray:
-    """Temporally smoothed square boxes (T, 4): moving median (outliers) then moving mean (jitter) of centre and side.
+class CropBoxStream:
+    """Smoothed square crop boxes from tight person boxes, one frame at a time, each final a few frames later.
 
-    cover: tight boxes (T, 4) that each smoothed box must still contain; where smoothing lags a fast move
-    the side grows just enough (the centre stays smooth).
+    The crop box of frame t is a function of the tight boxes of frames t - L .. t + L only (L = ``lookahead``),
+    so the decoding pass of prepare can cut frame t's tile L frames after decoding it and keep only those frames in
+    memory; :func:`crop_boxes` runs the same stream over a whole sequence, so both give identical boxes.
+
+    Per frame: the tight box (NaN: no person seen) is filled where it is missing (a gap of at most ``max_gap``
+    frames: linear interpolation between the boxes around it, held at the sequence's start; a longer gap holds
+    the last box before it, NaN when there is none), squared (side = max(w, h) * (1 + margin), same centre), and
+    its centre and side smoothed by a centred moving median of ``window`` frames (outliers) then a centred moving
+    mean of ``window // 2 | 1`` frames (jitter), both over the frames that exist near the ends. Where smoothing
+    lags a fast move, the side grows just enough to still contain the (filled) tight box; the centre stays smooth.
     """
-    square = np.asarray(square, np.float64)
-    c = (square[:, :2] + square[:, 2:]) / 2
-    side = (square[:, 2] - square[:, 0])[:, None]
-    state = np.concatenate([c, side], 1)
-    state = moving_mean(moving_median(state, window), max(1, window // 2) | 1)
-    c, half = state[:, :2], state[:, 2:] / 2
-    if cover is not None:
-        cover = np.asarray(cover, np.float64)
-        need = np.maximum(np.abs(cover[:, :2] - c), np.abs(cover[:, 2:] - c)).max(1, keepdims=True)
-        half = np.where(np.isfinite(need), np.maximum(half, need), half)
-    return np.concatenate([c - half, c + half], 1).astype(np.float32)
+
+    def __init__(self, margin: float = 0.2, window: int = 9, max_gap: int = 25):
+        self.margin, self.max_gap = margin, max(0, int(max_gap))
+        self.h_median = max(0, window // 2)
+        self.h_mean = (max(1, window // 2) | 1) // 2
+        self.lookahead = self.h_median + self.h_mean
+        self.filled: list[np.ndarray | None] = []  # None while a gap is unresolved
+        self._state: list[np.ndarray] = []  # (cx, cy, side) of the filled, squared box; NaN without a box
+        self._medians: dict[int, np.ndarray] = {}
+        self._last: int | None = None  # the last frame with a tight box
+        self._gap: list[int] = []  # unresolved frames since then
+        self._holding = False  # inside a gap longer than max_gap
+        self._emitted = 0
+        self._done = False
+
+    def push(self, tight) -> list[tuple[int, np.ndarray]]:
+        """Add the next frame's tight box (4,); returns the (frame, crop box) pairs that became final."""
+        if self._done:
+            raise RuntimeError("CropBoxStream: push after finish")
+        box = np.asarray(tight, np.float64).reshape(4)
+        t = len(self.filled)
+        self.filled.append(None)
+        self._state.append(None)
+        if np.isfinite(box).all():
+            for i in self._gap:  # a gap that closed within max_gap: interpolate (or hold the first box at the start)
+                f = 1.0 if self._last is None else (i - self._last) / (t - self._last)
+                self._resolve(i, box if self._last is None else (1 - f) * self.filled[self._last] + f * box)
+            self._gap, self._holding, self._last = [], False, t
+            self._resolve(t, box)
+        elif self._holding:
+            self._resolve(t, self._hold_value())
+        else:
+            self._gap.append(t)
+            if len(self._gap) > self.max_gap:
+                self._hold_gap()
+        return self._emit()
+
+    def finish(self) -> list[tuple[int, np.ndarray]]:
+        """The end of the sequence: a trailing gap holds the last box; returns the remaining pairs."""
+        self._hold_gap()
+        self._done = True
+        return self._emit()
+
+    def _hold_value(self) -> np.ndarray:
+        return self.filled[self._last] if self._last is not None else np.full(4, np.nan)
+
+    def _hold_gap(self):
+        for i in self._gap:
+            self._resolve(i, self._hold_value())
+        self._gap, self._holding = [], bool(self._gap) or self._holding
+
+    def _resolve(self, i: int, box: np.ndarray):
+        self.filled[i] = box
+        c = (box[:2] + box[2:]) / 2
+        side = (box[2:] - box[:2]).max() * (1 + self.margin)
+        self._state[i] = np.array([c[0], c[1], side])
+
+    def _median(self, k: int, n: int) -> np.ndarray:
+        if k not in self._medians:
+            window = np.stack(self._state[max(0, k - self.h_median):min(n, k + self.h_median + 1)])
+            self._medians[k] = _nan_reduce(np.median, window)
+        return self._medians[k]
+
+    def _emit(self) -> list[tuple[int, np.ndarray]]:
+        n = len(self.filled)
+        resolved = next((i for i, f in enumerate(self.filled[self._emitted:], self._emitted) if f is None), n)
+        out = []
+        while self._emitted < n and (self._done or self._emitted + self.lookahead < resolved):
+            t = self._emitted
+            medians = np.stack([self._median(k, n) for k in range(max(0, t - self.h_mean), min(n, t + self.h_mean + 1))])
+            state = _nan_reduce(np.mean, medians)
+            c, half = state[:2], state[2] / 2
+            f = self.filled[t]
+            if np.isfinite(f).all():
+                half = max(half, float(np.maximum(np.abs(f[:2] - c), np.abs(f[2:] - c)).max()))
+            out.append((t, np.concatenate([c - half, c + half]).astype(np.float32)))
+            self._medians.pop(t - self.h_mean - 1, None)  # no later frame needs it
+            self._emitted += 1
+        return out
 
 
-def crop_boxes(tight: np.ndarray, margin: float = 0.2, window: int = 9) -> np.ndarray:
-    """Tight person boxes (T, 4) with NaN gaps -> smoothed square crop boxes (T, 4) that contain them."""
-    filled = fill_gaps(tight)
-    return smooth_boxes(square_boxes(filled, margin), window, cover=filled)
+def _nan_reduce(reduce, rows: np.ndarray) -> np.ndarray:
+    """``reduce`` over axis 0 of the rows without NaN; NaN where every row has one (rows are whole boxes: a box
+    is known or not, so dropping rows is the NaN-ignoring reduction, without nanmedian's cost on tiny arrays)."""
+    ok = np.isfinite(rows).all(1)
+    return reduce(rows[ok], axis=0) if ok.any() else np.full(rows.shape[1], np.nan)
+
+
+def crop_boxes(tight: np.ndarray, margin: float = 0.2, window: int = 9, max_gap: int = 25) -> np.ndarray:
+    """Tight person boxes (T, 4) with NaN gaps -> smoothed square crop boxes (T, 4) that contain them
+    (:class:`CropBoxStream` over the whole sequence)."""
+    stream = CropBoxStream(margin, window, max_gap)
+    out = np.full((len(tight), 4), np.nan, np.float32)
+    for box in tight:
+        for t, b in stream.push(box):
+            out[t] = b
+    for t, b in stream.finish():
+        out[t] = b
+    return out
+
+
+def tile_rect(crop: np.ndarray, factor: float, size: tuple[int, int]) -> np.ndarray:
+    """The region (4,) of the frame a tile holds: the square of side ``factor`` x the crop box's side about its
+    centre (room for the largest jitter the sampler applies), intersected with the frame (w, h) between its
+    outermost pixel centres, [0.5, w - 0.5] x [0.5, h - 0.5], so that bilinear sampling of the region never needs
+    a pixel outside the frame. The whole frame when the box is unknown (NaN) or lies outside it. The tile resamples
+    this region to a fixed size, so near the frame's edge it is stretched along one axis rather than padded: every
+    stored pixel is a real one."""
+    w, h = size
+    whole = np.array([0.5, 0.5, w - 0.5, h - 0.5], np.float32)
+    crop = np.asarray(crop, np.float64)
+    if not np.isfinite(crop).all():
+        return whole
+    c, half = (crop[:2] + crop[2:]) / 2, (crop[2:] - crop[:2]).max() * factor / 2
+    rect = np.array([max(c[0] - half, 0.5), max(c[1] - half, 0.5), min(c[0] + half, w - 0.5), min(c[1] + half, h - 0.5)])
+    if rect[2] - rect[0] < 1 or rect[3] - rect[1] < 1:
+        return whole
+    return rect.astype(np.float32)
 
 
 # ---------------------------------------------------------------- motion

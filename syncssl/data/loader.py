@@ -15,13 +15,11 @@ import numpy as np
 import torch
 
 from ..ops import assemble_pairs
+from .crops import MaskSettings, cut
 from .dataset import DataError
 from .decode import FrameRequest
 from .manifest import Manifest
 from .sampling import PairPlan
-
-BG_MODES = {"off": 0, "hard": 1, "soft": 2}
-
 
 @dataclass
 class Batch:
@@ -52,32 +50,46 @@ def _wait_ready(ready: torch.cuda.Event | None, tensors) -> None:
             t.record_stream(stream)
 
 
-class ViewAssembler:
-    """Decodes the frames of a list of views and assembles them, cropped and normalised, in one op call.
+def normalise_device(device) -> torch.device:
+    """``cuda`` -> ``cuda:<current device>``: one name per device, so that equality tests and the prefetch thread's
+    side stream (which needs an index) see the same device as the model."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
 
-    A view is (sequence, camera, frame, flip, jitter); ``sequences`` are manifest indices (the sampler's order).
-    Every frame of a video is decoded once per call even when several views use it.
-    """
 
-    def __init__(self, manifest: Manifest, sequences: list[int], decoder, *, crop_size: int,
-                 background: str = "soft", bg_threshold: float = 20.0, bg_softness: float = 16.0,
-                 substitute: float = 0.0, mean=(0.45, 0.45, 0.45), std=(0.25, 0.25, 0.25),
-                 device: torch.device | str = "cpu", out_dtype: torch.dtype = torch.float32, seed: int = 0):
-        if background not in BG_MODES:
-            raise ValueError(f"background must be one of {', '.join(BG_MODES)}, got {background!r}")
-        self.manifest, self.decoder = manifest, decoder
-        self.seqs = [manifest.sequences[i] for i in sequences]
-        self.crop_size, self.bg_mode = crop_size, BG_MODES[background]
-        self.bg_threshold, self.bg_softness, self.substitute = bg_threshold, bg_softness, substitute
-        self.mean, self.std = tuple(mean), tuple(std)
-        self.device, self.out_dtype, self.seed = torch.device(device), out_dtype, seed
-        # One padded geometry for every frame and background: the largest camera of these sequences.
-        sizes = [c.size for s in self.seqs for c in s.cameras]
+@dataclass
+class Gathered:
+    """What a view source hands the assembler for one batch of views (CPU tensors unless said otherwise)."""
+
+    frames: torch.Tensor  # (M, H, W, 3) uint8 bank, on the source's device
+    frame_hw: torch.Tensor  # (M, 2) int32 valid size of each bank frame
+    src: torch.Tensor  # (V',) int64: bank frame of each kept view
+    ok: np.ndarray  # (V,) bool: which views were kept (their file decoded)
+    boxes: torch.Tensor  # (V', 4) float32 crop boxes in frame coordinates (pixel edges), before jitter
+    rects: torch.Tensor | None  # (V', 4): the frame region each kept view's bank frame holds (tiles); None: whole
+    backgrounds: torch.Tensor  # (B, H, W, 3) uint8 in the geometry of ``frames``
+    bg_index: torch.Tensor  # (V',) int64: each kept view's background
+    thresholds: torch.Tensor  # (B,) float32: each background's threshold from prepare
+    bg_camera: list[str]  # (B,) camera name of each background (substitution never uses the view's own camera)
+
+
+class VideoViews:
+    """Views decoded from the videos: one request per (sequence, camera) with its distinct frames, every frame
+    padded into one bank; the backgrounds are the cameras' whole-frame models."""
+
+    def __init__(self, manifest: Manifest, seqs: list, decoder, device: torch.device, backgrounds: bool):
+        self.manifest, self.seqs, self.decoder, self.device = manifest, seqs, decoder, device
+        sizes = [c.size for s in seqs for c in s.cameras]  # one padded geometry: the largest camera
         self.width, self.height = max(w for w, _ in sizes), max(h for _, h in sizes)
-        ids = sorted({c.background_id for s in self.seqs for c in s.cameras})
+        ids = sorted({c.background_id for s in seqs for c in s.cameras})
         self.bg_slot = {bid: i for i, bid in enumerate(ids)}
-        self.backgrounds = self._background_bank(ids) if (self.bg_mode or substitute > 0) else None
-        self.boxes = [torch.from_numpy(np.ascontiguousarray(s.boxes, np.float32)) for s in self.seqs]
+        self.bg_camera = [manifest.backgrounds[b].camera for b in ids]
+        self.thresholds = torch.tensor([manifest.backgrounds[b].threshold for b in ids], dtype=torch.float32)
+        self.backgrounds = self._background_bank(ids) if backgrounds else \
+            torch.zeros((0, self.height, self.width, 3), dtype=torch.uint8, device=device)
+        self.boxes = [torch.from_numpy(np.ascontiguousarray(s.boxes, np.float32)) for s in seqs]
 
     def _background_bank(self, ids: list[str]) -> torch.Tensor:
         bank = torch.zeros(len(ids), self.height, self.width, 3, dtype=torch.uint8)
@@ -86,14 +98,7 @@ class ViewAssembler:
             bank[i, :bg.shape[0], :bg.shape[1]] = torch.from_numpy(np.array(bg))  # cached read-only array
         return bank.to(self.device)
 
-    def __call__(self, views: list[tuple[int, int, int]], flip: np.ndarray, jitter: np.ndarray,
-                 step: int, rank: int = 0) -> tuple[torch.Tensor, np.ndarray]:
-        """views [(seq, cam, frame)] (V), flip (V,) bool, jitter (V, 3) -> (images (V', 3, S, S), ok (V,) bool).
-
-        ``images`` holds the views whose video decoded (``ok``), in order; a failed request (skip policy)
-        drops its views instead of returning garbage.
-        """
-        # 1. one request per (sequence, camera): its distinct frames
+    def gather(self, views: list[tuple[int, int, int]], step: int) -> Gathered:
         wanted: dict[tuple[int, int], list[int]] = {}
         for s, c, t in views:
             wanted.setdefault((s, c), []).append(t)
@@ -106,8 +111,6 @@ class ViewAssembler:
                 raise DataError(cam.video, f"asked for frame {frames[-1]} but {seq.key} has {seq.num_frames}")
             requests.append(FrameRequest(cam.video, frames, cam.codec, tuple(cam.size)))
         decoded = self.decoder.decode(requests)
-
-        # 2. the frame bank (M, H, W, 3) uint8, every frame padded to the common geometry
         row_of: dict[tuple[int, int, int], int] = {}
         blocks, hw = [], []
         for (s, c), req, frames in zip(keys, requests, decoded):
@@ -120,28 +123,14 @@ class ViewAssembler:
         ok = np.array([v in row_of for v in views], bool)
         if not ok.any():
             raise DataError(requests[0].path, f"step {step}: every view of the batch failed to decode")
-        bank = self._bank(blocks, hw)
-
-        # 3. per-view arguments of the fused op (it takes pairs: an odd count is padded by one view)
         kept = [v for v, k in zip(views, ok) if k]
-        index = np.flatnonzero(ok)
-        if len(kept) % 2:
-            kept, index = kept + kept[-1:], np.append(index, index[-1])
-        src = torch.tensor([row_of[v] for v in kept], dtype=torch.int64)
-        boxes = _jitter(torch.stack([self.boxes[s][t, c] for s, c, t in kept]),
-                        torch.from_numpy(np.asarray(jitter, np.float32)[index].reshape(-1, 3)))
-        flips = torch.from_numpy(np.asarray(flip, bool)[index])
-        bg_index = torch.tensor([self.bg_slot[self.seqs[s].cameras[c].background_id] for s, c, _ in kept],
-                                dtype=torch.int64)
-        fill_index = self._substitutes(step, rank, bg_index)
-        dev = self.device
-        images = assemble_pairs(
-            bank, torch.tensor(hw, dtype=torch.int32).to(dev, non_blocking=True), src.to(dev), boxes.to(dev),
-            flips.to(dev), size=self.crop_size, backgrounds=self.backgrounds, bg_index=bg_index.to(dev),
-            fill_index=fill_index.to(dev), mean=self.mean, std=self.std, bg_mode=self.bg_mode,
-            bg_threshold=self.bg_threshold, bg_softness=self.bg_softness, out_dtype=self.out_dtype,
-        ).flatten(0, 1)
-        return images[:int(ok.sum())], ok
+        return Gathered(
+            frames=self._bank(blocks, hw), frame_hw=torch.tensor(hw, dtype=torch.int32),
+            src=torch.tensor([row_of[v] for v in kept], dtype=torch.int64), ok=ok,
+            boxes=torch.stack([self.boxes[s][t, c] for s, c, t in kept]), rects=None,
+            backgrounds=self.backgrounds, thresholds=self.thresholds, bg_camera=self.bg_camera,
+            bg_index=torch.tensor([self.bg_slot[self.seqs[s].cameras[c].background_id] for s, c, _ in kept],
+                                  dtype=torch.int64))
 
     def _bank(self, blocks: list[torch.Tensor], hw: list) -> torch.Tensor:
         full = all(b.shape[1] == self.height and b.shape[2] == self.width for b in blocks)
@@ -153,21 +142,116 @@ class ViewAssembler:
             for b in blocks:
                 bank[row:row + b.shape[0], :b.shape[1], :b.shape[2]] = b
                 row += b.shape[0]
-        if bank.device != self.device:
-            bank = bank.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else bank.to(self.device)
-        return bank.contiguous()
+        return _to_device(bank, self.device)
 
-    def _substitutes(self, step: int, rank: int, bg_index: torch.Tensor) -> torch.Tensor:
-        """Background substitution: a ``substitute`` share of views get another camera's background as fill."""
+
+class TileViews:
+    """Views read from a tile set (:mod:`syncssl.data.tiles`): a gather of the views' tiles and of their
+    backgrounds (stored beside them, or cut from the camera's model with the tile's rect), boxes mapped from
+    the frame into each tile."""
+
+    def __init__(self, manifest: Manifest, indices: list[int], store, device: torch.device):
+        self.manifest, self.store, self.device = manifest, store, device
+        self.indices = list(indices)
+        self.seqs = [manifest.sequences[i] for i in indices]
+        self.boxes = [torch.from_numpy(np.ascontiguousarray(s.boxes, np.float32)) for s in self.seqs]
+        self.size = store.spec.size
+
+    def gather(self, views: list[tuple[int, int, int]], step: int) -> Gathered:
+        rows_of = {}
+        for s, c, t in views:
+            rows_of.setdefault((s, c, t), len(rows_of))  # a view used twice is read once
+        distinct = list(rows_of)
+        rows = np.array([self.store.layout.row(self.indices[s], c, t) for s, c, t in distinct], np.int64)
+        frames = self.store.frames(rows)
+        cams = [self.seqs[s].cameras[c] for s, c, _ in distinct]
+        rects = self.store.rects[rows]
+        if self.store.has_backgrounds:
+            backgrounds = self.store.backgrounds(rows)
+        else:
+            backgrounds = torch.empty_like(frames)
+            for bid in {c.background_id for c in cams}:
+                k = [i for i, c in enumerate(cams) if c.background_id == bid]
+                image = torch.from_numpy(np.array(self.manifest.background(bid)))[None]
+                backgrounds[k] = cut(image, rects[k], self.size, index=torch.zeros(len(k), dtype=torch.int64))
+        src = torch.tensor([rows_of[v] for v in views], dtype=torch.int64)
+        thresholds = torch.tensor([self.manifest.backgrounds[c.background_id].threshold for c in cams],
+                                  dtype=torch.float32)
+        return Gathered(
+            frames=_to_device(frames, self.device),
+            frame_hw=torch.full((len(distinct), 2), self.size, dtype=torch.int32), src=src,
+            ok=np.ones(len(views), bool), boxes=torch.stack([self.boxes[s][t, c] for s, c, t in views]),
+            rects=rects[src], backgrounds=_to_device(backgrounds, self.device), bg_index=src.clone(),
+            thresholds=thresholds, bg_camera=[c.name for c in cams])
+
+
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if t.device == device:
+        return t.contiguous()
+    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t.to(device)
+
+
+class ViewAssembler:
+    """Turns a list of views into the model's input in one op call: the source gathers their pixels, the fused op
+    crops (with jitter), removes or substitutes the background, flips and normalises them.
+
+    A view is (sequence, camera, frame); ``sequences`` are manifest indices (the sampler's order). The source is
+    :class:`TileViews` (tiles: the default once prepared) or :class:`VideoViews` (decoding the videos).
+    """
+
+    def __init__(self, manifest: Manifest, sequences: list[int], source, *, crop_size: int,
+                 mask: MaskSettings | None = None, substitute: float = 0.0, mean=(0.45, 0.45, 0.45),
+                 std=(0.25, 0.25, 0.25), device: torch.device | str = "cpu", out_dtype: torch.dtype = torch.float32,
+                 seed: int = 0):
+        self.manifest, self.source = manifest, source
+        self.seqs = [manifest.sequences[i] for i in sequences]
+        self.crop_size, self.mask = crop_size, mask or MaskSettings()
+        self.substitute = substitute
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.device, self.out_dtype, self.seed = normalise_device(device), out_dtype, seed
+
+    def __call__(self, views: list[tuple[int, int, int]], flip: np.ndarray, jitter: np.ndarray,
+                 step: int, rank: int = 0) -> tuple[torch.Tensor, np.ndarray]:
+        """views [(seq, cam, frame)] (V), flip (V,) bool, jitter (V, 3) -> (images (V', 3, S, S), ok (V,) bool).
+
+        ``images`` holds the views whose pixels arrived (``ok``), in order; a failed request (skip policy)
+        drops its views instead of returning garbage.
+        """
+        g = self.source.gather(views, step)
+        index = np.flatnonzero(g.ok)
+        per_view = [g.src, g.bg_index, g.boxes] + ([g.rects] if g.rects is not None else [])
+        if len(index) % 2:  # the op takes pairs: an odd count is padded by one view
+            index = np.append(index, index[-1])
+            per_view = [torch.cat([t, t[-1:]]) for t in per_view]
+        src, bg_index, boxes = per_view[:3]
+        boxes = _jitter(boxes, torch.from_numpy(np.asarray(jitter, np.float32)[index].reshape(-1, 3)))
+        if g.rects is not None:  # frame coordinates -> the tile's
+            boxes = frame_to_tile(boxes, per_view[3], self.source.size)
+        flips = torch.from_numpy(np.asarray(flip, bool)[index])
+        fill_index = self._substitutes(step, rank, bg_index, g.bg_camera)
+        dev = self.device
+        images = assemble_pairs(
+            g.frames, g.frame_hw.to(dev, non_blocking=True), src.to(dev), boxes.to(dev), flips.to(dev),
+            size=self.crop_size, backgrounds=g.backgrounds, bg_index=bg_index.to(dev), fill_index=fill_index.to(dev),
+            mean=self.mean, std=self.std, out_dtype=self.out_dtype,
+            **self.mask.op_kwargs(g.thresholds.to(dev, non_blocking=True)),
+        ).flatten(0, 1)
+        return images[:int(g.ok.sum())], g.ok
+
+    def _substitutes(self, step: int, rank: int, bg_index: torch.Tensor, bg_camera: list[str]) -> torch.Tensor:
+        """Background substitution: a ``substitute`` share of views get the background of another camera as fill;
+        never one of the view's own camera (another subject's background of the same camera is the same room from
+        the same place: it would put the real background back)."""
         fill = torch.full_like(bg_index, -1)
-        slots = len(self.bg_slot)
-        if self.substitute <= 0 or slots < 2:
+        if self.substitute <= 0 or len(set(bg_camera)) < 2:
             return fill
         rng = np.random.default_rng([self.seed, step, rank, 0x5B])  # a pure function of the step
-        pick = torch.from_numpy(rng.random(len(bg_index)) < self.substitute)
-        other = torch.from_numpy(rng.integers(0, slots - 1, len(bg_index)))
-        other = other + (other >= bg_index).long()  # never the view's own background
-        fill[pick] = other[pick]
+        pick = rng.random(len(bg_index)) < self.substitute
+        cameras = np.array(bg_camera)
+        draws = rng.random(len(bg_index))
+        for v in np.flatnonzero(pick):
+            others = np.flatnonzero(cameras != cameras[int(bg_index[v])])
+            fill[v] = int(others[int(draws[v] * len(others))])
         return fill
 
 
@@ -199,6 +283,13 @@ class PairBatcher:
             offset=torch.from_numpy(plan.offset.astype(np.int64))[keep].to(dev, non_blocking=True),
             dropped=n - len(keep),
         )
+
+
+def frame_to_tile(boxes: torch.Tensor, rects: torch.Tensor, size: int) -> torch.Tensor:
+    """Boxes (n, 4) in frame coordinates -> the same boxes in the coordinates of tiles of side ``size`` that hold
+    the frame regions ``rects`` (n, 4) (pixel edges both)."""
+    scale = size / (rects[:, 2:] - rects[:, :2])
+    return torch.cat([(boxes[:, :2] - rects[:, :2]) * scale, (boxes[:, 2:] - rects[:, :2]) * scale], 1).float()
 
 
 def _jitter(boxes: torch.Tensor, jitter: torch.Tensor) -> torch.Tensor:

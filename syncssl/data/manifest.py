@@ -4,10 +4,16 @@ On disk, under one folder (default ``<dataset>/prepared``)::
 
     manifest.json                 everything small: sequences, cameras (calibration numbers), backgrounds,
                                   splits, quality, the sources' fingerprint and the options used
-    arrays/<subject>__<seq>.npz   per sequence: boxes (T, C, 4), motion (T,), static (T,), poses3d (T, 17, 3)
+    arrays/<subject>__<seq>.npz   per sequence: boxes (T, C, 4) crop boxes, tight (T, C, 4) person boxes found in
+                                  the images, silhouettes (T, C, 32) bit-packed 16x16 masks in the crop box,
+                                  motion (T,), static (T,), poses3d (T, 17, 3) (labels, for fine-tuning only)
     backgrounds/<id>.png          one background per (subject, camera) group, lossless RGB
     videos/<subject>/<seq>/...    transcoded copies (only with --transcode)
-    masks_preview.png             frame | background | predicted mask | ground truth | background removed
+    tiles/<spec>/                 person tiles (see syncssl.data.tiles)
+    report.json                   what prepare measured: mask IoU, the op's mask per subject, agreement with labels
+    masks_preview.png             frame | background | prepare's mask | truth | the op's crop, alpha and truth
+
+Boxes are in pixel edges (syncssl.data.boxes): the whole W x H frame is (0, 0, W, H).
 
 Paths inside manifest.json are relative to its folder, so the dataset and its prepared folder can move
 together.
@@ -27,7 +33,7 @@ from ..geometry import Camera
 from .dataset import DataError, Dataset
 
 FORMAT = "syncssl-manifest"
-VERSION = 1
+VERSION = 2  # 2: boxes in pixel edges, label-free boxes and motion, silhouettes
 MANIFEST_NAME = "manifest.json"
 
 
@@ -56,13 +62,15 @@ class PreparedSequence:
     fps: float
     num_frames: int  # usable frames: every camera has at least this many
     cameras: list[PreparedCamera]  # this sequence's cameras (a sequence may have fewer than others)
-    boxes: np.ndarray  # (T, C, 4) float32 square crop boxes x0 y0 x1 y1 px, C = len(cameras); may leave the frame
-    motion: np.ndarray  # (T,) float32: mean joint speed mm/frame ("labels") or changed share of the mask ("foreground")
+    boxes: np.ndarray  # (T, C, 4) float32 square crop boxes x0 y0 x1 y1 (pixel edges), C = len(cameras); may leave the frame
+    motion: np.ndarray  # (T,) float32: changed share of the person's mask over ~40 ms, smoothed
     static: np.ndarray  # (T,) bool: too little motion to tell synchronized from unsynchronized pairs
-    poses3d: np.ndarray | None  # (T, 17, 3) float32 world mm, None without labels
-    box_source: str = "labels"  # "labels" | "boxes" (given by the dataset) | "foreground"
-    motion_source: str = "labels"  # "labels" | "foreground"
+    poses3d: np.ndarray | None  # (T, 17, 3) float32 world mm, None without labels (fine-tuning and evaluation only)
+    box_source: str = "foreground"  # "foreground" | "labels" or "boxes" (the label_boxes opt-in)
+    motion_source: str = "foreground"  # always the images
     notes: list[str] = field(default_factory=list)
+    tight: np.ndarray | None = None  # (T, C, 4) float32 person boxes found in the images, NaN where none
+    silhouettes: np.ndarray | None = None  # (T, C, 32) uint8: 16 x 16 person mask in the crop box, bit-packed
 
     @property
     def camera_names(self) -> list[str]:
@@ -82,8 +90,7 @@ class BackgroundInfo:
     samples: int  # frames sampled
     threshold: float  # Euclidean RGB distance (0..255) above which a pixel is foreground
     noise: float  # robust sigma of background pixels' distance to the model
-    stillness_checked: bool = False  # labels or boxes allowed looking for a person standing still
-    suspect: list[int] | None = None  # x0 y0 x1 y1 of where the model probably shows a person standing still
+    suspect: list[int] | None = None  # x0 y0 x1 y1 of where the model probably shows a person who hardly moved
     suspect_share: float = 0.0  # share of the frame's pixels in that region
     borrowed_from: list[str] = field(default_factory=list)  # backgrounds (other subjects, same rig) that filled
     borrowed_share: float = 0.0  # ... this share of the frame, where the person never left a spot
@@ -192,7 +199,7 @@ class Manifest:
         for s in self.sequences:
             arrays = arrays_file(folder, s.subject, s.name)
             _check_arrays(s, arrays)
-            extra = {} if s.poses3d is None else {"poses3d": np.asarray(s.poses3d, np.float32)}
+            extra = {k: getattr(s, k) for k in ("poses3d", "tight", "silhouettes") if getattr(s, k) is not None}
             np.savez(arrays, boxes=np.asarray(s.boxes, np.float32), motion=np.asarray(s.motion, np.float32),
                      static=np.asarray(s.static, bool), **extra)
             seqs.append(dict(
@@ -252,7 +259,8 @@ class Manifest:
                     key=s["key"], subject=s["subject"], name=s["name"], action=s["action"], fps=s["fps"],
                     num_frames=s["num_frames"], cameras=cams, boxes=arrays["boxes"], motion=arrays["motion"],
                     static=arrays["static"], poses3d=arrays.get("poses3d"), box_source=s["box_source"],
-                    motion_source=s["motion_source"], notes=s.get("notes", []))
+                    motion_source=s["motion_source"], notes=s.get("notes", []), tight=arrays.get("tight"),
+                    silhouettes=arrays.get("silhouettes"))
                 _check_arrays(seq, arrays_path)
                 seqs.append(seq)
             return cls(dataset_root=at(doc["dataset_root"]), name=doc["name"], source=doc["source"], fps=doc["fps"],
@@ -270,6 +278,10 @@ def _check_arrays(s: PreparedSequence, where: Path):
     shapes = {"boxes": (T, C, 4), "motion": (T,), "static": (T,)}
     if s.poses3d is not None:
         shapes["poses3d"] = (T, 17, 3)
+    if s.tight is not None:
+        shapes["tight"] = (T, C, 4)
+    if s.silhouettes is not None:
+        shapes["silhouettes"] = (T, C, 32)
     for k, shape in shapes.items():
         got = np.shape(getattr(s, k))
         if got != shape:

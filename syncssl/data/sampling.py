@@ -12,13 +12,14 @@ Design (what the tests hold it to):
 - **Sharded by global rank.** Rank ``r`` takes rows ``[r*N, (r+1)*N)`` of the global batch. The ranks' rows are
   independent draws, and their union is exactly what one process with ``world_size=1`` and batch ``N*world_size``
   draws: a DDP run sees the same data as a single process with the same global batch.
-- **Labels.** ``sync`` and ``flip`` are drawn independently, each balanced *exactly* over the global batch at its
-  configured fraction (stratified, then shuffled; the fractional part of ``B*fraction`` is rounded at random so
-  there is no bias), so both heads see balanced classes. A flipped pair has one view (chosen at random) mirrored.
-  The paper defines a flipped pair as a synchronized pair with one view mirrored; it trains both tasks jointly,
-  and letting unsynchronized pairs be flipped too (``flip_unsync=True``, the default) keeps the two labels
-  independent, so neither head can read its label off the other's. ``flip_unsync=False`` flips only
-  synchronized pairs (``flip_fraction`` is then the share among them).
+- **Labels.** As in the paper, a flipped pair is a *synchronized* pair with one view (chosen at random) mirrored:
+  ``sync_fraction`` of the pairs are synchronized and ``flip_fraction`` of those are flipped, each count exact
+  over the global batch (stratified, then shuffled; the fractional part of ``B*fraction`` is rounded at random so
+  there is no bias). The defaults (2/3, 1/2) make three equal kinds: unsynchronized, synchronized, synchronized
+  and flipped, so that the sync head (trained on unflipped pairs) and the flip head (trained on synchronized
+  pairs) each see balanced classes. A flipped *unsynchronized* pair could only be told by single-view habits
+  (handedness, asymmetric clothing), which are subject-specific; ``flip_unsync=True`` (an ablation) draws the two
+  labels independently instead, ``flip_fraction`` then being the share of all pairs.
 - **Anchors.** The anchor (view a at frame ``t``) is drawn uniformly over every *usable* frame of every usable
   sequence, so sequences are sampled in proportion to their usable frames. A frame is usable when it is not
   static (no significant movement: ambiguous pairs) and at least one non-static frame lies inside the offset
@@ -26,10 +27,13 @@ Design (what the tests hold it to):
   only ever be a sync anchor would be a shortcut).
 - **Offsets.** Unsynchronized pairs take view b at ``t + d`` with ``min <= |d| <= max`` (inclusive; in seconds by
   default, converted with each sequence's fps so the window adapts to the frame rate; or in frames). ``d`` is
-  uniform over the offsets whose frame lies inside the sequence, is not static, and (when 3D poses are given
-  and ``min_pose_change_mm > 0``) differs from frame ``t`` by at least that mean per-joint distance: its sign is
-  random, and near the ends of a sequence the window is clipped to it. Rarely an anchor has no partner that
-  passes the pose filter; that row's anchor is then drawn again.
+  uniform over the offsets whose frame lies inside the sequence, is not static, and whose person looks different
+  enough: with ``min_silhouette_change > 0``, the person's box-normalised silhouettes (from prepare's masks, no
+  labels) at t and t + d differ in at least that share of their cells (averaged over cameras), so that a
+  repeated pose (a periodic action) does not make an "unsynchronized" pair that is rigid too. Labels are used
+  only by explicit opt-in: with ``label_min_pose_change_mm > 0`` and 3D poses given, the mean per-joint
+  distance must be at least that. Its sign is random, and near the ends of a sequence the window is clipped
+  to it. Rarely an anchor has no partner that passes the filters; that row's anchor is then drawn again.
 - **Modes.** ``multiview``: two different cameras of one sequence (the paper). ``single_view`` (the "is
   multi-view data needed" ablation): both views from one camera; a synchronized pair is one frame under two
   different crop augmentations, an unsynchronized pair two instants.
@@ -61,7 +65,8 @@ class SamplerSequence:
     num_cameras: int  # C: cameras of this sequence
     fps: float  # frames per second, to convert an offset window given in seconds
     static: np.ndarray | None = None  # (T,) bool: frame without significant movement, never an anchor or partner
-    poses3d: np.ndarray | None = None  # (T, J, 3) mm, for the pose-change filter of unsynchronized pairs
+    poses3d: np.ndarray | None = None  # (T, J, 3) mm: the opt-in label pose-change filter only (None by default)
+    silhouettes: np.ndarray | None = None  # (T, C, 32) uint8 bit-packed 16x16 silhouettes, for the pair filter
     subject: str = ""
     name: str = ""  # for messages, e.g. "S1/Walking 1"
 
@@ -81,17 +86,26 @@ class SamplerSequence:
             if poses.ndim != 3 or poses.shape[0] < self.num_frames or poses.shape[2] != 3:
                 raise ValueError(f"{label}: poses3d must be ({self.num_frames}, J, 3), got {poses.shape}")
             object.__setattr__(self, "poses3d", poses[: self.num_frames])
+        if self.silhouettes is not None:
+            sil = np.asarray(self.silhouettes, np.uint8)
+            if sil.ndim != 3 or sil.shape[0] < self.num_frames or sil.shape[1] != self.num_cameras:
+                raise ValueError(f"{label}: silhouettes must be ({self.num_frames}, {self.num_cameras}, bytes), "
+                                 f"got {sil.shape}")
+            bits = np.unpackbits(sil[: self.num_frames], axis=-1)  # (T, C, cells) unpacked once: cheap to compare
+            object.__setattr__(self, "silhouettes", bits.astype(bool))
 
     @classmethod
-    def from_sequence(cls, seq, static: np.ndarray | None = None) -> SamplerSequence:
+    def from_sequence(cls, seq, static: np.ndarray | None = None, labels: bool = False) -> SamplerSequence:
         """From a :class:`~syncssl.data.manifest.PreparedSequence` or a :class:`~syncssl.data.dataset.Sequence`.
 
-        ``static`` overrides the sequence's own ``static`` array (a plain Sequence has none).
+        ``static`` overrides the sequence's own ``static`` array (a plain Sequence has none). The sequence's 3D
+        labels are passed only with ``labels`` (the opt-in label pose-change filter): pre-training reads none.
         """
         if static is None:
             static = getattr(seq, "static", None)
         return cls(num_frames=int(seq.num_frames), num_cameras=len(seq.cameras), fps=float(seq.fps),
-                   static=static, poses3d=getattr(seq, "poses3d", None), subject=str(seq.subject),
+                   static=static, poses3d=getattr(seq, "poses3d", None) if labels else None,
+                   silhouettes=getattr(seq, "silhouettes", None), subject=str(seq.subject),
                    name=str(getattr(seq, "key", "") or f"{seq.subject}/{seq.name}"))
 
 
@@ -100,14 +114,16 @@ class SamplingConfig:
     """How pairs are drawn. Defaults follow the paper (offsets 4 < |d| < 128 frames at 50 fps)."""
 
     batch_size: int = 16  # pairs per rank per step (the global batch is batch_size * world_size)
-    sync_fraction: float = 0.5  # share of synchronized pairs (sync=1); the rest are unsynchronized
-    flip_fraction: float = 0.5  # share of pairs with one view mirrored (flip_label=1), independent of sync
-    flip_unsync: bool = True  # False: only synchronized pairs are flipped (flip_fraction is then among them)
+    sync_fraction: float = 2 / 3  # share of synchronized pairs (sync=1); the rest are unsynchronized
+    flip_fraction: float = 0.5  # share of the synchronized pairs with one view mirrored (flip_label=1)
+    flip_unsync: bool = False  # True (ablation): flip any pair, flip drawn independently of sync over all pairs
     mode: str = "multiview"  # "multiview": two cameras; "single_view": one camera, two augmentations / instants
     offset_unit: str = "seconds"  # unit of min_offset / max_offset: "seconds" (adapts to fps) or "frames"
     min_offset: float = 0.1  # smallest |d| of an unsynchronized pair, inclusive (0.1 s = 5 frames at 50 fps)
     max_offset: float = 2.54  # largest |d|, inclusive (2.54 s = 127 frames at 50 fps)
-    min_pose_change_mm: float = 0.0  # unsync pairs: mean per-joint distance between t and t+d at least this (0: off)
+    min_silhouette_change: float = 0.0  # unsync pairs: share of silhouette cells that differ between t and t+d
+    #                                     (box-normalised person masks, averaged over cameras; 0: off)
+    label_min_pose_change_mm: float = 0.0  # OPT-IN, reads 3D labels: mean per-joint distance between t and t+d
     jitter_shift: float = 0.05  # multiview: crop box shift, uniform in +-this fraction of the box side, per axis
     jitter_scale: float = 0.1  # multiview: log of the box scale, uniform in +-this
     single_view_jitter_shift: float = 0.15  # single_view: the same, stronger: it is what tells the two views apart
@@ -126,9 +142,11 @@ class SamplingConfig:
             raise ValueError(f"offset_unit must be one of {', '.join(OFFSET_UNITS)}, got {self.offset_unit!r}")
         if not 0 < self.min_offset <= self.max_offset:
             raise ValueError(f"need 0 < min_offset <= max_offset, got {self.min_offset}..{self.max_offset}")
-        if self.min_pose_change_mm < 0 or self.jitter_shift < 0 or self.jitter_scale < 0 \
+        if self.label_min_pose_change_mm < 0 or self.jitter_shift < 0 or self.jitter_scale < 0 \
                 or self.single_view_jitter_shift < 0 or self.single_view_jitter_scale < 0:
-            raise ValueError("min_pose_change_mm and the jitter ranges must be >= 0")
+            raise ValueError("label_min_pose_change_mm and the jitter ranges must be >= 0")
+        if not 0 <= self.min_silhouette_change < 1:
+            raise ValueError(f"min_silhouette_change must be in [0, 1), got {self.min_silhouette_change}")
 
     def window(self, fps: float) -> tuple[int, int]:
         """The offset window in frames, inclusive, for a sequence at ``fps`` (at least 1 frame: 0 is sync)."""
@@ -186,6 +204,7 @@ class PairSampler:
         anchors, counts, self._windows = [], [], []
         self._frames_static = self._frames_no_partner = 0
         self._pose_filter_off: list[int] = []
+        self._silhouette_filter_off: list[int] = []
         for i, s in enumerate(self.sequences):
             lo, hi = config.window(s.fps)
             self._windows.append((lo, hi))
@@ -198,8 +217,10 @@ class PairSampler:
             else:
                 self._frames_no_partner += int(s.num_frames - (0 if s.static is None else s.static.sum())
                                                - len(usable))
-                if config.min_pose_change_mm > 0 and s.poses3d is None:
+                if config.label_min_pose_change_mm > 0 and s.poses3d is None:
                     self._pose_filter_off.append(i)
+                if config.min_silhouette_change > 0 and s.silhouettes is None:
+                    self._silhouette_filter_off.append(i)
             anchors.append(usable.astype(np.int32))
             counts.append(len(usable))
         if len(self.excluded) == len(self.sequences):
@@ -300,9 +321,10 @@ class PairSampler:
                 new_seq, new_t = self._draw_anchors(rng, 1)
                 seq[row], t[row] = new_seq[0], new_t[0]
             else:
-                raise ValueError(f"could not find an unsynchronized partner passing min_pose_change_mm="
-                                 f"{c.min_pose_change_mm:g} after {c.max_redraws} anchors; lower it or widen the "
-                                 "offset window")
+                raise ValueError(f"could not find an unsynchronized partner passing the pair filters "
+                                 f"(min_silhouette_change={c.min_silhouette_change:g}, label_min_pose_change_mm="
+                                 f"{c.label_min_pose_change_mm:g}) after {c.max_redraws} anchors; lower them or "
+                                 "widen the offset window")
 
         cams = self._cameras[seq]
         cam_a = (rng.random(B) * cams).astype(np.int64)
@@ -334,9 +356,13 @@ class PairSampler:
         cand = cand[(cand >= 0) & (cand < s.num_frames)]
         if s.static is not None:
             cand = cand[~s.static[cand]]
-        if self.config.min_pose_change_mm > 0 and s.poses3d is not None and len(cand):
+        if self.config.min_silhouette_change > 0 and s.silhouettes is not None and len(cand):
+            a, b = s.silhouettes[t][None], s.silhouettes[cand]  # (1, C, cells), (n, C, cells)
+            change = ((a ^ b).sum(-1) / np.maximum((a | b).sum(-1), 1)).mean(-1)
+            cand = cand[change >= self.config.min_silhouette_change]
+        if self.config.label_min_pose_change_mm > 0 and s.poses3d is not None and len(cand):
             change = np.linalg.norm(s.poses3d[cand] - s.poses3d[t], axis=-1).mean(-1)
-            cand = cand[change >= self.config.min_pose_change_mm]  # NaN (missing labels) fails the test too
+            cand = cand[change >= self.config.label_min_pose_change_mm]  # NaN (missing labels) fails the test too
         return int(cand[rng.integers(len(cand))] - t) if len(cand) else 0
 
     # ---------------------------------------------------------------- reporting
@@ -361,6 +387,7 @@ class PairSampler:
             "anchor_frames": int(len(self._anchors)),
             "offset_windows_frames": sorted({self._windows[i] for i in used}),
             "pose_filter_off": [self._label(i) for i in self._pose_filter_off],  # no poses3d: filter not applied
+            "silhouette_filter_off": [self._label(i) for i in self._silhouette_filter_off],
             "mode": self.config.mode,
             "global_batch": self.global_batch,
         }
@@ -376,7 +403,9 @@ class PairSampler:
             text += "; excluded " + "; ".join(f"{k}: {v}" for k, v in list(s["excluded"].items())[:3])
             text += " ..." if len(s["excluded"]) > 3 else ""
         if s["pose_filter_off"]:
-            text += f"; pose-change filter off for {len(s['pose_filter_off'])} sequences without 3D poses"
+            text += f"; label pose-change filter off for {len(s['pose_filter_off'])} sequences without 3D poses"
+        if s["silhouette_filter_off"]:
+            text += f"; silhouette filter off for {len(s['silhouette_filter_off'])} sequences without silhouettes"
         return text
 
 

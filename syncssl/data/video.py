@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterator
 
 import av
 import numpy as np
@@ -187,3 +188,83 @@ def read_frames(path: Path, indices=None) -> np.ndarray:
     if missing:
         raise DataError(path, f"frames {missing[:5]}{'...' if len(missing) > 5 else ''} are past the end of the video")
     return np.stack([got[int(i)] for i in want]) if want.size else np.zeros((0, s.height, s.width, 3), np.uint8)
+
+
+def iter_frames(path: Path, count: int) -> Iterator[np.ndarray]:
+    """The first ``count`` frames of a video, one uint8 (H, W, 3) at a time (constant memory)."""
+    from av.video.reformatter import VideoReformatter
+    path = Path(path)
+    convert = VideoReformatter()  # one colour-conversion context for every frame: ~4x faster than to_ndarray(format=)
+    n = 0
+    try:
+        with av.open(str(path)) as c:
+            for f in c.decode(c.streams.video[0]):
+                if n >= count:
+                    break
+                yield convert.reformat(f, format="rgb24").to_ndarray()
+                n += 1
+    except (av.error.FFmpegError, ValueError) as e:
+        raise DataError(path, f"corrupt: frame {n} does not decode ({e})") from None
+    if n < count:
+        raise DataError(path, f"holds only {n} decodable frames, the sequence needs {count}")
+
+
+class _NoSeek(Exception):
+    pass
+
+
+def read_frames_at(path: Path, indices, seek_gap: int = 24) -> np.ndarray:
+    """Frames ``indices`` (n, H, W, 3) uint8, seeking to the key frame before each far-apart one.
+
+    Frame i is the i-th in presentation order (timestamps from demuxing, no decoding). Falls back to plain
+    sequential decoding when the file's timestamps do not allow exact seeking.
+    """
+    path = Path(path)
+    idx = np.asarray(indices, np.int64).reshape(-1)
+    if idx.size == 0:
+        return read_frames(path, idx)
+    try:
+        got = _seek_and_decode(path, np.unique(idx), seek_gap)
+    except _NoSeek:
+        return read_frames(path, idx)
+    except (av.error.FFmpegError, ValueError) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(path, f"corrupt: decoding failed while reading frames {idx.tolist()[:5]} ({e})") from None
+    return np.stack([got[int(i)] for i in idx])
+
+
+def _seek_and_decode(path: Path, wanted: np.ndarray, seek_gap: int) -> dict[int, np.ndarray]:
+    try:
+        c = av.open(str(path))
+    except av.error.FFmpegError:
+        raise _NoSeek from None  # read_frames reports it properly
+    with c:
+        s = c.streams.video[0]
+        pts = [p.pts for p in c.demux(s) if p.size > 0]
+        if not pts or any(p is None for p in pts) or len(set(pts)) != len(pts):
+            raise _NoSeek
+        pts.sort()
+        if wanted[-1] >= len(pts):
+            raise DataError(path, f"frame {int(wanted[-1])} is past the end of the video ({len(pts)} frames)")
+        index_of = {p: i for i, p in enumerate(pts)}
+        got: dict[int, np.ndarray] = {}
+        frames = None
+        pos = None  # index of the last decoded frame
+        for want in wanted.tolist():
+            if frames is None or pos is None or want - pos > seek_gap:
+                c.seek(pts[want], stream=s, backward=True, any_frame=False)
+                frames = c.decode(s)
+            for f in frames:
+                i = index_of.get(f.pts)
+                if i is None:
+                    raise _NoSeek
+                pos = i
+                if i == want:
+                    got[want] = f.to_ndarray(format="rgb24")
+                    break
+                if i > want:
+                    raise _NoSeek  # the seek landed after the frame: timestamps are not what they seem
+            else:
+                raise _NoSeek
+        return got

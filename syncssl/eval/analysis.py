@@ -40,7 +40,8 @@ def sync_vs_offset(trainer: PretextTrainer, split: str, offsets: list[int], pair
     for d in offsets:
         sampling = dataclasses.replace(
             trainer.cfg.sampling, offset_unit="frames", min_offset=max(d, 1), max_offset=max(d, 1),
-            sync_fraction=1.0 if d == 0 else 0.0, flip_fraction=0.0, min_pose_change_mm=0.0)
+            sync_fraction=1.0 if d == 0 else 0.0, flip_fraction=0.0, min_silhouette_change=0.0,
+            label_min_pose_change_mm=0.0)
         try:
             p = trainer.predict(split, pairs, seed=seed + d, sampling=sampling)
         except ValueError as e:  # no sequence is long enough for this offset

@@ -33,16 +33,32 @@ class DataConfig:
     """Split whose subjects are pre-trained on (labels are never read for pre-training)."""
     eval_split: str = "test"
     """Held-out split for the sync / flip accuracy reported at the end (unseen subjects)."""
+    source: str = choices("tiles", "tiles", "video")
+    """Where training reads pixels: person tiles cut once by prepare (random access, no video decoding while
+    training), or the videos themselves (decoded per batch)."""
+    tile_format: str = choices("auto", "auto", "raw", "jpeg")
+    """Tiles on disk: raw uint8 (memory-mapped), JPEG records (a tenth of the size, decoded per batch by DALI or
+    Pillow), or auto (raw when they fit half of this machine's memory)."""
+    tile_backgrounds: bool = True
+    """Raw tiles: store each tile's background beside it (else it is cut from the camera's model per batch)."""
     decoder: str = choices("auto", "auto", "dali", "pyav")
-    """Video decoder: DALI (GPU NVDEC, or CPU for MJPEG/VP9), PyAV (any codec, CPU), or auto."""
+    """Video decoder (data.source = video, and prepare's pass): DALI (GPU NVDEC, or CPU for MJPEG/VP9), PyAV
+    (any codec, CPU), or auto."""
     crop_size: int = 64
     """S: side of the square person-centred crop fed to the network, in pixels."""
     background: str = choices("soft", "off", "hard", "soft")
     """Background removal in the fused op: off, hard mask, or soft mask (alpha ramp)."""
-    bg_threshold: float = 20.0
-    """Colour distance (0..255, mean over RGB) to the background model below which a pixel is background."""
-    bg_softness: float = 16.0
-    """Width of the soft mask's ramp above bg_threshold (0..255 units)."""
+    bg_threshold_scale: float = 1.2
+    """The op's threshold on the RGB distance to the background = this x the camera's noise threshold that
+    prepare measured (per camera)."""
+    bg_softness: float = 8.0
+    """Width of the soft mask's ramp, centred on the threshold (0..255 RGB distance)."""
+    shadow_min: float = 0.5
+    """Shadow test: a pixel darker than the background, keeping at least this share of its brightness..."""
+    shadow_chroma: float = 0.05
+    """... and its colour (within this share of the colour's length) is the background in shadow (0: no test)."""
+    bg_clean: bool = True
+    """3x3 clean-up of the op's mask: specks removed, holes and "shadows" surrounded by the body filled."""
     substitute: float = 0.0
     """Share of views whose removed background is replaced by another camera's background instead of a
     constant (the paper's final models: 0.5)."""
@@ -204,7 +220,8 @@ def common_problems(cfg) -> list[str]:
         (t.steps >= 1 and t.batch_size >= 1, "train.steps and train.batch_size must be >= 1"),
         (d.crop_size >= 16, f"data.crop_size must be >= 16, got {d.crop_size}"),
         (0 <= d.substitute <= 1, f"data.substitute is a share in [0, 1], got {d.substitute}"),
-        (d.background != "soft" or d.bg_softness > 0, "data.bg_softness must be > 0 with data.background = soft"),
+        (d.bg_softness > 0 and d.bg_threshold_scale > 0, "data.bg_softness and data.bg_threshold_scale must be > 0"),
+        (0 <= d.shadow_min <= 1 and d.shadow_chroma >= 0, "need 0 <= data.shadow_min <= 1, data.shadow_chroma >= 0"),
         (len(d.mean) == 3 and len(d.std) == 3 and min(d.std) > 0, "data.mean and data.std need 3 values, std > 0"),
         (0 <= o.min_lr <= o.lr, f"need 0 <= optim.min_lr <= optim.lr, got {o.min_lr}, {o.lr}"),
         (o.warmup_steps >= 0 and o.grad_clip >= 0, "optim.warmup_steps and optim.grad_clip must be >= 0"),

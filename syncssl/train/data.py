@@ -1,5 +1,5 @@
-"""From ``cfg.data`` to batches: resolve the dataset (generating the embedded one), prepare it once, and build
-the sampler -> decoder -> fused-op pipeline of each split.
+"""From ``cfg.data`` to batches: resolve the dataset (generating the embedded one), prepare it once (manifest and
+person tiles), and build the sampler -> view source -> fused-op pipeline of each split.
 
 Only one process generates and prepares (global rank 0; on a node that cannot see its files afterwards,
 that node's local rank 0 does it again): the others wait at a barrier, then read the same manifest.
@@ -12,11 +12,13 @@ from pathlib import Path
 
 import torch
 
+from ..data.crops import MaskSettings
 from ..data.dataset import DataError
 from ..data.decode import FailurePolicy, make_decoder
-from ..data.loader import PairBatcher, ViewAssembler
+from ..data.loader import PairBatcher, TileViews, VideoViews, ViewAssembler
 from ..data.manifest import MANIFEST_NAME, Manifest
 from ..data.sampling import PairSampler, SamplerSequence, SamplingConfig
+from ..data.tiles import TileSpec, TileStore
 from .distributed import Dist, any_rank, barrier
 
 SYNTHETIC = "synthetic:"
@@ -33,7 +35,29 @@ def prepared_folder(data_cfg) -> Path:
     return Path(data_cfg.prepared) if data_cfg.prepared else dataset_root(data_cfg) / "prepared"
 
 
-def _materialise(data_cfg, log) -> Manifest:
+def mask_settings(data_cfg) -> MaskSettings:
+    """The op's background removal as ``cfg.data`` configures it."""
+    return MaskSettings(mode=data_cfg.background, threshold_scale=data_cfg.bg_threshold_scale,
+                        softness=data_cfg.bg_softness, shadow_min=data_cfg.shadow_min,
+                        shadow_chroma=data_cfg.shadow_chroma, clean=data_cfg.bg_clean)
+
+
+def tile_spec(data_cfg, shift: float, log_scale: float) -> TileSpec | None:
+    """The tiles that hold every crop of ``data_cfg.crop_size`` jittered by up to (shift, log_scale); None when
+    training reads the videos (``data.source = video``)."""
+    if data_cfg.source == "video":
+        return None
+    return TileSpec.for_jitter(data_cfg.crop_size, shift, log_scale, format=data_cfg.tile_format,
+                               backgrounds=data_cfg.tile_backgrounds)
+
+
+@dataclass
+class Prepared:
+    manifest: Manifest
+    tiles: Path | None  # the tile set's folder (None: the videos are read)
+
+
+def _materialise(data_cfg, spec: TileSpec | None, log) -> None:
     """Generate (embedded data only) and prepare; both reuse what is already there and up to date."""
     from ..data.prepare import prepare
     from ..data.sources import open_dataset
@@ -47,29 +71,40 @@ def _materialise(data_cfg, log) -> Manifest:
     elif not root.exists():
         raise DataError(root, "dataset folder not found (set data.dataset to a folder or synthetic:<preset>)")
     from rich.console import Console
-    with Console(stderr=True).status("preparing the dataset (backgrounds, boxes, motion)") as status:
-        report = prepare(open_dataset(root), prepared_folder(data_cfg), log=lambda msg: status.update(msg))
+    with Console(stderr=True).status("preparing the dataset (backgrounds, boxes, motion, tiles)") as status:
+        report = prepare(open_dataset(root), prepared_folder(data_cfg), tiles=spec, mask=mask_settings(data_cfg),
+                         crop_size=data_cfg.crop_size, log=lambda msg: status.update(msg))
     log(f"prepared manifest: {report.path} ({'up to date' if report.up_to_date else 'built'}"
-        f"{', static frames ' + format(report.static_share, '.0%') if report.stats.get('frames') else ''})")
-    return report.manifest
+        f"{', static frames ' + format(report.static_share, '.0%') if report.stats.get('frames') else ''})"
+        + (f"; tiles {report.tiles.name}: {report.tiles_note}" if report.tiles else ""))
+    op = report.report.get("op_mask") or {}
+    if op:
+        log("op mask at these settings (IoU / body lost): " + ", ".join(
+            f"{k} {v['iou']:.2f}/{v['body_lost']:.0%}" for k, v in op.items()))
 
 
-def load_manifest(data_cfg, dist: Dist, log=print) -> Manifest:
-    """The prepared manifest, made by one process per filesystem while the others wait."""
+def load_manifest(data_cfg, dist: Dist, spec: TileSpec | None = None, log=print) -> Prepared:
+    """The prepared manifest (and tile set), made by one process per filesystem while the others wait."""
+    from ..data.prepare import resolve_spec
     path = prepared_folder(data_cfg) / MANIFEST_NAME
     error = None
     if dist.is_main:
         try:
-            _materialise(data_cfg, log)
+            _materialise(data_cfg, spec, log)
         except Exception as e:  # noqa: BLE001 - re-raised below, once every rank knows
             error = e
     if any_rank(error is not None, dist):  # a collective: no rank waits forever for a failed rank 0
         raise error if error is not None else RuntimeError("rank 0 failed to prepare the dataset (see its error)")
     barrier(dist)
     if not path.exists() and dist.local_rank == 0:  # this node does not share rank 0's filesystem
-        _materialise(data_cfg, log)
+        _materialise(data_cfg, spec, log)
     barrier(dist)
-    return Manifest.load(path)
+    manifest = Manifest.load(path)
+    folder = None
+    if spec is not None:
+        from ..data.tiles import tile_folder
+        folder = tile_folder(prepared_folder(data_cfg), resolve_spec(spec, manifest))
+    return Prepared(manifest, folder)
 
 
 @dataclass
@@ -84,27 +119,41 @@ class SplitPipeline:
         return self.batcher(self.sampler.plan(step))
 
 
-def sampler_sequences(manifest: Manifest, indices: list[int]) -> list[SamplerSequence]:
-    return [SamplerSequence.from_sequence(manifest.sequences[i]) for i in indices]
+def sampler_sequences(manifest: Manifest, indices: list[int], sampling: SamplingConfig) -> list[SamplerSequence]:
+    """The sampler's view of the sequences: no labels, unless the label pose-change filter is opted into."""
+    labels = sampling.label_min_pose_change_mm > 0
+    return [SamplerSequence.from_sequence(manifest.sequences[i], labels=labels) for i in indices]
 
 
-def build_pipeline(manifest: Manifest, split: str, data_cfg, sampling: SamplingConfig, *, seed: int, rank: int,
-                   world_size: int, device: torch.device, out_dtype: torch.dtype, decoder=None,
+def build_pipeline(prepared: Prepared, split: str, data_cfg, sampling: SamplingConfig, *, seed: int, rank: int,
+                   world_size: int, device: torch.device, out_dtype: torch.dtype, source=None,
                    log=print) -> SplitPipeline:
+    manifest = prepared.manifest
     indices = manifest.split(split)
-    sampler = PairSampler(sampler_sequences(manifest, indices), sampling, seed=seed, rank=rank, world_size=world_size)
-    if decoder is None:
-        decoder = make_pipeline_decoder(manifest, data_cfg, device, world_size, log)
-    batcher = PairBatcher(make_assembler(manifest, indices, data_cfg, decoder, device, out_dtype, seed))
+    sampler = PairSampler(sampler_sequences(manifest, indices, sampling), sampling, seed=seed, rank=rank,
+                          world_size=world_size)
+    source = source or make_source(prepared, indices, data_cfg, device, world_size, log)
+    batcher = PairBatcher(make_assembler(manifest, indices, data_cfg, source, device, out_dtype, seed))
     return SplitPipeline(indices, sampler, batcher)
 
 
-def make_assembler(manifest: Manifest, indices: list[int], data_cfg, decoder, device: torch.device,
+def make_assembler(manifest: Manifest, indices: list[int], data_cfg, source, device: torch.device,
                    out_dtype: torch.dtype, seed: int) -> ViewAssembler:
-    return ViewAssembler(
-        manifest, indices, decoder, crop_size=data_cfg.crop_size, background=data_cfg.background,
-        bg_threshold=data_cfg.bg_threshold, bg_softness=data_cfg.bg_softness, substitute=data_cfg.substitute,
-        mean=data_cfg.mean, std=data_cfg.std, device=device, out_dtype=out_dtype, seed=seed)
+    return ViewAssembler(manifest, indices, source, crop_size=data_cfg.crop_size, mask=mask_settings(data_cfg),
+                         substitute=data_cfg.substitute, mean=data_cfg.mean, std=data_cfg.std, device=device,
+                         out_dtype=out_dtype, seed=seed)
+
+
+def make_source(prepared: Prepared, indices: list[int], data_cfg, device: torch.device, world_size: int, log=print,
+                decoder=None):
+    """Where a pipeline's pixels come from: the tile set (one store per pipeline: stores are cheap to open), or
+    the videos through a decoder (pass one to share it; decoders are not thread-safe, so never across threads)."""
+    manifest = prepared.manifest
+    if prepared.tiles is not None:
+        return TileViews(manifest, indices, TileStore(prepared.tiles), device)
+    decoder = decoder or make_pipeline_decoder(manifest, data_cfg, device, world_size, log)
+    background = data_cfg.background != "off" or data_cfg.substitute > 0
+    return VideoViews(manifest, [manifest.sequences[i] for i in indices], decoder, device, background)
 
 
 def make_pipeline_decoder(manifest: Manifest, data_cfg, device: torch.device, world_size: int, log=print):

@@ -32,7 +32,7 @@ from ..data.dataset import DataError
 from ..data.loader import Prefetcher
 from ..models.pairnet import PairNet
 from . import checkpoint as ckpt
-from .data import build_pipeline, load_manifest, make_pipeline_decoder
+from .data import build_pipeline, load_manifest, make_source, tile_spec
 from .distributed import Dist, all_reduce_sum, any_rank, gather_objects
 from .logger import MetricLogger, plot_curves
 
@@ -108,10 +108,12 @@ class Trainer:
         self.amp_dtype, use_scaler = resolve_amp(t.amp, self.device)
         self.input_dtype = self.amp_dtype or torch.float32  # the fused op writes the compute dtype directly
 
-        self.manifest = load_manifest(cfg.data, dist, self.log)
+        self.prepared = load_manifest(cfg.data, dist, tile_spec(cfg.data, *self.jitter()), self.log)
+        self.manifest = self.prepared.manifest
         for split in (cfg.data.train_split, cfg.data.eval_split):
             self.manifest.split(split)  # an unknown or empty split fails now, not after training
-        self.decoder = make_pipeline_decoder(self.manifest, cfg.data, self.device, dist.world_size, self.log)
+        self.sources: list = []  # every view source made (closed with the trainer)
+        self._eval_sources: dict = {}  # split -> the source evaluation reads (never the training pipeline's)
 
         torch.manual_seed(t.seed)  # the same init on every rank (DDP also broadcasts rank 0's weights)
         model = self.build_model()
@@ -149,6 +151,28 @@ class Trainer:
         """Task hook: the model, on the CPU (the trainer moves it)."""
         raise NotImplementedError
 
+    def jitter(self) -> tuple[float, float]:
+        """Task hook: the largest crop jitter (shift as a share of the box side, log-scale) training applies; the
+        tiles are cut with room for it."""
+        raise NotImplementedError
+
+    def source(self, indices: list[int]):
+        """A view source for the sequences ``indices``: its own tile store or decoder, so that the prefetch
+        thread and evaluation never share one (decoders are not thread-safe)."""
+        src = make_source(self.prepared, indices, self.cfg.data, self.device, self.dist.world_size,
+                          self.log if not self.sources else (lambda *a: None))
+        self.sources.append(src)
+        return src
+
+    def eval_source(self, split: str):
+        if split not in self._eval_sources:
+            self._eval_sources[split] = self.source(self.manifest.split(split))
+        return self._eval_sources[split]
+
+    @property
+    def decoders(self) -> list:
+        return [s.decoder for s in self.sources if hasattr(s, "decoder")]
+
     def build_train_data(self):
         """Task hook: (plan_of(step) -> plan, batcher(plan) -> batch) for training."""
         raise NotImplementedError
@@ -183,7 +207,7 @@ class Trainer:
             "step": self.step,
             "counters": dict(nonfinite_total=self.nonfinite_total, wall_s=self.wall_s),
             "sampler": {"seed": self.cfg.train.seed, "next_step": self.step},  # plans are pure functions of the step
-            "decoder": self.decoder.state_dict(),
+            "decoder": self.decoders[0].state_dict() if self.decoders else {},
             "rng": gather_objects(rng_state(), self.dist),  # one per rank, so every rank resumes its own streams
             "config": cfglib.to_dict(self.cfg),
             "arch": self.arch(),
@@ -198,7 +222,8 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
         self.nonfinite_total, self.wall_s = state["counters"]["nonfinite_total"], state["counters"]["wall_s"]
-        self.decoder.load_state_dict(state.get("decoder", {}))
+        if self.decoders:  # the training pipeline's decoder (made first): its failure counters carry over
+            self.decoders[0].load_state_dict(state.get("decoder", {}))
         rngs = state["rng"]
         if len(rngs) == self.dist.world_size:
             set_rng_state(rngs[self.dist.rank])
@@ -272,7 +297,8 @@ class Trainer:
                 f"lower optim.lr (now {self.cfg.optim.lr:g}), keep optim.grad_clip > 0, or try train.amp=off. "
                 f"The last good checkpoint is in {self.ckpt_dir}")
         self.step += 1
-        return {"loss": loss.detach(), "sums": {k: v.detach() for k, v in sums.items()},
+        detach = lambda v: tuple(t.detach() for t in v) if isinstance(v, tuple) else v.detach()  # noqa: E731
+        return {"loss": loss.detach(), "sums": {k: detach(v) for k, v in sums.items()},
                 "rows": batch.pairs, "skipped": skipped, "grad_norm": grad_norm.detach()}
 
     # ------------------------------------------------------------------ the loop
@@ -323,7 +349,7 @@ class Trainer:
             "dropped_decode": window.totals.get("dropped", 0),
             "device": str(self.device),
             "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
-            "decoder": f"{self.decoder.name} ({self.decoder.device})",
+            "data": self.data_description(),
             "resumed_from": self.resumed_from,
             "complete": done,
         }
@@ -335,9 +361,15 @@ class Trainer:
     curve_panels = None  # plot_curves' default panels
     progress_keys = ("loss",)  # metrics shown on the progress bar
 
+    def data_description(self) -> str:
+        if self.prepared.tiles is not None:
+            return f"tiles {self.prepared.tiles.name}"
+        return ", ".join(f"video via {d.name} ({d.device})" for d in self.decoders[:1]) or "video"
+
     def close(self):
         self.logger.close()
-        self.decoder.close()
+        for d in self.decoders:
+            d.close()
 
 
 def _scalars(d: dict) -> dict:
@@ -353,24 +385,43 @@ class PretextTrainer(Trainer):
     def build_model(self) -> nn.Module:
         return PairNet(self.cfg.model)
 
+    def jitter(self) -> tuple[float, float]:
+        s = self.cfg.sampling
+        if s.mode == "single_view":
+            return s.single_view_jitter_shift, s.single_view_jitter_scale
+        return s.jitter_shift, s.jitter_scale
+
+    def pipeline(self, split: str, sampling, seed: int, source=None):
+        return build_pipeline(self.prepared, split, self.cfg.data, sampling, seed=seed, rank=self.dist.rank,
+                              world_size=self.dist.world_size, device=self.device, out_dtype=self.input_dtype,
+                              source=source or self.source(self.manifest.split(split)), log=self.log)
+
     def build_train_data(self):
         cfg = self.cfg
-        sampling = dataclasses.replace(cfg.sampling, batch_size=self.local_batch)
-        self.train_data = build_pipeline(
-            self.manifest, cfg.data.train_split, cfg.data, sampling, seed=cfg.train.seed, rank=self.dist.rank,
-            world_size=self.dist.world_size, device=self.device, out_dtype=self.input_dtype, decoder=self.decoder,
-            log=self.log)
+        self.train_data = self.pipeline(cfg.data.train_split, dataclasses.replace(cfg.sampling, batch_size=self.local_batch),
+                                        cfg.train.seed)
         self.log(self.train_data.sampler.describe())
         return self.train_data.sampler.plan, self.train_data.batcher
 
+    def head_rows(self, sync: torch.Tensor, flip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Which pairs each head is trained and measured on: the sync head on unflipped pairs (sync vs unsync),
+        the flip head on synchronized pairs (flipped vs not), so that neither reads its label off the other's
+        (a flipped pair is always synchronized). With ``sampling.flip_unsync`` (independent labels) every pair."""
+        if self.cfg.sampling.flip_unsync:
+            every = torch.ones_like(sync, dtype=torch.bool)
+            return every, every
+        return flip == 0, sync == 1
+
     def losses(self, out, batch):
         p = self.cfg.pretext
-        sync_loss = F.cross_entropy(out["sync"].float(), batch.sync, reduction="none")
-        flip_loss = F.cross_entropy(out["flip"].float(), batch.flip, reduction="none")
-        loss = (p.sync_weight * sync_loss + p.flip_weight * flip_loss).mean()
-        return loss, {"sync_loss": sync_loss.sum(), "flip_loss": flip_loss.sum(),
-                      "sync_acc": (out["sync"].argmax(1) == batch.sync).sum(),
-                      "flip_acc": (out["flip"].argmax(1) == batch.flip).sum()}
+        sync_rows, flip_rows = (m.float() for m in self.head_rows(batch.sync, batch.flip))
+        sync_loss = F.cross_entropy(out["sync"].float(), batch.sync, reduction="none") * sync_rows
+        flip_loss = F.cross_entropy(out["flip"].float(), batch.flip, reduction="none") * flip_rows
+        n_sync, n_flip = sync_rows.sum(), flip_rows.sum()
+        loss = p.sync_weight * sync_loss.sum() / n_sync.clamp(min=1) + p.flip_weight * flip_loss.sum() / n_flip.clamp(min=1)
+        return loss, {"sync_loss": (sync_loss.sum(), n_sync), "flip_loss": (flip_loss.sum(), n_flip),
+                      "sync_acc": (((out["sync"].argmax(1) == batch.sync).float() * sync_rows).sum(), n_sync),
+                      "flip_acc": (((out["flip"].argmax(1) == batch.flip).float() * flip_rows).sum(), n_flip)}
 
     @torch.no_grad()
     def predict(self, split: str, pairs: int, seed: int = 12345, sampling=None) -> dict[str, np.ndarray]:
@@ -379,9 +430,7 @@ class PretextTrainer(Trainer):
         per_rank = max(1, min(self.local_batch * 2, 64))
         sampling = dataclasses.replace(sampling or cfg.sampling, batch_size=per_rank, jitter_shift=0.0,
                                        jitter_scale=0.0)
-        pipe = build_pipeline(self.manifest, split, cfg.data, sampling, seed=seed, rank=self.dist.rank,
-                              world_size=self.dist.world_size, device=self.device, out_dtype=self.input_dtype,
-                              decoder=self.decoder, log=lambda *a: None)
+        pipe = self.pipeline(split, sampling, seed, source=self.eval_source(split))
         self.model.eval()
         out: dict[str, list] = {k: [] for k in ("p_sync", "p_flip", "sync", "flip", "offset")}
         steps = max(1, math.ceil(pairs / (per_rank * self.dist.world_size)))
@@ -398,10 +447,12 @@ class PretextTrainer(Trainer):
         return {k: np.concatenate([p[k] for p in parts]) for k in local}
 
     def evaluate(self, split: str, pairs: int | None = None) -> dict:
+        """Each head's accuracy on the pairs its loss sees (classes balanced by the sampler: chance 0.5)."""
         p = self.predict(split, pairs or self.cfg.train.eval_pairs)
-        return {"sync_acc": float(((p["p_sync"] > 0.5) == (p["sync"] == 1)).mean()),
-                "flip_acc": float(((p["p_flip"] > 0.5) == (p["flip"] == 1)).mean()),
-                "pairs": int(len(p["sync"]))}
+        sync_rows, flip_rows = (m.numpy() for m in self.head_rows(torch.from_numpy(p["sync"]), torch.from_numpy(p["flip"])))
+        return {"sync_acc": float(((p["p_sync"] > 0.5) == (p["sync"] == 1))[sync_rows].mean()),
+                "flip_acc": float(((p["p_flip"] > 0.5) == (p["flip"] == 1))[flip_rows].mean()),
+                "pairs": int(len(p["sync"])), "sync_pairs": int(sync_rows.sum()), "flip_pairs": int(flip_rows.sum())}
 
     def summarize(self, done: bool, last_eval: dict) -> dict:
         """Held-out (unseen subjects) and seen-subject accuracy at the end."""
@@ -427,21 +478,23 @@ class _Window:
         self.rows, self.t0 = 0, time.perf_counter()
 
     def add(self, m: dict, batch):
+        """A step's metrics: each a sum over the batch's rows, or (sum, count) for a metric over some rows."""
         self.totals["dropped"] += batch.dropped
         if m["skipped"]:  # a non-finite step: counted by the trainer, kept out of the averages
             return
+        rows = torch.tensor(float(m["rows"]), device=self.device)
         for k, v in {"loss": m["loss"].float() * m["rows"], **m["sums"]}.items():
-            self.sums[k] = self.sums.get(k, 0) + v.float()
+            total, count = v if isinstance(v, tuple) else (v, rows)
+            old = self.sums.get(k, (0, 0))
+            self.sums[k] = (old[0] + total.float(), old[1] + count.float())
         self.rows += m["rows"]
 
     def flush(self, prefetch, d: Dist) -> dict:
         dt = time.perf_counter() - self.t0
         keys = list(self.sums)
-        values = torch.stack([self.sums[k] for k in keys] + [torch.tensor(float(self.rows), device=self.device)]) \
-            if keys else torch.tensor([float(self.rows)], device=self.device)
-        values = all_reduce_sum(values, d).tolist()  # sync
-        rows = max(values[-1], 1)
-        stats = {k: v / rows for k, v in zip(keys, values)}
+        parts = [t for k in keys for t in self.sums[k]] + [torch.tensor(float(self.rows), device=self.device)]
+        values = all_reduce_sum(torch.stack(parts), d).tolist()  # sync
+        stats = {k: values[2 * i] / max(values[2 * i + 1], 1) for i, k in enumerate(keys)}
         stats.update(pairs_per_s=values[-1] / dt, data_wait=min(1.0, prefetch.wait_s / dt))
         prefetch.wait_s = 0.0
         self.totals.update(loss=stats.get("loss"), rows_per_s=stats["pairs_per_s"], data_wait=stats["data_wait"])
@@ -528,6 +581,9 @@ class PoseTrainer(Trainer):
         self.log(f"model: PoseNet on {model.backbone.arch}, {self.init_note}, {frozen_text}")
         return model
 
+    def jitter(self) -> tuple[float, float]:
+        return self.cfg.transfer.jitter_shift, self.cfg.transfer.jitter_scale
+
     def build_train_data(self):
         from ..data.loader import PoseBatcher
         from ..data.pose_sampling import ViewSampler
@@ -543,7 +599,7 @@ class PoseTrainer(Trainer):
         self.log(f"labels: {', '.join(x.label_subjects)}: {sampler.labelled_frames} of "
                  f"{sum(s.num_frames for s in seqs)} instants (label_fraction {x.label_fraction:g}), every camera")
         self.labelled_frames = sampler.labelled_frames
-        batcher = PoseBatcher(make_assembler(self.manifest, idx, cfg.data, self.decoder, self.device,
+        batcher = PoseBatcher(make_assembler(self.manifest, idx, cfg.data, self.source(idx), self.device,
                                              self.input_dtype, cfg.train.seed), self.actions)
         return sampler.plan, batcher
 
@@ -559,7 +615,7 @@ class PoseTrainer(Trainer):
         from .data import make_assembler
         idx = self.manifest.split(split)
         seqs = [self.manifest.sequences[i] for i in idx]
-        batcher = PoseBatcher(make_assembler(self.manifest, idx, self.cfg.data, self.decoder, self.device,
+        batcher = PoseBatcher(make_assembler(self.manifest, idx, self.cfg.data, self.eval_source(split), self.device,
                                              self.input_dtype, 0), self.actions)
         views = evaluation_views([s.num_frames for s in seqs], [len(s.cameras) for s in seqs],
                                  stride or self.cfg.transfer.eval_stride)

@@ -7,7 +7,9 @@ rotates fixed bone vectors, so every bone keeps its length exactly in every fram
 
 Clothing is left/right asymmetric on purpose (one sleeve in an accent colour, stripes on one trouser leg,
 a logo on one side of the chest, sometimes a bag strap over one shoulder), so that a mirrored image is
-visibly different from a real one. Test subjects (Human3.6M's S9, S11) wear colours from a palette that no
+visibly different from a real one. Which side each of these is on, and the dominant hand, are drawn per
+*sequence* (:func:`with_sides`), not per subject: a fixed side would let a network tell a mirrored view of a
+known subject by memorising that subject's habits instead of reasoning about the pose. Test subjects (Human3.6M's S9, S11) wear colours from a palette that no
 training subject uses, so that "unseen subject" also means "unseen look".
 """
 from __future__ import annotations
@@ -170,6 +172,14 @@ def make_subject(name: str, split: str, seed: int) -> Subject:
     )
     return Subject(name=name, split=split, offsets=offsets, radii=radii, look=look,
                    handedness="left" if rng.random() < 0.15 else "right", ankle_height=ANKLE_HEIGHT * scale)
+
+
+def with_sides(subject: Subject, rng: np.random.Generator) -> Subject:
+    """The subject with the sides of its asymmetric clothing and its dominant hand drawn again (per sequence)."""
+    from dataclasses import replace
+    side = lambda: "left" if rng.random() < 0.5 else "right"  # noqa: E731
+    look = replace(subject.look, accent_sleeve=side(), striped_leg=side(), logo_side=side(), strap_shoulder=side())
+    return replace(subject, look=look, handedness="left" if rng.random() < 0.5 else "right")
 
 
 def _distinct(rng: np.random.Generator, n: int, k: int) -> list[int]:

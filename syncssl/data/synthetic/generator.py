@@ -6,12 +6,11 @@ Layout written (DESIGN.md)::
     <root>/<subject>/<Action>_<NN>/calibration.toml
                                   videos/cam_01.avi ...      (MJPEG by default; h264 -> .mp4, vp9 -> .webm)
                                   poses3d.npy                float32 (T, 17, 3), world mm
-                                  boxes.npy                  float32 (T, C, 4) tight person box per camera
+                                  boxes.npy                  float32 (T, C, 4) tight person box per camera (labels)
                                   masks/cam_01.npz ...       ground-truth person masks (save_masks)
 
-Boxes are ``x0 y0 x1 y1`` in pixel coordinates (pixel centres at integers) of the leftmost, topmost,
-rightmost and bottommost mask pixels, as :func:`syncssl.data.boxes.boxes_from_masks` gives them; NaN where
-the person is out of view.
+Boxes are ``x0 y0 x1 y1`` in pixel edges (the whole frame is (0, 0, W, H)) around the ground-truth mask, as
+:func:`syncssl.data.boxes.boxes_from_masks` gives them; NaN where the person is out of view.
 
 Frame rate: 25 fps. Human3.6M films at 50 fps, but consecutive frames at 50 fps are nearly identical and
 would double the files and the rendering time; 25 fps keeps the small preset within its time budget. The
@@ -31,25 +30,24 @@ import json
 import os
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
 from ...geometry import Camera
+from ...parallel import Workers
 from ..calibration import write_calibration
 from ..dataset import DataError, save_masks, write_dataset_json
 from ..video import CODECS, VideoWriter
-from .body import make_subject, stable_hash
+from .body import make_subject, stable_hash, with_sides
 from .motion import ACTIONS, animate
 from .render import Body, CameraRenderer
 from .rig import make_rig
 from .scene import make_room
 
 GENERATOR = "syncssl.data.synthetic"
-GENERATOR_VERSION = 3  # bump when the same (preset, seed) would give different data
+GENERATOR_VERSION = 4  # bump when the same (preset, seed) would give different data (4: sides per sequence, box edges)
 H36M_TRAIN = ("S1", "S5", "S6", "S7", "S8")
 H36M_TEST = ("S9", "S11")
 
@@ -197,7 +195,8 @@ def render_sequence(spec: SequenceSpec, preset: str | Preset = "small", seed: in
     """
     preset = get_preset(preset)
     studio = _Studio.get(preset, seed)
-    subject = make_subject(spec.subject, spec.split, seed)
+    subject = with_sides(make_subject(spec.subject, spec.split, seed),
+                         sequence_rng(seed, spec.subject, spec.name, "sides"))
     motion = animate(subject, spec.action, preset.num_frames, preset.fps,
                      sequence_rng(seed, spec.subject, spec.name, "motion"), preset.area_radius)
 
@@ -268,7 +267,7 @@ def _flicker(rng: np.random.Generator, T: int, C: int, preset: Preset) -> np.nda
 
 
 def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
-    """masks (C, T, H, W) bool -> (T, C, 4) float32 tight boxes x0 y0 x1 y1 (inclusive pixel centres), NaN if empty."""
+    """masks (C, T, H, W) bool -> (T, C, 4) float32 tight boxes x0 y0 x1 y1 (pixel edges), NaN if empty."""
     C, T = masks.shape[:2]
     out = np.full((T, C, 4), np.nan, np.float32)
     cols, rows = masks.any(2), masks.any(3)  # (C, T, W), (C, T, H)
@@ -276,7 +275,7 @@ def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
         for t in range(T):
             xs, ys = np.flatnonzero(cols[c, t]), np.flatnonzero(rows[c, t])
             if xs.size:
-                out[t, c] = xs[0], ys[0], xs[-1], ys[-1]
+                out[t, c] = xs[0], ys[0], xs[-1] + 1, ys[-1] + 1
     return out
 
 
@@ -355,16 +354,11 @@ def generate_report(root: Path, preset: str | Preset = "small", seed: int = 0, c
     jobs = [(partial / s.subject / s.name, s, preset, seed, codec) for s in specs]
     stats: list[SequenceStats] = []
     with _progress(progress, len(jobs), preset) as advance:
-        if workers == 1 or len(jobs) == 1:
-            for job in jobs:
-                stats.append(_run_one(job))
-                advance(stats[-1])
-        else:
-            # spawn: workers start clean (no inherited threads or locks); each builds its renderers once
-            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=get_context("spawn")) as pool:
-                for st in pool.map(_run_one, jobs):
-                    stats.append(st)
-                    advance(st)
+        # spawned, single-threaded workers (no inherited threads or locks); each builds its renderers once
+        with Workers(min(workers, len(jobs))) as pool:
+            for st in pool.map(_run_one, jobs):
+                stats.append(st)
+                advance(st)
     write_dataset_json(partial, **dataset_meta(preset, seed, codec, specs))
     if root.exists():
         old = partial.with_name(partial.name.replace(".partial", f".old-{os.getpid()}"))
