@@ -351,17 +351,22 @@ def png_size(path: Path) -> tuple[int, int]:
 # ---------------------------------------------------------------- fingerprint of the sources
 
 
-def file_digest(path: Path, chunk: int = 1 << 16) -> dict:
-    """Size in bytes and a hash of the first and last ``chunk`` bytes: catches edits that keep size and mtime."""
+def file_digest(path: Path, chunk: int = 1 << 20) -> dict:
+    """Size in bytes and a SHA-1 of the whole file: damage anywhere in it makes the prepared data stale.
+
+    Every byte is hashed, not a sample: probing has just demuxed the whole file, so it is in the page cache,
+    and SHA-1 (SHA-NI) runs at ~1.2 GB/s on one core, a fraction of what demuxing costs. ``chunk`` is the
+    read size.
+    """
     path = Path(path)
     h = hashlib.sha1()
+    buf = bytearray(chunk)
+    view = memoryview(buf)
     try:
         size = path.stat().st_size
-        with open(path, "rb") as f:
-            h.update(f.read(chunk))
-            if size > chunk:
-                f.seek(max(chunk, size - chunk))
-                h.update(f.read(chunk))
+        with open(path, "rb", buffering=0) as f:
+            while n := f.readinto(buf):
+                h.update(view[:n])
     except OSError as e:
         raise DataError(path, f"cannot read it ({e.strerror})") from None
     return {"bytes": size, "sha1": h.hexdigest()}

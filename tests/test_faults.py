@@ -1,0 +1,107 @@
+"""Bad input and faults a user study ran into: each gives one clear first line naming the file (or config key)
+and the problem, and never a traceback from the CLI; or it is survived correctly.
+
+Every fixture is written here and small: videos of 64x48 noise (so that every frame's data is large enough
+to damage), calibration files, configs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from syncssl import cli
+from syncssl.data.dataset import DataError
+from syncssl.data import video as vid  # iter_frames and read_frames_at are looked up in the tests
+from syncssl.data.video import probe, read_frames, write_video
+from test_sources import make_camera, simple_sequence, write_sequence
+
+
+def first_line(result) -> str:
+    """The CLI's first line of output; a clean failure prints ``Error: ...`` and nothing before it."""
+    assert "Traceback" not in result.output, result.output
+    return result.output.strip().splitlines()[0]
+
+
+def noise(n, size=(64, 48), seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, size[1], size[0], 3), dtype=np.uint8)
+
+
+def packet_span(path: Path, frame: int) -> tuple[int, int]:
+    """(file offset, size) of frame ``frame``'s packet."""
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        packets = sorted((p.pts, p.pos, p.size) for p in c.demux(s) if p.size > 0)
+    return packets[frame][1], packets[frame][2]
+
+
+def damage(path: Path, frame: int, before: int = 0, seed: int = 0) -> Path:
+    """Random bytes over frame ``frame``'s data (and ``before`` bytes ahead of it): the size stays the same."""
+    pos, size = packet_span(path, frame)
+    data = bytearray(path.read_bytes())
+    data[pos - before:pos + size] = np.random.default_rng(seed).integers(0, 256, size + before, np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    return path
+
+
+def noise_session(folder: Path, codec: str, n: int = 20) -> tuple[Path, Path]:
+    """A session of two cameras whose frames are noise; returns (folder, the second camera's video)."""
+    ext = {"mjpeg": ".avi", "h264": ".mp4"}[codec]
+    cams = [make_camera("cam_01"), make_camera("cam_02", angle=1.0)]
+    write_sequence(folder, cams, {})
+    for i, c in enumerate(cams):
+        write_video(folder / "videos" / f"{c.name}{ext}", noise(n, seed=i), 25, codec)
+    return folder, folder / "videos" / f"cam_02{ext}"
+
+
+# ---------------------------------------------------------------- 1. damage inside a video
+
+
+@pytest.mark.parametrize("codec", ["h264", "mjpeg"])
+def test_damage_in_the_middle_is_found_by_deep_inspect_and_named_by_every_reader(tmp_path, codec):
+    folder, video = noise_session(tmp_path / "rig", codec)
+    damage(video, 10)  # the frame's data only: every packet is still there
+    res = CliRunner().invoke(cli.data, ["inspect", str(folder), "--deep"])
+    assert res.exit_code != 0
+    assert first_line(res).startswith(f"Error: {video}: corrupt: frame 10 does not decode (")
+    for read in (lambda: read_frames(video), lambda: list(vid.iter_frames(video, 20)),
+                 lambda: vid.read_frames_at(video, [3, 12, 19])):
+        with pytest.raises(DataError) as e:
+            read()
+        assert e.value.problem.startswith("corrupt: frame 10 does not decode (Invalid data"), e.value.problem
+        assert e.value.path == video
+
+
+def test_full_size_avi_with_a_damaged_frame_is_corrupt_not_truncated(tmp_path):
+    folder, video = noise_session(tmp_path / "rig", "mjpeg")
+    size = video.stat().st_size
+    damage(video, 10, before=8)  # the chunk header too: the demuxer drops the frame
+    assert video.stat().st_size == size
+    with pytest.raises(DataError) as e:
+        probe(video)  # the default, verify="ends"
+    assert e.value.path == video and e.value.problem.startswith("corrupt: frame 10 does not decode")
+    assert "not truncated" in e.value.problem
+    res = CliRunner().invoke(cli.data, ["inspect", str(folder)])
+    assert res.exit_code != 0 and first_line(res).startswith(f"Error: {video}: corrupt: frame 10 does not decode")
+    with pytest.raises(DataError, match="holds only 19 decodable frames of the 20 its header promises"):
+        list(vid.iter_frames(video, 20))
+    # a real truncation is still called one
+    video.write_bytes(video.read_bytes()[: size // 2])
+    with pytest.raises(DataError) as e:
+        probe(video)
+    assert e.value.problem.startswith("truncated: the header promises 20 frames")
+
+
+def test_file_digest_sees_damage_in_the_middle(tmp_path):
+    from syncssl.data.manifest import file_digest
+    path = write_video(tmp_path / "v.avi", noise(20, (128, 96)), 25, "mjpeg")
+    assert path.stat().st_size > 3 * (1 << 16)  # the middle is outside the first and last 64 KiB
+    before = file_digest(path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    after = file_digest(path)
+    assert after["bytes"] == before["bytes"] and after["sha1"] != before["sha1"]
