@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from syncssl import cli
 from syncssl.data.dataset import DataError
+from syncssl.data.sources import open_dataset
 from syncssl.data import video as vid  # iter_frames and read_frames_at are looked up in the tests
 from syncssl.data.video import probe, read_frames, write_video
 from test_sources import make_camera, simple_sequence, write_sequence
@@ -105,3 +106,26 @@ def test_file_digest_sees_damage_in_the_middle(tmp_path):
     path.write_bytes(bytes(data))
     after = file_digest(path)
     assert after["bytes"] == before["bytes"] and after["sha1"] != before["sha1"]
+
+
+# ---------------------------------------------------------------- 2. NaN / inf in a calibration
+
+
+@pytest.mark.parametrize("key, value", [("translation", "[ 0.1, nan, 4.0]"), ("matrix", "[ [ 50.0, 0.0, inf], "
+                                        "[ 0.0, 50.0, 23.5], [ 0.0, 0.0, 1.0]]"), ("distortions", "[ nan, 0.0, 0.0, 0.0]"),
+                                        ("size", "[ 64.0, nan]"), ("rotation", "[ 0.0, -inf, 0.0]")])
+def test_calibration_refuses_nan_and_inf_naming_file_camera_and_key(tmp_path, key, value):
+    folder = simple_sequence(tmp_path / "rig", 12)
+    calib = folder / "calibration.toml"
+    lines = calib.read_text().splitlines()
+    # the second camera's table: replace its line for this key
+    at = next(i for i, line in enumerate(lines) if line.startswith(f"{key} =") and i > lines.index("[cam_02]"))
+    lines[at] = f"{key} = {value}"
+    calib.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError) as e:
+        open_dataset(folder)
+    assert e.value.path == calib
+    assert e.value.problem.startswith(f"camera [cam_02]: {key} holds NaN or infinite values"), e.value.problem
+    res = CliRunner().invoke(cli.data, ["inspect", str(folder)])
+    assert res.exit_code != 0
+    assert first_line(res) == f"Error: {calib}: {e.value.problem}"
