@@ -206,6 +206,13 @@ def training_command(kind: str):
         except ConfigError as e:
             raise click.ClickException(str(e)) from None
         workers = gpus or nproc or 1
+        if "LOCAL_RANK" not in os.environ:  # not yet launched: check what would fail in every worker
+            from .train.run import check_run_dir, check_world_size
+            try:
+                check_world_size(cfg, workers, f" of --{'gpus' if gpus else 'nproc'} {workers}")
+                check_run_dir(cfg.train.run_dir)
+            except ConfigError as e:
+                raise click.ClickException(str(e)) from None
         if workers > 1 and "LOCAL_RANK" not in os.environ:
             if gpus:
                 import torch

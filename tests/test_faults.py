@@ -6,6 +6,8 @@ to damage), calibration files, configs.
 """
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import av
@@ -129,3 +131,68 @@ def test_calibration_refuses_nan_and_inf_naming_file_camera_and_key(tmp_path, ke
     res = CliRunner().invoke(cli.data, ["inspect", str(folder)])
     assert res.exit_code != 0
     assert first_line(res) == f"Error: {calib}: {e.value.problem}"
+
+
+# ---------------------------------------------------------------- 3. batch size and world size
+
+
+def test_batch_size_not_divisible_by_the_processes_is_refused_before_launching(tmp_path, monkeypatch):
+    launched = []
+    monkeypatch.setattr(cli, "_launch_workers", lambda n, args, module: launched.append(n) or 0)
+    res = CliRunner().invoke(cli.train, ["--preset", "tiny", "--nproc", "3", "train.batch_size=8",
+                                         f"train.run_dir='{tmp_path / 'run'}'"])
+    assert res.exit_code != 0 and not launched
+    assert first_line(res) == ("Error: train.batch_size 8 is not divisible by the 3 processes of --nproc 3: each "
+                               "takes batch_size / 3 pairs; use train.batch_size=6 or 9")
+    # under torchrun (no CLI launcher) every rank says the same one line, before the process group
+    from syncssl.config import ConfigError
+    from syncssl.train.config import load_config
+    from syncssl.train.run import run_training
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    cfg = load_config("tiny", None, ["train.batch_size=8", f"train.run_dir='{tmp_path / 'run'}'"])
+    with pytest.raises(ConfigError, match="^train.batch_size 8 is not divisible by the 3 processes"):
+        run_training(cfg)
+
+
+# ---------------------------------------------------------------- 4. run directory
+
+
+def _train_cli(run_dir, *extra):
+    # a dataset that does not exist: the run directory must be refused before the data is looked at
+    return CliRunner().invoke(cli.train, ["--preset", "tiny", "data.dataset='/nonexistent/dataset'",
+                                          f"train.run_dir='{run_dir}'", *extra])
+
+
+def test_run_dir_that_is_a_file_is_refused_before_the_data_loads(tmp_path):
+    file = tmp_path / "run"
+    file.write_text("not a folder")
+    res = _train_cli(file)
+    assert res.exit_code != 0
+    assert first_line(res) == f"Error: train.run_dir: {file} is a file, not a folder; choose another run directory"
+    res = _train_cli(file / "sub")
+    assert first_line(res) == f"Error: train.run_dir: cannot create {file / 'sub'}: {file} is a file, not a folder"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere (the read-only test below covers it)")
+def test_run_dir_not_writable_is_refused_before_the_data_loads(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        res = _train_cli(locked / "run")
+    finally:
+        locked.chmod(0o700)
+    assert res.exit_code != 0
+    assert first_line(res).startswith(f"Error: train.run_dir: cannot write in {locked} (permission denied)")
+
+
+def test_run_dir_on_a_read_only_mount_is_refused(tmp_path, monkeypatch):
+    # what a read-only mount (or a full disk) answers when the scratch file is created
+    import tempfile
+
+    def read_only(*a, **k):
+        raise OSError(errno.EROFS, "Read-only file system")
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    res = _train_cli(tmp_path / "run")
+    assert res.exit_code != 0
+    assert first_line(res) == (f"Error: train.run_dir: cannot write in {tmp_path / 'run'} (Read-only file system); "
+                               "choose another run directory")
