@@ -245,7 +245,7 @@ finetune = training_command("finetune")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.argument("path", type=click.Path(exists=True))
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder (default: RUN/eval).")
 @click.option("--split", default=None, help="Split to evaluate (default: the run's held-out split).")
 @click.option("--pairs", type=click.IntRange(min=2), default=1024, show_default=True,

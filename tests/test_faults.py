@@ -196,3 +196,39 @@ def test_run_dir_on_a_read_only_mount_is_refused(tmp_path, monkeypatch):
     assert res.exit_code != 0
     assert first_line(res) == (f"Error: train.run_dir: cannot write in {tmp_path / 'run'} (Read-only file system); "
                                "choose another run directory")
+
+
+# ---------------------------------------------------------------- 5. --resume <checkpoint>/state.pt
+
+
+def test_resume_accepts_a_checkpoint_its_state_pt_or_a_run_folder(tmp_path):
+    import torch
+    from syncssl.train import checkpoint as ckpt
+    run = tmp_path / "run"
+    step = ckpt.save(run / "checkpoints", 3, {"w": torch.ones(2)})
+    for given in (step, step / "state.pt", step / "meta.json", run, run / "checkpoints"):
+        assert ckpt.resolve_resume(str(given), tmp_path / "elsewhere")[0] == step, given
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "elsewhere").mkdir()
+    for given, problem in ((tmp_path / "notes.txt", "is a file but not the state.pt of a checkpoint folder"),
+                           (tmp_path / "nowhere", "does not exist"),
+                           (tmp_path / "elsewhere", "no loadable checkpoint found")):
+        with pytest.raises(ckpt.CheckpointError) as e:
+            ckpt.resolve_resume(str(given), tmp_path)
+        assert str(e.value).startswith(f"{given}: {problem}"), str(e.value)
+        assert "give a checkpoint folder (<run>/checkpoints/step-N), its state.pt, or a run folder" in str(e.value)
+
+
+def test_cli_resume_from_state_pt_of_a_healthy_checkpoint(tiny_dataset, tmp_path):
+    run = tmp_path / "run"
+    common = ["--preset", "tiny", f"data.dataset='{tiny_dataset}'", "train.eval_pairs=16", "train.ckpt_every=100"]
+    res = CliRunner().invoke(cli.train, [*common, "--run-dir", str(run), "--steps", "2"])
+    assert res.exit_code == 0, res.output
+    state = run / "checkpoints" / "step-00000002" / "state.pt"
+    res = CliRunner().invoke(cli.train, [*common, "--run-dir", str(tmp_path / "run2"), "--steps", "3",
+                                         "--resume", str(state)])
+    assert res.exit_code == 0, res.output
+    assert f"resumed from {state.parent} at step 2" in res.output
+    res = CliRunner().invoke(cli.train, [*common, "--run-dir", str(tmp_path / "run3"), "--resume",
+                                         str(tmp_path / "missing")])
+    assert res.exit_code != 0 and first_line(res).startswith(f"Error: {tmp_path / 'missing'}: does not exist; give")

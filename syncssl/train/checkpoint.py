@@ -116,8 +116,10 @@ def verify(path: Path) -> dict:
     path = Path(path)
     try:
         meta = json.loads((path / "meta.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # missing, not a folder, not UTF-8, not JSON
         raise CheckpointError(f"{path}: no valid meta.json ({e})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: no valid meta.json (not a JSON object)")
     state = path / "state.pt"
     if not state.is_file() or state.stat().st_size != meta.get("bytes"):
         raise CheckpointError(f"{path}: state.pt is missing or has the wrong size")
@@ -144,17 +146,27 @@ def latest_loadable(folder: Path) -> tuple[Path, list[str]] | tuple[None, list[s
 
 
 def resolve_resume(resume: str, folder: Path) -> tuple[Path | None, list[str]]:
-    """``--resume``: "none", "auto" (newest loadable, or a fresh start), or a checkpoint path."""
+    """``--resume``: "none", "auto" (newest loadable, or a fresh start), or a path: a checkpoint folder
+    (``step-N/``), a file in it (``step-N/state.pt``), a run folder or its ``checkpoints/`` (their newest
+    loadable checkpoint). Anything else is a :class:`CheckpointError` saying what was expected."""
     if resume in ("", "none", None):
         return None, []
     if resume == "auto":
         return latest_loadable(folder)
     path = Path(resume)
-    if path.is_dir() and not (path / "meta.json").exists():  # a run dir or a checkpoints folder
+    expected = "give a checkpoint folder (<run>/checkpoints/step-N), its state.pt, or a run folder"
+    if not path.exists():
+        raise CheckpointError(f"{path}: does not exist; {expected}")
+    if path.is_file():
+        if path.name not in ("state.pt", "meta.json") or not (path.parent / "meta.json").is_file():
+            raise CheckpointError(f"{path}: is a file but not the state.pt of a checkpoint folder; {expected}")
+        path = path.parent  # step-N/state.pt: the checkpoint is its folder
+    elif not (path / "meta.json").exists():  # a run dir or a checkpoints folder
         sub = path / "checkpoints" if (path / "checkpoints").is_dir() else path
         found, skipped = latest_loadable(sub)
         if found is None:
-            raise CheckpointError(f"{path}: no loadable checkpoint found" + (f" ({'; '.join(skipped)})" if skipped else ""))
+            raise CheckpointError(f"{path}: no loadable checkpoint found" + (f" ({'; '.join(skipped)})" if skipped
+                                                                             else f"; {expected}"))
         return found, skipped
     verify(path)
     return path, []
