@@ -232,3 +232,102 @@ def test_cli_resume_from_state_pt_of_a_healthy_checkpoint(tiny_dataset, tmp_path
     res = CliRunner().invoke(cli.train, [*common, "--run-dir", str(tmp_path / "run3"), "--resume",
                                          str(tmp_path / "missing")])
     assert res.exit_code != 0 and first_line(res).startswith(f"Error: {tmp_path / 'missing'}: does not exist; give")
+
+
+# ---------------------------------------------------------------- 6. disk full while writing a checkpoint
+
+
+class _FullDisk:
+    """A file whose writes fail with ENOSPC once ``room`` bytes are written (what a full disk answers)."""
+
+    def __init__(self, room: int):
+        self.room, self.written = room, 0
+
+    def write(self, b):
+        if self.written + len(b) > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.written += len(b)
+        return len(b)
+
+    def flush(self):
+        pass
+
+
+def _enospc_direct(monkeypatch, ckpt):
+    import torch
+
+    def save(obj, f, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(torch, "save", save)
+
+
+def _enospc_wrapped_by_torch(monkeypatch, ckpt):
+    import torch
+    real = torch.save
+
+    def save(obj, f, *a, **k):  # torch's writer gets the ENOSPC and raises its own RuntimeError
+        real(obj, _FullDisk(room=100), *a, **k)
+    monkeypatch.setattr(torch, "save", save)
+    with pytest.raises(RuntimeError, match="inline_container") as e:  # what torch really raises
+        save({"w": torch.ones(1000)}, None)
+    assert isinstance(e.value.__context__, OSError) and e.value.__context__.errno == errno.ENOSPC
+
+
+def _enospc_from_the_kernel(monkeypatch, ckpt):
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full")
+    import builtins
+    real_open = builtins.open
+
+    def open_(path, mode="r", *a, **k):  # state.pt lands on /dev/full: every write fails with ENOSPC
+        return real_open("/dev/full" if Path(path).name == "state.pt" else path, mode, *a, **k)
+    monkeypatch.setattr(ckpt, "open", open_, raising=False)
+
+
+@pytest.mark.parametrize("fill", [_enospc_direct, _enospc_wrapped_by_torch, _enospc_from_the_kernel])
+def test_disk_full_while_writing_a_checkpoint_keeps_the_last_good_one(tmp_path, monkeypatch, fill):
+    import torch
+    from syncssl.train import checkpoint as ckpt
+    folder = tmp_path / "checkpoints"
+    ckpt.save(folder, 1, {"w": torch.ones(3)})
+    fill(monkeypatch, ckpt)
+    with pytest.raises(DataError) as e:
+        ckpt.save(folder, 2, {"w": torch.full((100000,), 2.0)})
+    line = str(e.value)
+    assert line.startswith(f"no space left on {folder} while writing checkpoint step 2 ("), line
+    assert line.endswith("free); the last good checkpoint, step-00000001, is kept") and "\n" not in line
+    monkeypatch.undo()
+    assert [p.name for p in folder.iterdir()] == ["step-00000001"]  # the partial folder is gone
+    assert torch.equal(ckpt.load(folder / "step-00000001")["w"], torch.ones(3))
+
+
+def test_disk_full_during_training_is_one_line_from_the_cli(tiny_dataset, tmp_path, monkeypatch):
+    _enospc_wrapped_by_torch(monkeypatch, None)
+    run = tmp_path / "run"
+    res = CliRunner().invoke(cli.train, ["--preset", "tiny", f"data.dataset='{tiny_dataset}'", "--run-dir", str(run),
+                                         "--steps", "2", "train.ckpt_every=100"])
+    assert res.exit_code != 0
+    assert f"Error: no space left on {run / 'checkpoints'} while writing checkpoint step 2" in res.output
+    assert "Traceback" not in res.output and not any((run / "checkpoints").iterdir())
+
+
+def test_translate_disk_errors_for_other_writers(tmp_path, monkeypatch):
+    from syncssl.storage import DiskError, translate_disk_errors
+    out = tmp_path / "prepared"
+    with pytest.raises(DiskError) as e:
+        with translate_disk_errors(out, "the background of S1/cam_01"):
+            raise OSError(errno.EDQUOT, "Disk quota exceeded")
+    assert str(e.value) == f"disk quota exceeded on {out} while writing the background of S1/cam_01"
+    assert e.value.path == out
+    with pytest.raises(ValueError, match="unrelated"):  # anything else passes untouched
+        with translate_disk_errors(out, "x"):
+            raise ValueError("unrelated")
+    # torch.save to a path loses the errno (only "inline_container ... iostream error"): a full disk tells
+    from syncssl import storage
+    torch_error = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+    for free, expected in ((0, DiskError), (10 << 30, RuntimeError)):
+        monkeypatch.setattr(storage, "free_bytes", lambda path, free=free: free)
+        with pytest.raises(expected) as e:
+            with translate_disk_errors(out, "x"):
+                raise torch_error
+        assert (str(e.value) == f"no space left on {out} while writing x (0 B free)") == (expected is DiskError)

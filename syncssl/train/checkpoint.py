@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from ..storage import DiskError, translate_disk_errors
+
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
@@ -45,11 +47,40 @@ def _fsync_dir(path: Path):
 
 
 def save(folder: Path, step: int, state: dict, keep: int = 3, extra_meta: dict | None = None) -> Path:
-    """Write ``state`` as checkpoint ``step`` atomically; keep the newest ``keep`` checkpoints."""
+    """Write ``state`` as checkpoint ``step`` atomically; keep the newest ``keep`` checkpoints.
+
+    A write that fails (a full disk, say) removes the partial folder, keeps every earlier checkpoint, and
+    raises :class:`~syncssl.storage.DiskError`: "no space left on <folder> while writing checkpoint step N ...".
+    """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"step-{step:08d}"
     tmp = folder / f".step-{step:08d}.tmp-{os.getpid()}"
+    try:
+        with translate_disk_errors(folder, f"checkpoint step {step}"):
+            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                _write(tmp, step, state, extra_meta)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)  # no half-written folder left behind, and its space back
+                raise
+    except DiskError as e:
+        last = list_checkpoints(folder)
+        kept = f"; the last good checkpoint, {last[-1][1].name}, is kept" if last else ""
+        raise DiskError(e.path, f"{e}{kept}") from None
+    if final.exists():  # re-saving the same step (e.g. after a resume): replace it, never half-way
+        old = folder / f".step-{step:08d}.old-{os.getpid()}"
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    _fsync_dir(folder)
+    prune(folder, keep)
+    return final
+
+
+def _write(tmp: Path, step: int, state: dict, extra_meta: dict | None):
+    """state.pt, then meta.json with its checksum, each flushed to disk, into the temporary folder ``tmp``."""
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
@@ -65,16 +96,6 @@ def save(folder: Path, step: int, state: dict, keep: int = 3, extra_meta: dict |
         f.flush()
         os.fsync(f.fileno())
     _fsync_dir(tmp)
-    if final.exists():  # re-saving the same step (e.g. after a resume): replace it, never half-way
-        old = folder / f".step-{step:08d}.old-{os.getpid()}"
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-    _fsync_dir(folder)
-    prune(folder, keep)
-    return final
 
 
 def prune(folder: Path, keep: int):
