@@ -146,9 +146,12 @@ def load(cls, path: Path | None = None, overrides: list[str] = (), base=None):
     if path is not None:
         path = Path(path)
         try:
-            cfg = update(cfg, tomllib.loads(path.read_text()))
+            cfg = update(cfg, tomllib.loads(path.read_text(encoding="utf-8")))
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}): "
+                              "a binary or damaged file, not a TOML config") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{path}: not valid TOML ({e})") from None
         except ConfigError as e:

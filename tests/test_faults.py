@@ -25,6 +25,8 @@ from test_sources import make_camera, simple_sequence, write_sequence
 
 def first_line(result) -> str:
     """The CLI's first line of output; a clean failure prints ``Error: ...`` and nothing before it."""
+    # CliRunner catches what escapes the command: a traceback a user would see is result.exception here
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert "Traceback" not in result.output, result.output
     return result.output.strip().splitlines()[0]
 
@@ -331,3 +333,49 @@ def test_translate_disk_errors_for_other_writers(tmp_path, monkeypatch):
             with translate_disk_errors(out, "x"):
                 raise torch_error
         assert (str(e.value) == f"no space left on {out} while writing x (0 B free)") == (expected is DiskError)
+
+
+# ---------------------------------------------------------------- 7. binary or non-UTF-8 JSON / TOML files
+
+BINARY = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))
+
+
+def test_binary_dataset_json_is_named(tmp_path):
+    from test_sources import make_layout
+    root = make_layout(tmp_path / "ds")
+    meta = root / "dataset.json"
+    meta.write_bytes(BINARY)
+    res = CliRunner().invoke(cli.data, ["inspect", str(root)])
+    assert res.exit_code != 0
+    assert first_line(res) == f"Error: {meta}: not UTF-8 text (byte 0x89 at offset 0): a binary or damaged file"
+    meta.write_text("[1, 2, 3]")  # valid JSON, but not an object
+    res = CliRunner().invoke(cli.data, ["inspect", str(root)])
+    assert first_line(res).startswith(f"Error: {meta}: expected a JSON object with name, fps, subjects and splits")
+
+
+def test_non_utf8_calibration_is_named(tmp_path):
+    folder = simple_sequence(tmp_path / "rig", 12)
+    calib = folder / "calibration.toml"
+    calib.write_bytes(calib.read_bytes().replace(b'name = "cam_02"', b'name = "cam_\xe902"'))  # Latin-1 e-acute
+    offset = calib.read_bytes().index(b"\xe9")
+    res = CliRunner().invoke(cli.data, ["inspect", str(folder)])
+    assert res.exit_code != 0
+    assert first_line(res) == f"Error: {calib}: not UTF-8 text (byte 0xe9 at offset {offset}): a binary or damaged file"
+
+
+def test_binary_config_file_is_named(tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_bytes(BINARY)
+    res = CliRunner().invoke(cli.train, ["--preset", "tiny", "--config", str(config)])
+    assert res.exit_code != 0
+    assert first_line(res) == (f"Error: {config}: not UTF-8 text (byte 0x89 at offset 0): a binary or damaged "
+                               "file, not a TOML config")
+
+
+def test_binary_dataset_json_is_not_taken_for_a_synthetic_dataset(tmp_path):
+    (tmp_path / "synthetic-tiny").mkdir()
+    (tmp_path / "synthetic-tiny" / "dataset.json").write_bytes(BINARY)
+    res = CliRunner().invoke(cli.data, ["synth", "--preset", "tiny", "--out", str(tmp_path / "synthetic-tiny")])
+    assert res.exit_code != 0
+    assert first_line(res).startswith(f"Error: {tmp_path / 'synthetic-tiny'} exists and holds files that are not a "
+                                      "synthetic dataset")

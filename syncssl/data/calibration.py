@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..geometry import Camera, matrix_to_rodrigues, rodrigues_to_matrix
-from .dataset import DataError
+from .dataset import DataError, read_utf8
 
 _REQUIRED = ("size", "matrix", "distortions", "rotation", "translation")
 # the shape each key must have (None: any length); every value must be a finite number
@@ -45,10 +45,10 @@ def read_calibration(path: Path) -> list[Camera]:
     """Cameras in file order. Raises :class:`DataError` naming the file and the table at fault."""
     path = Path(path)
     try:
-        doc = tomllib.loads(path.read_text())
+        doc = tomllib.loads(read_utf8(path))
     except FileNotFoundError:
         raise DataError(path, "calibration file is missing") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+    except tomllib.TOMLDecodeError as e:
         raise DataError(path, f"cannot parse calibration TOML: {e}") from None
     cameras = []
     for key, table in doc.items():
