@@ -379,3 +379,29 @@ def test_binary_dataset_json_is_not_taken_for_a_synthetic_dataset(tmp_path):
     assert res.exit_code != 0
     assert first_line(res).startswith(f"Error: {tmp_path / 'synthetic-tiny'} exists and holds files that are not a "
                                       "synthetic dataset")
+
+
+# ---------------------------------------------------------------- 8. too many decode failures
+
+
+def test_too_many_decode_failures_is_one_line_naming_the_files(tmp_path, monkeypatch):
+    from syncssl.data.decode import FailurePolicy, FrameRequest, PyAVDecoder, TooManyDecodeFailures
+    good = write_video(tmp_path / "good.avi", noise(12), 25, "mjpeg")
+    bad = damage(write_video(tmp_path / "bad.avi", noise(12, seed=1), 25, "mjpeg"), 5)
+    gone = tmp_path / "gone.avi"
+    with PyAVDecoder(FailurePolicy(max_failure_share=0.4, grace_requests=0), num_threads=1) as d:
+        with pytest.raises(TooManyDecodeFailures) as e:
+            d.decode([FrameRequest(good, [1], "mjpeg"), FrameRequest(bad, [5], "mjpeg"),
+                      FrameRequest(gone, [0], "mjpeg")])
+    line = str(e.value)
+    assert "\n" not in line and line.startswith("decoding failed for 2 files (")
+    assert "more than the 40.0% allowed by data.max_decode_failures): " in line
+    assert f"{bad}: corrupt: frame 5 does not decode (Invalid data" in line and f"{gone}: video file is missing" in line
+    # the command line shows it as one clean error
+    from syncssl.train import run
+
+    def failing(cfg):
+        raise TooManyDecodeFailures(line)
+    monkeypatch.setattr(run, "run_training", failing)
+    res = CliRunner().invoke(cli.train, ["--preset", "tiny", f"train.run_dir='{tmp_path / 'run'}'"])
+    assert res.exit_code != 0 and first_line(res) == f"Error: {line}"

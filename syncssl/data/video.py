@@ -51,7 +51,7 @@ def _open(path: Path):
         raise DataError(path, f"not a readable video ({e.strerror or e})") from None
 
 
-def _why(e: Exception) -> str:
+def av_error_text(e: Exception) -> str:
     """PyAV's message without its errno prefix: "Invalid data found when processing input: 'avcodec_send_packet()'"."""
     return re.sub(r"^\[Errno -?\d+\] ", "", str(e)) or type(e).__name__
 
@@ -70,7 +70,7 @@ def _decoding(path: Path, frame):
     except DataError:
         raise
     except _DECODE_ERRORS as e:
-        raise DataError(path, f"corrupt: frame {frame()} does not decode ({_why(e)})") from None
+        raise DataError(path, f"corrupt: frame {frame()} does not decode ({av_error_text(e)})") from None
 
 
 def _missing_frames(path: Path, packets: list, header_frames: int) -> DataError:
@@ -119,7 +119,7 @@ def probe(path: Path, verify: str = "ends") -> VideoInfo:
                     keyframes += bool(p.is_keyframe)
         except av.error.FFmpegError as e:
             raise DataError(path, f"corrupt or truncated: demuxing failed after {len(packets)} frames "
-                                  f"({_why(e)})") from None
+                                  f"({av_error_text(e)})") from None
         if not packets:
             raise DataError(path, "holds no frames")
         if header_frames and len(packets) < header_frames:
@@ -134,8 +134,8 @@ def probe(path: Path, verify: str = "ends") -> VideoInfo:
             except _DECODE_ERRORS as e:
                 if i == last and verify == "ends" and _ends_at_eof(path, packets[i]):
                     raise DataError(path, f"truncated or corrupt: the last frame ({i}) does not decode "
-                                          f"({_why(e)})") from None
-                raise DataError(path, f"corrupt: frame {i} does not decode ({_why(e)})") from None
+                                          f"({av_error_text(e)})") from None
+                raise DataError(path, f"corrupt: frame {i} does not decode ({av_error_text(e)})") from None
             decoded += len(frames)
             if not frames and silent is None and keyframes == len(packets):
                 silent = i  # intra-only: every packet gives its frame at once, so an empty one was dropped
@@ -145,7 +145,7 @@ def probe(path: Path, verify: str = "ends") -> VideoInfo:
             try:
                 decoded += len(s.codec_context.decode(None))
             except _DECODE_ERRORS as e:
-                raise DataError(path, f"corrupt: flushing the decoder failed ({_why(e)})") from None
+                raise DataError(path, f"corrupt: flushing the decoder failed ({av_error_text(e)})") from None
             if decoded != len(packets):
                 first = f"frame {silent} does not decode; " if silent is not None else ""
                 raise DataError(path, f"corrupt: {first}{len(packets)} frames stored but {decoded} decoded")

@@ -9,6 +9,7 @@ import torch
 
 from ..config import ConfigError
 from ..data.dataset import DataError
+from ..data.decode.base import TooManyDecodeFailures
 from ..models.resnet import CheckpointMismatch
 from . import distributed
 from .checkpoint import CheckpointError
@@ -16,7 +17,7 @@ from .config import FinetuneConfig
 from .trainer import NonFiniteLoss, PoseTrainer, PretextTrainer
 
 # errors a user can fix: the command line shows their message, not a traceback
-USER_ERRORS = (DataError, ConfigError, CheckpointError, CheckpointMismatch, NonFiniteLoss)
+USER_ERRORS = (DataError, ConfigError, CheckpointError, CheckpointMismatch, NonFiniteLoss, TooManyDecodeFailures)
 
 
 def _cpu_threads(cfg, d: distributed.Dist):
