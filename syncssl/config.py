@@ -197,15 +197,16 @@ def to_toml(cfg, prefix: str = "") -> str:
     return "\n".join(head + scalars + ([""] if scalars else []) + sections)
 
 
-def describe(cls, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(key, default, doc) rows for every field, sections flattened with dots."""
+def describe(cls, prefix: str = "", obj=None) -> list[tuple[str, str, str]]:
+    """(key, value, doc) rows for every field, sections flattened with dots: the values of ``obj`` (a resolved
+    config, e.g. a preset's), or the dataclass defaults."""
     rows = []
     docs = field_docs(cls)
-    obj = cls()
+    obj = cls() if obj is None else obj
     for f in dataclasses.fields(cls):
         v = getattr(obj, f.name)
         if dataclasses.is_dataclass(v):
-            rows += describe(type(v), f"{prefix}{f.name}.")
+            rows += describe(type(v), f"{prefix}{f.name}.", v)
         else:
             allowed = f.metadata.get("choices")
             doc = docs.get(f.name, "") + (f" [{' | '.join(map(str, allowed))}]" if allowed else "")

@@ -405,3 +405,25 @@ def test_too_many_decode_failures_is_one_line_naming_the_files(tmp_path, monkeyp
     monkeypatch.setattr(run, "run_training", failing)
     res = CliRunner().invoke(cli.train, ["--preset", "tiny", f"train.run_dir='{tmp_path / 'run'}'"])
     assert res.exit_code != 0 and first_line(res) == f"Error: {line}"
+
+
+# ---------------------------------------------------------------- 9. minor: notes and --help-config
+
+
+def test_truncation_note_names_the_shorter_camera(tmp_path):
+    folder = simple_sequence(tmp_path / "rig", 20, names=("left", "right", "top"), lengths=[20, 18, 20])
+    (note,) = [n for n in open_dataset(folder).sequences[0].notes if "truncated" in n]
+    assert note == ("camera right (right.avi) is shorter than the others: 18 frames, against left.avi: 20, top.avi: 20; "
+                    "truncated to the shortest, 18 frames")
+
+
+def test_help_config_shows_the_chosen_presets_values():
+    from syncssl.train.config import load_config
+    tiny = load_config("tiny", None, [])
+    res = CliRunner().invoke(cli.train, ["--preset", "tiny", "--help-config"], env={"COLUMNS": "250"})
+    assert res.exit_code == 0, res.output
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in res.output.splitlines()
+            if line.count("│") >= 3 and line.split("│")[1].strip()}
+    assert "value (preset tiny)" in res.output
+    assert rows["train.steps"] == str(tiny.train.steps) == "6" and rows["data.crop_size"] == "32"
+    assert rows["optim.warmup_steps"] == "2"

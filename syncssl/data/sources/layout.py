@@ -48,11 +48,12 @@ def take_number_removed(name: str) -> str:
 # ---------------------------------------------------------------- lengths shared by every source
 
 
-def common_length(counts: dict[Path, int], tolerance: int | None, what: str = "camera") -> tuple[int, list[str]]:
+def common_length(counts: dict[Path, int], tolerance: int | None, what: str = "camera",
+                  names: dict[Path, str] | None = None) -> tuple[int, list[str]]:
     """The usable length of streams that should be frame-synchronous: the shortest.
 
-    Differences within the tolerance are truncated (and said in the returned notes); larger ones raise
-    :class:`DataError` naming the stream farthest from the others.
+    Differences within the tolerance are truncated (and said in the returned notes, naming the shortest by
+    ``names``, e.g. its camera); larger ones raise :class:`DataError` naming the stream farthest from the others.
     """
     lo, hi = min(counts.values()), max(counts.values())
     tol = frame_tolerance_for(hi, tolerance)
@@ -65,7 +66,10 @@ def common_length(counts: dict[Path, int], tolerance: int | None, what: str = "c
     if lo == hi:
         return lo, []
     longer = ", ".join(f"{p.name}: {n}" for p, n in counts.items() if n > lo)
-    return lo, [f"{what} frame counts differ ({longer}; the others {lo}); truncated to the shortest, {lo} frames"]
+    shortest = [f"{names[p]} ({p.name})" if names and p in names else p.name for p, n in counts.items() if n == lo]
+    subject = f"{what} {shortest[0]} is" if len(shortest) == 1 else f"{what}s {', '.join(shortest)} are"
+    return lo, [f"{subject} shorter than the others: {lo} frames, against {longer}; truncated to the shortest, "
+                f"{lo} frames"]
 
 
 def fit_labels(path: Path, num_labels: int, num_frames: int, what: str, tolerance: int | None) -> tuple[int, list[str]]:
@@ -186,7 +190,7 @@ def read_sequence(folder: Path, *, subject: str, name: str, action: str, fps: fl
         notes += size_notes
         views.append(View(camera=cam, video=info.path, codec=info.codec, num_frames=info.num_frames))
         counts[info.path], rates[info.path.name] = info.num_frames, info.fps
-    num_frames, length_notes = common_length(counts, frame_tolerance)
+    num_frames, length_notes = common_length(counts, frame_tolerance, names={v.video: v.name for v in views})
     notes += length_notes
 
     if fps is None:
