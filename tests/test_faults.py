@@ -427,3 +427,52 @@ def test_help_config_shows_the_chosen_presets_values():
     assert "value (preset tiny)" in res.output
     assert rows["train.steps"] == str(tiny.train.steps) == "6" and rows["data.crop_size"] == "32"
     assert rows["optim.warmup_steps"] == "2"
+
+
+# ---------------------------------------------------------------- 10. calibrated size vs video size
+
+
+def _sized(calibrated, video_size):
+    from syncssl.data.sources.layout import _sized_camera
+    from syncssl.data.video import VideoInfo
+    cam = make_camera("cam_03", calibrated)
+    info = VideoInfo(Path("cam_03.mp4"), "h264", *video_size, num_frames=10, fps=25.0, intra_only=False)
+    return cam, *_sized_camera(Path("calibration.toml"), cam, info)
+
+
+def test_resize_scales_the_intrinsics():
+    cam, sized, notes = _sized((1920, 1080), (960, 540))
+    assert sized.size == (960, 540) and np.isclose(sized.K[0, 0], cam.K[0, 0] / 2)
+    assert notes == ["camera cam_03: the calibration says 1920x1080, the video cam_03.mp4 is 960x540; a resize: "
+                     "intrinsics scaled by 0.5"]
+
+
+@pytest.mark.parametrize("calibrated, video_size", [((1920, 1088), (1920, 1080)), ((1920, 1080), (1920, 1088)),
+                                                    ((1088, 1920), (1080, 1920))])
+def test_coded_size_padding_is_a_crop_not_a_resize(calibrated, video_size):
+    cam, sized, notes = _sized(calibrated, video_size)
+    assert sized.size == video_size and np.array_equal(sized.K, cam.K)  # scaling would move the edge ~14 px
+    X = np.array([[1500.0, 900.0, 1400.0], [0.0, 0.0, 900.0]])
+    assert np.allclose(sized.project(X), cam.project(X))
+    w, h = calibrated
+    assert notes == [f"camera cam_03: the calibration says {w}x{h}, the video cam_03.mp4 is "
+                     f"{video_size[0]}x{video_size[1]}; a coded-size padding difference, taken as a crop: "
+                     "intrinsics unchanged"]
+
+
+@pytest.mark.parametrize("video_size", [(1440, 1080), (1920, 1060), (1900, 1080)])
+def test_other_size_differences_are_refused(video_size):
+    with pytest.raises(DataError) as e:
+        _sized((1920, 1080), video_size)
+    assert e.value.path == Path("calibration.toml")
+    assert e.value.problem.startswith(f"camera [cam_03] is 1920x1080 but its video cam_03.mp4 is "
+                                      f"{video_size[0]}x{video_size[1]}: neither a resize")
+
+
+def test_session_with_padded_calibration_size_reads_as_a_crop(tmp_path):
+    cams = [make_camera("cam_01"), make_camera("cam_02", (64, 56), angle=1.0)]  # calibrated on the coded size
+    write_sequence(tmp_path / "rig", cams, {"cam_01.mp4": ("h264", (64, 48), 12), "cam_02.mp4": ("h264", (64, 48), 12)})
+    seq = open_dataset(tmp_path / "rig").sequences[0]
+    assert seq.view("cam_02").camera.size == (64, 48) and np.array_equal(seq.view("cam_02").camera.K, cams[1].K)
+    assert any(n.startswith("camera cam_02: the calibration says 64x56, the video cam_02.mp4 is 64x48; a coded-size "
+                            "padding difference, taken as a crop") for n in seq.notes)
