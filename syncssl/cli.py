@@ -188,13 +188,17 @@ def config_options(fn):
     return fn
 
 
-def _print_config_help(cls):
+def _print_config_help(cfg, preset: str | None, config_file: str | None, overrides: list[str]):
+    """Every key with the value this command would use (the preset's, then --config's) and its meaning."""
     from rich.console import Console
     from rich.table import Table
     from .config import describe
-    table = Table("key", "default", "meaning", title=f"{cls.__name__} (override with key=value)", show_lines=False)
-    for key, default, doc in describe(cls):
-        table.add_row(key, default, doc)
+    source = " + ".join([f"preset {preset}"] * bool(preset) + [str(config_file)] * bool(config_file)
+                        + ["overrides"] * bool(overrides)) or "defaults"
+    table = Table("key", f"value ({source})", "meaning", title=f"{type(cfg).__name__} (override with key=value)",
+                  show_lines=False)
+    for key, value, doc in describe(type(cfg), obj=cfg):
+        table.add_row(key, value, doc)
     Console().print(table)
 
 
@@ -219,9 +223,6 @@ def training_command(kind: str):
         from .train.config import FinetuneConfig, PretrainConfig, load_config
 
         cls = PretrainConfig if kind == "train" else FinetuneConfig
-        if help_config:
-            _print_config_help(cls)
-            return
         overrides = list(overrides)
         for key, value in (("train.run_dir", run_dir), ("train.resume", resume), ("train.steps", steps)):
             if value is not None:
@@ -234,7 +235,17 @@ def training_command(kind: str):
             cfg = load_config(preset, config_file, overrides, cls=cls)
         except ConfigError as e:
             raise click.ClickException(str(e)) from None
+        if help_config:  # the values of the chosen preset (and --config, overrides), not the bare defaults
+            _print_config_help(cfg, preset, config_file, overrides)
+            return
         workers = gpus or nproc or 1
+        if "LOCAL_RANK" not in os.environ:  # not yet launched: check what would fail in every worker
+            from .train.run import check_run_dir, check_world_size
+            try:
+                check_world_size(cfg, workers, f" of --{'gpus' if gpus else 'nproc'} {workers}")
+                check_run_dir(cfg.train.run_dir)
+            except ConfigError as e:
+                raise click.ClickException(str(e)) from None
         if workers > 1 and "LOCAL_RANK" not in os.environ:
             if gpus:
                 import torch
@@ -267,7 +278,7 @@ finetune = training_command("finetune")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.argument("path", type=click.Path(exists=True))
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder (default: RUN/eval).")
 @click.option("--split", default=None, help="Split to evaluate (default: the run's held-out split).")
 @click.option("--pairs", type=click.IntRange(min=2), default=1024, show_default=True,

@@ -146,9 +146,12 @@ def load(cls, path: Path | None = None, overrides: list[str] = (), base=None):
     if path is not None:
         path = Path(path)
         try:
-            cfg = update(cfg, tomllib.loads(path.read_text()))
+            cfg = update(cfg, tomllib.loads(path.read_text(encoding="utf-8")))
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}): "
+                              "a binary or damaged file, not a TOML config") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{path}: not valid TOML ({e})") from None
         except ConfigError as e:
@@ -194,15 +197,16 @@ def to_toml(cfg, prefix: str = "") -> str:
     return "\n".join(head + scalars + ([""] if scalars else []) + sections)
 
 
-def describe(cls, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(key, default, doc) rows for every field, sections flattened with dots."""
+def describe(cls, prefix: str = "", obj=None) -> list[tuple[str, str, str]]:
+    """(key, value, doc) rows for every field, sections flattened with dots: the values of ``obj`` (a resolved
+    config, e.g. a preset's), or the dataclass defaults."""
     rows = []
     docs = field_docs(cls)
-    obj = cls()
+    obj = cls() if obj is None else obj
     for f in dataclasses.fields(cls):
         v = getattr(obj, f.name)
         if dataclasses.is_dataclass(v):
-            rows += describe(type(v), f"{prefix}{f.name}.")
+            rows += describe(type(v), f"{prefix}{f.name}.", v)
         else:
             allowed = f.metadata.get("choices")
             doc = docs.get(f.name, "") + (f" [{' | '.join(map(str, allowed))}]" if allowed else "")

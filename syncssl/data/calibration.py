@@ -14,19 +14,41 @@ from pathlib import Path
 import numpy as np
 
 from ..geometry import Camera, matrix_to_rodrigues, rodrigues_to_matrix
-from .dataset import DataError
+from .dataset import DataError, read_utf8
 
 _REQUIRED = ("size", "matrix", "distortions", "rotation", "translation")
+# the shape each key must have (None: any length); every value must be a finite number
+_SHAPES = {"size": (2,), "matrix": (3, 3), "distortions": None, "rotation": (3,), "translation": (3,)}
+
+
+def _numbers(path: Path, camera: str, key: str, value, shape) -> np.ndarray:
+    """``value`` as float64 of ``shape``; DataError naming the file, the camera and the key otherwise.
+
+    NaN and inf are refused here: TOML spells them ``nan`` and ``inf``, and nothing downstream would notice
+    them before the projections (and so the crops) come out NaN.
+    """
+    try:
+        a = np.asarray(value, np.float64)
+    except (ValueError, TypeError):
+        raise DataError(path, f"camera [{camera}]: {key} must hold numbers, got {value!r}") from None
+    if shape == (3,) and a.size == 3:
+        a = a.reshape(3)  # a column vector [[x], [y], [z]] is the same vector
+    if (shape is not None and a.shape != shape) or (shape is None and a.ndim != 1):
+        want = "x".join(map(str, shape)) if shape else "a list of"
+        raise DataError(path, f"camera [{camera}]: {key} must be {want} numbers, got {value!r}")
+    if not np.isfinite(a).all():
+        raise DataError(path, f"camera [{camera}]: {key} holds NaN or infinite values: {value!r}")
+    return a
 
 
 def read_calibration(path: Path) -> list[Camera]:
     """Cameras in file order. Raises :class:`DataError` naming the file and the table at fault."""
     path = Path(path)
     try:
-        doc = tomllib.loads(path.read_text())
+        doc = tomllib.loads(read_utf8(path))
     except FileNotFoundError:
         raise DataError(path, "calibration file is missing") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+    except tomllib.TOMLDecodeError as e:
         raise DataError(path, f"cannot parse calibration TOML: {e}") from None
     cameras = []
     for key, table in doc.items():
@@ -37,17 +59,15 @@ def read_calibration(path: Path) -> list[Camera]:
             raise DataError(path, f"camera table [{key}] lacks {', '.join(missing)}")
         if table.get("fisheye", False):
             raise DataError(path, f"camera [{key}] is a fisheye camera, which syncssl does not support")
+        values = {k: _numbers(path, key, k, table[k], shape) for k, shape in _SHAPES.items()}
+        w, h = values["size"]
+        if w != int(w) or h != int(h) or w <= 0 or h <= 0:
+            raise DataError(path, f"camera [{key}]: size {table['size']} is not a positive whole number of pixels")
         try:
-            w, h = (float(v) for v in table["size"])
-            if w != int(w) or h != int(h):
-                raise ValueError(f"size {table['size']} is not whole pixels")
             cam = Camera(
-                name=str(table.get("name", key)), size=(int(w), int(h)),
-                K=np.asarray(table["matrix"], np.float64),
-                dist=np.asarray(table["distortions"], np.float64),
-                R=rodrigues_to_matrix(np.asarray(table["rotation"], np.float64)),
-                t=np.asarray(table["translation"], np.float64).reshape(3) * 1000.0,
-                model=str(table.get("lens_model", "opencv")),
+                name=str(table.get("name", key)), size=(int(w), int(h)), K=values["matrix"],
+                dist=values["distortions"], R=rodrigues_to_matrix(values["rotation"]),
+                t=values["translation"] * 1000.0, model=str(table.get("lens_model", "opencv")),
             )
         except (ValueError, TypeError) as e:
             raise DataError(path, f"camera [{key}]: {e}") from None

@@ -119,14 +119,29 @@ def write_dataset_json(root: Path, *, name: str, fps: float, subjects: list[str]
     return path
 
 
+def read_utf8(path: Path) -> str:
+    """The file's text; DataError naming it when it is not UTF-8 (a binary or damaged file)."""
+    raw = Path(path).read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(path, f"not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}): a binary or "
+                              "damaged file") from None
+
+
 def read_dataset_json(path: Path) -> dict:
     path = Path(path)
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(read_utf8(path))
     except FileNotFoundError:
         raise DataError(path, "missing (every dataset root holds a dataset.json)") from None
+    except IsADirectoryError:
+        raise DataError(path, "is a folder; expected the dataset's JSON description") from None
     except json.JSONDecodeError as e:
         raise DataError(path, f"not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(meta, dict):
+        raise DataError(path, f"expected a JSON object with name, fps, subjects and splits, got a "
+                              f"{type(meta).__name__}")
     for key, typ in (("name", str), ("fps", (int, float)), ("subjects", list), ("splits", dict)):
         if not isinstance(meta.get(key), typ):
             raise DataError(path, f"field {key!r} is missing or not a {getattr(typ, '__name__', 'number')}")

@@ -363,17 +363,23 @@ def png_size(path: Path) -> tuple[int, int]:
 # ---------------------------------------------------------------- fingerprint of the sources
 
 
-def file_digest(path: Path, chunk: int = 1 << 16) -> dict:
-    """Size in bytes and a hash of the first and last ``chunk`` bytes: catches edits that keep size and mtime."""
+def file_digest(path: Path, chunk: int = 1 << 20) -> dict:
+    """Size in bytes and a SHA-1 of the whole file: damage anywhere in it makes the prepared data stale.
+
+    Every byte is hashed, not a sample: a sample misses a damaged block, and bit rot keeps size and mtime.
+    Probing has just demuxed the whole file, so it is usually in the page cache; SHA-1 (SHA-NI) reads it at
+    ~1.4 GB/s on one core, about as fast as that demuxing pass (measured: 1.0-1.2 GB/s), so checking the
+    sources costs about twice what probing alone did. ``chunk`` is the read size.
+    """
     path = Path(path)
     h = hashlib.sha1()
+    buf = bytearray(chunk)
+    view = memoryview(buf)
     try:
         size = path.stat().st_size
-        with open(path, "rb") as f:
-            h.update(f.read(chunk))
-            if size > chunk:
-                f.seek(max(chunk, size - chunk))
-                h.update(f.read(chunk))
+        with open(path, "rb", buffering=0) as f:
+            while n := f.readinto(buf):
+                h.update(view[:n])
     except OSError as e:
         raise DataError(path, f"cannot read it ({e.strerror})") from None
     return {"bytes": size, "sha1": h.hexdigest()}

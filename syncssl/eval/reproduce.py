@@ -105,8 +105,11 @@ class Reproduction:
     def _run(self, kind: str, run_dir: Path, overrides: list[str]) -> dict:
         done = run_dir / "summary.json"
         if done.exists():
-            summary = json.loads(done.read_text())
-            if summary.get("complete"):
+            try:
+                summary = json.loads(done.read_text(encoding="utf-8"))
+            except ValueError:  # damaged (not UTF-8, not JSON): run it again
+                summary = {}
+            if isinstance(summary, dict) and summary.get("complete"):
                 self.log(f"reusing {run_dir}")
                 return summary
         p = self.preset

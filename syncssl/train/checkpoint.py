@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from ..storage import DiskError, translate_disk_errors
+
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
@@ -45,11 +47,40 @@ def _fsync_dir(path: Path):
 
 
 def save(folder: Path, step: int, state: dict, keep: int = 3, extra_meta: dict | None = None) -> Path:
-    """Write ``state`` as checkpoint ``step`` atomically; keep the newest ``keep`` checkpoints."""
+    """Write ``state`` as checkpoint ``step`` atomically; keep the newest ``keep`` checkpoints.
+
+    A write that fails (a full disk, say) removes the partial folder, keeps every earlier checkpoint, and
+    raises :class:`~syncssl.storage.DiskError`: "no space left on <folder> while writing checkpoint step N ...".
+    """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"step-{step:08d}"
     tmp = folder / f".step-{step:08d}.tmp-{os.getpid()}"
+    try:
+        with translate_disk_errors(folder, f"checkpoint step {step}"):
+            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                _write(tmp, step, state, extra_meta)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)  # no half-written folder left behind, and its space back
+                raise
+    except DiskError as e:
+        last = list_checkpoints(folder)
+        kept = f"; the last good checkpoint, {last[-1][1].name}, is kept" if last else ""
+        raise DiskError(e.path, f"{e}{kept}") from None
+    if final.exists():  # re-saving the same step (e.g. after a resume): replace it, never half-way
+        old = folder / f".step-{step:08d}.old-{os.getpid()}"
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    _fsync_dir(folder)
+    prune(folder, keep)
+    return final
+
+
+def _write(tmp: Path, step: int, state: dict, extra_meta: dict | None):
+    """state.pt, then meta.json with its checksum, each flushed to disk, into the temporary folder ``tmp``."""
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
@@ -65,16 +96,6 @@ def save(folder: Path, step: int, state: dict, keep: int = 3, extra_meta: dict |
         f.flush()
         os.fsync(f.fileno())
     _fsync_dir(tmp)
-    if final.exists():  # re-saving the same step (e.g. after a resume): replace it, never half-way
-        old = folder / f".step-{step:08d}.old-{os.getpid()}"
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-    _fsync_dir(folder)
-    prune(folder, keep)
-    return final
 
 
 def prune(folder: Path, keep: int):
@@ -116,8 +137,10 @@ def verify(path: Path) -> dict:
     path = Path(path)
     try:
         meta = json.loads((path / "meta.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # missing, not a folder, not UTF-8, not JSON
         raise CheckpointError(f"{path}: no valid meta.json ({e})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: no valid meta.json (not a JSON object)")
     state = path / "state.pt"
     if not state.is_file() or state.stat().st_size != meta.get("bytes"):
         raise CheckpointError(f"{path}: state.pt is missing or has the wrong size")
@@ -144,17 +167,27 @@ def latest_loadable(folder: Path) -> tuple[Path, list[str]] | tuple[None, list[s
 
 
 def resolve_resume(resume: str, folder: Path) -> tuple[Path | None, list[str]]:
-    """``--resume``: "none", "auto" (newest loadable, or a fresh start), or a checkpoint path."""
+    """``--resume``: "none", "auto" (newest loadable, or a fresh start), or a path: a checkpoint folder
+    (``step-N/``), a file in it (``step-N/state.pt``), a run folder or its ``checkpoints/`` (their newest
+    loadable checkpoint). Anything else is a :class:`CheckpointError` saying what was expected."""
     if resume in ("", "none", None):
         return None, []
     if resume == "auto":
         return latest_loadable(folder)
     path = Path(resume)
-    if path.is_dir() and not (path / "meta.json").exists():  # a run dir or a checkpoints folder
+    expected = "give a checkpoint folder (<run>/checkpoints/step-N), its state.pt, or a run folder"
+    if not path.exists():
+        raise CheckpointError(f"{path}: does not exist; {expected}")
+    if path.is_file():
+        if path.name not in ("state.pt", "meta.json") or not (path.parent / "meta.json").is_file():
+            raise CheckpointError(f"{path}: is a file but not the state.pt of a checkpoint folder; {expected}")
+        path = path.parent  # step-N/state.pt: the checkpoint is its folder
+    elif not (path / "meta.json").exists():  # a run dir or a checkpoints folder
         sub = path / "checkpoints" if (path / "checkpoints").is_dir() else path
         found, skipped = latest_loadable(sub)
         if found is None:
-            raise CheckpointError(f"{path}: no loadable checkpoint found" + (f" ({'; '.join(skipped)})" if skipped else ""))
+            raise CheckpointError(f"{path}: no loadable checkpoint found" + (f" ({'; '.join(skipped)})" if skipped
+                                                                             else f"; {expected}"))
         return found, skipped
     verify(path)
     return path, []

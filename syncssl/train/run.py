@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 
 import torch
 
 from ..config import ConfigError
 from ..data.dataset import DataError
+from ..data.decode.base import TooManyDecodeFailures
 from ..models.resnet import CheckpointMismatch
 from . import distributed
 from .checkpoint import CheckpointError
@@ -14,7 +17,7 @@ from .config import FinetuneConfig
 from .trainer import NonFiniteLoss, PoseTrainer, PretextTrainer
 
 # errors a user can fix: the command line shows their message, not a traceback
-USER_ERRORS = (DataError, ConfigError, CheckpointError, CheckpointMismatch, NonFiniteLoss)
+USER_ERRORS = (DataError, ConfigError, CheckpointError, CheckpointMismatch, NonFiniteLoss, TooManyDecodeFailures)
 
 
 def _cpu_threads(cfg, d: distributed.Dist):
@@ -26,8 +29,47 @@ def _cpu_threads(cfg, d: distributed.Dist):
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
 
 
+def check_world_size(cfg, world_size: int, how: str = "") -> None:
+    """train.batch_size is the global batch: every process takes an equal share of it."""
+    b = cfg.train.batch_size
+    if world_size > 1 and b % world_size:
+        lo, hi = b // world_size * world_size, -(-b // world_size) * world_size
+        raise ConfigError(f"train.batch_size {b} is not divisible by the {world_size} processes{how}: each takes "
+                          f"batch_size / {world_size} pairs; use train.batch_size={lo or hi} or {hi}")
+
+
+def check_run_dir(run_dir, create: bool = True) -> None:
+    """The run directory can be written, checked before the data loads (minutes) rather than after.
+
+    ``create``: make it and write a scratch file there (the one sure test, e.g. on a read-only mount); without
+    it (every rank of a multi-process run) only what can be seen without writing is checked.
+    """
+    path = Path(run_dir)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"train.run_dir: {path} is a file, not a folder; choose another run directory")
+    existing = path.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"train.run_dir: cannot create {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"train.run_dir: cannot write in {existing} (permission denied); choose another run "
+                          "directory")
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=path):
+                pass
+        except OSError as e:
+            raise ConfigError(f"train.run_dir: cannot write in {path} ({e.strerror or e}); choose another run "
+                              "directory") from None
+
+
 def run_training(cfg) -> dict:
     """Pre-training or transfer, by the config's type; returns the summary (also in summary.json)."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    check_world_size(cfg, world)  # before the process group: one clear error per rank, no collective hang
+    check_run_dir(cfg.train.run_dir, create=world == 1)
     d = distributed.setup(cfg.train.device)
     _cpu_threads(cfg, d)
     trainer = None

@@ -411,8 +411,11 @@ class DecoderBase:
             return
         share = s.failed_requests / max(s.requests, p.grace_requests)
         if share > p.max_failure_share:
-            files = "; ".join(f"{k}: {v}" for k, v in list(s.failures.items())[:5])
-            more = f" (and {len(s.failures) - 5} more files)" if len(s.failures) > 5 else ""
+            # one line: each file with its first error (a DALI or FFmpeg message may span lines)
+            files = "; ".join(f"{k}: {' '.join(v.split())}" for k, v in list(s.failures.items())[:5])
+            more = f"; and {len(s.failures) - 5} more files" if len(s.failures) > 5 else ""
+            n = len(s.failures)
             raise TooManyDecodeFailures(
-                f"{s.failed_requests} of {s.requests} decode requests failed, more than max_failure_share "
-                f"{p.max_failure_share:.1%} allows: {files}{more}")
+                f"decoding failed for {n} file{'s' if n != 1 else ''} ({s.failed_requests} of {s.requests} "
+                f"requests, more than the {p.max_failure_share:.1%} allowed by data.max_decode_failures): "
+                f"{files}{more}")

@@ -16,6 +16,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from ..dataset import DataError
+from ..video import av_error_text
 from .base import ContainerCache, DecoderBase, FailurePolicy, Job, OpenVideo, VideoIndex
 
 
@@ -80,7 +81,10 @@ def decode_sorted(handle: OpenVideo, index: VideoIndex, wanted: np.ndarray) -> t
             container.seek(int(index.pts[key]), stream=stream, backward=True, any_frame=False)
             frames, pos, floor = container.decode(stream), key - 1, key
         while pos < w:
-            frame = next(frames, None)
+            try:
+                frame = next(frames, None)
+            except (av.error.FFmpegError, ValueError) as e:
+                raise DataError(index.path, f"corrupt: frame {pos + 1} does not decode ({av_error_text(e)})") from None
             if frame is None:
                 raise DataError(index.path, f"frame {w} could not be decoded: the stream ended after frame {pos}")
             decoded += 1

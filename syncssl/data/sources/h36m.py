@@ -109,7 +109,7 @@ def _read_sequence(sdir: Path, name: str, videos: dict[str, Path], verify: str,
             raise DataError(sdir, e.args[0]) from None
         views.append(View(camera=camera, video=info.path, codec=info.codec, num_frames=info.num_frames))
         counts[info.path] = info.num_frames
-    num_frames, notes = common_length(counts, frame_tolerance)
+    num_frames, notes = common_length(counts, frame_tolerance, names={v.video: v.name for v in views})
 
     pose_path = sdir / "MyPoseFeatures" / "D3_Positions" / f"{name}.cdf"
     poses = None

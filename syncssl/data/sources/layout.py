@@ -23,6 +23,7 @@ from ..video import VIDEO_EXTENSIONS, VideoInfo, probe
 
 VERIFY_MODES = ("none", "ends", "all")
 _ASPECT_TOLERANCE = 0.01  # relative: sizes this close in aspect ratio are one camera rescaled
+_PADDING = 16  # codecs store whole macroblocks: a coded size exceeds the shown one by less than this
 
 
 def frame_tolerance_for(num_frames: int, frame_tolerance: int | None) -> int:
@@ -48,11 +49,12 @@ def take_number_removed(name: str) -> str:
 # ---------------------------------------------------------------- lengths shared by every source
 
 
-def common_length(counts: dict[Path, int], tolerance: int | None, what: str = "camera") -> tuple[int, list[str]]:
+def common_length(counts: dict[Path, int], tolerance: int | None, what: str = "camera",
+                  names: dict[Path, str] | None = None) -> tuple[int, list[str]]:
     """The usable length of streams that should be frame-synchronous: the shortest.
 
-    Differences within the tolerance are truncated (and said in the returned notes); larger ones raise
-    :class:`DataError` naming the stream farthest from the others.
+    Differences within the tolerance are truncated (and said in the returned notes, naming the shortest by
+    ``names``, e.g. its camera); larger ones raise :class:`DataError` naming the stream farthest from the others.
     """
     lo, hi = min(counts.values()), max(counts.values())
     tol = frame_tolerance_for(hi, tolerance)
@@ -65,7 +67,10 @@ def common_length(counts: dict[Path, int], tolerance: int | None, what: str = "c
     if lo == hi:
         return lo, []
     longer = ", ".join(f"{p.name}: {n}" for p, n in counts.items() if n > lo)
-    return lo, [f"{what} frame counts differ ({longer}; the others {lo}); truncated to the shortest, {lo} frames"]
+    shortest = [f"{names[p]} ({p.name})" if names and p in names else p.name for p, n in counts.items() if n == lo]
+    subject = f"{what} {shortest[0]} is" if len(shortest) == 1 else f"{what}s {', '.join(shortest)} are"
+    return lo, [f"{subject} shorter than the others: {lo} frames, against {longer}; truncated to the shortest, "
+                f"{lo} frames"]
 
 
 def fit_labels(path: Path, num_labels: int, num_frames: int, what: str, tolerance: int | None) -> tuple[int, list[str]]:
@@ -140,21 +145,36 @@ def _pair_cameras(folder: Path, calib: Path, cameras: list[Camera], videos: list
 
 
 def _sized_camera(calib: Path, camera: Camera, info: VideoInfo) -> tuple[Camera, list[str]]:
-    """The camera at its video's frame size; intrinsics rescaled when the calibration was made at another size."""
+    """The camera at its video's frame size, as Pose2Sim and OpenCV read a size difference:
+
+    - coded-size padding (one side equal, the other off by less than one 16-pixel macroblock, the larger a
+      multiple of 8; e.g. H.264 stores 1088 rows and shows 1080) is a crop at the bottom/right: the
+      intrinsics stay, only the size changes (scaling them would move projections by up to ~14 px at 1080p);
+    - the same aspect ratio (within 1%) is a resize: the intrinsics are scaled;
+    - anything else means the calibration does not describe this video.
+    """
     (tw, th), (vw, vh) = camera.size, info.size
     if (tw, th) == (vw, vh):
         return camera, []
+    said = f"camera {camera.name}: the calibration says {tw}x{th}, the video {info.path.name} is {vw}x{vh}"
+    if _padding(tw, vw, th, vh) or _padding(th, vh, tw, vw):
+        return replace(camera, size=(vw, vh)), [f"{said}; a coded-size padding difference, taken as a crop: "
+                                                "intrinsics unchanged"]
     sx, sy = vw / tw, vh / th
     if abs(sx - sy) > _ASPECT_TOLERANCE * max(sx, sy):
         raise DataError(calib, f"camera [{camera.name}] is {tw}x{th} but its video {info.path.name} is {vw}x{vh}: "
-                               f"the aspect ratios differ, so the calibration does not describe this video")
+                               f"neither a resize (the aspect ratios differ) nor coded-size padding (at most "
+                               f"{_PADDING - 1} px on one side), so the calibration does not describe this video")
     K = camera.K.copy()
     # pixel centres sit at integer coordinates: scale about the corner at -0.5
     K[0, 0], K[0, 1], K[0, 2] = K[0, 0] * sx, K[0, 1] * sx, (K[0, 2] + 0.5) * sx - 0.5
     K[1, 1], K[1, 2] = K[1, 1] * sy, (K[1, 2] + 0.5) * sy - 0.5
-    note = (f"camera {camera.name}: the calibration says {tw}x{th}, the video {info.path.name} is {vw}x{vh}; "
-            f"using the video's size with the intrinsics scaled by {sx:.4g}")
-    return replace(camera, size=(vw, vh), K=K), [note]
+    return replace(camera, size=(vw, vh), K=K), [f"{said}; a resize: intrinsics scaled by {sx:.4g}"]
+
+
+def _padding(a: int, b: int, other_a: int, other_b: int) -> bool:
+    """Sizes a and b (one side) differ by coded-size padding, the other side being equal."""
+    return other_a == other_b and 0 < abs(a - b) < _PADDING and max(a, b) % 8 == 0
 
 
 def read_or_skip(read, label: str, skip_broken: bool, notes: list[str]):
@@ -186,7 +206,7 @@ def read_sequence(folder: Path, *, subject: str, name: str, action: str, fps: fl
         notes += size_notes
         views.append(View(camera=cam, video=info.path, codec=info.codec, num_frames=info.num_frames))
         counts[info.path], rates[info.path.name] = info.num_frames, info.fps
-    num_frames, length_notes = common_length(counts, frame_tolerance)
+    num_frames, length_notes = common_length(counts, frame_tolerance, names={v.video: v.name for v in views})
     notes += length_notes
 
     if fps is None:

@@ -386,7 +386,9 @@ def existing_config(root: Path) -> dict | None:
     """(preset, seed, codec, version) of the synthetic dataset at ``root``, or None if there is none."""
     try:
         meta = json.loads((Path(root) / "dataset.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError, NotADirectoryError):
+    except (OSError, ValueError):  # missing, not a folder, not UTF-8, not JSON: not ours
+        return None
+    if not isinstance(meta, dict):
         return None
     gen = meta.get("generator")
     if not isinstance(gen, dict) or gen.get("name") != GENERATOR:

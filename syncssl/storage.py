@@ -1,0 +1,94 @@
+"""Writing to disk: a full disk (or a quota, a read-only mount...) said in one line naming the place.
+
+A failed write often surfaces as something else: torch.save reports ``[enforce fail at inline_container.cc]
+unexpected pos`` with the real ``OSError(ENOSPC)`` only in the exception's context, and a buffered file
+raises at close. :func:`translate_disk_errors` finds the cause and raises :class:`DiskError`::
+
+    with translate_disk_errors(out, "the prepared manifest"):
+        write_everything(out)
+
+DiskError is a DataError, so every command shows it as ``Error: no space left on <path> ...`` (no traceback).
+"""
+from __future__ import annotations
+
+import errno
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+from .data.dataset import DataError
+
+# errno -> how the message starts; each is followed by " <path>"
+DISK_ERRNOS = {
+    errno.ENOSPC: "no space left on",
+    errno.EDQUOT: "disk quota exceeded on",
+    errno.EROFS: "read-only file system at",
+    errno.EFBIG: "file too large for the file system at",
+    errno.EIO: "input/output error (a failing disk or network share?) on",
+    errno.EACCES: "permission denied on",
+    errno.EPERM: "operation not permitted on",
+}
+
+
+class DiskError(DataError):
+    """A write failed for a reason of the disk, not of the data: the message starts with what happened."""
+
+    def __init__(self, path: str | Path, message: str):
+        super().__init__(path, message)
+        self.args = (message,)  # str(e) is the message itself: "no space left on <path> ..."
+
+
+def disk_error_of(exc: BaseException | None, depth: int = 8) -> OSError | None:
+    """The OSError with a disk errno in ``exc`` or its causes / contexts (torch hides it there), or None."""
+    while exc is not None and depth > 0:
+        if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+            return exc
+        inner = disk_error_of(exc.__cause__, depth - 1) if exc.__cause__ is not None else None
+        if inner is not None:
+            return inner
+        exc, depth = exc.__context__, depth - 1
+    return None
+
+
+def free_bytes(path: str | Path) -> int | None:
+    """Free space of the file system holding ``path`` (or its nearest existing parent)."""
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free
+    except OSError:
+        return None
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+# torch's own writer (torch.save to a path) loses the errno: only these words and a nearly full disk remain
+_TORCH_WRITE_FAILED = ("inline_container", "file write failed", "iostream error")
+_NEARLY_FULL = 64 << 20
+
+
+@contextmanager
+def translate_disk_errors(path: str | Path, what: str):
+    """Inside: a write that fails for lack of space (quota, read-only, I/O error, permission) raises
+    ``DiskError(path, "no space left on <path> while writing <what> (<free> free)")``; other errors pass."""
+    try:
+        yield
+    except DiskError:
+        raise
+    except (OSError, RuntimeError) as e:
+        cause = disk_error_of(e)
+        free = free_bytes(path)
+        if cause is None and isinstance(e, RuntimeError) and any(w in str(e) for w in _TORCH_WRITE_FAILED) \
+                and free is not None and free < _NEARLY_FULL:
+            cause = OSError(errno.ENOSPC, "No space left on device")
+        if cause is None:
+            raise
+        where = Path(cause.filename) if isinstance(cause.filename, str) and cause.errno != errno.ENOSPC else Path(path)
+        left = f" ({_size(free)} free)" if free is not None and cause.errno == errno.ENOSPC else ""
+        raise DiskError(where, f"{DISK_ERRNOS[cause.errno]} {where} while writing {what}{left}") from None
