@@ -81,10 +81,6 @@ def test_damage_in_the_middle_is_found_by_deep_inspect_and_named_by_every_reader
 
 
 
-# prepare.py keeps its own iter_frames / read_frames_at for now (another change rewrites it); once it imports
-# them from syncssl.data.video this passes: then drop the marker.
-@pytest.mark.xfail(raises=av.error.FFmpegError, strict=True,
-                   reason="prepare.py must import iter_frames and read_frames_at from syncssl.data.video")
 def test_prepare_names_a_video_damaged_in_the_middle(tmp_path):
     from syncssl.data.prepare import prepare
     folder, video = noise_session(tmp_path / "rig", "h264")

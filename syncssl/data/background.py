@@ -135,6 +135,20 @@ def model_from_images(samples: np.ndarray, grow: int | None = None) -> Backgroun
     return model
 
 
+def model_from_empty_scene(image: np.ndarray, samples: np.ndarray) -> BackgroundModel:
+    """The background model of a camera whose empty scene the rig recorded: that image, with the threshold
+    found as usual from the samples' noise against it, the person's pixels left out."""
+    image = np.asarray(image, np.uint8)
+    first = foreground_masks(samples, image, THRESHOLD_FLOOR)
+    exclude = dilate(first, 3 * morphology_radius(image.shape[1::-1]))
+    step = max(1, int(np.sqrt(image.shape[0] * image.shape[1] / 20000)))
+    d = colour_distance(samples[:, ::step, ::step], image[::step, ::step])[~exclude[:, ::step, ::step]]
+    med = float(np.median(d)) if d.size else 0.0
+    noise = 1.4826 * float(np.median(np.abs(d - med))) if d.size else 0.0
+    return BackgroundModel(image, max(THRESHOLD_FLOOR, med + THRESHOLD_SIGMAS * noise), noise, len(samples),
+                           np.zeros(image.shape[:2], bool))
+
+
 def _masked_median(x: np.ndarray, excluded: np.ndarray, n: np.ndarray) -> np.ndarray:
     """Per-pixel median over the samples that are not excluded: x (N, h, w, 3) uint8, excluded (N, h, w),
     n (h, w) the count of samples left (>= 1). Excluded values sort last (256), so the median of the n

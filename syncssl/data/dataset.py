@@ -49,6 +49,7 @@ class Sequence:
     poses3d: np.ndarray | None = None  # (num_frames, 17, 3) float32, world coordinates, mm
     boxes: np.ndarray | None = None  # (num_frames, num_views, 4) float32, x0 y0 x1 y1 pixels
     masks: dict[str, Path] = field(default_factory=dict)  # camera -> ground-truth foreground masks (synthetic)
+    backgrounds: dict[str, Path] = field(default_factory=dict)  # camera -> the empty scene (an image or a clip)
     folder: Path | None = None
     notes: list[str] = field(default_factory=list)  # what was fixed up on the way in, e.g. truncations
 

@@ -94,6 +94,7 @@ class BackgroundInfo:
     suspect_share: float = 0.0  # share of the frame's pixels in that region
     borrowed_from: list[str] = field(default_factory=list)  # backgrounds (other subjects, same rig) that filled
     borrowed_share: float = 0.0  # ... this share of the frame, where the person never left a spot
+    empty_scene: str | None = None  # the rig's recording of the empty scene used instead of the median
 
 
 @dataclass
@@ -409,7 +410,8 @@ def fingerprint(dataset: Dataset, options: dict) -> dict:
             videos={v.name: dict(file_digest(v.video), frames=v.num_frames, codec=v.codec) for v in s.views},
             calibration={v.name: _camera_digest(v.camera) for v in s.views},
             labels=_array_digest(s.poses3d), boxes=_array_digest(s.boxes),
-            masks={k: file_digest(p)["sha1"] for k, p in sorted(s.masks.items()) if Path(p).is_file()})
+            masks={k: file_digest(p)["sha1"] for k, p in sorted(s.masks.items()) if Path(p).is_file()},
+            backgrounds={k: file_digest(p)["sha1"] for k, p in sorted(s.backgrounds.items())})
     return dict(version=VERSION, dataset=dict(name=dataset.name, fps=dataset.fps, skeleton=dataset.skeleton,
                                               splits=dataset.splits, source=dataset.source),
                 options=options, sequences=seqs)
@@ -443,7 +445,7 @@ def fingerprint_changes(old: dict, new: dict) -> list[str]:
                 out.append(f"{key}: video of {cam} changed ({', '.join(what)})")
         if a["calibration"] != b["calibration"]:
             out.append(f"{key}: calibration changed")
-        for k in ("labels", "boxes", "masks", "num_frames", "fps", "action"):
+        for k in ("labels", "boxes", "masks", "backgrounds", "num_frames", "fps", "action"):
             if a.get(k) != b.get(k):
                 out.append(f"{key}: {k} changed")
     return out

@@ -32,13 +32,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-import av
 import numpy as np
 
 from ..figures import pyplot, save_figure
 from ..parallel import Workers
+from ..storage import translate_disk_errors
 from .background import (BackgroundModel, borrow_background, describe_region, foreground_masks, ghost_region,
-                         mask_iou, model_from_images, morphology_radius, sample_indices)
+                         mask_iou, model_from_empty_scene, model_from_images, morphology_radius, sample_indices)
 from .boxes import (CropBoxStream, boxes_from_joints, boxes_from_masks, mask_change, motion_from_changes,
                     motion_from_poses, tile_rect)
 from .crops import MaskSettings
@@ -47,7 +47,7 @@ from .manifest import (MANIFEST_NAME, BackgroundInfo, Manifest, PreparedCamera, 
                        fingerprint, fingerprint_changes, safe_name, same_calibration, write_png)
 from .tiles import (TileLayout, TileSpec, allocate, block_crc, check, encode_jpeg, resolve_format, tile_folder,
                     write_block, write_meta)
-from .video import CODECS, VideoWriter, iter_frames, read_frames_at
+from .video import CODECS, VIDEO_EXTENSIONS, VideoWriter, iter_frames, probe, read_frames_at
 
 TRANSCODES = {"none": None, "mjpeg": ("mjpeg", {}), "h264-gop8": ("h264", {"gop": 8})}
 # Bump when what prepare computes changes, so that existing manifests are rebuilt (part of the fingerprint).
@@ -154,17 +154,20 @@ def prepare(dataset: Dataset, out: Path | None = None, options: PrepareOptions |
             (out / ".write-test").unlink()
         except OSError as e:
             raise DataError(out, f"cannot write the prepared files here ({e.strerror}); choose another --out") from None
-        manifest = _Build(dataset, out, options, tiles, workers, log).run()
-        manifest.fingerprint = fp
-        manifest.stats["seconds"] = round(time.perf_counter() - t0, 2)
-        manifest.save(path)
-        if tiles:
-            _finish_tiles(manifest, tiles, tile_dir)
-            tiles_note = f"cut in the decoding pass ({manifest.stats['tiles']['note']})"
-        _remove_stale_files(out, manifest, keep_tiles=tile_dir)
+        with translate_disk_errors(out, "the prepared data"):  # a full disk is said in one line, naming the place
+            manifest = _Build(dataset, out, options, tiles, workers, log).run()
+            manifest.fingerprint = fp
+            manifest.stats["seconds"] = round(time.perf_counter() - t0, 2)
+            manifest.save(path)
+            if tiles:
+                _finish_tiles(manifest, tiles, tile_dir)
+                tiles_note = f"cut in the decoding pass ({manifest.stats['tiles']['note']})"
+            _remove_stale_files(out, manifest, keep_tiles=tile_dir)
     elif tiles:
-        tiles_note = _ensure_tiles(dataset, manifest, tiles, tile_dir, workers, log)
-    report = _write_report(manifest, out, tiles, tile_dir, mask, crop_size, log)
+        with translate_disk_errors(tile_dir, "the tiles"):
+            tiles_note = _ensure_tiles(dataset, manifest, tiles, tile_dir, workers, log)
+    with translate_disk_errors(out, "the prepare report"):
+        report = _write_report(manifest, out, tiles, tile_dir, mask, crop_size, log)
     return PrepareReport(manifest, path, up_to_date, reasons, time.perf_counter() - t0, tile_dir, tiles_note, report)
 
 
@@ -498,6 +501,7 @@ class _Build:
     def _backgrounds(self, groups: dict[str, _Group]) -> tuple[dict[str, BackgroundModel], dict[str, BackgroundInfo]]:
         (self.out / "backgrounds").mkdir(parents=True, exist_ok=True)
         work = [(g.id, _group_samples(g, self.options)) for g in groups.values()]
+        empty = {gid: e for gid, (_, e) in work if e is not None}
         models = dict(self.pool.map(_estimate_group, work, self.log, "background"))
         borrowed = _borrow_across_subjects(groups, models) if self.options.borrow_backgrounds else {}
         infos: dict[str, BackgroundInfo] = {}
@@ -513,7 +517,8 @@ class _Build:
             infos[g.id] = BackgroundInfo(id=g.id, path=path, size=(w, h), subject=g.subject, camera=g.camera,
                                          sequences=[s.key for s, _ in g.members], samples=model.samples,
                                          threshold=round(model.threshold, 3), noise=round(model.noise, 3),
-                                         borrowed_from=donors, borrowed_share=round(filled, 4))
+                                         borrowed_from=donors, borrowed_share=round(filled, 4),
+                                         empty_scene=str(empty[g.id]) if g.id in empty else None)
         return models, infos
 
     def _ghosts(self, groups, models, infos):
@@ -596,16 +601,19 @@ def _background_groups(sequences: list[Sequence]) -> dict[str, _Group]:
     return groups
 
 
-def _group_samples(g: _Group, options: PrepareOptions) -> list[tuple[Path, str, np.ndarray, tuple[int, int]]]:
-    """Which frames model a group's background: equal shares of ``bg_frames`` per sequence, spread over it."""
+def _group_samples(g: _Group, options: PrepareOptions) -> tuple[list, Path | None]:
+    """Which frames model a group's background (equal shares of ``bg_frames`` per sequence, spread over each),
+    and the empty scene the rig recorded for the camera, if any."""
     per_seq = max(1, round(options.bg_frames / len(g.members)))
-    return [(s.views[i].video, s.views[i].name, sample_indices(s.num_frames, per_seq), tuple(s.views[i].camera.size))
+    plan = [(s.views[i].video, s.views[i].name, sample_indices(s.num_frames, per_seq), tuple(s.views[i].camera.size))
             for s, i in g.members]
+    empty = next((s.backgrounds[s.views[i].name] for s, i in g.members if s.views[i].name in s.backgrounds), None)
+    return plan, empty
 
 
-def _estimate_group(work: tuple[str, list]) -> tuple[str, BackgroundModel]:
+def _estimate_group(work: tuple[str, tuple[list, Path | None]]) -> tuple[str, BackgroundModel]:
     """(group id, the group's background model from the images alone), in a worker process."""
-    gid, plan = work
+    gid, (plan, empty) = work
     w, h = plan[0][3]
     samples = np.empty((sum(len(idx) for _, _, idx, _ in plan), h, w, 3), np.uint8)
     k = 0
@@ -616,7 +624,18 @@ def _estimate_group(work: tuple[str, list]) -> tuple[str, BackgroundModel]:
                                    f"says {w}x{h}")
         samples[k:k + len(idx)] = frames
         k += len(idx)
+    if empty is not None:
+        return gid, model_from_empty_scene(_empty_scene(empty), samples)
     return gid, model_from_images(samples)
+
+
+def _empty_scene(path: Path) -> np.ndarray:
+    """An empty-scene image, or the per-pixel median of (up to 48 frames spread over) an empty-scene clip."""
+    from .manifest import read_png
+    if path.suffix.lower() not in VIDEO_EXTENSIONS:
+        return read_png(path)
+    n = probe(path).num_frames
+    return np.median(read_frames_at(path, sample_indices(n, 48)), axis=0).round().astype(np.uint8)
 
 
 def _borrow_across_subjects(groups: dict[str, _Group], models: dict[str, BackgroundModel]
@@ -645,9 +664,7 @@ def _borrow_across_subjects(groups: dict[str, _Group], models: dict[str, Backgro
 
 
 def _intra_only(v: View) -> bool:
-    with av.open(str(v.video)) as c:
-        s = c.streams.video[0]
-        return all(p.is_keyframe for p in c.demux(s) if p.size > 0)
+    return probe(v.video, verify="none").intra_only
 
 
 # ---------------------------------------------------------------- tiles

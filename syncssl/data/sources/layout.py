@@ -235,11 +235,59 @@ def read_sequence(folder: Path, *, subject: str, name: str, action: str, fps: fl
         notes += more
     masks, num_frames, mask_notes = _find_masks(folder, views, num_frames, frame_tolerance)
     notes += mask_notes
+    backgrounds, bg_notes = find_backgrounds(folder, views)
+    notes += bg_notes
 
     return Sequence(subject=subject, name=name, action=action, fps=float(fps), views=views, num_frames=num_frames,
                     poses3d=None if poses is None else poses[:num_frames],
                     boxes=None if boxes is None else boxes[:num_frames],
-                    masks=masks, folder=folder, notes=notes)
+                    masks=masks, backgrounds=backgrounds, folder=folder, notes=notes)
+
+
+BACKGROUND_IMAGES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def find_backgrounds(folder: Path, views: list[View]) -> tuple[dict[str, Path], list[str]]:
+    """The empty scene of each camera, when the rig recorded it: ``backgrounds/<camera>.png`` (any image) or
+    ``backgrounds/<camera>.mp4`` (any video: a clip of the empty scene) in the sequence folder; matched to cameras
+    by name like the videos. Prepare uses it instead of the temporal median (which shows a person who stood
+    still)."""
+    where = folder / "backgrounds"
+    if not where.is_dir():
+        return {}, []
+    by_key = {_name_key(v.name): v for v in views}
+    found, notes = {}, []
+    for path in sorted(where.iterdir()):
+        suffix = path.suffix.lower()
+        if not path.is_file() or _hidden(path) or suffix not in BACKGROUND_IMAGES + VIDEO_EXTENSIONS:
+            continue
+        view = by_key.get(_name_key(path.stem))
+        if view is None:
+            notes.append(f"backgrounds/{path.name} names no camera of this sequence; ignored")
+            continue
+        if view.name in found:
+            raise DataError(path, f"a second empty-scene file for camera {view.name} (the other: "
+                                  f"{found[view.name].name}); keep one")
+        size = _background_size(path, suffix)
+        if size != tuple(view.camera.size):
+            raise DataError(path, f"the empty scene is {size[0]}x{size[1]} but camera {view.name}'s video is "
+                                  f"{view.camera.size[0]}x{view.camera.size[1]}")
+        found[view.name] = path
+    if found:
+        notes.append(f"empty-scene backgrounds given for {', '.join(sorted(found))}: prepare uses them instead of "
+                     "the temporal median")
+    return found, notes
+
+
+def _background_size(path: Path, suffix: str) -> tuple[int, int]:
+    if suffix in VIDEO_EXTENSIONS:
+        return probe(path, verify="ends").size
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (UnidentifiedImageError, OSError) as e:
+        raise DataError(path, f"not a readable image ({e})") from None
 
 
 def _check_boxes(path: Path, boxes: np.ndarray, num_views: int) -> np.ndarray:
