@@ -77,6 +77,9 @@ class ViewAssembler:
         ids = sorted({c.background_id for s in self.seqs for c in s.cameras})
         self.bg_slot = {bid: i for i, bid in enumerate(ids)}
         self.backgrounds = self._background_bank(ids) if (self.bg_mode or substitute > 0) else None
+        # One threshold (Euclidean RGB distance) per background slot; the same for every camera for now.
+        self.bg_thresholds = torch.full((len(ids) if self.backgrounds is not None else 0,), float(bg_threshold),
+                                        device=self.device)
         self.boxes = [torch.from_numpy(np.ascontiguousarray(s.boxes, np.float32)) for s in self.seqs]
 
     def _background_bank(self, ids: list[str]) -> torch.Tensor:
@@ -139,7 +142,8 @@ class ViewAssembler:
             bank, torch.tensor(hw, dtype=torch.int32).to(dev, non_blocking=True), src.to(dev), boxes.to(dev),
             flips.to(dev), size=self.crop_size, backgrounds=self.backgrounds, bg_index=bg_index.to(dev),
             fill_index=fill_index.to(dev), mean=self.mean, std=self.std, bg_mode=self.bg_mode,
-            bg_threshold=self.bg_threshold, bg_softness=self.bg_softness, out_dtype=self.out_dtype,
+            bg_threshold=self.bg_thresholds, bg_softness=self.bg_softness, shadow_chroma=0.0, clean=False,
+            out_dtype=self.out_dtype,
         ).flatten(0, 1)
         return images[:int(ok.sum())], ok
 

@@ -40,9 +40,9 @@ class DataConfig:
     background: str = choices("soft", "off", "hard", "soft")
     """Background removal in the fused op: off, hard mask, or soft mask (alpha ramp)."""
     bg_threshold: float = 20.0
-    """Colour distance (0..255, mean over RGB) to the background model below which a pixel is background."""
+    """Colour distance (Euclidean RGB, 0..255 units) to the background model above which a pixel is foreground."""
     bg_softness: float = 16.0
-    """Width of the soft mask's ramp above bg_threshold (0..255 units)."""
+    """Width of the soft mask's ramp, centred on bg_threshold (0..255 units)."""
     substitute: float = 0.0
     """Share of views whose removed background is replaced by another camera's background instead of a
     constant (the paper's final models: 0.5)."""
