@@ -19,7 +19,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
+#include <memory>
 #include <vector>
 
 namespace syncssl {
@@ -58,40 +60,50 @@ inline Taps axis_taps(float coord, int64_t valid, int64_t stride, bool adjacent)
   return t;
 }
 
-// The portable kernel: one output row, S pixels x 3 channels, written sequentially to `out`.
-template <typename out_t, int MODE, bool SUBSTITUTE>
-void assemble_row(const RowJob& job, out_t* out) {
+// The bilinear samples of output pixel j of a row (step 2): the fill value F, the frame's sample and (modes 1, 2)
+// the background's.
+template <int MODE, bool SUBSTITUTE>
+inline void sample_pixel(const RowJob& job, int64_t j, float fillv[3], float pix[3], float bgv[3]) {
   const float wy = job.wy0 + job.wy1;
-  const uint8_t* f0 = job.frame + job.row0;
-  const uint8_t* f1 = job.frame + job.row1;
-  const uint8_t* b0 = job.background + job.row0;
-  const uint8_t* b1 = job.background + job.row1;
-  const uint8_t* s0 = job.substitute + job.row0;
-  const uint8_t* s1 = job.substitute + job.row1;
+  const float wx0 = job.wx0[j], wx1 = job.wx1[j];
+  const float w00 = job.wy0 * wx0, w01 = job.wy0 * wx1, w10 = job.wy1 * wx0, w11 = job.wy1 * wx1;
+  const float outside = 1.0f - wy * (wx0 + wx1);  // total weight of the taps outside the frame
+  const int64_t x0 = job.col[j], x1 = x0 + job.col_step;
+  auto sample = [&](const uint8_t* image, int c) {
+    const uint8_t* r0 = image + job.row0;
+    const uint8_t* r1 = image + job.row1;
+    return w00 * r0[x0 + c] + w01 * r0[x1 + c] + w10 * r1[x0 + c] + w11 * r1[x1 + c];
+  };
+  for (int c = 0; c < 3; ++c) {
+    fillv[c] = SUBSTITUTE ? sample(job.substitute, c) + outside * job.fill[c] : job.fill[c];
+    pix[c] = sample(job.frame, c) + outside * fillv[c];
+    if constexpr (MODE != 0) bgv[c] = sample(job.background, c) + outside * fillv[c];
+  }
+}
+
+inline float dot3(const float a[3], const float b[3]) { return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]; }
+
+// The portable kernel: one output row, S pixels x 3 channels, written sequentially to `out`.
+template <typename out_t, int MODE, bool SUBSTITUTE, bool SHADOW, bool CLASSES>
+void assemble_row(const RowJob& job, out_t* out) {
   for (int64_t j = 0; j < job.size; ++j) {
-    const float wx0 = job.wx0[j], wx1 = job.wx1[j];
-    const float w00 = job.wy0 * wx0, w01 = job.wy0 * wx1, w10 = job.wy1 * wx0, w11 = job.wy1 * wx1;
-    const float outside = 1.0f - wy * (wx0 + wx1);  // total weight of the taps outside the frame
-    const int64_t x0 = job.col[j], x1 = x0 + job.col_step;
     float fillv[3], pix[3], bgv[3];
-    for (int c = 0; c < 3; ++c) {
-      if constexpr (SUBSTITUTE) {
-        fillv[c] = w00 * s0[x0 + c] + w01 * s0[x1 + c] + w10 * s1[x0 + c] + w11 * s1[x1 + c] + outside * job.fill[c];
-      } else {
-        fillv[c] = job.fill[c];
-      }
-      pix[c] = w00 * f0[x0 + c] + w01 * f0[x1 + c] + w10 * f1[x0 + c] + w11 * f1[x1 + c] + outside * fillv[c];
-      if constexpr (MODE != 0) {
-        bgv[c] = w00 * b0[x0 + c] + w01 * b0[x1 + c] + w10 * b1[x0 + c] + w11 * b1[x1 + c] + outside * fillv[c];
-      }
-    }
+    sample_pixel<MODE, SUBSTITUTE>(job, j, fillv, pix, bgv);
     float alpha = 1.0f;
     if constexpr (MODE != 0) {
-      const float d = (std::fabs(pix[0] - bgv[0]) + std::fabs(pix[1] - bgv[1]) + std::fabs(pix[2] - bgv[2])) / 3.0f;
+      const float diff[3] = {pix[0] - bgv[0], pix[1] - bgv[1], pix[2] - bgv[2]};
+      const float d = std::sqrt(dot3(diff, diff));
+      const bool candidate = d > job.threshold;
+      bool shadow = false;
+      if constexpr (SHADOW) {
+        const float pb = dot3(pix, bgv), bb = std::fmax(dot3(bgv, bgv), 1.0f), pp = dot3(pix, pix);
+        shadow = candidate && pb >= job.shadow_min * bb && pb < bb && pp * bb < job.shadow_limit * (pb * pb);
+      }
+      if constexpr (CLASSES) job.classes[j] = shadow ? kShadow : candidate ? kForeground : kBackground;
       if constexpr (MODE == 1) {
-        alpha = d > job.threshold ? 1.0f : 0.0f;
+        alpha = candidate && !shadow ? 1.0f : 0.0f;
       } else {
-        alpha = std::fmin(std::fmax((d - job.threshold) * job.inv_softness, 0.0f), 1.0f);
+        alpha = shadow ? 0.0f : std::fmin(std::fmax((d - job.threshold) * job.inv_softness + 0.5f, 0.0f), 1.0f);
       }
     }
     for (int c = 0; c < 3; ++c) {
@@ -102,10 +114,49 @@ void assemble_row(const RowJob& job, out_t* out) {
 }
 
 template <typename out_t>
-void assemble_row_portable(const RowJob& job, int64_t mode, bool substitute, out_t* out) {
-  dispatch_row(mode, substitute, [&](auto m, auto s) {
-    assemble_row<out_t, decltype(m)::value, decltype(s)::value>(job, out);
+void assemble_row_portable(const RowJob& job, const RowOptions& options, out_t* out) {
+  dispatch_row(options, [&](auto m, auto s, auto sh, auto cl) {
+    assemble_row<out_t, decltype(m)::value, decltype(s)::value, decltype(sh)::value, decltype(cl)::value>(job, out);
   });
+}
+
+// What the clean-up does to a pixel.
+constexpr uint8_t kKeep = 0;     // alpha of step 3
+constexpr uint8_t kToFill = 1;   // alpha 0: a speck
+constexpr uint8_t kToFrame = 2;  // alpha 1: a shadow or a hole inside the body
+
+// Step 3b for one output row, once every row of its view has its classes. `above`, `row`, `below`: the classes of
+// rows i - 1, i, i + 1 from column -1 to S (the view's class map has a border of kBackground). The row kernel has
+// already written the row with the alpha of step 3; only the pixels whose alpha the clean-up changes (few) are
+// sampled again and overwritten, with alpha 0 (the fill) or 1 (the frame). `action`: scratch of S bytes rounded up
+// to a multiple of 8, the padding zero.
+template <typename out_t, bool SUBSTITUTE>
+void clean_row(const RowJob& job, const uint8_t* above, const uint8_t* row, const uint8_t* below, uint8_t* action,
+               out_t* out) {
+  const int64_t S = job.size;
+  uint8_t any = kKeep;
+  for (int64_t j = 0; j < S; ++j) {  // branch-free, so the compiler vectorises it
+    const int n = (above[j] & 1) + (above[j + 1] & 1) + (above[j + 2] & 1) + (row[j] & 1) + (row[j + 2] & 1) +
+                  (below[j] & 1) + (below[j + 1] & 1) + (below[j + 2] & 1);
+    const uint8_t c = row[j + 1];
+    const bool speck = c == kForeground && n < kSpeckBelow;
+    const bool body = (c == kShadow && n >= kShadowFillFrom) || (c == kBackground && n >= kHoleFillFrom);
+    action[j] = speck ? kToFill : body ? kToFrame : kKeep;
+    any |= action[j];
+  }
+  if (any == kKeep) return;
+  for (int64_t j0 = 0; j0 < S; j0 += 8) {
+    uint64_t word;  // 8 pixels' actions at once: most are kKeep
+    std::memcpy(&word, action + j0, 8);
+    if (word == 0) continue;
+    for (int64_t j = j0; j < std::min(j0 + 8, S); ++j) {
+      if (action[j] == kKeep) continue;
+      float fillv[3], pix[3];
+      sample_pixel<0, SUBSTITUTE>(job, j, fillv, pix, nullptr);
+      const float* value = action[j] == kToFrame ? pix : fillv;
+      for (int c = 0; c < 3; ++c) out[j * 3 + c] = static_cast<out_t>(value[c] * job.scale[c] + job.shift[c]);
+    }
+  }
 }
 
 inline void prefetch(const void* address) {
@@ -141,8 +192,8 @@ at::Tensor assemble_pairs_cpu(const at::Tensor& frames_in, const at::Tensor& fra
                               const at::Tensor& boxes_in, const at::Tensor& flip_in, const at::Tensor& backgrounds_in,
                               const at::Tensor& bg_index_in, const at::Tensor& fill_index_in,
                               const at::Tensor& fill_in, const at::Tensor& mean_in, const at::Tensor& std_in,
-                              int64_t size, int64_t bg_mode, double bg_threshold, double bg_softness,
-                              at::ScalarType out_dtype) {
+                              const at::Tensor& bg_threshold_in, int64_t size, int64_t bg_mode, double bg_softness,
+                              double shadow_min, double shadow_chroma, bool clean, at::ScalarType out_dtype) {
   // Shapes and dtypes (the Python API checks these too, with friendlier messages; the op must be safe alone).
   TORCH_CHECK(frames_in.dim() == 4 && frames_in.size(3) == 3 && frames_in.scalar_type() == at::kByte,
               "assemble_pairs: frames must be uint8 (M, H, W, 3), got ", frames_in.scalar_type(), " ",
@@ -152,6 +203,8 @@ at::Tensor assemble_pairs_cpu(const at::Tensor& frames_in, const at::Tensor& fra
   TORCH_CHECK(size >= 1, "assemble_pairs: size must be >= 1, got ", size);
   TORCH_CHECK(bg_mode >= 0 && bg_mode <= 2, "assemble_pairs: bg_mode must be 0, 1 or 2, got ", bg_mode);
   TORCH_CHECK(bg_mode != 2 || bg_softness > 0, "assemble_pairs: bg_softness must be > 0 in mode 2");
+  TORCH_CHECK(shadow_min >= 0 && shadow_min <= 1, "assemble_pairs: shadow_min must lie in [0, 1], got ", shadow_min);
+  TORCH_CHECK(shadow_chroma >= 0, "assemble_pairs: shadow_chroma must be >= 0, got ", shadow_chroma);
   TORCH_CHECK(out_dtype == at::kFloat || out_dtype == at::kHalf || out_dtype == at::kBFloat16,
               "assemble_pairs: out_dtype must be float32, float16 or bfloat16, got ", out_dtype);
   TORCH_CHECK(frame_hw_in.dim() == 2 && frame_hw_in.size(0) == M && frame_hw_in.size(1) == 2,
@@ -168,10 +221,13 @@ at::Tensor assemble_pairs_cpu(const at::Tensor& frames_in, const at::Tensor& fra
   TORCH_CHECK(fill_in.numel() == 3 && mean_in.numel() == 3 && std_in.numel() == 3,
               "assemble_pairs: fill, mean and std must have 3 elements");
   for (const at::Tensor* t : {&frames_in, &frame_hw_in, &src_in, &boxes_in, &flip_in, &backgrounds_in, &bg_index_in,
-                              &fill_index_in, &fill_in, &mean_in, &std_in}) {
+                              &fill_index_in, &fill_in, &mean_in, &std_in, &bg_threshold_in}) {
     TORCH_CHECK(t->device().is_cpu(), "assemble_pairs (CPU kernel): every tensor must be on the CPU");
   }
   const int64_t B = backgrounds_in.size(0);
+  TORCH_CHECK(bg_threshold_in.dim() == 1 && bg_threshold_in.size(0) == B,
+              "assemble_pairs: bg_threshold must be (B,) = (", B, ",), one per background, got ",
+              bg_threshold_in.sizes());
   TORCH_CHECK(W * 3 + 8 < std::numeric_limits<int32_t>::max(), "assemble_pairs: frames are too wide (W = ", W, ")");
 
   const at::Tensor frames = frames_in.contiguous();
@@ -185,9 +241,14 @@ at::Tensor assemble_pairs_cpu(const at::Tensor& frames_in, const at::Tensor& fra
   const at::Tensor fill = fill_in.to(at::kFloat).contiguous();
   const at::Tensor mean = mean_in.to(at::kFloat).contiguous();
   const at::Tensor stdv = std_in.to(at::kFloat).contiguous();
+  const at::Tensor bg_threshold = bg_threshold_in.to(at::kFloat).contiguous();
 
   check_index_range(src, 0, M, "src", "an index into frames");
-  if (bg_mode != 0) check_index_range(bg_index, 0, B, "bg_index", "an index into backgrounds");
+  if (bg_mode != 0) {
+    check_index_range(bg_index, 0, B, "bg_index", "an index into backgrounds");
+    TORCH_CHECK(at::isfinite(bg_threshold).all().item<bool>() && bg_threshold.ge(0).all().item<bool>(),
+                "assemble_pairs: bg_threshold must be finite and >= 0");
+  }
   check_index_range(fill_index, -1, B, "fill_index", "-1 or an index into backgrounds");
   if (M > 0) {
     const at::Tensor h = frame_hw.select(1, 0), w = frame_hw.select(1, 1);
@@ -217,8 +278,13 @@ at::Tensor assemble_pairs_cpu(const at::Tensor& frames_in, const at::Tensor& fra
     shift[c] = -mean.data_ptr<float>()[c] / stdv.data_ptr<float>()[c];
   }
   const float* fill_p = fill.data_ptr<float>();
-  const float threshold = static_cast<float>(bg_threshold);
+  const float* threshold_p = bg_threshold.data_ptr<float>();
   const float inv_softness = bg_mode == 2 ? static_cast<float>(1.0 / bg_softness) : 0.0f;
+  const bool cleaning = clean && bg_mode != 0;
+  RowOptions options;
+  options.mode = bg_mode;
+  options.shadow = bg_mode != 0 && shadow_chroma > 0;
+  options.classes = cleaning;
 
   // Column taps depend only on the view: compute them once, already mirrored for flipped views, as arrays
   // padded to a multiple of kColumnPad (padding: weight zero, address of the last column).
@@ -275,6 +341,45 @@ at::Tensor assemble_pairs_cpu(const at::Tensor& frames_in, const at::Tensor& fra
     }
   };
   const bool avx2 = use_avx2(), avx512 = use_avx512();
+  auto make_job = [&](int64_t v, int64_t i) {
+    const int64_t s = src_p[v], w = hw_p[s * 2 + 1];
+    const bool substitute = fi_p[v] >= 0;
+    RowJob job;
+    job.frame = frames_p + s * image_bytes;
+    job.background = bg_mode != 0 ? backgrounds_p + bg_p[v] * image_bytes : nullptr;
+    job.substitute = substitute ? backgrounds_p + fi_p[v] * image_bytes : nullptr;
+    const Taps ty = row_taps(v, i);
+    job.row0 = ty.off0;
+    job.row1 = ty.off1;
+    job.wy0 = ty.w0;
+    job.wy1 = ty.w1;
+    job.col = col.data() + v * padded;
+    job.col_step = w >= 2 ? 3 : 0;
+    job.wx0 = wx0.data() + v * padded;
+    job.wx1 = wx1.data() + v * padded;
+    for (int c = 0; c < 3; ++c) {
+      job.fill[c] = fill_p[c];
+      job.scale[c] = scale[c];
+      job.shift[c] = shift[c];
+    }
+    job.threshold = bg_mode != 0 ? threshold_p[bg_p[v]] : 0.0f;
+    job.inv_softness = inv_softness;
+    job.shadow_min = static_cast<float>(shadow_min);
+    job.shadow_limit = static_cast<float>(1.0 + shadow_chroma * shadow_chroma);
+    job.classes = nullptr;
+    job.size = S;
+    // The AVX2 kernel loads 8 bytes per column tap pair (6 used): past the end of a tensor only at its very end.
+    const int64_t read_end = ty.off1 + std::max<int64_t>(w - 2, 0) * 3 + 8;  // within an image, at most
+    job.wide_loads_safe = s * image_bytes + read_end <= frames_bytes &&
+                          (bg_mode == 0 || bg_p[v] * image_bytes + read_end <= backgrounds_bytes) &&
+                          (!substitute || fi_p[v] * image_bytes + read_end <= backgrounds_bytes);
+    job.window_chunks = window_chunks[v];
+    return job;
+  };
+  // The clean-up's class map: per view (S + 2) x (S + 2) bytes, the S x S classes inside a border of kBackground
+  // (neighbours outside the grid are not foreground), so the clean-up reads every neighbour without a test.
+  const int64_t P = S + 2;
+  std::unique_ptr<uint8_t[]> classes(cleaning ? new uint8_t[V * P * P] : nullptr);
 
   auto run = [&](auto type_tag) {
     using scalar_t = decltype(type_tag);
@@ -285,42 +390,38 @@ at::Tensor assemble_pairs_cpu(const at::Tensor& frames_in, const at::Tensor& fra
       for (int64_t r = begin; r < end; ++r) {
         const int64_t v = r / S, i = r % S;
         if (i + 1 < S) prefetch_row(v, i + 1);
-        const int64_t s = src_p[v], w = hw_p[s * 2 + 1];
-        const bool substitute = fi_p[v] >= 0;
-        RowJob job;
-        job.frame = frames_p + s * image_bytes;
-        job.background = bg_mode != 0 ? backgrounds_p + bg_p[v] * image_bytes : nullptr;
-        job.substitute = substitute ? backgrounds_p + fi_p[v] * image_bytes : nullptr;
-        const Taps ty = row_taps(v, i);
-        job.row0 = ty.off0;
-        job.row1 = ty.off1;
-        job.wy0 = ty.w0;
-        job.wy1 = ty.w1;
-        job.col = col.data() + v * padded;
-        job.col_step = w >= 2 ? 3 : 0;
-        job.wx0 = wx0.data() + v * padded;
-        job.wx1 = wx1.data() + v * padded;
-        for (int c = 0; c < 3; ++c) {
-          job.fill[c] = fill_p[c];
-          job.scale[c] = scale[c];
-          job.shift[c] = shift[c];
+        RowJob job = make_job(v, i);
+        RowOptions o = options;
+        o.substitute = fi_p[v] >= 0;
+        if (cleaning) {
+          uint8_t* map = classes.get() + v * P * P;
+          if (i == 0) std::fill(map, map + P, kBackground);
+          if (i == S - 1) std::fill(map + (S + 1) * P, map + (S + 2) * P, kBackground);
+          job.classes = map + (i + 1) * P + 1;
+          job.classes[-1] = job.classes[S] = kBackground;
         }
-        job.threshold = threshold;
-        job.inv_softness = inv_softness;
-        job.size = S;
-        // The AVX2 kernel loads 8 bytes per column tap pair (6 used): past the end of a tensor only at its very end.
-        const int64_t read_end = ty.off1 + std::max<int64_t>(w - 2, 0) * 3 + 8;  // within an image, at most
-        job.wide_loads_safe = s * image_bytes + read_end <= frames_bytes &&
-                              (bg_mode == 0 || bg_p[v] * image_bytes + read_end <= backgrounds_bytes) &&
-                              (!substitute || fi_p[v] * image_bytes + read_end <= backgrounds_bytes);
-        job.window_chunks = window_chunks[v];
         scalar_t* row_out = out_p + r * S * 3;
         if (avx512 && job.window_chunks > 0) {
-          assemble_row_avx512<scalar_t>(job, bg_mode, substitute, row_out);
+          assemble_row_avx512<scalar_t>(job, o, row_out);
         } else if (avx2 && job.wide_loads_safe) {
-          assemble_row_avx2<scalar_t>(job, bg_mode, substitute, row_out);
+          assemble_row_avx2<scalar_t>(job, o, row_out);
         } else {
-          assemble_row_portable<scalar_t>(job, bg_mode, substitute, row_out);
+          assemble_row_portable<scalar_t>(job, o, row_out);
+        }
+      }
+    });
+    if (!cleaning) return;
+    // Step 3b needs the classes of the rows above and below: a second pass, once every row has them.
+    at::parallel_for(0, V * S, grain, [&](int64_t begin, int64_t end) {
+      std::vector<uint8_t> action((S + 7) / 8 * 8, kKeep);
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t v = r / S, i = r % S;
+        const uint8_t* above = classes.get() + v * P * P + i * P;
+        const RowJob job = make_job(v, i);
+        if (fi_p[v] >= 0) {
+          clean_row<scalar_t, true>(job, above, above + P, above + 2 * P, action.data(), out_p + r * S * 3);
+        } else {
+          clean_row<scalar_t, false>(job, above, above + P, above + 2 * P, action.data(), out_p + r * S * 3);
         }
       }
     });
@@ -341,8 +442,9 @@ TORCH_LIBRARY_FRAGMENT(syncssl, m) {
   m.set_python_module("syncssl.ops.assemble");
   m.def(
       "assemble_pairs(Tensor frames, Tensor frame_hw, Tensor src, Tensor boxes, Tensor flip, Tensor backgrounds, "
-      "Tensor bg_index, Tensor fill_index, Tensor fill, Tensor mean, Tensor std, int size, int bg_mode, "
-      "float bg_threshold, float bg_softness, ScalarType out_dtype) -> Tensor");
+      "Tensor bg_index, Tensor fill_index, Tensor fill, Tensor mean, Tensor std, Tensor bg_threshold, int size, "
+      "int bg_mode, float bg_softness, float shadow_min, float shadow_chroma, bool clean, ScalarType out_dtype) "
+      "-> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(syncssl, CPU, m) { m.impl("assemble_pairs", &assemble_pairs_cpu); }

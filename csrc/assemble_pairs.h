@@ -30,21 +30,56 @@ struct RowJob {
   float fill[3];              // constant fill, 0..255
   float scale[3];             // 1 / (255 std)
   float shift[3];             // -mean / std
-  float threshold;            // bg_threshold
+  float threshold;            // bg_threshold of the view's background (Euclidean RGB distance)
   float inv_softness;         // 1 / bg_softness (mode 2)
+  float shadow_min;           // shadow test: least brightness ratio
+  float shadow_limit;         // shadow test: 1 + shadow_chroma^2
+  uint8_t* classes;           // clean-up: where the row's per-pixel classes go (kBackground...), S bytes
   int64_t size;               // S
   bool wide_loads_safe;       // an 8-byte load at any column tap of this row stays inside the images' tensors
   int window_chunks;          // AVX-512 kernel: 64-byte chunks holding any 16 consecutive columns' taps (1 or 2;
                               // 0: wider, or a frame 1 pixel wide: that kernel does not apply)
 };
 
-// Calls kernel(std::integral_constant<int, MODE>, std::bool_constant<SUBSTITUTE>) for the run-time background
-// mode and substitution flag: every row kernel is instantiated per combination, so its inner loop has no branches
-// on them.
+// Per-pixel classes of step 3, written for the clean-up (step 3b). Bit 0 is "foreground", so the foreground
+// neighbours of a pixel are counted with & 1.
+constexpr uint8_t kBackground = 0;  // not a candidate: d <= threshold
+constexpr uint8_t kForeground = 1;  // a candidate that is not a shadow
+constexpr uint8_t kShadow = 2;      // a candidate that passes the shadow test
+// Clean-up: a foreground pixel with fewer than kSpeckBelow foreground neighbours (of 8) is a speck (alpha 0); a
+// shadow pixel with at least kShadowFillFrom, and a background pixel with at least kHoleFillFrom, are body (1).
+constexpr int kSpeckBelow = 1;
+constexpr int kShadowFillFrom = 3;
+constexpr int kHoleFillFrom = 5;
+
+// What one row kernel call does, fixed per op call: background mode, substitution, shadow test, class output.
+struct RowOptions {
+  int64_t mode;     // 0, 1, 2
+  bool substitute;  // fill_index >= 0
+  bool shadow;      // shadow test (modes 1, 2)
+  bool classes;     // write RowJob::classes (modes 1, 2 with the clean-up)
+};
+
+// Calls kernel(std::integral_constant<int, MODE>, std::bool_constant<SUBSTITUTE>, std::bool_constant<SHADOW>,
+// std::bool_constant<CLASSES>) for the run-time options: every row kernel is instantiated per combination, so its
+// inner loop has no branches on them. Mode 0 has no shadow test and no classes.
 template <typename Kernel>
-inline void dispatch_row(int64_t mode, bool substitute, Kernel&& kernel) {
-  auto with_mode = [&](auto m) { substitute ? kernel(m, std::true_type{}) : kernel(m, std::false_type{}); };
-  switch (mode) {
+inline void dispatch_row(const RowOptions& o, Kernel&& kernel) {
+  auto with_classes = [&](auto m, auto s, auto sh) {
+    o.classes ? kernel(m, s, sh, std::true_type{}) : kernel(m, s, sh, std::false_type{});
+  };
+  auto with_shadow = [&](auto m, auto s) {
+    o.shadow ? with_classes(m, s, std::true_type{}) : with_classes(m, s, std::false_type{});
+  };
+  auto with_mode = [&](auto m) {
+    if constexpr (decltype(m)::value == 0) {
+      o.substitute ? kernel(m, std::true_type{}, std::false_type{}, std::false_type{})
+                   : kernel(m, std::false_type{}, std::false_type{}, std::false_type{});
+    } else {
+      o.substitute ? with_shadow(m, std::true_type{}) : with_shadow(m, std::false_type{});
+    }
+  };
+  switch (o.mode) {
     case 0: return with_mode(std::integral_constant<int, 0>{});
     case 1: return with_mode(std::integral_constant<int, 1>{});
     default: return with_mode(std::integral_constant<int, 2>{});
@@ -54,12 +89,12 @@ inline void dispatch_row(int64_t mode, bool substitute, Kernel&& kernel) {
 // Whether this CPU runs the AVX2 kernel (AVX2 + FMA + F16C), and that kernel, when compiled in.
 bool avx2_available();
 template <typename out_t>
-void assemble_row_avx2(const RowJob& job, int64_t mode, bool substitute, out_t* out);
+void assemble_row_avx2(const RowJob& job, const RowOptions& options, out_t* out);
 
 // Whether this CPU runs the AVX-512 kernel (AVX512 F/BW/VL/DQ/VBMI/BF16), and that kernel (rows with
 // window_chunks > 0), when compiled in.
 bool avx512_available();
 template <typename out_t>
-void assemble_row_avx512(const RowJob& job, int64_t mode, bool substitute, out_t* out);
+void assemble_row_avx512(const RowJob& job, const RowOptions& options, out_t* out);
 
 }  // namespace syncssl

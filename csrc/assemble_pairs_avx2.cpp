@@ -12,6 +12,7 @@
 #define SYNCSSL_HAVE_AVX2 1
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 #endif
 
@@ -129,15 +130,29 @@ SYNCSSL_AVX2 inline __m256 interleaved(const Interleave& it, __m256 r, __m256 g,
   return _mm256_blend_ps(_mm256_blend_ps(rr, gg, g_mask), bb, b_mask);
 }
 
-template <typename out_t, int MODE, bool SUBSTITUTE>
+SYNCSSL_AVX2 inline __m256 dot3(const __m256 a[3], const __m256 b[3]) {
+  return _mm256_fmadd_ps(a[2], b[2], _mm256_fmadd_ps(a[1], b[1], _mm256_mul_ps(a[0], b[0])));
+}
+
+// Stores the classes of n <= 8 pixels (lane masks: all ones where true) as bytes.
+SYNCSSL_AVX2 inline void store_classes(uint8_t* dst, __m256 foreground, __m256 shadow, int64_t n) {
+  const __m256i fg = _mm256_and_si256(_mm256_castps_si256(foreground), _mm256_set1_epi32(kForeground));
+  const __m256i sh = _mm256_and_si256(_mm256_castps_si256(shadow), _mm256_set1_epi32(kShadow));
+  const __m256i classes = _mm256_or_si256(fg, sh);
+  const __m128i words = _mm_packus_epi32(_mm256_castsi256_si128(classes), _mm256_extracti128_si256(classes, 1));
+  const long long bytes = _mm_cvtsi128_si64(_mm_packus_epi16(words, words));
+  std::memcpy(dst, &bytes, n);
+}
+
+template <typename out_t, int MODE, bool SUBSTITUTE, bool SHADOW, bool CLASSES>
 SYNCSSL_AVX2 void row_kernel(const RowJob& job, out_t* out) {
   Lanes l;
   const Interleave it = make_interleave();
   const __m256 wy0 = _mm256_set1_ps(job.wy0), wy1 = _mm256_set1_ps(job.wy1);
   const __m256 wy = _mm256_set1_ps(job.wy0 + job.wy1), one = _mm256_set1_ps(1.0f);
-  const __m256 zero = _mm256_setzero_ps(), third = _mm256_set1_ps(3.0f);
+  const __m256 zero = _mm256_setzero_ps(), half = _mm256_set1_ps(0.5f);
   const __m256 threshold = _mm256_set1_ps(job.threshold), inv_softness = _mm256_set1_ps(job.inv_softness);
-  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  const __m256 shadow_min = _mm256_set1_ps(job.shadow_min), shadow_limit = _mm256_set1_ps(job.shadow_limit);
   __m256 fill[3], scale[3], shift[3];
   for (int c = 0; c < 3; ++c) {
     fill[c] = _mm256_set1_ps(job.fill[c]);
@@ -167,17 +182,29 @@ SYNCSSL_AVX2 void row_kernel(const RowJob& job, out_t* out) {
       for (int c = 0; c < 3; ++c) value[c] = pix[c];
     } else {
       sample(job.background, job.row0, job.row1, l, bgv);
-      __m256 d = zero;
+      __m256 diff[3];
       for (int c = 0; c < 3; ++c) {
         bgv[c] = _mm256_fmadd_ps(outside, fillv[c], bgv[c]);
-        d = _mm256_add_ps(d, _mm256_and_ps(_mm256_sub_ps(pix[c], bgv[c]), abs_mask));
+        diff[c] = _mm256_sub_ps(pix[c], bgv[c]);
       }
-      d = _mm256_div_ps(d, third);
+      const __m256 d = _mm256_sqrt_ps(dot3(diff, diff));
+      const __m256 candidate = _mm256_cmp_ps(d, threshold, _CMP_GT_OQ);
+      __m256 shadow = zero;
+      if constexpr (SHADOW) {
+        const __m256 pb = dot3(pix, bgv), bb = _mm256_max_ps(dot3(bgv, bgv), one), pp = dot3(pix, pix);
+        shadow = _mm256_and_ps(candidate, _mm256_cmp_ps(pb, _mm256_mul_ps(shadow_min, bb), _CMP_GE_OQ));
+        shadow = _mm256_and_ps(shadow, _mm256_cmp_ps(pb, bb, _CMP_LT_OQ));
+        shadow = _mm256_and_ps(shadow, _mm256_cmp_ps(_mm256_mul_ps(pp, bb),
+                                                     _mm256_mul_ps(shadow_limit, _mm256_mul_ps(pb, pb)), _CMP_LT_OQ));
+      }
+      const __m256 foreground = _mm256_andnot_ps(shadow, candidate);
+      if constexpr (CLASSES) store_classes(job.classes + j, foreground, shadow, std::min<int64_t>(8, job.size - j));
       __m256 alpha;
       if constexpr (MODE == 1) {
-        alpha = _mm256_and_ps(_mm256_cmp_ps(d, threshold, _CMP_GT_OQ), one);
+        alpha = _mm256_and_ps(foreground, one);
       } else {
-        alpha = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_sub_ps(d, threshold), inv_softness), zero), one);
+        const __m256 ramp = _mm256_fmadd_ps(_mm256_sub_ps(d, threshold), inv_softness, half);
+        alpha = _mm256_andnot_ps(shadow, _mm256_min_ps(_mm256_max_ps(ramp, zero), one));
       }
       for (int c = 0; c < 3; ++c) value[c] = _mm256_fmadd_ps(alpha, _mm256_sub_ps(pix[c], fillv[c]), fillv[c]);
     }
@@ -204,9 +231,9 @@ SYNCSSL_AVX2 void row_kernel(const RowJob& job, out_t* out) {
 }  // namespace
 
 template <typename out_t>
-void assemble_row_avx2(const RowJob& job, int64_t mode, bool substitute, out_t* out) {
-  dispatch_row(mode, substitute, [&](auto m, auto s) {
-    row_kernel<out_t, decltype(m)::value, decltype(s)::value>(job, out);
+void assemble_row_avx2(const RowJob& job, const RowOptions& options, out_t* out) {
+  dispatch_row(options, [&](auto m, auto s, auto sh, auto cl) {
+    row_kernel<out_t, decltype(m)::value, decltype(s)::value, decltype(sh)::value, decltype(cl)::value>(job, out);
   });
 }
 
@@ -215,12 +242,12 @@ void assemble_row_avx2(const RowJob& job, int64_t mode, bool substitute, out_t* 
 bool avx2_available() { return false; }
 
 template <typename out_t>
-void assemble_row_avx2(const RowJob&, int64_t, bool, out_t*) {}
+void assemble_row_avx2(const RowJob&, const RowOptions&, out_t*) {}
 
 #endif
 
-template void assemble_row_avx2<float>(const RowJob&, int64_t, bool, float*);
-template void assemble_row_avx2<c10::Half>(const RowJob&, int64_t, bool, c10::Half*);
-template void assemble_row_avx2<c10::BFloat16>(const RowJob&, int64_t, bool, c10::BFloat16*);
+template void assemble_row_avx2<float>(const RowJob&, const RowOptions&, float*);
+template void assemble_row_avx2<c10::Half>(const RowJob&, const RowOptions&, c10::Half*);
+template void assemble_row_avx2<c10::BFloat16>(const RowJob&, const RowOptions&, c10::BFloat16*);
 
 }  // namespace syncssl

@@ -132,13 +132,18 @@ SYNCSSL_AVX512 inline __m512 interleaved(const Interleave& it, int k, __m512 r, 
   return _mm512_mask_permutexvar_ps(_mm512_permutex2var_ps(r, it.index[k], g), it.blue[k], it.index[k], b);
 }
 
-template <typename out_t, int MODE, bool SUBSTITUTE, int CHUNKS>
+SYNCSSL_AVX512 inline __m512 dot3(const __m512 a[3], const __m512 b[3]) {
+  return _mm512_fmadd_ps(a[2], b[2], _mm512_fmadd_ps(a[1], b[1], _mm512_mul_ps(a[0], b[0])));
+}
+
+template <typename out_t, int MODE, bool SUBSTITUTE, bool SHADOW, bool CLASSES, int CHUNKS>
 SYNCSSL_AVX512 void row_kernel(const RowJob& job, out_t* out) {
   const Interleave it = make_interleave();
   const __m512 wy0 = _mm512_set1_ps(job.wy0), wy1 = _mm512_set1_ps(job.wy1);
   const __m512 wy = _mm512_set1_ps(job.wy0 + job.wy1), one = _mm512_set1_ps(1.0f);
-  const __m512 zero = _mm512_setzero_ps(), third = _mm512_set1_ps(3.0f);
+  const __m512 zero = _mm512_setzero_ps(), half = _mm512_set1_ps(0.5f);
   const __m512 threshold = _mm512_set1_ps(job.threshold), inv_softness = _mm512_set1_ps(job.inv_softness);
+  const __m512 shadow_min = _mm512_set1_ps(job.shadow_min), shadow_limit = _mm512_set1_ps(job.shadow_limit);
   __m512 fill[3], scale[3], shift[3];
   for (int c = 0; c < 3; ++c) {
     fill[c] = _mm512_set1_ps(job.fill[c]);
@@ -178,17 +183,34 @@ SYNCSSL_AVX512 void row_kernel(const RowJob& job, out_t* out) {
       for (int c = 0; c < 3; ++c) value[c] = pix[c];
     } else {
       sample<CHUNKS>(job.background, job.row0, job.row1, s, bgv);
-      __m512 d = zero;
+      __m512 diff[3];
       for (int c = 0; c < 3; ++c) {
         bgv[c] = _mm512_fmadd_ps(outside, fillv[c], bgv[c]);
-        d = _mm512_add_ps(d, _mm512_abs_ps(_mm512_sub_ps(pix[c], bgv[c])));
+        diff[c] = _mm512_sub_ps(pix[c], bgv[c]);
       }
-      d = _mm512_div_ps(d, third);  // a division, not * (1/3): the same rounding as the other kernels
+      const __m512 d = _mm512_sqrt_ps(dot3(diff, diff));
+      const __mmask16 candidate = _mm512_cmp_ps_mask(d, threshold, _CMP_GT_OQ);
+      __mmask16 shadow = 0;
+      if constexpr (SHADOW) {
+        const __m512 pb = dot3(pix, bgv), bb = _mm512_max_ps(dot3(bgv, bgv), one), pp = dot3(pix, pix);
+        shadow = _mm512_mask_cmp_ps_mask(candidate, pb, _mm512_mul_ps(shadow_min, bb), _CMP_GE_OQ);
+        shadow = _mm512_mask_cmp_ps_mask(shadow, pb, bb, _CMP_LT_OQ);
+        shadow = _mm512_mask_cmp_ps_mask(shadow, _mm512_mul_ps(pp, bb),
+                                         _mm512_mul_ps(shadow_limit, _mm512_mul_ps(pb, pb)), _CMP_LT_OQ);
+      }
+      const __mmask16 foreground = _kandn_mask16(shadow, candidate);
+      if constexpr (CLASSES) {
+        const __m128i classes = _mm_or_si128(_mm_maskz_mov_epi8(foreground, _mm_set1_epi8(kForeground)),
+                                             _mm_maskz_mov_epi8(shadow, _mm_set1_epi8(kShadow)));
+        const int64_t n = std::min<int64_t>(16, job.size - j);
+        _mm_mask_storeu_epi8(job.classes + j, static_cast<__mmask16>((1u << n) - 1), classes);
+      }
       __m512 alpha;
       if constexpr (MODE == 1) {
-        alpha = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(d, threshold, _CMP_GT_OQ), one);
+        alpha = _mm512_maskz_mov_ps(foreground, one);
       } else {
-        alpha = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_sub_ps(d, threshold), inv_softness), zero), one);
+        const __m512 ramp = _mm512_fmadd_ps(_mm512_sub_ps(d, threshold), inv_softness, half);
+        alpha = _mm512_maskz_mov_ps(static_cast<__mmask16>(~shadow), _mm512_min_ps(_mm512_max_ps(ramp, zero), one));
       }
       for (int c = 0; c < 3; ++c) value[c] = _mm512_fmadd_ps(alpha, _mm512_sub_ps(pix[c], fillv[c]), fillv[c]);
     }
@@ -212,20 +234,20 @@ SYNCSSL_AVX512 void row_kernel(const RowJob& job, out_t* out) {
   }
 }
 
-template <typename out_t, int MODE, bool SUBSTITUTE>
+template <typename out_t, int MODE, bool SUBSTITUTE, bool SHADOW, bool CLASSES>
 SYNCSSL_AVX512 void row_kernel(const RowJob& job, out_t* out) {
   switch (job.window_chunks) {
-    case 1: return row_kernel<out_t, MODE, SUBSTITUTE, 1>(job, out);
-    default: return row_kernel<out_t, MODE, SUBSTITUTE, 2>(job, out);
+    case 1: return row_kernel<out_t, MODE, SUBSTITUTE, SHADOW, CLASSES, 1>(job, out);
+    default: return row_kernel<out_t, MODE, SUBSTITUTE, SHADOW, CLASSES, 2>(job, out);
   }
 }
 
 }  // namespace
 
 template <typename out_t>
-void assemble_row_avx512(const RowJob& job, int64_t mode, bool substitute, out_t* out) {
-  dispatch_row(mode, substitute, [&](auto m, auto s) {
-    row_kernel<out_t, decltype(m)::value, decltype(s)::value>(job, out);
+void assemble_row_avx512(const RowJob& job, const RowOptions& options, out_t* out) {
+  dispatch_row(options, [&](auto m, auto s, auto sh, auto cl) {
+    row_kernel<out_t, decltype(m)::value, decltype(s)::value, decltype(sh)::value, decltype(cl)::value>(job, out);
   });
 }
 
@@ -234,12 +256,12 @@ void assemble_row_avx512(const RowJob& job, int64_t mode, bool substitute, out_t
 bool avx512_available() { return false; }
 
 template <typename out_t>
-void assemble_row_avx512(const RowJob&, int64_t, bool, out_t*) {}
+void assemble_row_avx512(const RowJob&, const RowOptions&, out_t*) {}
 
 #endif
 
-template void assemble_row_avx512<float>(const RowJob&, int64_t, bool, float*);
-template void assemble_row_avx512<c10::Half>(const RowJob&, int64_t, bool, c10::Half*);
-template void assemble_row_avx512<c10::BFloat16>(const RowJob&, int64_t, bool, c10::BFloat16*);
+template void assemble_row_avx512<float>(const RowJob&, const RowOptions&, float*);
+template void assemble_row_avx512<c10::Half>(const RowJob&, const RowOptions&, c10::Half*);
+template void assemble_row_avx512<c10::BFloat16>(const RowJob&, const RowOptions&, c10::BFloat16*);
 
 }  // namespace syncssl

@@ -14,17 +14,25 @@ import sys
 import pytest
 import torch
 
-# (name, make_inputs keywords): every bg mode, every output dtype, odd sizes, N = 1.
+# (name, make_inputs keywords): every bg mode, every output dtype, the shadow test and the clean-up alone and
+# together, odd sizes (S * S not a multiple of BLOCK: views of 2 and 3 blocks), N = 1.
 CASES = {
-    "mode0-fp32": dict(seed=0, bg_mode=0, out_dtype="float32"),
+    "mode0-fp32": dict(seed=0, bg_mode=0, out_dtype="float32", shadow_chroma=0.1, clean=True),
     "mode1-fp32": dict(seed=1, bg_mode=1, out_dtype="float32"),
+    "mode1-fp32-shadow-clean": dict(seed=1, bg_mode=1, out_dtype="float32", shadow_chroma=0.1, clean=True),
     "mode2-fp32": dict(seed=2, bg_mode=2, out_dtype="float32"),
-    "mode2-fp16": dict(seed=3, bg_mode=2, out_dtype="float16"),
-    "mode1-bf16": dict(seed=4, bg_mode=1, out_dtype="bfloat16"),
-    "size1-pair1": dict(seed=5, views=2, size=1, bg_mode=2, out_dtype="float16"),
+    "mode2-fp32-shadow": dict(seed=2, bg_mode=2, out_dtype="float32", shadow_chroma=0.1),
+    "mode2-fp16-clean": dict(seed=3, bg_mode=2, out_dtype="float16", clean=True),
+    "mode1-bf16-shadow-clean": dict(seed=4, bg_mode=1, out_dtype="bfloat16", shadow_chroma=0.1, clean=True),
+    "mode2-bf16-shadow-clean": dict(seed=4, bg_mode=2, out_dtype="bfloat16", shadow_chroma=0.1, clean=True),
+    "size1-pair1": dict(seed=5, views=2, size=1, bg_mode=2, out_dtype="float16", shadow_chroma=0.1, clean=True),
     "size5-pair1": dict(seed=6, views=2, size=5, bg_mode=0, out_dtype="float32"),
+    "size17-shadow-clean": dict(seed=7, views=4, size=17, bg_mode=1, out_dtype="float32", shadow_chroma=0.1,
+                                clean=True),
+    "size23-shadow-clean": dict(seed=8, views=4, size=23, bg_mode=2, out_dtype="float16", shadow_chroma=0.1,
+                                clean=True),
 }
-HAND_CHECKS = ("identity-crop", "flip-exact")
+HAND_CHECKS = ("identity-crop", "flip-exact", "scene", "thresholds-per-background")
 
 
 def _inputs(name: str, device="cpu"):
@@ -38,7 +46,7 @@ def _inputs(name: str, device="cpu"):
 
 def _hand_check(name: str, kernel) -> None:
     """Raises AssertionError unless the kernel passes the named hand-checkable case."""
-    from test_assemble_pairs import make_inputs, op_args
+    from test_assemble_pairs import check_scene, check_thresholds_per_background, make_inputs, op_args
 
     if name == "identity-crop":
         inputs = make_inputs(views=2, size=9, bg_mode=0)
@@ -49,11 +57,16 @@ def _hand_check(name: str, kernel) -> None:
         expected = inputs["frames"][:2, :9, :9].permute(0, 3, 1, 2).float() / 255
         expected[1] = expected[1].flip(-1)
         torch.testing.assert_close(kernel(*op_args(inputs)), expected, rtol=0, atol=1e-6)
-    elif name == "flip-exact":
-        inputs = make_inputs(seed=3, views=4, size=13, bg_mode=2)
-        plain = kernel(*op_args({**inputs, "flip": torch.zeros(4, dtype=torch.bool)}))
-        mirrored = kernel(*op_args({**inputs, "flip": torch.ones(4, dtype=torch.bool)}))
-        assert torch.equal(mirrored, plain.flip(-1)), "flipping must reverse the columns exactly"
+    elif name == "flip-exact":  # the clean-up's neighbourhood is in output coordinates: mirrored too
+        for bg_mode in (1, 2):
+            inputs = make_inputs(seed=3, views=4, size=13, bg_mode=bg_mode, shadow_chroma=0.1, clean=True)
+            plain = kernel(*op_args({**inputs, "flip": torch.zeros(4, dtype=torch.bool)}))
+            mirrored = kernel(*op_args({**inputs, "flip": torch.ones(4, dtype=torch.bool)}))
+            assert torch.equal(mirrored, plain.flip(-1)), "flipping must reverse the columns exactly"
+    elif name == "scene":
+        check_scene(kernel)
+    elif name == "thresholds-per-background":
+        check_thresholds_per_background(kernel)
 
 
 def _interpreter_main() -> None:
@@ -96,18 +109,25 @@ def test_triton_kernel_in_the_interpreter(interpreter_results, name):
     assert result["ok"], result.get("message")
 
 
-# Argument types of the kernel as the launcher passes them; ints equal to 1 become constants when launched.
+# Argument types of the kernels as the launcher passes them; ints equal to 1 become constants when launched.
 _SIGNATURE = dict(
     frames_ptr="*u8", frame_hw_ptr="*i32", src_ptr="*i64", boxes_ptr="*fp32", flip_ptr="*u8", backgrounds_ptr="*u8",
     bg_index_ptr="*i64", fill_index_ptr="*i64", fill_ptr="*fp32", mean_ptr="*fp32", std_ptr="*fp32",
-    num_frames="i32", num_backgrounds="i32", height="i32", width="i32", size="i32", bg_threshold="fp32",
-    bg_softness="fp32", BG_MODE="constexpr", BLOCK="constexpr",
+    bg_threshold_ptr="*fp32", classes_ptr="*u8", num_frames="i32", num_backgrounds="i32", height="i32",
+    width="i32", size="i32", bg_softness="fp32", shadow_min="fp32", shadow_limit="fp32", BG_MODE="constexpr",
+    SHADOW_TEST="constexpr", CLASSES="constexpr", BLOCK="constexpr",
 )
+_CLEAN_ONLY = ("bg_index_ptr", "bg_threshold_ptr", "bg_softness", "shadow_min", "shadow_limit", "BG_MODE",
+               "SHADOW_TEST", "CLASSES")
 
 
-@pytest.mark.parametrize("bg_mode, out_type, ones", [(0, "fp32", False), (1, "bf16", False), (2, "fp16", False),
-                                                      (2, "fp16", True)])
-def test_triton_kernel_compiles_for_a_gpu(bg_mode, out_type, ones):
+@pytest.mark.parametrize("kernel, bg_mode, shadow, clean, out_type, ones", [
+    ("assemble", 0, False, False, "fp32", False), ("assemble", 1, False, False, "bf16", False),
+    ("assemble", 2, False, False, "fp16", False), ("assemble", 2, True, True, "fp16", True),
+    ("assemble", 1, True, True, "bf16", False), ("clean", None, None, None, "fp16", False),
+    ("clean", None, None, None, "fp32", True),
+])
+def test_triton_kernel_compiles_for_a_gpu(kernel, bg_mode, shadow, clean, out_type, ones):
     # Without a GPU, compile ahead of time down to a cubin for sm_90: catches what the interpreter lets pass
     # (types, constexpr specialisation of arguments equal to 1, lowering).
     triton = pytest.importorskip("triton")
@@ -115,14 +135,20 @@ def test_triton_kernel_compiles_for_a_gpu(bg_mode, out_type, ones):
 
     if "nvidia" not in getattr(triton.backends, "backends", {}):
         pytest.skip("Triton's NVIDIA backend is not installed")
-    from syncssl.ops.triton_assemble import BLOCK, _assemble_pairs_kernel
+    from syncssl.ops.triton_assemble import BLOCK, _assemble_pairs_kernel, _clean_kernel
 
     signature = {**_SIGNATURE, "out_ptr": "*" + out_type}
-    constants = {"BG_MODE": bg_mode, "BLOCK": BLOCK}
+    constants = {"BLOCK": BLOCK}
+    if kernel == "assemble":
+        fn = _assemble_pairs_kernel
+        constants.update(BG_MODE=bg_mode, SHADOW_TEST=shadow, CLASSES=clean)
+    else:
+        fn = _clean_kernel
+        signature = {k: v for k, v in signature.items() if k not in _CLEAN_ONLY}
     if ones:
         for name in ("num_frames", "num_backgrounds", "size"):
             signature[name], constants[name] = "constexpr", 1
-    source = triton.compiler.ASTSource(fn=_assemble_pairs_kernel, signature=signature, constexprs=constants)
+    source = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs=constants)
     compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"enable_fp_fusion": True})
     assert compiled.asm.get("cubin")
 

@@ -6,8 +6,8 @@ Providers (each run on the same realistic batch, in the same process, best of `r
 - ``triton``: the Triton kernel (CUDA only);
 - ``reference``: the vectorised PyTorch reference (:mod:`syncssl.ops.reference`);
 - ``eager``: what a user would write without the fused op: per view, slice the crop, ``F.interpolate`` it,
-  compare with the interpolated background crop, blend, flip, normalise, cast, then one
-  ``contiguous(channels_last)`` (:func:`eager_assemble`).
+  compare with the interpolated background crop (distance, shadow test, clean-up), blend, flip, normalise, cast,
+  then one ``contiguous(channels_last)`` (:func:`eager_assemble`).
 
 Byte count (GB/s = counted bytes / best time): output bytes (V * 3 * S * S * itemsize) plus, per view, the input
 bytes touched: the number of source pixels inside the crop box clipped to the frame's valid region, capped at
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from ..ops import assemble as assemble_mod
 from ..ops.assemble import IMAGENET_MEAN, IMAGENET_STD
-from ..ops.reference import assemble_pairs_reference
+from ..ops.reference import HOLE_FILL_FROM, SHADOW_FILL_FROM, SPECK_BELOW, assemble_pairs_reference
 from .bandwidth import best_times, make_copy
 
 
@@ -60,13 +60,19 @@ DEFAULT_CASES = (
 
 
 def make_batch(case: BenchCase, pairs: int = 32, cameras: int = 4, device="cpu", seed: int = 0) -> dict:
-    """A realistic op input: 2N distinct frames, person boxes of ~1/2 frame height (some past the frame edge),
-    random flips, soft background removal, half the views with a substituted background of another camera."""
+    """A realistic op input: 2N distinct frames, each its camera's (smooth) background with sensor noise, a textured
+    person ellipse and its darker floor shadow; person boxes of ~1/2 frame height around them (some past the frame
+    edge), random flips, soft background removal with per-camera thresholds, the shadow test and the clean-up, half
+    the views with a substituted background of another camera."""
     g = torch.Generator().manual_seed(seed)
     views = 2 * pairs
     height, width = case.frame_h + case.pad_h, case.frame_w
-    frames = torch.randint(0, 256, (views, height, width, 3), dtype=torch.uint8, generator=g)
-    backgrounds = torch.randint(0, 256, (cameras, height, width, 3), dtype=torch.uint8, generator=g)
+
+    def smooth(cells: int) -> torch.Tensor:  # a smooth random colour field (height, width, 3), float 0..255
+        coarse = torch.rand(1, 3, cells, cells, generator=g) * 255
+        return F.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
+
+    backgrounds = torch.stack([smooth(8) for _ in range(cameras)]).round().to(torch.uint8)
     camera = torch.stack([torch.randperm(cameras, generator=g)[:2] for _ in range(pairs)]).flatten()
     frame_hw = torch.tensor([[case.frame_h + (case.pad_h if c % 2 else 0), case.frame_w] for c in camera.tolist()],
                             dtype=torch.int32)
@@ -75,6 +81,16 @@ def make_batch(case: BenchCase, pairs: int = 32, cameras: int = 4, device="cpu",
     cx = frame_hw[:, 1].float() * (0.1 + 0.8 * torch.rand(views, generator=g))
     cy = frame_hw[:, 0].float() * (0.2 + 0.6 * torch.rand(views, generator=g))
     boxes = torch.stack([cx - box_w / 2, cy - box_h / 2, cx + box_w / 2, cy + box_h / 2], dim=1)
+    ys, xs = torch.arange(height).float()[:, None], torch.arange(width).float()[None, :]
+    frames = torch.empty(views, height, width, 3, dtype=torch.uint8)
+    for v in range(views):
+        x, y, rx, ry = cx[v].item(), cy[v].item(), box_w[v].item() / 4, box_h[v].item() / 2
+        body = ((xs - x) / rx) ** 2 + ((ys - y) / ry) ** 2 <= 1
+        shade = (((xs - x - rx) / (2 * rx)) ** 2 + ((ys - y - ry) / (ry / 6)) ** 2 <= 1) & ~body
+        frame = backgrounds[camera[v]].float() + 3 * torch.randn(height, width, 3, generator=g)
+        frame[shade] *= 0.6
+        frame[body] = smooth(4)[body] + 10 * torch.randn(int(body.sum()), 3, generator=g)
+        frames[v] = frame.clamp(0, 255).round().to(torch.uint8)
     substitute = torch.rand(views, generator=g) < 0.5
     other = (camera + 1 + torch.randint(0, cameras - 1, (views,), generator=g)) % cameras
     batch = dict(
@@ -82,7 +98,8 @@ def make_batch(case: BenchCase, pairs: int = 32, cameras: int = 4, device="cpu",
         flip=torch.rand(views, generator=g) < 0.5, backgrounds=backgrounds, bg_index=camera,
         fill_index=torch.where(substitute, other, torch.full_like(other, -1)),
         fill=torch.tensor(IMAGENET_MEAN) * 255, mean=torch.tensor(IMAGENET_MEAN), std=torch.tensor(IMAGENET_STD),
-        size=case.size, bg_mode=2, bg_threshold=20.0, bg_softness=10.0, out_dtype=case.out_dtype,
+        bg_threshold=22.0 + 4.0 * torch.arange(cameras, dtype=torch.float32), size=case.size, bg_mode=2,
+        bg_softness=10.0, shadow_min=0.5, shadow_chroma=0.05, clean=True, out_dtype=case.out_dtype,
     )
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
@@ -90,7 +107,8 @@ def make_batch(case: BenchCase, pairs: int = 32, cameras: int = 4, device="cpu",
 def op_args(batch: dict) -> tuple:
     """The batch as the op's positional arguments, in schema order."""
     keys = ("frames", "frame_hw", "src", "boxes", "flip", "backgrounds", "bg_index", "fill_index", "fill", "mean",
-            "std", "size", "bg_mode", "bg_threshold", "bg_softness", "out_dtype")
+            "std", "bg_threshold", "size", "bg_mode", "bg_softness", "shadow_min", "shadow_chroma", "clean",
+            "out_dtype")
     return tuple(batch[k] for k in keys)
 
 
@@ -107,15 +125,18 @@ def counted_bytes(batch: dict) -> int:
     return int(out_bytes + (pixels * 3 * images).sum().item())
 
 
-def eager_assemble(frames, frame_hw, src, boxes, flip, backgrounds, bg_index, fill_index, fill, mean, std, size,
-                   bg_mode, bg_threshold, bg_softness, out_dtype):
+def eager_assemble(frames, frame_hw, src, boxes, flip, backgrounds, bg_index, fill_index, fill, mean, std,
+                   bg_threshold, size, bg_mode, bg_softness, shadow_min, shadow_chroma, clean, out_dtype):
     """The op written the obvious way, one view at a time (the baseline the fused op must beat).
 
     The box is rounded out to whole pixels and clipped to the frame (as a user slicing the frame would), so it agrees
-    with the op exactly only for integer boxes inside the frame that do not upsample; it does the same work.
+    with the op exactly only for integer boxes inside the frame that do not upsample; it does the same work: the
+    Euclidean distance against the view's camera threshold, the shadow test and the 3x3 clean-up included.
     """
     mean_, std_ = mean.view(1, 3, 1, 1), std.view(1, 3, 1, 1)
     fill_ = fill.view(1, 3, 1, 1)
+    neighbours = torch.ones(1, 1, 3, 3)
+    neighbours[0, 0, 1, 1] = 0
     hw = frame_hw.tolist()
     outs = []
     for v, (s, (x0, y0, x1, y1), flipped, b, fi) in enumerate(
@@ -133,8 +154,25 @@ def eager_assemble(frames, frame_hw, src, boxes, flip, backgrounds, bg_index, fi
         fillv = crop(backgrounds[fi]) if fi >= 0 else fill_
         value = pix
         if bg_mode != 0:
-            d = (pix - crop(backgrounds[b])).abs().mean(1, keepdim=True)
-            alpha = (d > bg_threshold).float() if bg_mode == 1 else ((d - bg_threshold) / bg_softness).clamp(0, 1)
+            bgv = crop(backgrounds[b])
+            thr = bg_threshold[b]
+            d = (pix - bgv).pow(2).sum(1, keepdim=True).sqrt()
+            candidate = d > thr
+            shadow = torch.zeros_like(candidate)
+            if shadow_chroma > 0:
+                pb = (pix * bgv).sum(1, keepdim=True)
+                bb = (bgv * bgv).sum(1, keepdim=True).clamp(min=1)
+                pp = (pix * pix).sum(1, keepdim=True)
+                shadow = (candidate & (pb >= shadow_min * bb) & (pb < bb)
+                          & (pp * bb < (1 + shadow_chroma ** 2) * pb * pb))
+            fg = candidate & ~shadow
+            ramp = (0.5 + (d - thr) / bg_softness).clamp(0, 1)
+            alpha = fg.float() if bg_mode == 1 else torch.where(shadow, 0.0, ramp)
+            if clean:  # the neighbourhood is symmetric: cleaning before the flip is cleaning after it
+                n = F.conv2d(fg.float(), neighbours, padding=1)
+                alpha = torch.where(fg & (n < SPECK_BELOW), 0.0, alpha)
+                alpha = torch.where((shadow & (n >= SHADOW_FILL_FROM)) | (~candidate & (n >= HOLE_FILL_FROM)), 1.0,
+                                    alpha)
             value = alpha * pix + (1 - alpha) * fillv
         if flipped:
             value = value.flip(-1)

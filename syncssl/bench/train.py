@@ -79,7 +79,7 @@ class NaivePairs(torch.utils.data.Dataset):
             x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(max(x1, x0 + 1), w), min(max(y1, y0 + 1), h)
             crop = F.interpolate(frame[None, :, y0:y1, x0:x1], size=(self.crop, self.crop), mode="bilinear")[0]
             bgc = F.interpolate(bg[None, :, y0:y1, x0:x1], size=(self.crop, self.crop), mode="bilinear")[0]
-            fg = ((crop - bgc).abs().mean(0, keepdim=True) > self.threshold).float()
+            fg = ((crop - bgc).pow(2).sum(0, keepdim=True).sqrt() > self.threshold).float()  # the op's distance
             crop = crop * fg + self.mean * 255 * (1 - fg)
             if plan.flip[r, v]:
                 crop = crop.flip(-1)

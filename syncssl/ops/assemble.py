@@ -22,8 +22,11 @@ Inputs (V = 2N views; views 2n and 2n+1 are the two views of pair n):
 - ``fill_index`` int64 (V,): -1 fills removed / outside pixels with the constant ``fill``; otherwise the index of
   the background image sampled as the fill (background substitution).
 - ``fill`` float32 (3,): constant fill in 0..255 units; ``mean``, ``std`` float32 (3,) in 0..1 units.
-- ``size`` S (output S x S), ``bg_mode`` (0 off, 1 hard, 2 soft), ``bg_threshold``, ``bg_softness`` (0..255
-  units), ``out_dtype`` (float32, float16, bfloat16).
+- ``bg_threshold`` float32 (B,): per background image, the RGB distance (Euclidean, 0..255 units, so at most ~441)
+  above which a pixel differs from it (B may be 0 in mode 0).
+- ``size`` S (output S x S), ``bg_mode`` (0 off, 1 hard, 2 soft), ``bg_softness`` (0..255 units), ``shadow_min``,
+  ``shadow_chroma`` (the shadow test; 0 turns it off), ``clean`` (the 3x3 clean-up), ``out_dtype`` (float32,
+  float16, bfloat16).
 
 For output pixel (view v, row i, column j) and channel c, with (h, w) = frame_hw[src[v]]:
 
@@ -36,15 +39,30 @@ For output pixel (view v, row i, column j) and channel c, with (h, w) = frame_hw
    - fill value F = fill[c] when fill_index[v] = -1, else sample(backgrounds[fill_index[v]], fill[c]);
    - pix = sample(frames[src[v]], F); bgv = sample(backgrounds[bg_index[v]], F) (modes 1 and 2).
    So a pixel whose taps are all outside the frame is exactly F, and d (below) sees only valid taps.
-3. d = (|pix_r - bgv_r| + |pix_g - bgv_g| + |pix_b - bgv_b|) / 3; alpha = 1 (mode 0), [d > bg_threshold]
-   (mode 1), clamp((d - bg_threshold) / bg_softness, 0, 1) (mode 2).
+3. Mode 0: alpha = 1 (bg_threshold, the shadow test and the clean-up are ignored). Modes 1 and 2, with
+   thr = bg_threshold[bg_index[v]] and <a, b> = a_r b_r + a_g b_g + a_b b_b:
+   - d = sqrt(<pix - bgv, pix - bgv>) (Euclidean distance); candidate = d > thr;
+   - shadow (only when shadow_chroma > 0; else never), with pb = <pix, bgv>, bb = max(<bgv, bgv>, 1),
+     pp = <pix, pix>: candidate and pb >= shadow_min * bb and pb < bb and pp * bb < (1 + shadow_chroma^2) * pb * pb.
+     That is a darker pixel of the background's own colour: brightness a = pb / bb in [shadow_min, 1) and colour
+     distortion |pix - a bgv| below shadow_chroma * a * |bgv| (Horprasert et al. 1999, as prepare's masks);
+   - class of the pixel: fg = candidate and not shadow; shadow; background = not candidate;
+   - alpha = [fg] (mode 1); 0 if shadow else clamp(0.5 + (d - thr) / bg_softness, 0, 1) (mode 2: a ramp centred
+     on the threshold).
+3b. Clean-up (``clean``, modes 1 and 2): n = the number of the pixel's 8 neighbours in the view's S x S output grid
+   (output coordinates, after the flip; neighbours outside the grid count as not fg) whose class (step 3) is fg.
+   Then alpha = 0 if fg and n < SPECK_BELOW = 1 (a speck); alpha = 1 if shadow and n >= SHADOW_FILL_FROM = 3 (a
+   "shadow" surrounded by body is body) or if background and n >= HOLE_FILL_FROM = 5 (a hole in the body);
+   otherwise alpha of step 3. One round: the neighbours' classes are those of step 3, not cleaned ones.
 4. value = alpha * pix + (1 - alpha) * F; out[v, c, i, j] = (value / 255 - mean[c]) / std[c], cast to out_dtype.
 
 The op returns (V, 3, S, S) in channels_last memory format (physically (V, S, S, 3)). :func:`assemble_pairs`
 returns it as (N, 2, 3, S, S), a view; ``.flatten(0, 1)`` is the channels_last (2N, 3, S, S) model batch.
 
 Arithmetic is float32 throughout; the kernels may associate sums differently from the reference (differences
-of a few float32 ulps), which in mode 1 can flip alpha for pixels with d within ~1e-4 of the threshold.
+of a few float32 ulps, e.g. fused multiply-adds). That can flip a discrete decision (candidate, shadow) for a pixel
+within float rounding of its boundary (d within ~1e-4 of thr), which changes its alpha (mode 1, or the shadow test)
+and, with the clean-up, the alpha of its neighbours.
 
 Environment switches (read at every call, for tests and debugging): ``SYNCSSL_DEBUG_POISON=1`` makes the C++ and
 Triton kernels pre-fill their output with NaN, so an element they fail to write shows; ``SYNCSSL_PORTABLE_KERNEL=1``
@@ -53,6 +71,7 @@ makes the C++ kernel skip its SIMD paths, ``SYNCSSL_NO_AVX512=1`` its AVX-512 pa
 from __future__ import annotations
 
 import functools
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -70,8 +89,8 @@ BG_MODES = {0: "off", 1: "hard", 2: "soft"}
 OP_NAME = "syncssl::assemble_pairs"
 SCHEMA = (
     "(Tensor frames, Tensor frame_hw, Tensor src, Tensor boxes, Tensor flip, Tensor backgrounds, "
-    "Tensor bg_index, Tensor fill_index, Tensor fill, Tensor mean, Tensor std, int size, int bg_mode, "
-    "float bg_threshold, float bg_softness, ScalarType out_dtype) -> Tensor"
+    "Tensor bg_index, Tensor fill_index, Tensor fill, Tensor mean, Tensor std, Tensor bg_threshold, int size, "
+    "int bg_mode, float bg_softness, float shadow_min, float shadow_chroma, bool clean, ScalarType out_dtype) -> Tensor"
 )
 
 
@@ -121,7 +140,7 @@ if torch.cuda.is_available():
 
 @torch.library.register_fake(OP_NAME)
 def _assemble_pairs_fake(frames, frame_hw, src, boxes, flip, backgrounds, bg_index, fill_index, fill, mean, std,
-                         size, bg_mode, bg_threshold, bg_softness, out_dtype):
+                         bg_threshold, size, bg_mode, bg_softness, shadow_min, shadow_chroma, clean, out_dtype):
     return torch.empty(
         (src.shape[0], 3, size, size), dtype=out_dtype, device=frames.device, memory_format=torch.channels_last
     )
@@ -178,8 +197,11 @@ def assemble_pairs(
     mean: Sequence[float] | Tensor = IMAGENET_MEAN,
     std: Sequence[float] | Tensor = IMAGENET_STD,
     bg_mode: int = 0,
-    bg_threshold: float = 20.0,
+    bg_threshold: float | Tensor = 20.0,
     bg_softness: float = 10.0,
+    shadow_min: float = 0.5,
+    shadow_chroma: float = 0.0,
+    clean: bool = False,
     out_dtype: torch.dtype = torch.float16,
     check_ranges: bool | None = None,
 ) -> Tensor:
@@ -187,7 +209,9 @@ def assemble_pairs(
 
     Returns (N, 2, 3, size, size) with N = V / 2, channels_last underneath: ``.flatten(0, 1)`` is the model batch.
     ``backgrounds`` is required for bg_mode 1/2 (with ``bg_index``) and for substitution (``fill_index`` >= 0).
-    ``fill`` defaults to mean * 255, which normalises to 0. ``check_ranges``: check index and box values; the
+    ``fill`` defaults to mean * 255, which normalises to 0. ``bg_threshold``: one Euclidean RGB distance for every
+    background, or a float32 (B,) tensor on the frames' device, one per background. ``shadow_chroma`` > 0 turns on
+    the shadow test, ``clean`` the 3x3 clean-up (bg modes 1/2). ``check_ranges``: check index and box values; the
     default checks them for CPU tensors and skips them on a GPU (reading values back would stall the stream) and
     under torch.compile (data-dependent checks would break the graph); the kernels never read out of bounds.
     """
@@ -198,6 +222,8 @@ def assemble_pairs(
     _require(isinstance(size, int) and size >= 1, f"size must be an int >= 1, got {size!r}")
     _require(bg_mode in BG_MODES, f"bg_mode must be 0 (off), 1 (hard) or 2 (soft), got {bg_mode!r}")
     _require(bg_mode != 2 or bg_softness > 0, f"bg_softness must be > 0 in bg_mode 2, got {bg_softness}")
+    _require(0 <= shadow_min <= 1, f"shadow_min must lie in [0, 1], got {shadow_min}")
+    _require(shadow_chroma >= 0, f"shadow_chroma must be >= 0 (0 turns the shadow test off), got {shadow_chroma}")
     _require(out_dtype in OUT_DTYPES, f"out_dtype must be float32, float16 or bfloat16, got {out_dtype}")
     _require(isinstance(src, Tensor) and src.dim() == 1, f"src must be a 1-D (V,) tensor, got {_describe(src)}")
     views = src.shape[0]
@@ -226,6 +252,17 @@ def assemble_pairs(
     if bg_mode != 0:
         _require(num_backgrounds > 0, f"bg_mode {bg_mode} needs backgrounds")
         _require(bg_index is not None, f"bg_mode {bg_mode} needs bg_index (the background of each view)")
+    if isinstance(bg_threshold, Tensor):
+        _require(bg_threshold.shape == (num_backgrounds,),
+                 f"bg_threshold must be a float or have shape (B,) = ({num_backgrounds},) (one per background), "
+                 f"got {tuple(bg_threshold.shape)}")
+        _require(bg_threshold.dtype == torch.float32, f"bg_threshold must be float32, got {bg_threshold.dtype}")
+        _require(bg_threshold.device == device, f"bg_threshold is on {bg_threshold.device}, frames on {device}")
+        threshold_t = bg_threshold
+    else:
+        _require(math.isfinite(bg_threshold) and bg_threshold >= 0,
+                 f"bg_threshold must be finite and >= 0, got {bg_threshold}")
+        threshold_t = torch.full((num_backgrounds,), float(bg_threshold), dtype=torch.float32, device=device)
     bg_index = torch.zeros(views, dtype=torch.int64, device=device) if bg_index is None else bg_index
     bg_index = _check_index("bg_index", bg_index, views, device)
     fill_index = torch.full((views,), -1, dtype=torch.int64, device=device) if fill_index is None else fill_index
@@ -248,10 +285,13 @@ def assemble_pairs(
         _require(bool((boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()),
                  "every box needs x1 > x0 and y1 > y0")
         _require(bool((std_t != 0).all()), "std must not be 0")
+        _require(bool((torch.isfinite(threshold_t) & (threshold_t >= 0)).all()),
+                 "bg_threshold must be finite and >= 0")
 
     out = torch.ops.syncssl.assemble_pairs(
         frames.contiguous(), frame_hw.contiguous(), src, boxes.contiguous(), flip, backgrounds.contiguous(),
-        bg_index, fill_index, fill_t, mean_t, std_t, size, bg_mode, float(bg_threshold), float(bg_softness), out_dtype,
+        bg_index, fill_index, fill_t, mean_t, std_t, threshold_t.contiguous(), size, bg_mode, float(bg_softness),
+        float(shadow_min), float(shadow_chroma), bool(clean), out_dtype,
     )
     return out.unflatten(0, (views // 2, 2))
 

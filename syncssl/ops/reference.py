@@ -9,7 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+
+# Clean-up (step 3b): a foreground pixel with fewer than SPECK_BELOW foreground neighbours (of 8) is a speck; a
+# shadow pixel with at least SHADOW_FILL_FROM of them, and a background pixel with at least HOLE_FILL_FROM, are body.
+SPECK_BELOW = 1
+SHADOW_FILL_FROM = 3
+HOLE_FILL_FROM = 5
 
 
 @dataclass
@@ -21,8 +28,27 @@ class ViewSamples:
     fillv: Tensor  # the fill value F: the constant fill, or the sample of the substitute background
 
     def difference(self) -> Tensor:
-        """d: the mean absolute difference between frame and background over the channels, (V, S, S)."""
-        return (self.pix - self.bgv).abs().sum(-1) / 3
+        """d: the Euclidean RGB distance between frame and background, (V, S, S)."""
+        diff = self.pix - self.bgv
+        return _dot(diff, diff).sqrt()
+
+    def classes(self, threshold: Tensor, shadow_min: float, shadow_chroma: float) -> tuple[Tensor, Tensor]:
+        """(candidate, shadow), (V, S, S) bool each: d above the view's threshold (V,), and which of those pixels
+        are the background in shadow (none when ``shadow_chroma`` is 0). Foreground is candidate and not shadow."""
+        candidate = self.difference() > threshold[:, None, None]
+        if shadow_chroma <= 0:
+            return candidate, torch.zeros_like(candidate)
+        pb = _dot(self.pix, self.bgv)
+        bb = _dot(self.bgv, self.bgv).clamp(min=1)
+        pp = _dot(self.pix, self.pix)
+        shadow = (candidate & (pb >= shadow_min * bb) & (pb < bb)
+                  & (pp * bb < (1 + shadow_chroma * shadow_chroma) * (pb * pb)))
+        return candidate, shadow
+
+
+def _dot(a: Tensor, b: Tensor) -> Tensor:
+    """Per-pixel dot product over the channels, summed R, G, B in that order (the kernels' order)."""
+    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
 
 
 def _source_coordinates(boxes: Tensor, flip: Tensor, size: int) -> tuple[Tensor, Tensor]:
@@ -81,23 +107,43 @@ def sample_views(frames, frame_hw, src, boxes, flip, backgrounds, bg_index, fill
     return ViewSamples(pix, bgv, fillv)
 
 
-def foreground_alpha(d: Tensor, bg_mode: int, bg_threshold: float, bg_softness: float) -> Tensor:
-    """alpha: 1 keeps the frame's pixel, 0 replaces it with the fill (step 3 of the semantics)."""
+def fg_neighbours(fg: Tensor) -> Tensor:
+    """How many of each pixel's 8 neighbours in its view's S x S grid are foreground; (V, S, S) bool -> float32
+    counts. Neighbours outside the grid count as not foreground."""
+    kernel = torch.ones(1, 1, 3, 3, dtype=torch.float32, device=fg.device)
+    kernel[0, 0, 1, 1] = 0
+    return F.conv2d(fg.float()[:, None], kernel, padding=1)[:, 0]
+
+
+def foreground_alpha(s: ViewSamples, bg_mode: int, threshold: Tensor, bg_softness: float, shadow_min: float,
+                     shadow_chroma: float, clean: bool) -> Tensor:
+    """alpha (V, S, S): 1 keeps the frame's pixel, 0 replaces it with the fill (steps 3 and 3b of the semantics).
+    ``threshold`` (V,) is each view's: bg_threshold[bg_index]."""
     if bg_mode == 0:
-        return torch.ones_like(d)
+        return torch.ones(s.pix.shape[:-1], dtype=torch.float32, device=s.pix.device)
+    candidate, shadow = s.classes(threshold, shadow_min, shadow_chroma)
+    fg = candidate & ~shadow
     if bg_mode == 1:
-        return (d > bg_threshold).float()
-    return ((d - bg_threshold) / bg_softness).clamp(0, 1)
+        alpha = fg.float()
+    else:
+        ramp = (0.5 + (s.difference() - threshold[:, None, None]) / bg_softness).clamp(0, 1)
+        alpha = torch.where(shadow, 0.0, ramp)
+    if clean:
+        n = fg_neighbours(fg)
+        alpha = torch.where(fg & (n < SPECK_BELOW), 0.0, alpha)
+        alpha = torch.where((shadow & (n >= SHADOW_FILL_FROM)) | (~candidate & (n >= HOLE_FILL_FROM)), 1.0, alpha)
+    return alpha
 
 
 def assemble_pairs_reference(
     frames: Tensor, frame_hw: Tensor, src: Tensor, boxes: Tensor, flip: Tensor, backgrounds: Tensor,
-    bg_index: Tensor, fill_index: Tensor, fill: Tensor, mean: Tensor, std: Tensor, size: int, bg_mode: int,
-    bg_threshold: float, bg_softness: float, out_dtype: torch.dtype,
+    bg_index: Tensor, fill_index: Tensor, fill: Tensor, mean: Tensor, std: Tensor, bg_threshold: Tensor, size: int,
+    bg_mode: int, bg_softness: float, shadow_min: float, shadow_chroma: float, clean: bool, out_dtype: torch.dtype,
 ) -> Tensor:
     """The op's kernel in plain PyTorch; arguments as the schema. Returns (V, 3, S, S), channels_last."""
     s = sample_views(frames, frame_hw, src, boxes, flip, backgrounds, bg_index, fill_index, fill, size, bg_mode)
-    alpha = foreground_alpha(s.difference(), bg_mode, bg_threshold, bg_softness)[..., None]
+    threshold = bg_threshold.float()[bg_index] if bg_mode != 0 else None
+    alpha = foreground_alpha(s, bg_mode, threshold, bg_softness, shadow_min, shadow_chroma, clean)[..., None]
     value = alpha * s.pix + (1 - alpha) * s.fillv
     normalised = (value / 255 - mean.float()) / std.float()  # (V, S, S, 3): already the channels_last layout
     out = torch.empty(

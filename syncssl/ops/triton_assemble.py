@@ -1,9 +1,14 @@
-"""Triton kernel of ``syncssl::assemble_pairs`` (registered as the op's CUDA kernel by :mod:`syncssl.ops.assemble`).
+"""Triton kernels of ``syncssl::assemble_pairs`` (registered as the op's CUDA kernel by :mod:`syncssl.ops.assemble`).
 
-kernel -> launcher -> op. One program computes a block of BLOCK output pixels of one view as a [BLOCK, 4] tile
+kernels -> launcher -> op. One program computes a block of BLOCK output pixels of one view as a [BLOCK, 4] tile
 (the three channels of a pixel side by side, a fourth masked-off lane so the tile is a power of two): it loads the
 four bilinear taps of each image with masks, applies the semantics of :mod:`syncssl.ops.assemble` step by step in
 float32 (in the reference's order of operations), and stores the tile straight into the channels_last output.
+The grid is 1-D, views x blocks per view, so the number of views is not bounded by a grid axis of 65535.
+
+The clean-up (step 3b) needs the classes of neighbouring pixels, possibly of other programs: the first kernel also
+writes each pixel's class to a (V, S, S) uint8 map, and a second launch on the same stream reads the 3x3
+neighbourhoods and rewrites only the pixels whose alpha the clean-up changes (their loads are masked to them).
 Nothing is read back to the host, so a launch never waits for the GPU.
 
 Runs under ``TRITON_INTERPRET=1`` on CPU tensors too (the tests do that). Not yet verified on a real GPU.
@@ -18,6 +23,16 @@ import triton.language as tl
 
 BLOCK = 256  # output pixels per program
 NUM_WARPS = 4
+
+# Pixel classes in the clean-up's map; bit 0 is "foreground", so foreground neighbours are counted with & 1.
+BACKGROUND = tl.constexpr(0)
+FOREGROUND = tl.constexpr(1)
+SHADOW = tl.constexpr(2)
+# Clean-up: a foreground pixel with fewer than SPECK_BELOW foreground neighbours (of 8) is a speck (alpha 0); a
+# shadow pixel with at least SHADOW_FILL_FROM, and a background pixel with at least HOLE_FILL_FROM, are body (1).
+SPECK_BELOW = tl.constexpr(1)
+SHADOW_FILL_FROM = tl.constexpr(3)
+HOLE_FILL_FROM = tl.constexpr(5)
 
 
 @triton.jit
@@ -40,21 +55,9 @@ def _sample(image_ptr, off00, off01, off10, off11, ok00, ok01, ok10, ok11, w00, 
 
 
 @triton.jit
-def _assemble_pairs_kernel(
-    frames_ptr, frame_hw_ptr, src_ptr, boxes_ptr, flip_ptr, backgrounds_ptr, bg_index_ptr, fill_index_ptr,
-    fill_ptr, mean_ptr, std_ptr, out_ptr,
-    num_frames, num_backgrounds, height, width, size, bg_threshold, bg_softness,
-    BG_MODE: tl.constexpr, BLOCK: tl.constexpr,
-):
-    view = tl.program_id(1).to(tl.int64)
-    pix = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    pix_ok = pix < size * size
-    row = pix // size
-    col = pix % size
-    chan = tl.arange(0, 4)
-    chan_ok = chan < 3
-
-    # Step 1: source coordinates (align_corners=False), mirrored columns for flipped views.
+def _taps(frame_hw_ptr, src_ptr, boxes_ptr, flip_ptr, view, row, col, pix_ok, num_frames, height, width, size):
+    """Steps 1 and 2 for a block of output pixels (row, col) of one view: the source frame, and the offsets,
+    validity and weights of the four bilinear taps."""
     # Indices and sizes are clamped into range so that no input can make the kernel read out of bounds (the
     # Python API checks them where that is free; on a GPU it would stall the stream).
     src = tl.minimum(tl.maximum(tl.load(src_ptr + view), 0), num_frames - 1).to(tl.int64)
@@ -73,7 +76,6 @@ def _assemble_pairs_kernel(
     x = tl.minimum(tl.maximum(x, -2.0), valid_w.to(tl.float32) + 1.0)
     y = tl.minimum(tl.maximum(y, -2.0), valid_h.to(tl.float32) + 1.0)
 
-    # Step 2: the four taps, their validity, clamped (always readable) offsets and weights.
     x_floor = tl.floor(x)
     y_floor = tl.floor(y)
     fx = x - x_floor
@@ -89,18 +91,40 @@ def _assemble_pairs_kernel(
     cx1 = tl.minimum(tl.maximum(ix + 1, 0), valid_w - 1) * 3
     ry0 = tl.minimum(tl.maximum(iy, 0), valid_h - 1) * row_bytes
     ry1 = tl.minimum(tl.maximum(iy + 1, 0), valid_h - 1) * row_bytes
-    off00 = ry0 + cx0
-    off01 = ry0 + cx1
-    off10 = ry1 + cx0
-    off11 = ry1 + cx1
-    ok00 = ok_y0 & ok_x0
-    ok01 = ok_y0 & ok_x1
-    ok10 = ok_y1 & ok_x0
-    ok11 = ok_y1 & ok_x1
-    w00 = (1 - fy) * (1 - fx)
-    w01 = (1 - fy) * fx
-    w10 = fy * (1 - fx)
-    w11 = fy * fx
+    return (src, ry0 + cx0, ry0 + cx1, ry1 + cx0, ry1 + cx1, ok_y0 & ok_x0, ok_y0 & ok_x1, ok_y1 & ok_x0,
+            ok_y1 & ok_x1, (1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx)
+
+
+@triton.jit
+def _block(size, BLOCK: tl.constexpr):
+    """This program's view and its block of output pixels: (view, pix, pix_ok, row, col)."""
+    blocks = tl.cdiv(size * size, BLOCK)
+    program = tl.program_id(0)
+    view = (program // blocks).to(tl.int64)
+    pix = (program % blocks) * BLOCK + tl.arange(0, BLOCK)
+    return view, pix, pix < size * size, pix // size, pix % size
+
+
+@triton.jit
+def _dot(a, b, chan_ok):
+    """Per-pixel dot product of two [BLOCK, 4] tiles over the three channels."""
+    return tl.sum(tl.where(chan_ok[None, :], a * b, 0.0), axis=1)
+
+
+@triton.jit
+def _assemble_pairs_kernel(
+    frames_ptr, frame_hw_ptr, src_ptr, boxes_ptr, flip_ptr, backgrounds_ptr, bg_index_ptr, fill_index_ptr,
+    fill_ptr, mean_ptr, std_ptr, bg_threshold_ptr, out_ptr, classes_ptr,
+    num_frames, num_backgrounds, height, width, size, bg_softness, shadow_min, shadow_limit,
+    BG_MODE: tl.constexpr, SHADOW_TEST: tl.constexpr, CLASSES: tl.constexpr, BLOCK: tl.constexpr,
+):
+    view, pix, pix_ok, row, col = _block(size, BLOCK)
+    chan = tl.arange(0, 4)
+    chan_ok = chan < 3
+
+    # Steps 1, 2: source coordinates (align_corners=False, mirrored columns for flipped views) and the four taps.
+    src, off00, off01, off10, off11, ok00, ok01, ok10, ok11, w00, w01, w10, w11 = _taps(
+        frame_hw_ptr, src_ptr, boxes_ptr, flip_ptr, view, row, col, pix_ok, num_frames, height, width, size)
     image_size = height * width * 3
 
     fill = tl.load(fill_ptr + chan, mask=chan_ok, other=0.0)
@@ -112,16 +136,30 @@ def _assemble_pairs_kernel(
     value = _sample(frames_ptr + src * image_size, off00, off01, off10, off11, ok00, ok01, ok10, ok11,
                     w00, w01, w10, w11, chan, chan_ok, fillv)
 
-    # Steps 3, 4: compare with the background, blend with the fill.
+    # Steps 3, 4: compare with the background (distance, shadow test), blend with the fill.
     if BG_MODE != 0:
         background = tl.minimum(tl.maximum(tl.load(bg_index_ptr + view), 0), num_backgrounds - 1).to(tl.int64)
+        threshold = tl.load(bg_threshold_ptr + background)
         bgv = _sample(backgrounds_ptr + background * image_size, off00, off01, off10, off11, ok00, ok01, ok10, ok11,
                       w00, w01, w10, w11, chan, chan_ok, fillv)
-        d = tl.sum(tl.where(chan_ok[None, :], tl.abs(value - bgv), 0.0), axis=1) / 3.0
-        if BG_MODE == 1:
-            alpha = (d > bg_threshold).to(tl.float32)
+        diff = value - bgv
+        d = tl.sqrt_rn(_dot(diff, diff, chan_ok))
+        candidate = d > threshold
+        if SHADOW_TEST:
+            pb = _dot(value, bgv, chan_ok)
+            bb = tl.maximum(_dot(bgv, bgv, chan_ok), 1.0)
+            pp = _dot(value, value, chan_ok)
+            shadow = candidate & (pb >= shadow_min * bb) & (pb < bb) & (pp * bb < shadow_limit * (pb * pb))
         else:
-            alpha = tl.minimum(tl.maximum((d - bg_threshold) / bg_softness, 0.0), 1.0)
+            shadow = candidate & False
+        foreground = candidate & ~shadow
+        if CLASSES:
+            classes = tl.where(foreground, FOREGROUND, tl.where(shadow, SHADOW, BACKGROUND)).to(tl.uint8)
+            tl.store(classes_ptr + view * (size * size) + pix, classes, mask=pix_ok)
+        if BG_MODE == 1:
+            alpha = foreground.to(tl.float32)
+        else:
+            alpha = tl.where(shadow, 0.0, tl.minimum(tl.maximum(0.5 + (d - threshold) / bg_softness, 0.0), 1.0))
         value = alpha[:, None] * value + (1 - alpha[:, None]) * fillv
 
     mean = tl.load(mean_ptr + chan, mask=chan_ok, other=0.0)
@@ -131,8 +169,53 @@ def _assemble_pairs_kernel(
     tl.store(out_ptr + out_offsets, normalised.to(out_ptr.dtype.element_ty), mask=pix_ok[:, None] & chan_ok[None, :])
 
 
+@triton.jit
+def _clean_kernel(
+    frames_ptr, frame_hw_ptr, src_ptr, boxes_ptr, flip_ptr, backgrounds_ptr, fill_index_ptr, fill_ptr, mean_ptr,
+    std_ptr, out_ptr, classes_ptr,
+    num_frames, num_backgrounds, height, width, size,
+    BLOCK: tl.constexpr,
+):
+    """Step 3b after _assemble_pairs_kernel wrote the output and the class map: overwrite the pixels whose alpha the
+    clean-up changes with the fill (a speck) or the frame (a shadow or a hole inside the body)."""
+    view, pix, pix_ok, row, col = _block(size, BLOCK)
+    classes_ptr += view * (size * size)
+    neighbours = tl.zeros([BLOCK], dtype=tl.int32)
+    for k in tl.static_range(9):
+        if k != 4:  # the pixel itself
+            r = row + (k // 3 - 1)
+            c = col + (k % 3 - 1)
+            inside = pix_ok & (r >= 0) & (r < size) & (c >= 0) & (c < size)  # outside the grid: not foreground
+            neighbours += tl.load(classes_ptr + r * size + c, mask=inside, other=0).to(tl.int32) & 1
+    own = tl.load(classes_ptr + pix, mask=pix_ok, other=0)
+    to_fill = pix_ok & (own == FOREGROUND) & (neighbours < SPECK_BELOW)
+    to_frame = pix_ok & (((own == SHADOW) & (neighbours >= SHADOW_FILL_FROM))
+                         | ((own == BACKGROUND) & (neighbours >= HOLE_FILL_FROM)))
+    fix = to_fill | to_frame
+    if tl.max(fix.to(tl.int32), axis=0) > 0:
+        chan = tl.arange(0, 4)
+        chan_ok = chan < 3
+        src, off00, off01, off10, off11, ok00, ok01, ok10, ok11, w00, w01, w10, w11 = _taps(
+            frame_hw_ptr, src_ptr, boxes_ptr, flip_ptr, view, row, col, fix, num_frames, height, width, size)
+        image_size = height * width * 3
+        fill = tl.load(fill_ptr + chan, mask=chan_ok, other=0.0)
+        fillv = tl.zeros([BLOCK, 4], dtype=tl.float32) + fill[None, :]
+        substitute = tl.minimum(tl.load(fill_index_ptr + view), num_backgrounds - 1)
+        if substitute >= 0:
+            fillv = _sample(backgrounds_ptr + substitute.to(tl.int64) * image_size, off00, off01, off10, off11,
+                            ok00, ok01, ok10, ok11, w00, w01, w10, w11, chan, chan_ok, fill[None, :])
+        value = _sample(frames_ptr + src * image_size, off00, off01, off10, off11, ok00, ok01, ok10, ok11,
+                        w00, w01, w10, w11, chan, chan_ok, fillv)
+        value = tl.where(to_frame[:, None], value, fillv)
+        mean = tl.load(mean_ptr + chan, mask=chan_ok, other=0.0)
+        std = tl.load(std_ptr + chan, mask=chan_ok, other=1.0)
+        normalised = (value / 255.0 - mean[None, :]) / std[None, :]
+        out_offsets = view * (size * size * 3) + pix[:, None] * 3 + chan[None, :]
+        tl.store(out_ptr + out_offsets, normalised.to(out_ptr.dtype.element_ty), mask=fix[:, None] & chan_ok[None, :])
+
+
 def assemble_pairs_triton(frames, frame_hw, src, boxes, flip, backgrounds, bg_index, fill_index, fill, mean, std,
-                          size, bg_mode, bg_threshold, bg_softness, out_dtype):
+                          bg_threshold, size, bg_mode, bg_softness, shadow_min, shadow_chroma, clean, out_dtype):
     """Launcher: the op's arguments in schema order -> (V, 3, S, S) channels_last. Inputs are trusted (see the API)."""
     views = src.shape[0]
     out = torch.empty((views, 3, size, size), dtype=out_dtype, device=frames.device,
@@ -149,12 +232,24 @@ def assemble_pairs_triton(frames, frame_hw, src, boxes, flip, backgrounds, bg_in
         raise ValueError(f"assemble_pairs: bg_mode {bg_mode} needs backgrounds")
     if flip.dtype == torch.bool:
         flip = flip.view(torch.uint8)
-    grid = (triton.cdiv(size * size, BLOCK), views)
+    cleaning = bool(clean) and bg_mode != 0
+    frames, frame_hw, src, boxes, flip = (t.contiguous() for t in (frames, frame_hw, src, boxes, flip))
+    backgrounds, fill_index, fill, mean, std = (t.contiguous() for t in (backgrounds, fill_index, fill, mean, std))
+    # Without the clean-up no class map is written: frames stands in as a uint8 pointer that is never accessed.
+    classes = torch.empty((views, size, size), dtype=torch.uint8, device=frames.device) if cleaning else frames
+    grid = (views * triton.cdiv(size * size, BLOCK),)
     _assemble_pairs_kernel[grid](
-        frames.contiguous(), frame_hw.contiguous(), src.contiguous(), boxes.contiguous(), flip.contiguous(),
-        backgrounds.contiguous(), bg_index.contiguous(), fill_index.contiguous(), fill.contiguous(),
-        mean.contiguous(), std.contiguous(), out,
-        num_frames, num_backgrounds, height, width, size, float(bg_threshold), float(bg_softness),
-        BG_MODE=int(bg_mode), BLOCK=BLOCK, num_warps=NUM_WARPS, enable_fp_fusion=True,  # a*b+c as FMA: faster, ~1 ulp
+        frames, frame_hw, src, boxes, flip, backgrounds, bg_index.contiguous(), fill_index, fill, mean, std,
+        bg_threshold.contiguous(), out, classes,
+        num_frames, num_backgrounds, height, width, size, float(bg_softness), float(shadow_min),
+        1.0 + float(shadow_chroma) ** 2,
+        BG_MODE=int(bg_mode), SHADOW_TEST=bg_mode != 0 and shadow_chroma > 0, CLASSES=cleaning, BLOCK=BLOCK,
+        num_warps=NUM_WARPS, enable_fp_fusion=True,  # a*b+c as FMA: faster, ~1 ulp
     )
+    if cleaning:
+        _clean_kernel[grid](
+            frames, frame_hw, src, boxes, flip, backgrounds, fill_index, fill, mean, std, out, classes,
+            num_frames, num_backgrounds, height, width, size,
+            BLOCK=BLOCK, num_warps=NUM_WARPS, enable_fp_fusion=True,
+        )
     return out
