@@ -94,10 +94,16 @@ def test_frames_come_back_in_the_requested_order(videos, kind, name):
 
 @needs_dali
 def test_both_backends_agree_pixel_for_pixel_closely(videos):
+    """Backgrounds are modelled from PyAV's RGB; on the video path with DALI, frames come from DALI's conversion.
+    Measured on MJPEG (CPU): DALI is brighter by 0.3-0.8 levels per channel (its YUV->RGB rounding), up to ~30 at
+    colour edges (chroma upsampling): far below the mask threshold (>= 18 RGB distance). Held to that here. (The
+    tile path, the default, takes frames and backgrounds from the same PyAV conversion.)"""
     request = FrameRequest(videos["mjpeg"], [3, 21, 8], "mjpeg")
     with PyAVDecoder() as p, DALIDecoder("cpu") as d:
         a, b = p.decode([request])[0], d.decode([request])[0]
-    assert (a.int() - b.int()).abs().float().mean() < 2.0
+    diff = b.int() - a.int()
+    assert diff.abs().float().mean() < 2.0
+    assert diff.reshape(-1, 3).float().mean(0).abs().max() < 1.0  # no colour bias worth a threshold
 
 
 def test_several_files_in_one_batch_and_threads(videos):
@@ -172,8 +178,16 @@ def test_auto_choice_is_explained(monkeypatch):
     assert kind == "pyav" and "slower" in why
     if dali_available():
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-        assert choose_decoder("auto", "cuda", {"h264", "mjpeg"})[:2] == ("dali", "cuda")
+        assert choose_decoder("auto", "cuda", {"h264", "vp9"})[:2] == ("dali", "cuda")
         assert choose_decoder("auto", "cuda", {"prores"})[0] == "pyav"
+        # MJPEG on NVDEC is not assumed (JPEG has its own engine): auto reads it on the CPU unless asked
+        kind, _, why = choose_decoder("auto", "cuda", {"h264", "mjpeg"})
+        assert kind == "pyav" and "mjpeg" in why and "--decoder dali" in why
+        assert choose_decoder("dali", "cuda", {"mjpeg"})[:2] == ("dali", "cuda")
+        # a GPU whose NVDEC fails a one-frame probe is not picked
+        kind, _, why = choose_decoder("auto", "cuda", {"h264"}, probe=lambda: "RuntimeError: no decoder")
+        assert kind == "pyav" and "failed to decode a first frame" in why
+        assert choose_decoder("auto", "cuda", {"h264"}, probe=lambda: None)[0] == "dali"
     d = make_decoder("pyav", "cpu", {"mjpeg"})
     assert d.name == "pyav" and "PyAV" in d.reason
     d.close()

@@ -78,14 +78,14 @@ def test_empty_or_unknown_evaluation_split_is_a_clear_error(tiny_dataset, tmp_pa
 def test_labels_follow_the_mirrored_image(tiny_dataset):
     """A flipped training view gets the mirrored 3D label: x negated, left and right swapped."""
     from syncssl.data.decode import PyAVDecoder
-    from syncssl.data.loader import PoseBatcher
+    from syncssl.data.loader import PoseBatcher, VideoViews
     from syncssl.data.manifest import Manifest
     from syncssl.data.pose_sampling import ViewPlan
     from syncssl.train.data import make_assembler
     manifest = Manifest.load(tiny_dataset / "prepared")
     cfg = load_config("tiny", None, [], cls=FinetuneConfig)
-    batcher = PoseBatcher(make_assembler(manifest, [0], cfg.data, PyAVDecoder(), torch.device("cpu"),
-                                         torch.float32, 0))
+    source = VideoViews(manifest, manifest.sequences[:1], PyAVDecoder(), torch.device("cpu"), True)
+    batcher = PoseBatcher(make_assembler(manifest, [0], cfg.data, source, torch.device("cpu"), torch.float32, 0))
     plan = ViewPlan(0, 0, np.zeros(2, np.int32), np.array([1, 1], np.int32), np.array([5, 5]),
                     np.array([False, True]), np.zeros((2, 3), np.float32))
     b = batcher(plan)

@@ -1,13 +1,16 @@
-"""Training throughput, three ways in one run, on the same dataset, model size and pair plans:
+"""Training throughput, four ways in one run, on the same dataset, model size and pair plans:
 
-- ``e2e``: the real trainer: plans -> decoder -> fused op on a prefetch thread -> AMP, channels_last step;
+- ``e2e_tiles``: the real trainer reading person tiles (the default): plans -> tile gather -> fused op on a
+  prefetch thread -> AMP, channels_last step;
+- ``e2e_video``: the same trainer decoding the videos per batch (``data.source = video``);
 - ``compute``: the same trainer stepping on batches already in memory (no data path at all);
 - ``naive``: the baseline a user would write: a ``torch.utils.data.DataLoader`` whose dataset opens the
   videos with PyAV for every pair, crops/resizes/removes the background/flips/normalises with eager
   PyTorch ops, in fp32, NCHW, stepping the same PairNet with the same optimizer.
 
-Reported: pairs/s of each, ``e2e_over_compute`` (1 - the share of time lost to the data path) and
-``over_naive`` (e2e / naive). Timed steps exclude warm-up steps.
+Reported: pairs/s of each, ``e2e_tiles_over_compute`` and ``e2e_video_over_compute`` (1 - the share of time
+lost to the data path), ``over_naive`` (tiles e2e / naive), the share of step time spent waiting for data, and
+decoded camera-frames/s of the video path. Timed steps exclude warm-up steps.
 """
 from __future__ import annotations
 
@@ -46,12 +49,12 @@ def _timed(step_fn, steps: int, warmup: int, pairs_per_step: int, device: torch.
 class NaivePairs(torch.utils.data.Dataset):
     """One pair per item, decoded and transformed the obvious way (the baseline to beat)."""
 
-    def __init__(self, manifest, indices, plans, crop: int, mean, std, threshold: float):
+    def __init__(self, manifest, indices, plans, crop: int, mean, std, threshold_scale: float):
         self.manifest, self.indices, self.crop = manifest, indices, crop
         self.rows = [(p, r) for p in plans for r in range(len(p))]
         self.mean = torch.tensor(mean).view(3, 1, 1)
         self.std = torch.tensor(std).view(3, 1, 1)
-        self.threshold = threshold
+        self.threshold_scale = threshold_scale
 
     def __len__(self):
         return len(self.rows)
@@ -90,38 +93,54 @@ class NaivePairs(torch.utils.data.Dataset):
 def run_train_benchmark(dataset: str = "synthetic:small", preset: str = "cpu-small", steps: int = 30,
                         warmup: int = 5, batch_size: int | None = None, device: str = "auto",
                         data_root: str = "data", naive_workers: int | None = None, overrides=()) -> dict:
+    from ..data.loader import normalise_device
     extra = [f"data.dataset='{dataset}'", f"data.data_root='{data_root}'", "train.resume='none'",
              f"train.device='{device}'", "train.run_dir='runs/bench-train'", *overrides]
     if batch_size:
         extra.append(f"train.batch_size={batch_size}")
-    cfg = load_config(preset, None, extra)
-    dev = torch.device("cuda" if (device == "auto" and torch.cuda.is_available()) or device == "cuda" else "cpu")
-    trainer = PretextTrainer(cfg, Dist(device=dev), log=lambda *a: None, progress=False)
-    pairs = cfg.train.batch_size
-    try:
-        # 1. end to end, through the prefetching data path
-        from ..data.loader import Prefetcher
-        prefetch = Prefetcher(trainer.batcher, trainer.plan_of, 0, warmup + steps + 1, cfg.data.prefetch)
-        e2e = _timed(lambda: trainer.train_step(prefetch.next()), steps, warmup, pairs, dev)
-        wait_share = prefetch.wait_s
-        prefetch.close()
-        # 2. compute only: the same steps on batches already assembled, on the device
-        batches = [trainer.batcher(trainer.plan_of(s)) for s in range(4)]
-        it = iter(range(10**9))
-        compute = _timed(lambda: trainer.train_step(batches[next(it) % 4]), steps, warmup, pairs, dev)
-        # 3. the naive baseline: DataLoader + PyAV + eager transforms, fp32, NCHW
-        naive = _naive(trainer, cfg, steps, warmup, dev, naive_workers)
-    finally:
-        trainer.close()
-    return {
-        "device": _device_name(),
-        "pairs_per_step": pairs, "crop": cfg.data.crop_size, "model": trainer.model.backbone.arch,
-        "amp": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "off",
-        "decoder": trainer.decoder.name, "steps": steps,
-        "pairs_per_s": e2e, "compute_pairs_per_s": compute, "naive_pairs_per_s": naive,
-        "e2e_over_compute": e2e / compute, "over_naive": e2e / naive,
-        "data_wait_s": wait_share,
-    }
+    dev = normalise_device("cuda" if (device == "auto" and torch.cuda.is_available()) or device == "cuda" else "cpu")
+    out = {"device": _device_name(), "steps": steps}
+    for source in ("tiles", "video"):
+        cfg = load_config(preset, None, extra + [f"data.source='{source}'"])
+        trainer = PretextTrainer(cfg, Dist(device=dev), log=lambda *a: None, progress=False)
+        pairs = cfg.train.batch_size
+        try:
+            from ..data.loader import Prefetcher
+            prefetch = Prefetcher(trainer.batcher, trainer.plan_of, 0, warmup + steps + 1, cfg.data.prefetch)
+            for _ in range(warmup):
+                trainer.train_step(prefetch.next())
+            prefetch.wait_s = 0.0
+            decoded0 = sum(d.stats.decoded_frames for d in trainer.decoders)
+            t0 = time.perf_counter()
+            e2e = _timed(lambda: trainer.train_step(prefetch.next()), steps, 0, pairs, dev)
+            elapsed = time.perf_counter() - t0
+            out[f"e2e_{source}_pairs_per_s"] = e2e
+            out[f"e2e_{source}_data_wait_share"] = prefetch.wait_s / elapsed
+            if source == "video":
+                out["decoded_camera_frames_per_s"] = (sum(d.stats.decoded_frames for d in trainer.decoders)
+                                                      - decoded0) / elapsed
+                out["decoder"] = trainer.decoders[0].name
+            prefetch.close()
+            if source == "tiles":
+                out["data"] = trainer.data_description()
+                # compute only: the same steps on batches already assembled, on the device
+                batches = [trainer.batcher(trainer.plan_of(s)) for s in range(4)]
+                it = iter(range(10**9))
+                out["compute_pairs_per_s"] = _timed(lambda: trainer.train_step(batches[next(it) % 4]), steps, warmup,
+                                                    pairs, dev)
+                # the naive baseline: DataLoader + PyAV + eager transforms, fp32, NCHW
+                out["naive_pairs_per_s"] = _naive(trainer, cfg, steps, warmup, dev, naive_workers)
+                out.update(pairs_per_step=pairs, crop=cfg.data.crop_size, model=trainer.model.backbone.arch,
+                           amp=str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "off")
+        finally:
+            trainer.close()
+    compute = out["compute_pairs_per_s"]
+    out.update(pairs_per_s=out["e2e_tiles_pairs_per_s"],
+               e2e_tiles_over_compute=out["e2e_tiles_pairs_per_s"] / compute,
+               e2e_video_over_compute=out["e2e_video_pairs_per_s"] / compute,
+               e2e_over_compute=out["e2e_tiles_pairs_per_s"] / compute,
+               over_naive=out["e2e_tiles_pairs_per_s"] / out["naive_pairs_per_s"])
+    return out
 
 
 def _naive(trainer, cfg, steps: int, warmup: int, dev: torch.device, workers: int | None) -> float:
@@ -129,7 +148,7 @@ def _naive(trainer, cfg, steps: int, warmup: int, dev: torch.device, workers: in
     sampler = trainer.train_data.sampler
     plans = [sampler.plan(s) for s in range(steps + warmup)]
     dataset = NaivePairs(trainer.manifest, trainer.train_data.sequences, plans, cfg.data.crop_size, cfg.data.mean,
-                         cfg.data.std, cfg.data.bg_threshold)
+                         cfg.data.std, cfg.data.bg_threshold_scale)
     workers = min(4, os.cpu_count() or 1) if workers is None else workers
     loader = torch.utils.data.DataLoader(dataset, batch_size=pairs, num_workers=workers, shuffle=False)
     torch.manual_seed(0)
@@ -154,12 +173,18 @@ def print_train_table(result: dict, console=None) -> None:
     console = console or Console()
     table = Table(title=f"train throughput: {result['model']}, crop {result['crop']}, {result['pairs_per_step']} "
                         f"pairs/step, amp {result['amp']}, {result['device']}")
-    for col in ("pipeline", "pairs/s", "relative"):
+    for col in ("pipeline", "pairs/s", "of compute-only", "waiting for data"):
         table.add_column(col, justify="right" if col != "pipeline" else "left")
-    table.add_row(f"end to end ({result['decoder']} + fused op + prefetch)", f"{result['pairs_per_s']:.1f}", "1.00")
-    table.add_row("compute only (batches in memory)", f"{result['compute_pairs_per_s']:.1f}",
-                  f"{result['compute_pairs_per_s'] / result['pairs_per_s']:.2f}")
+    compute = result["compute_pairs_per_s"]
+    table.add_row(f"end to end, tiles ({result['data']} + fused op + prefetch)", f"{result['e2e_tiles_pairs_per_s']:.1f}",
+                  f"{result['e2e_tiles_over_compute']:.2f}", f"{result['e2e_tiles_data_wait_share']:.1%}")
+    table.add_row(f"end to end, video ({result.get('decoder', '?')} decoding "
+                  f"{result.get('decoded_camera_frames_per_s', 0):.0f} camera-frames/s)",
+                  f"{result['e2e_video_pairs_per_s']:.1f}", f"{result['e2e_video_over_compute']:.2f}",
+                  f"{result['e2e_video_data_wait_share']:.1%}")
+    table.add_row("compute only (batches in memory)", f"{compute:.1f}", "1.00", "-")
     table.add_row("naive (DataLoader + PyAV + eager, fp32, NCHW)", f"{result['naive_pairs_per_s']:.1f}",
-                  f"{result['naive_pairs_per_s'] / result['pairs_per_s']:.2f}")
+                  f"{result['naive_pairs_per_s'] / compute:.2f}", "-")
     console.print(table)
-    console.print(f"e2e / compute-only = {result['e2e_over_compute']:.2f}; e2e / naive = {result['over_naive']:.2f}")
+    console.print(f"e2e tiles / compute-only = {result['e2e_tiles_over_compute']:.2f}; e2e video / compute-only = "
+                  f"{result['e2e_video_over_compute']:.2f}; e2e tiles / naive = {result['over_naive']:.2f}")

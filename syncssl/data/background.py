@@ -128,7 +128,9 @@ def model_from_images(samples: np.ndarray, grow: int | None = None) -> Backgroun
     H, W = samples.shape[1:3]
     fg = foreground_masks(samples, first.image, first.threshold)
     persistence = (fg & ~largest_regions(fg, 32)).mean(0, dtype=np.float32)
-    exclude = dilate(fg, grow if grow is not None else 3 * morphology_radius((W, H))) & (persistence < GHOST_PERSISTENCE)
+    changed = foreground_masks(samples, first.image, first.threshold, shadows=False)  # the person's shadow too:
+    # a shadow where the person stood would otherwise stay in the model (and be "foreground" once it moved on)
+    exclude = dilate(changed, grow if grow is not None else 3 * morphology_radius((W, H))) & (persistence < GHOST_PERSISTENCE)
     model = estimate_background(samples, exclude)
     model.persistence = persistence
     model.unreliable |= ghost_region(persistence)  # other subjects on the same rig may show the spot empty

@@ -947,7 +947,7 @@ def _crop_preview(frame: np.ndarray, box, alpha: np.ndarray) -> np.ndarray:
 
     from .crops import cut
     S = alpha.shape[0]
-    crop = cut(torch.from_numpy(frame)[None], torch.tensor([box], dtype=torch.float32), S).numpy()[0].astype(np.float32)
+    crop = cut(torch.from_numpy(frame)[None], torch.from_numpy(np.asarray(box, np.float32))[None], S).numpy()[0].astype(np.float32)
     return (alpha[..., None] * crop + (1 - alpha[..., None]) * 115).astype(np.uint8)
 
 

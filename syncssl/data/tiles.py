@@ -56,13 +56,16 @@ class TileSpec:
             raise ValueError(f"tiles need size >= 8 and margin >= 1, got {self.size}, {self.margin}")
 
     @classmethod
-    def for_jitter(cls, crop_size: int, shift: float, log_scale: float, **kw) -> TileSpec:
-        """The smallest tile that holds every crop the sampler can draw (box shifted by up to ``shift`` sides,
-        scaled by up to exp(``log_scale``)) at no less than the resolution of the finest one (the box shrunk by
-        exp(-log_scale) and sampled at ``crop_size``): margin = 2 shift + exp(log_scale), side = crop_size x
-        margin x exp(log_scale), both rounded up (margin to 1/100, side to a multiple of 8)."""
+    def for_jitter(cls, crop_size: int, shift: float, log_scale: float, density: float = 1.4, **kw) -> TileSpec:
+        """The tile that holds every crop the sampler can draw (box shifted by up to ``shift`` sides, scaled by up
+        to exp(``log_scale``)): margin = 2 shift + exp(log_scale) (rounded up to 1/100), at ``density`` x the
+        resolution of the finest crop (the box shrunk by exp(-log_scale) and sampled at ``crop_size``): side =
+        crop_size x margin x exp(log_scale) x density, rounded up to a multiple of 8. A tile only as dense as the
+        crop makes the crop's bilinear resampling blur it a second time: measured on the synthetic data, the op's
+        mask IoU was 0.829 at density 1 (88 px for 64 px crops), 0.845 at 1.4 (128 px), 0.850 at 2 (176 px), 0.853
+        from the frames."""
         margin = math.ceil((2 * shift + math.exp(log_scale)) * 100 - 1e-6) / 100
-        size = int(math.ceil(crop_size * margin * math.exp(log_scale) / 8 - 1e-9) * 8)
+        size = int(math.ceil(crop_size * margin * math.exp(log_scale) * density / 8 - 1e-9) * 8)
         return cls(size=size, margin=margin, **kw)
 
     @property

@@ -157,12 +157,13 @@ def make_source(prepared: Prepared, indices: list[int], data_cfg, device: torch.
 
 
 def make_pipeline_decoder(manifest: Manifest, data_cfg, device: torch.device, world_size: int, log=print):
-    codecs = {c.codec for s in manifest.sequences for c in s.cameras}
+    samples = {c.codec: c.video for s in manifest.sequences for c in s.cameras}  # one file per codec, for the probe
+    codecs = set(samples)
     # processes on one node share its cores: give each an equal part for decoding threads
     local = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
     threads = max(1, (os.cpu_count() or 1) // max(1, local))
     decoder = make_decoder(data_cfg.decoder, "cuda" if device.type == "cuda" else "cpu", codecs,
                            policy=FailurePolicy(max_failure_share=data_cfg.max_decode_failures),
-                           num_threads=threads)
+                           num_threads=threads, samples=samples)
     log(f"decoder: {decoder.name} on {decoder.device} ({getattr(decoder, 'reason', '')})")
     return decoder

@@ -102,6 +102,8 @@ class Trainer:
         self.device = dist.device
         if t.threads:
             torch.set_num_threads(t.threads)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest convolutions once
         if t.batch_size % dist.world_size:
             raise ValueError(f"train.batch_size {t.batch_size} is not divisible by the world size {dist.world_size}")
         self.local_batch = t.batch_size // dist.world_size
@@ -136,6 +138,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
         self.logger = MetricLogger(self.run_dir, enabled=dist.is_main)
         self.step = 0
+        self._saved_buffers = None  # the model's buffers before the current step (see train_step)
         self.nonfinite_streak = 0
         self.nonfinite_total = 0
         self.wall_s = 0.0
@@ -262,9 +265,12 @@ class Trainer:
             g["lr"] = lr_at(self.step, o.lr, o.min_lr, o.warmup_steps, self.cfg.train.steps)
         self.model.train()
         # BatchNorm's running statistics change in the forward pass: keep a copy so that a skipped
-        # (non-finite) step leaves no trace, not even NaN statistics
+        # (non-finite) step leaves no trace, not even NaN statistics (copied into buffers kept for it: no allocation)
         buffers = list(self.model.buffers())
-        saved = [b.clone() for b in buffers]
+        if self._saved_buffers is None:
+            self._saved_buffers = [torch.empty_like(b) for b in buffers]
+        saved = self._saved_buffers
+        torch._foreach_copy_(saved, buffers)
         with self.autocast():
             out = self.forward(batch.images)
         loss, sums = self.losses(out, batch)

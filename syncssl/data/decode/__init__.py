@@ -28,7 +28,7 @@ from .pyav import PyAVDecoder
 __all__ = ["FrameRequest", "Decoder", "DecodeStats", "FailurePolicy", "TooManyDecodeFailures", "UnsupportedCodec",
            "PyAVDecoder", "DALIDecoder", "make_decoder", "choose_decoder", "VideoIndex", "index_video",
            "normalize_codec", "mini_stream", "dali_available", "DALI_CPU_CODECS", "NVDEC_CODECS", "DecoderBase",
-           "DALI_CPU_IN_AUTO"]
+           "DALI_CPU_IN_AUTO", "NVDEC_AUTO_CODECS", "probe_nvdec"]
 
 log = logging.getLogger("syncssl.decode")
 
@@ -37,11 +37,18 @@ log = logging.getLogger("syncssl.decode")
 DALI_CPU_IN_AUTO = False
 
 
-def choose_decoder(kind: str = "auto", device: str | None = None, codecs=()) -> tuple[str, str, str]:
-    """(backend, device, why) for :func:`make_decoder`, without building anything.
+# Codecs ``auto`` sends to NVDEC. MJPEG is left out: NVIDIA's video decoder lists it, but JPEG has its own
+# hardware engine (reached through nvJPEG) and whether a given GPU's NVDEC decodes MJPEG streams is doubtful, so
+# auto does not bet a run on it; ask for it with kind="dali".
+NVDEC_AUTO_CODECS = NVDEC_CODECS - {"mjpeg"}
 
-    ``auto``: DALI on GPU when ``device`` is "cuda", CUDA is present and NVDEC decodes every codec; else PyAV
-    on CPU. DALI's CPU decoder is not picked by ``auto`` (unless :data:`DALI_CPU_IN_AUTO` is set) because it
+
+def choose_decoder(kind: str = "auto", device: str | None = None, codecs=(), probe=None) -> tuple[str, str, str]:
+    """(backend, device, why) for :func:`make_decoder`, without building anything (but the probe).
+
+    ``auto``: DALI on GPU when ``device`` is "cuda", CUDA is present, NVDEC is expected to decode every codec
+    (:data:`NVDEC_AUTO_CODECS`) and ``probe()`` (if given: decoding one frame of each codec on the GPU) succeeds;
+    else PyAV on CPU. DALI's CPU decoder is not picked by ``auto`` (unless :data:`DALI_CPU_IN_AUTO` is set) because it
     measured slower than PyAV on CPU, also for MJPEG (see ``syncssl.bench.decode``); ask for it with
     ``kind="dali", device="cpu"``. ``device`` None means "cuda" when CUDA is present.
     """
@@ -63,9 +70,14 @@ def choose_decoder(kind: str = "auto", device: str | None = None, codecs=()) -> 
     if not dali_available():
         return "pyav", "cpu", f"decoder: PyAV on CPU: NVIDIA DALI is not installed (codecs: {listed})"
     if device == "cuda" and cuda:
-        if set(codecs) <= NVDEC_CODECS:
-            return "dali", "cuda", f"decoder: DALI on GPU (NVDEC): CUDA is present and NVDEC decodes {listed}"
-        gpu_note = f"NVDEC cannot decode {', '.join(sorted(set(codecs) - NVDEC_CODECS))}"
+        if set(codecs) <= NVDEC_AUTO_CODECS:
+            failure = probe() if probe is not None else None
+            if not failure:
+                return "dali", "cuda", f"decoder: DALI on GPU (NVDEC): CUDA is present and NVDEC decoded {listed}"
+            gpu_note = f"NVDEC failed to decode a first frame ({failure})"
+        else:
+            gpu_note = (f"NVDEC is not trusted with {', '.join(sorted(set(codecs) - NVDEC_AUTO_CODECS))} "
+                        "(ask for --decoder dali to try it)")
     else:
         gpu_note = "no CUDA" if not cuda else "device is cpu"
     if set(codecs) <= DALI_CPU_CODECS:
@@ -78,14 +90,28 @@ def choose_decoder(kind: str = "auto", device: str | None = None, codecs=()) -> 
                            f"(it handles {', '.join(sorted(DALI_CPU_CODECS))})")
 
 
+def probe_nvdec(samples: dict) -> str | None:
+    """Decode frame 0 of one file per codec ({codec: path}) with DALI on the GPU: None if every one decodes,
+    else what failed (the GPU decoders a device really has are found this way, not assumed)."""
+    try:
+        with DALIDecoder("cuda", FailurePolicy(skip=False), num_threads=1) as d:
+            for codec, path in samples.items():
+                d.decode([FrameRequest(path, [0], codec)])
+    except Exception as e:  # noqa: BLE001 - any failure means: do not use it
+        return f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+    return None
+
+
 def make_decoder(kind: str = "auto", device: str | None = None, codecs=(), *, policy: FailurePolicy | None = None,
-                 num_threads: int | None = None, **options) -> DecoderBase:
-    """A decoder for videos of ``codecs``; see :func:`choose_decoder` for the choice.
+                 num_threads: int | None = None, samples: dict | None = None, **options) -> DecoderBase:
+    """A decoder for videos of ``codecs``; see :func:`choose_decoder` for the choice. ``samples`` ({codec: path}):
+    files that ``auto`` test-decodes on the GPU before choosing NVDEC.
 
     The choice is logged once (logging.info) and kept in ``decoder.reason`` for the caller to print.
     ``options`` go to the backend (``max_open``; DALI: ``max_batch_size``).
     """
-    backend, dev, why = choose_decoder(kind, device, codecs)
+    backend, dev, why = choose_decoder(kind, device, codecs,
+                                       probe=(lambda: probe_nvdec(samples)) if samples else None)
     decoder = (PyAVDecoder(policy, num_threads=num_threads, **options) if backend == "pyav"
                else DALIDecoder(dev, policy, num_threads=num_threads, **options))
     if backend == "dali":
