@@ -154,12 +154,17 @@ def test_background_recovered_behind_a_moving_person(tmp_path, labels):
     assert all(b.suspect is None for b in m.backgrounds.values())
 
 
-def test_pooling_over_sequences_outvotes_a_person_standing_still(tmp_path):
-    # The person stands still for 60% of "pause" and walks elsewhere in "walk": pooling shows the spot empty.
-    T = 30
+def stand_then_leave(T: int = 30) -> np.ndarray:
+    """A person who stands still on one spot for 57% of the frames, then walks off to the other side."""
     pos = np.zeros((T, 3))
-    pos[:18, 1] = 300
-    pos[18:, 1] = np.linspace(300, 1000, T - 18)
+    pos[:17, 1] = 400
+    pos[17:, 1] = np.linspace(400, -1100, T - 17)
+    return pos
+
+
+def test_pooling_over_sequences_outvotes_a_person_standing_still(tmp_path):
+    # The person stands still for 57% of "pause" and walks elsewhere in "walk": pooling shows the spot empty.
+    pos = stand_then_leave()
     pause = make_sequence(tmp_path / "a", "S1", "pause_0", pos, labels=False)
     region = person_region(pause.views[0].camera, pos)
     alone = prepare(make_dataset(tmp_path / "a", [pause]), tmp_path / "a_out").manifest
@@ -173,17 +178,15 @@ def test_pooling_over_sequences_outvotes_a_person_standing_still(tmp_path):
 
     pause = make_sequence(tmp_path / "b", "S1", "pause_0", pos, labels=False)
     walking = make_sequence(tmp_path / "b", "S1", "walk_0", *walk(y0=-1000, y1=-200), labels=False)
-    pooled = prepare(make_dataset(tmp_path / "b", [pause, walking]), tmp_path / "b_out").manifest
-    assert pooled.backgrounds["S1_cam_00"].sequences == ["S1/pause_0", "S1/walk_0"]
+    walking2 = make_sequence(tmp_path / "b", "S1", "walk_1", *walk(y0=1200, y1=-200), labels=False)
+    pooled = prepare(make_dataset(tmp_path / "b", [pause, walking, walking2]), tmp_path / "b_out").manifest
+    assert pooled.backgrounds["S1_cam_00"].sequences == ["S1/pause_0", "S1/walk_0", "S1/walk_1"]
     assert bg_error(pooled, 0, region) < 4
 
 
 @pytest.mark.parametrize("same_scene", [True, False])
 def test_other_subjects_on_the_same_rig_fill_in_a_ghost(tmp_path, same_scene):
-    T = 30
-    pos = np.zeros((T, 3))
-    pos[:18, 1] = 300
-    pos[18:, 1] = np.linspace(300, 1000, T - 18)
+    pos = stand_then_leave()
     a = make_sequence(tmp_path, "S1", "pause_0", pos, labels=False)
     other = make_sequence(tmp_path, "S2", "walk_0", *walk(y0=-1000, y1=0), scene=0 if same_scene else 3,
                           labels=False)

@@ -62,6 +62,20 @@ def boxes_from_masks(masks: np.ndarray, grid: int = 64) -> np.ndarray:
 
 def largest_regions(masks: np.ndarray, grid: int = 64) -> np.ndarray:
     """The pixels (N, H, W) bool of each mask's largest foreground region (the person; see boxes_from_masks)."""
+    return _regions(masks, grid, lambda ids, weight: ids[[np.argmax(weight)]])
+
+
+def several_regions(masks: np.ndarray, grid: int = 32, share: float = 0.3) -> np.ndarray:
+    """The pixels (N, H, W) bool of the foreground regions of masks that hold two or more regions of at least
+    ``share`` x the largest one's pixels (empty for a mask with one such region): a person and something the
+    size of a person beside it, such as the empty spot a person left in a background model that shows them."""
+    return _regions(masks, grid, lambda ids, weight: (big := ids[weight >= share * weight.max()])[:len(big) * (len(big) > 1)])
+
+
+def _regions(masks: np.ndarray, grid: int, pick) -> np.ndarray:
+    """Regions of each mask found on a coarse grid (``grid`` cells along the longer side: nearby pieces of one
+    person merge, specks stay apart), weighed by their foreground pixels; ``pick(ids, weights)`` chooses the ones
+    returned, at full resolution."""
     masks = np.asarray(masks, bool)
     N, H, W = masks.shape
     cell = max(1, int(np.ceil(max(H, W) / grid)))
@@ -76,10 +90,11 @@ def largest_regions(masks: np.ndarray, grid: int = 64) -> np.ndarray:
         if not coarse[i].any():
             continue
         ids = np.unique(labels[i][coarse[i]])
-        # the largest region by foreground pixels, not by cells
         weight = np.bincount(labels[i].ravel(), weights=counts[i].ravel(), minlength=labels[i].max() + 1)[ids]
-        region = labels[i] == ids[np.argmax(weight)]
-        out[i] = np.repeat(np.repeat(_grow(region), cell, 0), cell, 1)[:H, :W] & masks[i]
+        chosen = pick(ids, weight)
+        if len(chosen):
+            region = np.isin(labels[i], chosen)
+            out[i] = np.repeat(np.repeat(_grow(region), cell, 0), cell, 1)[:H, :W] & masks[i]
     return out
 
 
