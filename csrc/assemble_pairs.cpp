@@ -7,6 +7,10 @@
 // the inner loop over a row's pixels is straight-line arithmetic on three channels with no per-pixel branches.
 // Taps outside a frame's valid region are given weight zero and a clamped (safe) address; their weight goes to
 // the fill value instead, which is exactly "outside taps contribute the fill".
+//
+// The clean-up (step 3b) needs the classes of the neighbouring rows: with it, the row kernels also write each
+// pixel's class, and right after row i, row i - 1 is cleaned: only the few pixels whose alpha changes are sampled
+// again (from source rows still in cache) and overwritten.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/util/BFloat16.h>
@@ -21,7 +25,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
-#include <memory>
 #include <vector>
 
 namespace syncssl {
@@ -60,28 +63,31 @@ inline Taps axis_taps(float coord, int64_t valid, int64_t stride, bool adjacent)
   return t;
 }
 
+// The weighted sum of the four taps of channel c of `image` (taps outside the frame have weight zero).
+SYNCSSL_ALWAYS_INLINE float tap_sum(const uint8_t* image, const RowJob& job, int64_t x0, int64_t x1, int c,
+                                    const float w[4]) {
+  const uint8_t* r0 = image + job.row0;
+  const uint8_t* r1 = image + job.row1;
+  return w[0] * r0[x0 + c] + w[1] * r0[x1 + c] + w[2] * r1[x0 + c] + w[3] * r1[x1 + c];
+}
+
 // The bilinear samples of output pixel j of a row (step 2): the fill value F, the frame's sample and (modes 1, 2)
 // the background's.
 template <int MODE, bool SUBSTITUTE>
-inline void sample_pixel(const RowJob& job, int64_t j, float fillv[3], float pix[3], float bgv[3]) {
+SYNCSSL_ALWAYS_INLINE void sample_pixel(const RowJob& job, int64_t j, float fillv[3], float pix[3], float bgv[3]) {
   const float wy = job.wy0 + job.wy1;
   const float wx0 = job.wx0[j], wx1 = job.wx1[j];
-  const float w00 = job.wy0 * wx0, w01 = job.wy0 * wx1, w10 = job.wy1 * wx0, w11 = job.wy1 * wx1;
+  const float w[4] = {job.wy0 * wx0, job.wy0 * wx1, job.wy1 * wx0, job.wy1 * wx1};
   const float outside = 1.0f - wy * (wx0 + wx1);  // total weight of the taps outside the frame
   const int64_t x0 = job.col[j], x1 = x0 + job.col_step;
-  auto sample = [&](const uint8_t* image, int c) {
-    const uint8_t* r0 = image + job.row0;
-    const uint8_t* r1 = image + job.row1;
-    return w00 * r0[x0 + c] + w01 * r0[x1 + c] + w10 * r1[x0 + c] + w11 * r1[x1 + c];
-  };
   for (int c = 0; c < 3; ++c) {
-    fillv[c] = SUBSTITUTE ? sample(job.substitute, c) + outside * job.fill[c] : job.fill[c];
-    pix[c] = sample(job.frame, c) + outside * fillv[c];
-    if constexpr (MODE != 0) bgv[c] = sample(job.background, c) + outside * fillv[c];
+    fillv[c] = SUBSTITUTE ? tap_sum(job.substitute, job, x0, x1, c, w) + outside * job.fill[c] : job.fill[c];
+    pix[c] = tap_sum(job.frame, job, x0, x1, c, w) + outside * fillv[c];
+    if constexpr (MODE != 0) bgv[c] = tap_sum(job.background, job, x0, x1, c, w) + outside * fillv[c];
   }
 }
 
-inline float dot3(const float a[3], const float b[3]) { return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]; }
+SYNCSSL_ALWAYS_INLINE float dot3(const float a[3], const float b[3]) { return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]; }
 
 // The portable kernel: one output row, S pixels x 3 channels, written sequentially to `out`.
 template <typename out_t, int MODE, bool SUBSTITUTE, bool SHADOW, bool CLASSES>
@@ -125,31 +131,33 @@ constexpr uint8_t kKeep = 0;     // alpha of step 3
 constexpr uint8_t kToFill = 1;   // alpha 0: a speck
 constexpr uint8_t kToFrame = 2;  // alpha 1: a shadow or a hole inside the body
 
-// Step 3b for one output row, once every row of its view has its classes. `above`, `row`, `below`: the classes of
-// rows i - 1, i, i + 1 from column -1 to S (the view's class map has a border of kBackground). The row kernel has
-// already written the row with the alpha of step 3; only the pixels whose alpha the clean-up changes (few) are
-// sampled again and overwritten, with alpha 0 (the fill) or 1 (the frame). `action`: scratch of S bytes rounded up
-// to a multiple of 8, the padding zero.
-template <typename out_t, bool SUBSTITUTE>
-void clean_row(const RowJob& job, const uint8_t* above, const uint8_t* row, const uint8_t* below, uint8_t* action,
-               out_t* out) {
-  const int64_t S = job.size;
+// Step 3b, part 1, for output row i: what the clean-up does to each pixel, into `action` (S bytes rounded up to a
+// multiple of 8, the padding kKeep). `above`, `row`, `below`: the classes of rows i - 1, i, i + 1 from column -1
+// to S (a border of kBackground: neighbours outside the grid are not foreground). Returns whether any pixel
+// changes.
+bool clean_actions(const uint8_t* above, const uint8_t* row, const uint8_t* below, int64_t S, uint8_t* action) {
   uint8_t any = kKeep;
-  for (int64_t j = 0; j < S; ++j) {  // branch-free, so the compiler vectorises it
-    const int n = (above[j] & 1) + (above[j + 1] & 1) + (above[j + 2] & 1) + (row[j] & 1) + (row[j + 2] & 1) +
-                  (below[j] & 1) + (below[j + 1] & 1) + (below[j + 2] & 1);
+  for (int64_t j = 0; j < S; ++j) {  // branch-free and in bytes, so the compiler vectorises it 16 pixels at a time
+    const uint8_t n = static_cast<uint8_t>((above[j] & 1) + (above[j + 1] & 1) + (above[j + 2] & 1) + (row[j] & 1) +
+                                           (row[j + 2] & 1) + (below[j] & 1) + (below[j + 1] & 1) + (below[j + 2] & 1));
     const uint8_t c = row[j + 1];
     const bool speck = c == kForeground && n < kSpeckBelow;
     const bool body = (c == kShadow && n >= kShadowFillFrom) || (c == kBackground && n >= kHoleFillFrom);
     action[j] = speck ? kToFill : body ? kToFrame : kKeep;
     any |= action[j];
   }
-  if (any == kKeep) return;
-  for (int64_t j0 = 0; j0 < S; j0 += 8) {
+  return any != kKeep;
+}
+
+// Step 3b, part 2: the row kernel has already written the row with the alpha of step 3; only the pixels whose
+// alpha the clean-up changes (few) are sampled again and overwritten, with alpha 0 (the fill) or 1 (the frame).
+template <typename out_t, bool SUBSTITUTE>
+void clean_row(const RowJob& job, const uint8_t* action, out_t* out) {
+  for (int64_t j0 = 0; j0 < job.size; j0 += 8) {
     uint64_t word;  // 8 pixels' actions at once: most are kKeep
     std::memcpy(&word, action + j0, 8);
     if (word == 0) continue;
-    for (int64_t j = j0; j < std::min(j0 + 8, S); ++j) {
+    for (int64_t j = j0; j < std::min(j0 + 8, job.size); ++j) {
       if (action[j] == kKeep) continue;
       float fillv[3], pix[3];
       sample_pixel<0, SUBSTITUTE>(job, j, fillv, pix, nullptr);
@@ -376,53 +384,63 @@ at::Tensor assemble_pairs_cpu(const at::Tensor& frames_in, const at::Tensor& fra
     job.window_chunks = window_chunks[v];
     return job;
   };
-  // The clean-up's class map: per view (S + 2) x (S + 2) bytes, the S x S classes inside a border of kBackground
-  // (neighbours outside the grid are not foreground), so the clean-up reads every neighbour without a test.
-  const int64_t P = S + 2;
-  std::unique_ptr<uint8_t[]> classes(cleaning ? new uint8_t[V * P * P] : nullptr);
-
   auto run = [&](auto type_tag) {
     using scalar_t = decltype(type_tag);
     scalar_t* out_p = out.data_ptr<scalar_t>();  // channels_last: physically (V, S, S, 3)
-    // A few rows per task: enough work to amortise scheduling, small enough to balance odd view sizes.
-    const int64_t grain = std::max<int64_t>(1, 2048 / S);
-    at::parallel_for(0, V * S, grain, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        const int64_t v = r / S, i = r % S;
-        if (i + 1 < S) prefetch_row(v, i + 1);
-        RowJob job = make_job(v, i);
-        RowOptions o = options;
-        o.substitute = fi_p[v] >= 0;
-        if (cleaning) {
-          uint8_t* map = classes.get() + v * P * P;
-          if (i == 0) std::fill(map, map + P, kBackground);
-          if (i == S - 1) std::fill(map + (S + 1) * P, map + (S + 2) * P, kBackground);
-          job.classes = map + (i + 1) * P + 1;
-          job.classes[-1] = job.classes[S] = kBackground;
-        }
-        scalar_t* row_out = out_p + r * S * 3;
-        if (avx512 && job.window_chunks > 0) {
-          assemble_row_avx512<scalar_t>(job, o, row_out);
-        } else if (avx2 && job.wide_loads_safe) {
-          assemble_row_avx2<scalar_t>(job, o, row_out);
-        } else {
-          assemble_row_portable<scalar_t>(job, o, row_out);
-        }
+    // One row: the row kernel for the view's options, on the fastest path that applies to the row.
+    auto assemble_row = [&](int64_t v, int64_t i, const RowJob& job) {
+      RowOptions o = options;
+      o.substitute = fi_p[v] >= 0;
+      scalar_t* row_out = out_p + (v * S + i) * S * 3;
+      if (avx512 && job.window_chunks > 0) {
+        assemble_row_avx512<scalar_t>(job, o, row_out);
+      } else if (avx2 && job.wide_loads_safe) {
+        assemble_row_avx2<scalar_t>(job, o, row_out);
+      } else {
+        assemble_row_portable<scalar_t>(job, o, row_out);
       }
-    });
-    if (!cleaning) return;
-    // Step 3b needs the classes of the rows above and below: a second pass, once every row has them.
-    at::parallel_for(0, V * S, grain, [&](int64_t begin, int64_t end) {
-      std::vector<uint8_t> action((S + 7) / 8 * 8, kKeep);
-      for (int64_t r = begin; r < end; ++r) {
-        const int64_t v = r / S, i = r % S;
-        const uint8_t* above = classes.get() + v * P * P + i * P;
-        const RowJob job = make_job(v, i);
-        if (fi_p[v] >= 0) {
-          clean_row<scalar_t, true>(job, above, above + P, above + 2 * P, action.data(), out_p + r * S * 3);
-        } else {
-          clean_row<scalar_t, false>(job, above, above + P, above + 2 * P, action.data(), out_p + r * S * 3);
+    };
+    if (!cleaning) {
+      // A few rows per task: enough work to amortise scheduling, small enough to balance odd view sizes.
+      const int64_t grain = std::max<int64_t>(1, 2048 / S);
+      at::parallel_for(0, V * S, grain, [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r) {
+          const int64_t v = r / S, i = r % S;
+          if (i + 1 < S) prefetch_row(v, i + 1);
+          assemble_row(v, i, make_job(v, i));
         }
+      });
+      return;
+    }
+    // With the clean-up, step 3b of row i - 1 needs the classes of rows i - 2 .. i: a task takes whole views and
+    // cleans each row right after the row kernel has done the next one, while the source rows that the few
+    // changed pixels sample again are still in cache. Classes live in a ring of 3 rows of S + 2 bytes (a border
+    // of kBackground: neighbours outside the grid are not foreground), rows -1 and S in a row of kBackground.
+    const int64_t P = S + 2;
+    at::parallel_for(0, V, 1, [&](int64_t begin, int64_t end) {
+      std::vector<uint8_t> ring(3 * P, kBackground), outside(P, kBackground);
+      std::vector<uint8_t> action((S + 7) / 8 * 8, kKeep);
+      auto classes = [&](int64_t i) { return i < 0 || i >= S ? outside.data() : ring.data() + i % 3 * P; };
+      auto clean = [&](int64_t v, int64_t i, const RowJob& job) {
+        if (!clean_actions(classes(i - 1), classes(i), classes(i + 1), S, action.data())) return;
+        scalar_t* row_out = out_p + (v * S + i) * S * 3;
+        if (fi_p[v] >= 0) {
+          clean_row<scalar_t, true>(job, action.data(), row_out);
+        } else {
+          clean_row<scalar_t, false>(job, action.data(), row_out);
+        }
+      };
+      for (int64_t v = begin; v < end; ++v) {
+        RowJob previous;
+        for (int64_t i = 0; i < S; ++i) {
+          if (i + 1 < S) prefetch_row(v, i + 1);
+          RowJob job = make_job(v, i);
+          job.classes = classes(i) + 1;
+          assemble_row(v, i, job);
+          if (i > 0) clean(v, i - 1, previous);
+          previous = job;
+        }
+        clean(v, S - 1, previous);
       }
     });
   };

@@ -35,7 +35,7 @@ struct Lanes {  // per-step constants shared by every image
   __m256 w00, w01, w10, w11;
 };
 
-SYNCSSL_AVX2 inline long long load8(const uint8_t* p) {
+SYNCSSL_AVX2 SYNCSSL_ALWAYS_INLINE long long load8(const uint8_t* p) {
   long long v;
   std::memcpy(&v, p, 8);
   return v;
@@ -46,7 +46,7 @@ struct RowTaps {
   __m256 plane[6];
 };
 
-SYNCSSL_AVX2 inline RowTaps load_row(const uint8_t* row, const int32_t* col) {
+SYNCSSL_AVX2 SYNCSSL_ALWAYS_INLINE RowTaps load_row(const uint8_t* row, const int32_t* col) {
   // One 8-byte load per pixel (R G B R' G' B' + 2 unused bytes), pixels 0, 1, 4, 5 in `a` and 2, 3, 6, 7 in `b`
   // so that one in-lane shuffle puts the first (second) 32-bit halves of all 8 loads in pixel order.
   const __m256 a = _mm256_castsi256_ps(
@@ -67,7 +67,8 @@ SYNCSSL_AVX2 inline RowTaps load_row(const uint8_t* row, const int32_t* col) {
 }
 
 // sum of the four weighted valid taps of one image, per channel (invalid taps have weight zero).
-SYNCSSL_AVX2 inline void sample(const uint8_t* image, int64_t row0, int64_t row1, const Lanes& l, __m256 out[3]) {
+SYNCSSL_AVX2 SYNCSSL_ALWAYS_INLINE void sample(const uint8_t* image, int64_t row0, int64_t row1, const Lanes& l,
+                                                __m256 out[3]) {
   const RowTaps r0 = load_row(image + row0, l.col), r1 = load_row(image + row1, l.col);
   for (int c = 0; c < 3; ++c) {
     __m256 acc = _mm256_mul_ps(l.w00, r0.plane[c]);
@@ -79,20 +80,20 @@ SYNCSSL_AVX2 inline void sample(const uint8_t* image, int64_t row0, int64_t row1
 
 // Stores 8 floats as out_t.
 template <typename out_t>
-SYNCSSL_AVX2 inline void store8(out_t* dst, __m256 v);
+SYNCSSL_AVX2 SYNCSSL_ALWAYS_INLINE void store8(out_t* dst, __m256 v);
 
 template <>
-SYNCSSL_AVX2 inline void store8<float>(float* dst, __m256 v) {
+SYNCSSL_AVX2 SYNCSSL_ALWAYS_INLINE void store8<float>(float* dst, __m256 v) {
   _mm256_storeu_ps(dst, v);
 }
 
 template <>
-SYNCSSL_AVX2 inline void store8<c10::Half>(c10::Half* dst, __m256 v) {
+SYNCSSL_AVX2 SYNCSSL_ALWAYS_INLINE void store8<c10::Half>(c10::Half* dst, __m256 v) {
   _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
 }
 
 template <>
-SYNCSSL_AVX2 inline void store8<c10::BFloat16>(c10::BFloat16* dst, __m256 v) {
+SYNCSSL_AVX2 SYNCSSL_ALWAYS_INLINE void store8<c10::BFloat16>(c10::BFloat16* dst, __m256 v) {
   // Round to nearest even, as c10::BFloat16(float) does for finite values.
   const __m256i bits = _mm256_castps_si256(v);
   const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
@@ -109,7 +110,7 @@ struct Interleave {
   __m256i idx[3];  // the lane permutation of each output vector
 };
 
-SYNCSSL_AVX2 inline Interleave make_interleave() {
+SYNCSSL_AVX2 SYNCSSL_ALWAYS_INLINE Interleave make_interleave() {
   Interleave it;
   for (int k = 0; k < 3; ++k) {
     alignas(32) int idx[8];
@@ -120,7 +121,7 @@ SYNCSSL_AVX2 inline Interleave make_interleave() {
 }
 
 template <int K>
-SYNCSSL_AVX2 inline __m256 interleaved(const Interleave& it, __m256 r, __m256 g, __m256 b) {
+SYNCSSL_AVX2 SYNCSSL_ALWAYS_INLINE __m256 interleaved(const Interleave& it, __m256 r, __m256 g, __m256 b) {
   // Lane l of output K is channel (8K + l) % 3: blend masks per K (bit l set = take the second operand).
   constexpr int g_mask = K == 0 ? 0b10010010 : K == 1 ? 0b00100100 : 0b01001001;
   constexpr int b_mask = K == 0 ? 0b00100100 : K == 1 ? 0b01001001 : 0b10010010;
@@ -130,12 +131,12 @@ SYNCSSL_AVX2 inline __m256 interleaved(const Interleave& it, __m256 r, __m256 g,
   return _mm256_blend_ps(_mm256_blend_ps(rr, gg, g_mask), bb, b_mask);
 }
 
-SYNCSSL_AVX2 inline __m256 dot3(const __m256 a[3], const __m256 b[3]) {
+SYNCSSL_AVX2 SYNCSSL_ALWAYS_INLINE __m256 dot3(const __m256 a[3], const __m256 b[3]) {
   return _mm256_fmadd_ps(a[2], b[2], _mm256_fmadd_ps(a[1], b[1], _mm256_mul_ps(a[0], b[0])));
 }
 
 // Stores the classes of n <= 8 pixels (lane masks: all ones where true) as bytes.
-SYNCSSL_AVX2 inline void store_classes(uint8_t* dst, __m256 foreground, __m256 shadow, int64_t n) {
+SYNCSSL_AVX2 SYNCSSL_ALWAYS_INLINE void store_classes(uint8_t* dst, __m256 foreground, __m256 shadow, int64_t n) {
   const __m256i fg = _mm256_and_si256(_mm256_castps_si256(foreground), _mm256_set1_epi32(kForeground));
   const __m256i sh = _mm256_and_si256(_mm256_castps_si256(shadow), _mm256_set1_epi32(kShadow));
   const __m256i classes = _mm256_or_si256(fg, sh);

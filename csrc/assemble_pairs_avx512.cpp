@@ -58,7 +58,7 @@ constexpr __mmask64 kLowBytes = 0x1111111111111111ULL;
 
 // Tap byte plane (16 int32 -> float) of one window; CHUNKS = 64-byte registers in the window (1 or 2).
 template <int CHUNKS>
-SYNCSSL_AVX512 inline __m512 tap_plane(const __m512i window[CHUNKS], __m512i index) {
+SYNCSSL_AVX512 SYNCSSL_ALWAYS_INLINE __m512 tap_plane(const __m512i window[CHUNKS], __m512i index) {
   __m512i bytes;
   if constexpr (CHUNKS == 1) {
     bytes = _mm512_maskz_permutexvar_epi8(kLowBytes, index, window[0]);
@@ -70,7 +70,8 @@ SYNCSSL_AVX512 inline __m512 tap_plane(const __m512i window[CHUNKS], __m512i ind
 
 // The sum of the four weighted taps of one image, per channel (taps outside the frame have weight zero).
 template <int CHUNKS>
-SYNCSSL_AVX512 inline void sample(const uint8_t* image, int64_t row0, int64_t row1, const Step& s, __m512 out[3]) {
+SYNCSSL_AVX512 SYNCSSL_ALWAYS_INLINE void sample(const uint8_t* image, int64_t row0, int64_t row1, const Step& s,
+                                                  __m512 out[3]) {
   __m512i w0[CHUNKS], w1[CHUNKS];
   for (int k = 0; k < CHUNKS; ++k) {
     w0[k] = _mm512_maskz_loadu_epi8(s.chunk[k], image + row0 + s.base + 64 * k);
@@ -86,20 +87,20 @@ SYNCSSL_AVX512 inline void sample(const uint8_t* image, int64_t row0, int64_t ro
 
 // Stores 16 floats as out_t.
 template <typename out_t>
-SYNCSSL_AVX512 inline void store16(out_t* dst, __m512 v);
+SYNCSSL_AVX512 SYNCSSL_ALWAYS_INLINE void store16(out_t* dst, __m512 v);
 
 template <>
-SYNCSSL_AVX512 inline void store16<float>(float* dst, __m512 v) {
+SYNCSSL_AVX512 SYNCSSL_ALWAYS_INLINE void store16<float>(float* dst, __m512 v) {
   _mm512_storeu_ps(dst, v);
 }
 
 template <>
-SYNCSSL_AVX512 inline void store16<c10::Half>(c10::Half* dst, __m512 v) {
+SYNCSSL_AVX512 SYNCSSL_ALWAYS_INLINE void store16<c10::Half>(c10::Half* dst, __m512 v) {
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
 }
 
 template <>
-SYNCSSL_AVX512 inline void store16<c10::BFloat16>(c10::BFloat16* dst, __m512 v) {
+SYNCSSL_AVX512 SYNCSSL_ALWAYS_INLINE void store16<c10::BFloat16>(c10::BFloat16* dst, __m512 v) {
   const __m256bh packed = _mm512_cvtneps_pbh(v);
   std::memcpy(dst, &packed, sizeof(packed));
 }
@@ -112,7 +113,7 @@ struct Interleave {
   __mmask16 blue[3];  // lanes with c == 2
 };
 
-SYNCSSL_AVX512 inline Interleave make_interleave() {
+SYNCSSL_AVX512 SYNCSSL_ALWAYS_INLINE Interleave make_interleave() {
   Interleave it;
   for (int k = 0; k < 3; ++k) {
     alignas(64) int32_t index[16];
@@ -128,11 +129,11 @@ SYNCSSL_AVX512 inline Interleave make_interleave() {
   return it;
 }
 
-SYNCSSL_AVX512 inline __m512 interleaved(const Interleave& it, int k, __m512 r, __m512 g, __m512 b) {
+SYNCSSL_AVX512 SYNCSSL_ALWAYS_INLINE __m512 interleaved(const Interleave& it, int k, __m512 r, __m512 g, __m512 b) {
   return _mm512_mask_permutexvar_ps(_mm512_permutex2var_ps(r, it.index[k], g), it.blue[k], it.index[k], b);
 }
 
-SYNCSSL_AVX512 inline __m512 dot3(const __m512 a[3], const __m512 b[3]) {
+SYNCSSL_AVX512 SYNCSSL_ALWAYS_INLINE __m512 dot3(const __m512 a[3], const __m512 b[3]) {
   return _mm512_fmadd_ps(a[2], b[2], _mm512_fmadd_ps(a[1], b[1], _mm512_mul_ps(a[0], b[0])));
 }
 

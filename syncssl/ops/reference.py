@@ -115,10 +115,10 @@ def fg_neighbours(fg: Tensor) -> Tensor:
     return F.conv2d(fg.float()[:, None], kernel, padding=1)[:, 0]
 
 
-def foreground_alpha(s: ViewSamples, bg_mode: int, threshold: Tensor, bg_softness: float, shadow_min: float,
+def foreground_alpha(s: ViewSamples, bg_mode: int, threshold: Tensor | None, bg_softness: float, shadow_min: float,
                      shadow_chroma: float, clean: bool) -> Tensor:
     """alpha (V, S, S): 1 keeps the frame's pixel, 0 replaces it with the fill (steps 3 and 3b of the semantics).
-    ``threshold`` (V,) is each view's: bg_threshold[bg_index]."""
+    ``threshold`` (V,) is each view's: bg_threshold[bg_index] (None in mode 0)."""
     if bg_mode == 0:
         return torch.ones(s.pix.shape[:-1], dtype=torch.float32, device=s.pix.device)
     candidate, shadow = s.classes(threshold, shadow_min, shadow_chroma)
