@@ -182,7 +182,7 @@ def test_boxes_are_the_masks_extent_and_hold_the_joints(tiny):
             m = load_masks(seq / "masks" / f"{cam.name}.npz")
             for t in (0, len(m) // 2, len(m) - 1):
                 ys, xs = np.nonzero(m[t])
-                assert boxes[t, c].tolist() == [xs.min(), ys.min(), xs.max(), ys.max()]
+                assert boxes[t, c].tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]  # pixel edges
             uv = cam.project(poses)
             assert (uv[..., 0] >= boxes[:, c, None, 0] - 1).all() and (uv[..., 0] <= boxes[:, c, None, 2] + 1).all()
             assert (uv[..., 1] >= boxes[:, c, None, 1] - 1).all() and (uv[..., 1] <= boxes[:, c, None, 3] + 1).all()

@@ -21,6 +21,9 @@ class DataError(ValueError):
         self.path, self.problem = Path(path), problem
         super().__init__(f"{path}: {problem}")
 
+    def __reduce__(self):  # crosses process boundaries whole (prepare's workers raise it)
+        return type(self), (self.path, self.problem)
+
 
 @dataclass
 class View:

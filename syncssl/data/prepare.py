@@ -437,6 +437,7 @@ class _Build:
         for r in self.pool.map(_run_job, jobs, self.log, "decoding pass: video"):
             results[(r["seq"], r["cam"])] = r
         pass_s = time.perf_counter() - t_pass
+        sizes["after"] += sum(p.stat().st_size for p in sizes.pop("after_paths", []))  # the copies just written
         if sizes["kept"]:
             self.notes.append(f"transcode: {sizes['kept']} videos are already intra-only MJPEG and are used as they are")
         for (i, c), r in results.items():

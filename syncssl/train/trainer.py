@@ -270,7 +270,8 @@ class Trainer:
         if self._saved_buffers is None:
             self._saved_buffers = [torch.empty_like(b) for b in buffers]
         saved = self._saved_buffers
-        torch._foreach_copy_(saved, buffers)
+        if buffers:  # (group norm has none)
+            torch._foreach_copy_(saved, buffers)
         with self.autocast():
             out = self.forward(batch.images)
         loss, sums = self.losses(out, batch)
@@ -418,13 +419,23 @@ class PretextTrainer(Trainer):
             return every, every
         return flip == 0, sync == 1
 
+    def head_shares(self) -> tuple[float, float]:
+        """The share of a batch's pairs each head's loss sees, as the sampler draws them (exact per global batch)."""
+        s = self.cfg.sampling
+        return (1.0, 1.0) if s.flip_unsync else (1 - s.sync_fraction * s.flip_fraction, s.sync_fraction)
+
     def losses(self, out, batch):
         p = self.cfg.pretext
         sync_rows, flip_rows = (m.float() for m in self.head_rows(batch.sync, batch.flip))
         sync_loss = F.cross_entropy(out["sync"].float(), batch.sync, reduction="none") * sync_rows
         flip_loss = F.cross_entropy(out["flip"].float(), batch.flip, reduction="none") * flip_rows
         n_sync, n_flip = sync_rows.sum(), flip_rows.sum()
-        loss = p.sync_weight * sync_loss.sum() / n_sync.clamp(min=1) + p.flip_weight * flip_loss.sum() / n_flip.clamp(min=1)
+        # each head's mean over the pairs it sees, divided by their *nominal* count (the rank's rows x the head's
+        # share): ranks then weigh every pair alike, so DDP's average of the ranks' gradients is the gradient of
+        # the global batch (a per-rank count would weigh a rank's pairs by how many it happened to draw)
+        share_sync, share_flip = self.head_shares()
+        loss = (p.sync_weight * sync_loss.sum() / (batch.pairs * share_sync)
+                + p.flip_weight * flip_loss.sum() / (batch.pairs * share_flip))
         return loss, {"sync_loss": (sync_loss.sum(), n_sync), "flip_loss": (flip_loss.sum(), n_flip),
                       "sync_acc": (((out["sync"].argmax(1) == batch.sync).float() * sync_rows).sum(), n_sync),
                       "flip_acc": (((out["flip"].argmax(1) == batch.flip).float() * flip_rows).sum(), n_flip)}
