@@ -7,7 +7,12 @@ Providers (each run on the same realistic batch, in the same process, best of `r
 - ``reference``: the vectorised PyTorch reference (:mod:`syncssl.ops.reference`);
 - ``eager``: what a user would write without the fused op: per view, slice the crop, ``F.interpolate`` it,
   compare with the interpolated background crop (distance, shadow test, clean-up), blend, flip, normalise, cast,
-  then one ``contiguous(channels_last)`` (:func:`eager_assemble`).
+  then one ``contiguous(channels_last)`` (:func:`eager_assemble`);
+- ``compiled``: ``torch.compile`` of the PyTorch reference (inductor; compiled once per case, outside the timing);
+- ``opencv``: the OpenCV chain a vision engineer would write (:func:`opencv_assemble`): per view ``warpAffine``
+  (crop + bilinear resize, constant border) of the frame and of the background, ``absdiff``, the squared distance
+  against the camera's threshold, ``flip``, then normalise and cast; without the shadow test and the clean-up
+  (OpenCV has no such step), so it does less work than the op.
 
 Byte count (GB/s = counted bytes / best time): output bytes (V * 3 * S * S * itemsize) plus, per view, the input
 bytes touched: the number of source pixels inside the crop box clipped to the frame's valid region, capped at
@@ -19,8 +24,9 @@ Copy bandwidth is measured in the same run with ``dst.copy_(src)`` of a footprin
 are timed in interleaved rounds (best of `repeats` each), so that load from other processes hits all alike; on a
 GPU each timing averages 20 back-to-back calls so that launch overheads do not hide the kernels. Ratios:
 ``assemble_cpp_over_copy`` = cpp GB/s / copy GB/s, ``assemble_cpp_over_eager`` = eager time / cpp time,
-``assemble_triton_over_copy`` = triton GB/s / copy GB/s (None without CUDA); per case, and their geometric mean
-over the cases at the top level.
+``assemble_triton_over_copy`` = triton GB/s / copy GB/s (None without CUDA), ``assemble_cpp_over_compiled`` =
+compiled time / cpp time, ``assemble_cpp_over_opencv`` = opencv time / cpp time (None without OpenCV); per case,
+and their geometric mean over the cases at the top level.
 """
 from __future__ import annotations
 
@@ -180,6 +186,35 @@ def eager_assemble(frames, frame_hw, src, boxes, flip, backgrounds, bg_index, fi
     return torch.cat(outs).contiguous(memory_format=torch.channels_last)
 
 
+def opencv_assemble(frames, frame_hw, src, boxes, flip, backgrounds, bg_index, fill_index, fill, mean, std,
+                    bg_threshold, size, bg_mode, bg_softness, shadow_min, shadow_chroma, clean, out_dtype):
+    """The data path with OpenCV, per view on numpy arrays (see the module docstring for what it leaves out)."""
+    import cv2
+    import numpy as np
+    frames_np, bgs_np = frames.numpy(), backgrounds.numpy()
+    mean_np, std_np = mean.numpy() * 255, std.numpy() * 255
+    thr2 = (bg_threshold.numpy().astype(np.float32)) ** 2
+    fill_np = fill.numpy().astype(np.float32)
+    out = np.empty((len(src), size, size, 3), np.float32)
+    for v, (s, (x0, y0, x1, y1), flipped, b, fi) in enumerate(
+            zip(src.tolist(), boxes.tolist(), flip.tolist(), bg_index.tolist(), fill_index.tolist())):
+        h, w = frame_hw[s].tolist()
+        sx, sy = (x1 - x0) / size, (y1 - y0) / size  # output pixel (j, i) <- source (x0 + (j + .5) sx - .5, ...)
+        m = np.float32([[sx, 0, x0 + 0.5 * sx - 0.5], [0, sy, y0 + 0.5 * sy - 0.5]])
+        warp = dict(dsize=(size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
+        crop = cv2.warpAffine(frames_np[s, :h, :w], m, **warp).astype(np.float32)
+        if bg_mode != 0:
+            bgc = cv2.warpAffine(bgs_np[b, :h, :w], m, **warp)
+            d = cv2.absdiff(crop, bgc.astype(np.float32))
+            keep = (d * d).sum(-1) > thr2[b]
+            fillv = cv2.warpAffine(bgs_np[fi, :h, :w], m, **warp).astype(np.float32) if fi >= 0 else fill_np
+            crop = np.where(keep[..., None], crop, fillv)
+        if flipped:
+            crop = cv2.flip(crop, 1)
+        out[v] = (crop - mean_np) / std_np
+    return torch.from_numpy(out).permute(0, 3, 1, 2).to(out_dtype)  # channels_last underneath, as the op's
+
+
 def providers(device: torch.device) -> dict:
     """name -> kernel taking the op's positional arguments, for the providers available on `device`."""
     found = {}
@@ -190,8 +225,19 @@ def providers(device: torch.device) -> dict:
 
         found["triton"] = assemble_pairs_triton
     found["reference"] = assemble_pairs_reference
+    found["compiled"] = torch.compile(assemble_pairs_reference, dynamic=False)
     found["eager"] = eager_assemble
+    if device.type == "cpu" and opencv_available():
+        found["opencv"] = opencv_assemble
     return found
+
+
+def opencv_available() -> bool:
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _geomean(values):
@@ -218,19 +264,24 @@ def run_assemble_benchmark(device="cpu", sizes=DEFAULT_CASES, repeats: int = 5, 
         copy_bps = copied / seconds.pop("copy")
         results = {name: {"time_ms": t * 1e3, "gbps": nbytes / t / 1e9} for name, t in seconds.items()}
         cpp, triton, eager = results.get("cpp"), results.get("triton"), results.get("eager")
+        compiled, opencv = results.get("compiled"), results.get("opencv")
         cases.append({
             "case": case.name, "views": 2 * pairs, "size": case.size, "out_dtype": str(case.out_dtype),
             "bytes": nbytes, "copy_gbps": copy_bps / 1e9, "providers": results,
             "assemble_cpp_over_copy": cpp["gbps"] * 1e9 / copy_bps if cpp else None,
             "assemble_cpp_over_eager": eager["time_ms"] / cpp["time_ms"] if cpp and eager else None,
             "assemble_triton_over_copy": triton["gbps"] * 1e9 / copy_bps if triton else None,
+            "assemble_cpp_over_compiled": compiled["time_ms"] / cpp["time_ms"] if cpp and compiled else None,
+            "assemble_cpp_over_opencv": opencv["time_ms"] / cpp["time_ms"] if cpp and opencv else None,
         })
     return {
         "device": str(device),
         "threads": torch.get_num_threads(),
         "cases": cases,
+        "opencv": opencv_available(),
         **{key: _geomean([c[key] for c in cases])
-           for key in ("assemble_cpp_over_copy", "assemble_cpp_over_eager", "assemble_triton_over_copy")},
+           for key in ("assemble_cpp_over_copy", "assemble_cpp_over_eager", "assemble_triton_over_copy",
+                       "assemble_cpp_over_compiled", "assemble_cpp_over_opencv")},
     }
 
 
@@ -242,7 +293,7 @@ def print_assemble_table(result: dict, console=None) -> None:
     console = console or Console(width=max(Console().width, 150))  # all columns, also when piped
     names = list(dict.fromkeys(n for c in result["cases"] for n in c["providers"]))
     table = Table(title=f"assemble_pairs on {result['device']} ({result['threads']} threads): GB/s (ms)")
-    for column in ["case", "MB", "copy", *names, "cpp/copy", "eager/cpp", "triton/copy"]:
+    for column in ["case", "MB", "copy", *names, "cpp/copy", "eager/cpp", "compiled/cpp", "opencv/cpp", "triton/copy"]:
         table.add_column(column, justify="left" if column == "case" else "right")
 
     def ratio(x):
@@ -254,11 +305,13 @@ def print_assemble_table(result: dict, console=None) -> None:
             p = c["providers"].get(n)
             cells.append("-" if p is None else f"{p['gbps']:.2f} ({p['time_ms']:.1f})")
         cells += [ratio(c["assemble_cpp_over_copy"]), ratio(c["assemble_cpp_over_eager"]),
+                  ratio(c["assemble_cpp_over_compiled"]), ratio(c["assemble_cpp_over_opencv"]),
                   ratio(c["assemble_triton_over_copy"])]
         table.add_row(*cells)
     console.print(table)
     console.print(
-        "geometric means: cpp/copy {}, eager/cpp {}, triton/copy {}".format(
+        "geometric means: cpp/copy {}, eager/cpp {}, compiled/cpp {}, opencv/cpp {}, triton/copy {}".format(
             ratio(result["assemble_cpp_over_copy"]), ratio(result["assemble_cpp_over_eager"]),
+            ratio(result["assemble_cpp_over_compiled"]), ratio(result["assemble_cpp_over_opencv"]),
             ratio(result["assemble_triton_over_copy"]))
     )

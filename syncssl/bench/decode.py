@@ -1,4 +1,6 @@
-"""Decode throughput of training pairs: DALI (CPU, and GPU when CUDA is present) against PyAV, in one run.
+"""Decode throughput of training pairs: the project's decoders (PyAV; DALI on CPU, and on GPU when CUDA is present)
+against the decoders a user would reach for instead (OpenCV's ``VideoCapture``, torchcodec where it loads), in one
+run, on the same random pairs.
 
 The workload is the trainer's: the pair sampler plans random pairs (two cameras of one sequence, t and t + d),
 each pair is two single-frame requests, and a batch of requests goes to the decoder at once. Every backend
@@ -7,7 +9,11 @@ then timed best-of-``repeats`` over ``batches`` batches (best-of: the pass least
 backends' passes interleaved round-robin so that load from other processes shifts all of them alike.
 
 Both CPU backends are measured with 1 thread and with one thread per core (PyAV's thread pool decodes files in
-parallel, DALI's worker threads samples); all are reported, and the ratio compares the faster of each.
+parallel, DALI's worker threads samples); all are reported, and the ratios compare the faster of each. The peers
+seek to each frame and read it, as a user's dataset class does (``VideoCapture.set(CAP_PROP_POS_FRAMES)`` +
+``read``, torchcodec's ``VideoDecoder[i]``), with the files kept open and one thread per core over the files.
+``decode_pyav_over_opencv`` = the project's PyAV decoder's pairs/s over OpenCV's; ``decode_pyav_over_torchcodec``
+likewise (None where torchcodec does not load: ``skipped`` says why).
 
 Without a dataset, a fixture is written: ``cameras`` x ``sequences`` MJPEG .avi files, 320x240, textured
 content moving every frame (JPEG sizes of a high-quality camera stream: about 30 kB a frame).
@@ -114,6 +120,88 @@ def _measure_all(decoders: dict, batches: list[list[FrameRequest]], repeats: int
     return results
 
 
+class _Peer:
+    """A decoder a user would reach for, behind the project's ``decode(requests)`` contract (for timing only):
+    files kept open, the requests of one file read in order by one thread, files spread over ``num_threads``."""
+
+    name = "peer"
+
+    def __init__(self, num_threads: int):
+        from concurrent.futures import ThreadPoolExecutor
+
+        from ..data.decode import DecodeStats
+        self.num_threads, self.stats, self._open = num_threads, DecodeStats(), {}
+        self._pool = ThreadPoolExecutor(num_threads) if num_threads > 1 else None
+
+    def decode(self, requests: list[FrameRequest]) -> list[torch.Tensor]:
+        by_file: dict = {}
+        for k, r in enumerate(requests):
+            by_file.setdefault(r.path, []).append(k)
+        out: list = [None] * len(requests)
+
+        def run(path):
+            reader = self._open.get(path) or self._open.setdefault(path, self.open(path))
+            for k in by_file[path]:
+                out[k] = torch.from_numpy(np.stack([self.read(reader, int(i)) for i in requests[k].frames]))
+
+        list(self._pool.map(run, by_file) if self._pool else map(run, by_file))
+        n = sum(len(r.frames) for r in requests)
+        self.stats.used_frames += n
+        self.stats.decoded_frames += n  # what the library decodes to seek is not visible
+        return out
+
+    def close(self):
+        if self._pool:
+            self._pool.shutdown()
+
+
+class OpenCVPeer(_Peer):
+    name = "opencv"
+
+    def open(self, path):
+        import cv2
+        cap = cv2.VideoCapture(str(path))
+        if not cap.isOpened():
+            raise RuntimeError(f"{path}: OpenCV cannot open it")
+        return cap
+
+    def read(self, cap, i: int) -> np.ndarray:
+        import cv2
+        cap.set(cv2.CAP_PROP_POS_FRAMES, i)
+        ok, bgr = cap.read()
+        if not ok:
+            raise RuntimeError(f"OpenCV could not read frame {i}")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def close(self):
+        super().close()
+        for cap in self._open.values():
+            cap.release()
+
+
+class TorchcodecPeer(_Peer):
+    name = "torchcodec"
+
+    def __init__(self, num_threads: int):
+        from torchcodec.decoders import VideoDecoder  # noqa: F401  (fails here if it does not load)
+        super().__init__(num_threads)
+
+    def open(self, path):
+        from torchcodec.decoders import VideoDecoder
+        return VideoDecoder(str(path), dimension_order="NHWC")
+
+    def read(self, decoder, i: int) -> np.ndarray:
+        return decoder[i].numpy()
+
+
+def make_peer(kind: str, threads: int):
+    """A peer decoder, or the reason it cannot run here (ImportError and load failures are reasons, not crashes)."""
+    try:
+        return {"opencv": OpenCVPeer, "torchcodec": TorchcodecPeer}[kind](threads), None
+    except Exception as e:  # noqa: BLE001 - e.g. torchcodec's libraries failing to load next to this torch
+        return None, f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+
+
 def _name(kind: str, threads: int) -> str:
     return f"{kind}_{threads}_thread{'s' if threads > 1 else ''}"
 
@@ -159,6 +247,12 @@ def run_decode_benchmark(root: Path | str | None = None, pairs: int = 32, batche
                     decoders[name] = make_decoder(kind.split("_")[0], device, codecs, num_threads=threads), device
                 except (ValueError, RuntimeError) as e:
                     skipped[name] = str(e)
+            for kind in ("opencv", "torchcodec"):
+                peer, why = make_peer(kind, cores)
+                if peer is None:
+                    skipped[kind] = why
+                else:
+                    decoders[kind] = peer, "cpu"
             say(f"measuring {', '.join(decoders)} (interleaved, best of {repeats})")
             results = _measure_all(decoders, work, repeats)
         finally:
@@ -186,6 +280,8 @@ def run_decode_benchmark(root: Path | str | None = None, pairs: int = 32, batche
         "skipped": skipped,
         "decode_dali_over_pyav": ratio("dali_cpu"),
         "decode_dali_gpu_over_pyav": ratio("dali_gpu"),
+        "decode_pyav_over_opencv": best("pyav") / best("opencv") if best("opencv") else None,
+        "decode_pyav_over_torchcodec": best("pyav") / best("torchcodec") if best("torchcodec") else None,
     }
 
 
@@ -203,7 +299,8 @@ def print_decode_table(result: dict, console=None) -> None:
         table.add_row(name, str(r["threads"]), f"{r['pairs_per_s']:.0f}", f"{r['frames_per_s']:.0f}",
                       f"{r['decoded_per_used']:.2f}")
     console.print(table)
-    for key in ("decode_dali_over_pyav", "decode_dali_gpu_over_pyav"):
+    for key in ("decode_pyav_over_opencv", "decode_pyav_over_torchcodec", "decode_dali_over_pyav",
+                "decode_dali_gpu_over_pyav"):
         if result[key] is not None:
             console.print(f"{key} = {result[key]:.2f}")
     for name, why in result["skipped"].items():
