@@ -288,18 +288,24 @@ finetune = training_command("finetune")
 @click.option("--pictures", type=click.IntRange(min=0), default=6, show_default=True,
               help="Pose models: test frames drawn with their skeletons.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-def evaluate(path, out, split, pairs, stride, pictures, device):
+@click.option("--dataset", default=None,
+              help="Evaluate on another dataset (cross-rig): a dataset folder or synthetic:<preset>.")
+@click.option("--data-seed", type=int, default=None,
+              help="With a synthetic dataset: its seed (another seed is another rig, other people and motions).")
+def evaluate(path, out, split, pairs, stride, pictures, device, dataset, data_seed):
     """Evaluate a run directory or checkpoint.
 
     A fine-tuned pose model: MPJPE, N-MPJPE and P-MPJPE (mm) per action and averaged, pose overlays and 3D
     plots. A pre-trained model: sync and flip accuracy on seen and unseen subjects, and the sync probability
-    against the time offset (CSV and PNG). Everything lands in OUT with a metrics.json.
+    against the time offset (CSV and PNG). Everything lands in OUT with a metrics.json. With --dataset (and
+    --data-seed), on another dataset or rig than the one trained on.
     """
     from rich.console import Console
     from .eval.evaluate import run_evaluation
     from .train.run import USER_ERRORS
     try:
-        result = run_evaluation(path, out, split, pairs, stride, pictures, device)
+        result = run_evaluation(path, out, split, pairs, stride, pictures, device, dataset=dataset,
+                                data_seed=data_seed)
     except USER_ERRORS as e:
         raise click.ClickException(str(e)) from None
     console = Console()

@@ -116,3 +116,16 @@ def test_view_sampler_budget_sharding_and_evaluation_set():
     shards = [list(evaluation_plans(views, 4, r, 2)) for r in (0, 1)]
     covered = np.concatenate([np.stack([p.seq, p.cam, p.frame], 1) for s in shards for p in s])
     assert sorted(map(tuple, covered.tolist())) == sorted(map(tuple, views.tolist()))
+
+
+def test_cross_rig_evaluation_on_another_synthetic_seed(tiny_dataset, pretrained):
+    """syncssl-eval RUN --dataset synthetic:tiny --data-seed 5: another rig, other people and motions, generated and
+    prepared beside the training data (never over it)."""
+    before = (tiny_dataset / "dataset.json").read_bytes()
+    result = run_evaluation(pretrained, pairs=16, dataset="synthetic:tiny", data_seed=5, data_root=str(tiny_dataset.parent))
+    assert result["dataset"] == "synthetic:tiny" and result["data_seed"] == 5
+    assert 0 <= result["unseen_sync_acc"] <= 1 and 0 <= result["unseen_flip_acc"] <= 1
+    other = tiny_dataset.parent / "synthetic-tiny-seed5"
+    assert json.loads((other / "dataset.json").read_text())["seed"] == 5
+    assert (tiny_dataset / "dataset.json").read_bytes() == before  # the training data is untouched
+    assert "seed5" in result["out"]

@@ -191,6 +191,60 @@ def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t.to(device)
 
 
+@dataclass(frozen=True)
+class Appearance:
+    """Appearance augmentation: a random colour transform per group of views (a pair shares one, so that the two
+    views still show one scene; a pose view has its own), drawn from the step's seed. Each group gets a colour
+    matrix M applied around the fill colour (c' = M (c - fill) + fill, c in 0..1), so a removed background stays
+    the constant fill: a brightness scale (about the fill), a saturation scale, a hue rotation about the grey axis,
+    then possibly a channel permutation or greyscale. Off (identity) with every field 0."""
+
+    jitter: float = 0.0  # brightness and saturation each scaled by U(1 - jitter, 1 + jitter)
+    hue_deg: float = 0.0  # hue rotated by U(-hue_deg, hue_deg) degrees
+    permute: float = 0.0  # probability of a random channel permutation (one of the 5 non-identity ones)
+    grey: float = 0.0  # probability of greyscale
+
+    @property
+    def active(self) -> bool:
+        return any((self.jitter, self.hue_deg, self.permute, self.grey))
+
+    def matrices(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """(n, 3, 3) colour matrices."""
+        eye = np.broadcast_to(np.eye(3), (n, 3, 3)).copy()
+        grey = np.full((3, 3), 1 / 3)
+        scale = lambda: rng.uniform(1 - self.jitter, 1 + self.jitter, n)[:, None, None]  # noqa: E731
+        m = eye * scale()  # brightness (about the fill)
+        sat = scale()
+        m = (sat * eye + (1 - sat) * grey) @ m  # saturation: towards the grey of each pixel
+        theta = np.deg2rad(rng.uniform(-self.hue_deg, self.hue_deg, n))
+        k = np.ones(3) / np.sqrt(3)
+        K = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+        rot = eye + np.sin(theta)[:, None, None] * K + (1 - np.cos(theta))[:, None, None] * (K @ K)  # about grey
+        m = rot @ m
+        perms = [(0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
+        permute = rng.random(n) < self.permute
+        which = rng.integers(0, len(perms), n)
+        greys = rng.random(n) < self.grey
+        for i in range(n):
+            if permute[i]:
+                m[i] = np.eye(3)[list(perms[which[i]])] @ m[i]
+            if greys[i]:
+                m[i] = grey @ m[i]
+        return m
+
+    def apply(self, images: torch.Tensor, group: int, mean, std, fill, rng: np.random.Generator) -> torch.Tensor:
+        """images (V, 3, S, S) normalised, V a multiple of ``group`` -> the same, transformed in place of a copy."""
+        n = images.shape[0] // group
+        m = torch.from_numpy(self.matrices(n, rng)).float().repeat_interleave(group, 0).to(images.device)
+        std_t = torch.tensor(std, dtype=torch.float32, device=images.device)
+        mean_t = torch.tensor(mean, dtype=torch.float32, device=images.device)
+        fill_t = torch.tensor(fill, dtype=torch.float32, device=images.device) / 255
+        c = images.float() * std_t.view(1, 3, 1, 1) + mean_t.view(1, 3, 1, 1) - fill_t.view(1, 3, 1, 1)
+        c = torch.einsum("vij,vjhw->vihw", m, c) + fill_t.view(1, 3, 1, 1)
+        out = (c.clamp(0, 1) - mean_t.view(1, 3, 1, 1)) / std_t.view(1, 3, 1, 1)
+        return out.to(images.dtype).contiguous(memory_format=torch.channels_last)
+
+
 class ViewAssembler:
     """Turns a list of views into the model's input in one op call: the source gathers their pixels, the fused op
     crops (with jitter), removes or substitutes the background, flips and normalises them.
@@ -202,8 +256,9 @@ class ViewAssembler:
     def __init__(self, manifest: Manifest, sequences: list[int], source, *, crop_size: int,
                  mask: MaskSettings | None = None, substitute: float = 0.0, mean=(0.45, 0.45, 0.45),
                  std=(0.25, 0.25, 0.25), device: torch.device | str = "cpu", out_dtype: torch.dtype = torch.float32,
-                 seed: int = 0):
+                 seed: int = 0, appearance: Appearance | None = None, group: int = 2):
         self.manifest, self.source = manifest, source
+        self.appearance, self.group = appearance, group  # group: views sharing one colour transform (a pair)
         self.seqs = [manifest.sequences[i] for i in sequences]
         self.crop_size, self.mask = crop_size, mask or MaskSettings()
         self.substitute = substitute
@@ -236,6 +291,11 @@ class ViewAssembler:
             mean=self.mean, std=self.std, out_dtype=self.out_dtype,
             **self.mask.op_kwargs(g.thresholds.to(dev, non_blocking=True)),
         ).flatten(0, 1)
+        if self.appearance is not None and self.appearance.active:
+            rng = np.random.default_rng([self.seed, step, rank, 0xC0])  # a pure function of the step
+            fill = tuple(255 * m for m in self.mean)
+            group = self.group if len(images) % self.group == 0 else 1
+            images = self.appearance.apply(images, group, self.mean, self.std, fill, rng)
         return images[:int(g.ok.sum())], g.ok
 
     def _substitutes(self, step: int, rank: int, bg_index: torch.Tensor, bg_camera: list[str]) -> torch.Tensor:

@@ -155,7 +155,7 @@ def draw_pose_overlays(manifest, index: np.ndarray, pred: np.ndarray, target: np
         ax.imshow(frame)
         _draw_skeleton(ax, cam.camera.project_camera(g + root), "--", alpha=0.7, lw=1.2)
         _draw_skeleton(ax, cam.camera.project_camera(p + root), "-")
-        x0, y0, x1, y1 = seq.boxes[int(t), int(c)]
+        x0, y0, x1, y1 = seq.boxes[int(t), int(c)] - 0.5  # pixel edges -> imshow's pixel-centre coordinates
         ax.set_xlim(x0, x1)
         ax.set_ylim(y1, y0)
         err = float(np.linalg.norm(p - g, axis=-1).mean())

@@ -22,16 +22,24 @@ def resolve_checkpoint(path: Path) -> Path:
 
 def run_evaluation(path: Path, out: Path | None = None, split: str | None = None, pairs: int = 1024,
                    stride: int | None = None, pictures: int = 6, device: str = "auto",
-                   data_root: str | None = None) -> dict:
-    """Evaluate the checkpoint at ``path`` (a pose model: 3D errors; a pretext model: sync analysis)."""
+                   data_root: str | None = None, dataset: str | None = None, data_seed: int | None = None) -> dict:
+    """Evaluate the checkpoint at ``path`` (a pose model: 3D errors; a pretext model: sync analysis).
+
+    dataset, data_seed: evaluate on another dataset than the one trained on (cross-rig evaluation): a dataset
+    folder, or ``synthetic:<preset>`` with ``data_seed`` (another seed: another rig, other people and motions).
+    It is prepared (tiles included) with the run's own data settings."""
     checkpoint = resolve_checkpoint(path)
     state = ckpt.load(checkpoint)
     pose = state.get("arch", {}).get("model") == "PoseNet"
     cfg = config_from_dict(FinetuneConfig if pose else PretrainConfig, state["config"])
-    out = Path(out) if out else checkpoint.parent.parent / "eval"
+    out = Path(out) if out else checkpoint.parent.parent / ("eval" if not (dataset or data_seed is not None)
+                                                           else f"eval-{_slug(dataset or cfg.data.dataset, data_seed)}")
     train = dataclasses.replace(cfg.train, run_dir=str(out), resume=str(checkpoint), device=device, eval_every=0,
                                 compile=False)
     data = dataclasses.replace(cfg.data, data_root=data_root) if data_root else cfg.data
+    if dataset or data_seed is not None:
+        data = dataclasses.replace(data, dataset=dataset or data.dataset, prepared="",
+                                   synthetic_seed=data.synthetic_seed if data_seed is None else data_seed)
     if pose:
         # the weights come from the checkpoint: do not look for the pre-training run it started from
         transfer = dataclasses.replace(cfg.transfer, init="random",
@@ -48,8 +56,15 @@ def run_evaluation(path: Path, out: Path | None = None, split: str | None = None
             result = evaluate_pose(trainer, out, split or cfg.data.eval_split, pictures)
         else:
             result = evaluate_pretext(trainer, out, (cfg.data.train_split, split or cfg.data.eval_split), pairs)
-        return {"checkpoint": str(checkpoint), "task": "pose" if pose else "pretext", "out": str(out), **result}
+        return {"checkpoint": str(checkpoint), "task": "pose" if pose else "pretext", "out": str(out),
+                "dataset": data.dataset, "data_seed": data.synthetic_seed, **result}
     finally:
         if trainer is not None:
             trainer.close()
         distributed.teardown()
+
+
+def _slug(dataset: str, seed: int | None) -> str:
+    import re
+    name = re.sub(r"[^A-Za-z0-9]+", "-", str(dataset)).strip("-")[-40:]
+    return name + (f"-seed{seed}" if seed is not None else "")

@@ -62,6 +62,15 @@ class DataConfig:
     substitute: float = 0.0
     """Share of views whose removed background is replaced by another camera's background instead of a
     constant (the paper's final models: 0.5)."""
+    aug_jitter: float = 0.0
+    """Appearance augmentation in training: brightness and saturation scaled by U(1 - this, 1 + this), one draw
+    per pair (pre-training) or per view (fine-tuning); 0: off."""
+    aug_hue_deg: float = 0.0
+    """... hue rotated by up to this many degrees (0: off)."""
+    aug_permute: float = 0.0
+    """... probability of a random permutation of the colour channels."""
+    aug_grey: float = 0.0
+    """... probability of greyscale."""
     prefetch: int = 3
     """Batches decoded and assembled ahead of the training step, on background threads."""
     workers: int = 1
@@ -222,6 +231,8 @@ def common_problems(cfg) -> list[str]:
         (0 <= d.substitute <= 1, f"data.substitute is a share in [0, 1], got {d.substitute}"),
         (d.bg_softness > 0 and d.bg_threshold_scale > 0, "data.bg_softness and data.bg_threshold_scale must be > 0"),
         (0 <= d.shadow_min <= 1 and d.shadow_chroma >= 0, "need 0 <= data.shadow_min <= 1, data.shadow_chroma >= 0"),
+        (0 <= d.aug_jitter < 1 and d.aug_hue_deg >= 0 and 0 <= d.aug_permute <= 1 and 0 <= d.aug_grey <= 1,
+         "need 0 <= data.aug_jitter < 1, data.aug_hue_deg >= 0, data.aug_permute and data.aug_grey in [0, 1]"),
         (len(d.mean) == 3 and len(d.std) == 3 and min(d.std) > 0, "data.mean and data.std need 3 values, std > 0"),
         (0 <= o.min_lr <= o.lr, f"need 0 <= optim.min_lr <= optim.lr, got {o.min_lr}, {o.lr}"),
         (o.warmup_steps >= 0 and o.grad_clip >= 0, "optim.warmup_steps and optim.grad_clip must be >= 0"),

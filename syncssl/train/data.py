@@ -15,7 +15,7 @@ import torch
 from ..data.crops import MaskSettings
 from ..data.dataset import DataError
 from ..data.decode import FailurePolicy, make_decoder
-from ..data.loader import PairBatcher, TileViews, VideoViews, ViewAssembler
+from ..data.loader import Appearance, PairBatcher, TileViews, VideoViews, ViewAssembler
 from ..data.manifest import MANIFEST_NAME, Manifest
 from ..data.sampling import PairSampler, SamplerSequence, SamplingConfig
 from ..data.tiles import TileSpec, TileStore
@@ -25,9 +25,12 @@ SYNTHETIC = "synthetic:"
 
 
 def dataset_root(data_cfg) -> Path:
+    """Where the dataset lives: the folder given, or data_root/synthetic-<preset> (-seed<N> for another seed than
+    0, so that another rig never overwrites the one trained on)."""
     if data_cfg.dataset.startswith(SYNTHETIC):
         preset = data_cfg.dataset[len(SYNTHETIC):] or "small"
-        return Path(data_cfg.data_root) / f"synthetic-{preset}"
+        seed = f"-seed{data_cfg.synthetic_seed}" if data_cfg.synthetic_seed else ""
+        return Path(data_cfg.data_root) / f"synthetic-{preset}{seed}"
     return Path(data_cfg.dataset)
 
 
@@ -126,22 +129,29 @@ def sampler_sequences(manifest: Manifest, indices: list[int], sampling: Sampling
 
 
 def build_pipeline(prepared: Prepared, split: str, data_cfg, sampling: SamplingConfig, *, seed: int, rank: int,
-                   world_size: int, device: torch.device, out_dtype: torch.dtype, source=None,
+                   world_size: int, device: torch.device, out_dtype: torch.dtype, source=None, augment: bool = False,
                    log=print) -> SplitPipeline:
     manifest = prepared.manifest
     indices = manifest.split(split)
     sampler = PairSampler(sampler_sequences(manifest, indices, sampling), sampling, seed=seed, rank=rank,
                           world_size=world_size)
     source = source or make_source(prepared, indices, data_cfg, device, world_size, log)
-    batcher = PairBatcher(make_assembler(manifest, indices, data_cfg, source, device, out_dtype, seed))
+    batcher = PairBatcher(make_assembler(manifest, indices, data_cfg, source, device, out_dtype, seed, augment))
     return SplitPipeline(indices, sampler, batcher)
 
 
+def appearance(data_cfg) -> Appearance:
+    return Appearance(data_cfg.aug_jitter, data_cfg.aug_hue_deg, data_cfg.aug_permute, data_cfg.aug_grey)
+
+
 def make_assembler(manifest: Manifest, indices: list[int], data_cfg, source, device: torch.device,
-                   out_dtype: torch.dtype, seed: int) -> ViewAssembler:
+                   out_dtype: torch.dtype, seed: int, augment: bool = False, group: int = 2) -> ViewAssembler:
+    """The view assembler of a pipeline; ``augment``: training's appearance augmentation, one colour transform
+    per ``group`` views (a pair: 2; pose views: 1)."""
     return ViewAssembler(manifest, indices, source, crop_size=data_cfg.crop_size, mask=mask_settings(data_cfg),
                          substitute=data_cfg.substitute, mean=data_cfg.mean, std=data_cfg.std, device=device,
-                         out_dtype=out_dtype, seed=seed)
+                         out_dtype=out_dtype, seed=seed, appearance=appearance(data_cfg) if augment else None,
+                         group=group)
 
 
 def make_source(prepared: Prepared, indices: list[int], data_cfg, device: torch.device, world_size: int, log=print,

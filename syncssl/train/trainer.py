@@ -398,15 +398,15 @@ class PretextTrainer(Trainer):
             return s.single_view_jitter_shift, s.single_view_jitter_scale
         return s.jitter_shift, s.jitter_scale
 
-    def pipeline(self, split: str, sampling, seed: int, source=None):
+    def pipeline(self, split: str, sampling, seed: int, source=None, augment: bool = False):
         return build_pipeline(self.prepared, split, self.cfg.data, sampling, seed=seed, rank=self.dist.rank,
                               world_size=self.dist.world_size, device=self.device, out_dtype=self.input_dtype,
-                              source=source or self.source(self.manifest.split(split)), log=self.log)
+                              source=source or self.source(self.manifest.split(split)), augment=augment, log=self.log)
 
     def build_train_data(self):
         cfg = self.cfg
         self.train_data = self.pipeline(cfg.data.train_split, dataclasses.replace(cfg.sampling, batch_size=self.local_batch),
-                                        cfg.train.seed)
+                                        cfg.train.seed, augment=True)
         self.log(self.train_data.sampler.describe())
         return self.train_data.sampler.plan, self.train_data.batcher
 
@@ -617,7 +617,7 @@ class PoseTrainer(Trainer):
                  f"{sum(s.num_frames for s in seqs)} instants (label_fraction {x.label_fraction:g}), every camera")
         self.labelled_frames = sampler.labelled_frames
         batcher = PoseBatcher(make_assembler(self.manifest, idx, cfg.data, self.source(idx), self.device,
-                                             self.input_dtype, cfg.train.seed), self.actions)
+                                             self.input_dtype, cfg.train.seed, augment=True, group=1), self.actions)
         return sampler.plan, batcher
 
     def losses(self, out, batch):

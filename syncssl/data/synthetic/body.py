@@ -9,8 +9,11 @@ Clothing is left/right asymmetric on purpose (one sleeve in an accent colour, st
 a logo on one side of the chest, sometimes a bag strap over one shoulder), so that a mirrored image is
 visibly different from a real one. Which side each of these is on, and the dominant hand, are drawn per
 *sequence* (:func:`with_sides`), not per subject: a fixed side would let a network tell a mirrored view of a
-known subject by memorising that subject's habits instead of reasoning about the pose. Test subjects (Human3.6M's S9, S11) wear colours from a palette that no
-training subject uses, so that "unseen subject" also means "unseen look".
+known subject by memorising that subject's habits instead of reasoning about the pose.
+
+Every subject, training, held-out or of the unlabelled pool, is drawn from one distribution (clothing colours
+from a continuous range of hues, saturations and brightnesses, skin, hair, build, sleeves, a bag): an unseen
+subject is a new draw from the distribution the network learned from, as a new person is in a real rig.
 """
 from __future__ import annotations
 
@@ -48,32 +51,17 @@ _BONE_GROUPS = {
 }
 ANKLE_HEIGHT = 80.0  # mm above the floor for an average adult standing upright
 
-# ---------------------------------------------------------------- palettes
+# ---------------------------------------------------------------- clothing colours
 
-# Clothing colours (RGB). Training and test subjects draw from disjoint palettes; every test colour is
-# at least ~70 RGB units away from every training colour (checked by the tests).
-TRAIN_CLOTHING = (
-    (30, 45, 110),    # navy
-    (50, 90, 200),    # royal blue
-    (30, 100, 50),    # dark green
-    (110, 120, 40),   # olive
-    (180, 35, 35),    # red
-    (110, 25, 40),    # maroon
-    (120, 120, 120),  # grey
-    (50, 50, 55),     # charcoal
-    (225, 225, 220),  # white
-    (190, 170, 130),  # beige
-    (110, 70, 40),    # brown
-)
-TEST_CLOTHING = (
-    (235, 205, 30),   # yellow
-    (245, 125, 20),   # orange
-    (125, 45, 170),   # purple
-    (240, 120, 190),  # pink
-    (20, 170, 165),   # teal
-    (150, 230, 60),   # lime
-    (200, 20, 150),   # magenta
-)
+
+def clothing_colour(rng: np.random.Generator) -> tuple[int, int, int]:
+    """A garment's colour: any hue, saturation 0.05..0.9, brightness 0.15..0.95 (from near-black and greys to
+    vivid colours and near-white), the same distribution for every subject."""
+    import colorsys
+    h, sat, v = rng.random(), rng.uniform(0.05, 0.9), rng.uniform(0.15, 0.95)
+    return tuple(int(round(255 * c)) for c in colorsys.hsv_to_rgb(h, sat, v))
+
+
 SKIN_TONES = ((240, 200, 170), (215, 165, 130), (175, 125, 90), (125, 85, 60), (90, 60, 45))
 HAIR_COLOURS = ((30, 20, 15), (85, 55, 30), (165, 125, 65), (70, 70, 70))
 
@@ -110,7 +98,7 @@ class Subject:
     """One synthetic person: body proportions, thickness, clothing, handedness."""
 
     name: str  # Human3.6M-style name, e.g. "S1"
-    split: str  # "train" or "test": decides the clothing palette
+    split: str  # "train", "test" or "pool" (unlabelled pre-training subjects): a name only, the look does not depend on it
     offsets: np.ndarray  # (NUM_JOINTS, 3) rest bone vectors in the parent's frame, mm (row 0 unused)
     radii: dict  # primitive name -> radius (capsules, mm) or (3,) radii (ellipsoids, mm)
     look: Look
@@ -138,8 +126,8 @@ def subject_rng(seed: int, name: str) -> np.random.Generator:
 
 def make_subject(name: str, split: str, seed: int) -> Subject:
     """The subject ``name`` of the dataset made with ``seed``: same arguments, same subject."""
-    if split not in ("train", "test"):
-        raise ValueError(f"subject {name}: split must be 'train' or 'test', got {split!r}")
+    if split not in ("train", "test", "pool"):
+        raise ValueError(f"subject {name}: split must be 'train', 'test' or 'pool', got {split!r}")
     rng = subject_rng(seed, name)
     # Proportions: one overall scale and one factor per bone group: about +-10% per bone in total.
     scale = rng.uniform(0.93, 1.07)
@@ -160,9 +148,7 @@ def make_subject(name: str, split: str, seed: int) -> Subject:
         "chest": np.array([120 * trunk, 175 * trunk, 0.5 * offsets[J["thorax"]][2] + 65 * scale]),
         "head": np.array([100, 85, 115]) * scale,
     }
-    palette = TRAIN_CLOTHING if split == "train" else TEST_CLOTHING
-    shirt, trousers, shoes, accent, stripes, logo, strap = (
-        tuple(int(v) for v in palette[i]) for i in _distinct(rng, len(palette), 7))
+    shirt, trousers, shoes, accent, stripes, logo, strap = (clothing_colour(rng) for _ in range(7))
     side = lambda: "left" if rng.random() < 0.5 else "right"  # noqa: E731
     look = Look(
         skin=SKIN_TONES[rng.integers(len(SKIN_TONES))], hair=HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))],
@@ -180,14 +166,6 @@ def with_sides(subject: Subject, rng: np.random.Generator) -> Subject:
     side = lambda: "left" if rng.random() < 0.5 else "right"  # noqa: E731
     look = replace(subject.look, accent_sleeve=side(), striped_leg=side(), logo_side=side(), strap_shoulder=side())
     return replace(subject, look=look, handedness="left" if rng.random() < 0.5 else "right")
-
-
-def _distinct(rng: np.random.Generator, n: int, k: int) -> list[int]:
-    """k palette indices, as distinct as the palette allows (a palette smaller than k repeats)."""
-    order = list(rng.permutation(n))
-    while len(order) < k:
-        order += list(rng.permutation(n))
-    return order[:k]
 
 
 # ---------------------------------------------------------------- forward kinematics

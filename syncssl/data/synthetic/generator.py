@@ -47,7 +47,8 @@ from .rig import make_rig
 from .scene import make_room
 
 GENERATOR = "syncssl.data.synthetic"
-GENERATOR_VERSION = 4  # bump when the same (preset, seed) would give different data (4: sides per sequence, box edges)
+GENERATOR_VERSION = 5  # bump when the same (preset, seed) would give different data (4: sides per sequence, box edges;
+#                        5: one appearance distribution for everyone, the unlabelled pool)
 H36M_TRAIN = ("S1", "S5", "S6", "S7", "S8")
 H36M_TEST = ("S9", "S11")
 
@@ -57,8 +58,8 @@ class Preset:
     """How much data, how large, how it looks. The names of subjects follow Human3.6M's."""
 
     name: str
-    train_subjects: tuple[str, ...]  # subjects of the "train" split (unlabelled pretraining, S1 fine-tuning)
-    test_subjects: tuple[str, ...]  # held-out subjects; they wear colours no training subject wears
+    train_subjects: tuple[str, ...]  # subjects of the "train" split (the labelled protocol: S1's labels fine-tune)
+    test_subjects: tuple[str, ...]  # held-out subjects (evaluation)
     actions: tuple[str, ...]  # action types used (a subset of motion.ACTIONS, in that order)
     actions_per_subject: int  # each subject performs this many of them (rotated so that every split sees all)
     repetitions: int  # takes per (subject, action): Walking_01, Walking_02, ...
@@ -75,6 +76,10 @@ class Preset:
     shared_flicker: float = 0.0  # a room-wide drift seen by every camera at once; off: the same brightness at the
     #                              same instant in every view would tell synchronized pairs apart without any pose
     quality: int = 5  # MJPEG qscale (2 best .. 31); H.264 crf = 18 + quality; VP9 crf = 24 + quality
+    pool_subjects: int = 0  # extra unlabelled subjects (P01, P02, ...) for pre-training only: unlabelled multi-view
+    #                         video is cheap, and seeing many people is what makes the features about the pose
+    pool_actions: int = 2  # action types each pool subject performs (rotated over the types)
+    pool_frames: int = 0  # frames per pool sequence (0: num_frames)
 
     def __post_init__(self):
         unknown = [a for a in self.actions if a not in ACTIONS]
@@ -86,12 +91,16 @@ class Preset:
             raise ValueError(f"preset {self.name}: frame size {self.size} must be even")
 
     @property
+    def pool(self) -> tuple[str, ...]:
+        return tuple(f"P{i + 1:02d}" for i in range(self.pool_subjects))
+
+    @property
     def subjects(self) -> tuple[str, ...]:
-        return self.train_subjects + self.test_subjects
+        return self.train_subjects + self.test_subjects + self.pool
 
     @property
     def num_sequences(self) -> int:
-        return len(self.subjects) * self.actions_per_subject * self.repetitions
+        return len(plan_sequences(self))
 
 
 PRESETS = {
@@ -134,9 +143,11 @@ def plan_sequences(preset: Preset) -> list[SequenceSpec]:
     """Which subject performs which action. Within each split, subject i starts its block of
     ``actions_per_subject`` consecutive action types at i * n_actions / n_subjects, so the blocks spread
     over all types (every type appears in a split as soon as the split has enough subject-actions)."""
-    n, k = len(preset.actions), preset.actions_per_subject
+    n = len(preset.actions)
     specs = []
-    for split, subjects in (("train", preset.train_subjects), ("test", preset.test_subjects)):
+    for split, subjects, k in (("train", preset.train_subjects, preset.actions_per_subject),
+                               ("test", preset.test_subjects, preset.actions_per_subject),
+                               ("pool", preset.pool, min(preset.pool_actions, n))):
         for i, subject in enumerate(subjects):
             start = int(round(i * n / len(subjects)))
             chosen = sorted((start + j) % n for j in range(k))
@@ -145,6 +156,11 @@ def plan_sequences(preset: Preset) -> list[SequenceSpec]:
                     action = preset.actions[a]
                     specs.append(SequenceSpec(subject, split, action, f"{action}_{rep + 1:02d}"))
     return specs
+
+
+def frames_of(spec: SequenceSpec, preset: Preset) -> int:
+    """Frames of a sequence: pool subjects' takes may be shorter."""
+    return (preset.pool_frames or preset.num_frames) if spec.split == "pool" else preset.num_frames
 
 
 def sequence_rng(seed: int, subject: str, sequence: str, stream: str) -> np.random.Generator:
@@ -197,15 +213,16 @@ def render_sequence(spec: SequenceSpec, preset: str | Preset = "small", seed: in
     studio = _Studio.get(preset, seed)
     subject = with_sides(make_subject(spec.subject, spec.split, seed),
                          sequence_rng(seed, spec.subject, spec.name, "sides"))
-    motion = animate(subject, spec.action, preset.num_frames, preset.fps,
+    T = frames_of(spec, preset)
+    motion = animate(subject, spec.action, T, preset.fps,
                      sequence_rng(seed, spec.subject, spec.name, "motion"), preset.area_radius)
 
     def frames():
         w, h = preset.size
         rng = sequence_rng(seed, spec.subject, spec.name, "frames")
-        gains = _flicker(rng, preset.num_frames, len(studio.cameras), preset)
+        gains = _flicker(rng, T, len(studio.cameras), preset)
         body = Body(subject)
-        for t in range(preset.num_frames):
+        for t in range(T):
             bf = body.frame(motion.joints[t], motion.rotations[t])
             views = []
             for c, renderer in enumerate(studio.renderers):
@@ -232,7 +249,7 @@ def generate_sequence(folder: Path, spec: SequenceSpec, preset: str | Preset = "
     (folder / "masks").mkdir(exist_ok=True)
     write_calibration(folder / "calibration.toml", cameras)
     np.save(folder / "poses3d.npy", motion.joints[:, :17].astype(np.float32))
-    T, C = preset.num_frames, len(cameras)
+    T, C = frames_of(spec, preset), len(cameras)
     w, h = preset.size
     ext = CODECS[codec][0]
     writers = [VideoWriter(folder / "videos" / f"{c.name}{ext}", preset.fps, codec, quality=preset.quality)
@@ -319,11 +336,14 @@ def _run_one(args) -> SequenceStats:
 def dataset_meta(preset: Preset, seed: int, codec: str, specs: list[SequenceSpec]) -> dict:
     return dict(
         name=f"synthetic-{preset.name}", fps=preset.fps, skeleton="h36m17", subjects=list(preset.subjects),
-        splits={"train": list(preset.train_subjects), "test": list(preset.test_subjects)},
+        splits={"train": list(preset.train_subjects), "test": list(preset.test_subjects),
+                **({"pool": list(preset.pool), "pretrain": list(preset.train_subjects + preset.pool)}
+                   if preset.pool else {})},
         source="synthetic", preset=preset.name, seed=seed, codec=codec,
         generator={"name": GENERATOR, "version": GENERATOR_VERSION},
         cameras=[f"cam_{i + 1:02d}" for i in range(preset.num_cameras)], frame_size=list(preset.size),
-        frames_per_sequence=preset.num_frames, action_types=list(preset.actions),
+        frames_per_sequence=preset.num_frames, pool_frames_per_sequence=preset.pool_frames or preset.num_frames,
+        action_types=list(preset.actions),
         actions={f"{s.subject}/{s.name}": s.action for s in specs},
         preset_fields=asdict(preset),
     )
@@ -422,7 +442,8 @@ class _progress:
     """A rich progress bar over camera-frames (or nothing), as a context manager yielding ``advance``."""
 
     def __init__(self, enabled: bool, num_jobs: int, preset: Preset):
-        self.enabled, self.total = enabled, num_jobs * preset.num_frames * preset.num_cameras
+        self.enabled = enabled
+        self.total = sum(frames_of(spec, preset) for spec in plan_sequences(preset)) * preset.num_cameras
         self.label = f"synthetic-{preset.name}: {num_jobs} sequences"
         self._p = None
 
