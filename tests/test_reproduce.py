@@ -16,12 +16,13 @@ def test_reproduce_writes_results_and_reuses_finished_runs(tiny_dataset, tmp_pat
     result = CliRunner().invoke(cli.reproduce, args)
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(open(out / "results.csv")))
-    assert list(rows[0]) == ["name", "init", "pretext", "background", "fusion", "views", "seed", "mpjpe", "n_mpjpe",
-                             "p_mpjpe", "sync_acc"]
+    assert list(rows[0]) == ["name", "init", "pretext", "background", "fusion", "views", "frozen", "seed", "mpjpe",
+                             "n_mpjpe", "p_mpjpe", "train_mpjpe", "sync_acc"]
     assert {r["name"] for r in rows} == set(HEADLINE)
     assert len(rows) == 2 * PRESETS["tiny"].headline_seeds
     for r in rows:
         assert math.isfinite(float(r["mpjpe"])) and float(r["mpjpe"]) > 0
+        assert math.isfinite(float(r["train_mpjpe"])) and float(r["train_mpjpe"]) > 0  # S1's own frames
         assert (r["init"] == "random") == math.isnan(float(r["sync_acc"]))
     md = (out / "results.md").read_text()
     assert "**Headline:** pre-training" in md and "| paper MPJPE |" in md
@@ -40,8 +41,11 @@ def test_grid_covers_the_paper_ablations():
     for word in ("random init", "background kept", "only sync", "only flip", "concatenation", "addition",
                  "difference", "single-view"):
         assert word in names
-    keys = {r.pretrain_key() for r in GRID if r.init == "pretrained"}
-    assert len(keys) == sum(r.init == "pretrained" for r in GRID)  # every pre-trained row is its own run
+    pretrained = [r for r in GRID if r.init == "pretrained"]
+    # every pre-trained row is its own run, or shares one with a row that only fine-tunes differently
+    assert len({(r.pretrain_key(), r.frozen) for r in pretrained}) == len(pretrained)
+    assert len({r.finetune_key() for r in GRID}) == len(GRID)
+    assert {r.frozen for r in GRID} == {0, 3}  # the paper's protocol (3 stages frozen) and full fine-tuning
     row = next(r for r in GRID if r.views == "single")
     assert "sampling.mode='single_view'" in row.pretrain_overrides()
     assert Reproduction  # importable API

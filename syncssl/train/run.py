@@ -91,7 +91,7 @@ def print_summary(summary: dict, run_dir, title: str) -> None:
     table = Table(title=f"{title} summary", show_header=False)
     fmt = {"heldout_sync_acc": "{:.3f}", "heldout_flip_acc": "{:.3f}", "seen_sync_acc": "{:.3f}",
            "seen_flip_acc": "{:.3f}", "final_loss": "{:.4f}", "pairs_per_s": "{:.1f}", "data_wait_share": "{:.1%}",
-           "mpjpe": "{:.1f} mm", "n_mpjpe": "{:.1f} mm", "p_mpjpe": "{:.1f} mm"}
+           "mpjpe": "{:.1f} mm", "n_mpjpe": "{:.1f} mm", "p_mpjpe": "{:.1f} mm", "train_mpjpe": "{:.1f} mm"}
     for k, v in summary.items():
         if k == "per_action":
             continue

@@ -625,14 +625,16 @@ class PoseTrainer(Trainer):
         return err.mean() / 1000.0, {"mpjpe": err.sum()}  # the loss in metres keeps its scale near 0.1
 
     @torch.no_grad()
-    def predict(self, split: str, stride: int | None = None):
-        """Yields (batch, prediction) over every ``stride``-th frame x camera of ``split`` (rank-sharded)."""
+    def predict(self, split: str, stride: int | None = None, indices: list[int] | None = None):
+        """Yields (batch, prediction) over every ``stride``-th frame x camera of ``split`` (rank-sharded), or of
+        the sequences ``indices`` (the label subjects' own frames: training error)."""
         from ..data.loader import PoseBatcher
         from ..data.pose_sampling import evaluation_plans, evaluation_views
         from .data import make_assembler
-        idx = self.manifest.split(split)
+        idx = indices if indices is not None else self.manifest.split(split)
         seqs = [self.manifest.sequences[i] for i in idx]
-        batcher = PoseBatcher(make_assembler(self.manifest, idx, self.cfg.data, self.eval_source(split), self.device,
+        source = self.eval_source(split) if indices is None else self.source(idx)
+        batcher = PoseBatcher(make_assembler(self.manifest, idx, self.cfg.data, source, self.device,
                                              self.input_dtype, 0), self.actions)
         views = evaluation_views([s.num_frames for s in seqs], [len(s.cameras) for s in seqs],
                                  stride or self.cfg.transfer.eval_stride)
@@ -644,18 +646,22 @@ class PoseTrainer(Trainer):
             batch.index[:, 0] = np.asarray(idx)[batch.index[:, 0]]  # manifest sequence indices
             yield batch, pred.float()
 
-    def evaluate(self, split: str) -> dict:
+    def evaluate(self, split: str, indices: list[int] | None = None) -> dict:
         from ..eval.metrics import PoseErrors
         metric = PoseErrors(self.actions).to(self.device)
-        for batch, pred in self.predict(split):
+        for batch, pred in self.predict(split, indices=indices):
             metric.update(pred, batch.target, batch.action)
         return metric.compute()  # under DDP, torchmetrics all-reduces the sums across ranks here
 
     def summarize(self, done: bool, last_eval: dict) -> dict:
         result = self.evaluate(self.cfg.data.eval_split) if done or not last_eval else last_eval
+        # the same metric on the label subjects' own frames (no augmentation): a high training error is
+        # under-fitting, a low one next to a high held-out error a failure to transfer
+        train = self.evaluate(self.cfg.data.train_split, indices=self.label_sequences()) if done else {}
         if done:
             self.logger.log(self.step, _scalars(result), split="heldout")
         return {"mpjpe": result["mpjpe"], "n_mpjpe": result["n_mpjpe"], "p_mpjpe": result["p_mpjpe"],
+                "train_mpjpe": train.get("mpjpe"),
                 "per_action": result["per_action"], "eval_frames": result["count"], "init": self.init_note,
                 "label_subjects": list(self.cfg.transfer.label_subjects),
                 "labelled_instants": self.labelled_frames}
