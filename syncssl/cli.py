@@ -404,7 +404,8 @@ def bench_data(json_path, repeats, root, quick):
 @json_option
 @click.option("--dataset", default="synthetic:small", show_default=True, help="A dataset folder or synthetic:<preset>.")
 @click.option("--preset", default="cpu-small", show_default=True, help="The training preset measured.")
-@click.option("--steps", type=click.IntRange(min=1), default=30, show_default=True, help="Timed steps per pipeline.")
+@click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Timed steps per pipeline (fewer: the first steps, page faults and caches warming, weigh more).")
 @click.option("--batch-size", type=click.IntRange(min=2), default=None, help="Pairs per step (default: the preset's).")
 @click.argument("overrides", nargs=-1)
 def bench_train(json_path, dataset, preset, steps, batch_size, overrides):

@@ -215,3 +215,33 @@ def test_config_round_trips_through_toml(tmp_path):
     path.write_text(to_toml(cfg))
     again = load_config(None, path)
     assert again == cfg and again.optim.lr == 3e-4 and again.model.depth == 34
+
+
+def test_prefetcher_keeps_step_order_raises_producer_errors_and_uses_one_intra_op_thread():
+    """The prefetch thread hands batches over in step order, re-raises what failed in it, and runs its ops on
+    one intra-op thread (a second OpenMP team fights the step's on a small CPU) without changing the caller's."""
+    from types import SimpleNamespace
+
+    from syncssl.data.loader import Prefetcher
+
+    class Batcher:
+        device = torch.device("cpu")
+
+        def __call__(self, step):
+            if step == 7:
+                raise ValueError("step 7 is broken")
+            return SimpleNamespace(step=step, threads=torch.get_num_threads(), wait=lambda: None)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        pf = Prefetcher(Batcher(), lambda s: s, 3, 9, depth=2)
+        got = [pf.next() for _ in range(4)]
+        assert [b.step for b in got] == [3, 4, 5, 6]
+        assert {b.threads for b in got} == {1}
+        assert torch.get_num_threads() == 2
+        with pytest.raises(ValueError, match="step 7 is broken"):
+            pf.next()
+        pf.close()
+    finally:
+        torch.set_num_threads(before)

@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import os
 import threading
 import zlib
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -106,15 +108,23 @@ class TileLayout:
     frames: list[int]  # T per sequence
     cameras: list[int]  # C per sequence
 
-    @property
-    def offsets(self) -> np.ndarray:
+    @cached_property
+    def offsets(self) -> np.ndarray:  # cached: row() runs for every view of every batch
         return np.concatenate([[0], np.cumsum(np.multiply(self.frames, self.cameras))]).astype(np.int64)
+
+    @cached_property
+    def _frames_array(self) -> np.ndarray:
+        return np.asarray(self.frames, np.int64)
 
     @property
     def count(self) -> int:
         return int(self.offsets[-1])
 
-    def row(self, seq: int, cam: int, t) -> np.ndarray | int:
+    def row(self, seq, cam, t) -> np.ndarray | int:
+        """The row of (sequence, camera, frame); each may be an int or an array (broadcast)."""
+        if np.ndim(seq):
+            seq = np.asarray(seq, np.int64)
+            return self.offsets[seq] + np.asarray(cam, np.int64) * self._frames_array[seq] + np.asarray(t, np.int64)
         return self.offsets[seq] + cam * self.frames[seq] + t
 
     def blocks(self) -> list[tuple[int, int, int, int]]:
@@ -143,6 +153,25 @@ def allocate(folder: Path, spec: TileSpec, count: int) -> None:
 
 def open_rows(folder: Path, spec: TileSpec, count: int, name: str = "frames.u8", mode: str = "r") -> np.memmap:
     return np.memmap(folder / name, np.uint8, mode, shape=(count, spec.size, spec.size, 3))
+
+
+def map_rows(folder: Path, spec: TileSpec, count: int, name: str = "frames.u8") -> np.ndarray:
+    """Read-only rows for training, with the page tables filled up front (``MAP_POPULATE``, Linux).
+
+    Training gathers random tiles: on a plain mapping every first touch of a page is a fault, which made a batch's
+    gather 8x slower for the first few thousand steps (1.5 ms against 0.19 ms for 64 tiles here). Populating maps
+    the 2.2 GiB of the small dataset in ~0.15 s when the file is in the page cache (raw tiles are chosen only when
+    they fit half the memory; from disk it reads the file once, as training would anyway)."""
+    path = folder / name
+    size = count * spec.size * spec.size * 3
+    flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size < size:
+            raise DataError(path, f"holds {os.fstat(f.fileno()).st_size} bytes, expected {size}; run prepare again")
+        if size == 0:
+            return np.empty((0, spec.size, spec.size, 3), np.uint8)
+        mapped = mmap.mmap(f.fileno(), size, flags=flags, prot=mmap.PROT_READ)
+    return np.frombuffer(mapped, np.uint8).reshape(count, spec.size, spec.size, 3)
 
 
 def write_block(folder: Path, spec: TileSpec, count: int, first: int, tiles: np.ndarray,
@@ -250,8 +279,8 @@ class TileStore:
         self.rects = torch.from_numpy(np.load(self.folder / "rects.npy"))
         self.stats = meta.get("stats", {})
         if self.spec.format == "raw":
-            self._frames = open_rows(self.folder, self.spec, self.count)
-            self._backgrounds = (open_rows(self.folder, self.spec, self.count, "backgrounds.u8")
+            self._frames = map_rows(self.folder, self.spec, self.count)
+            self._backgrounds = (map_rows(self.folder, self.spec, self.count, "backgrounds.u8")
                                  if self.spec.backgrounds else None)
         else:
             self._index = np.load(self.folder / "jpg_index.npy")
