@@ -334,6 +334,9 @@ def evaluate(path, out, split, pairs, stride, pictures, device, dataset, data_se
 @click.option("--apply", "apply_", is_flag=True,
               help="Write the offsets as sync.toml next to each sequence's videos (composed with one already there); "
                    "prepare, preview, training and evaluation then read aligned frames.")
+@click.option("--force", is_flag=True,
+              help="With --apply: a sequence with a camera that is not determined gets that camera's best peak too "
+                   "(default: such a sequence is left alone).")
 @click.option("--sequence", "sequences", multiple=True, help="Only this sequence, as SUBJECT/SEQUENCE (repeatable).")
 @click.option("--independent", is_flag=True,
               help="Each camera from its pair with the reference alone (default: every camera jointly, from all pairs).")
@@ -346,8 +349,8 @@ def evaluate(path, out, split, pairs, stride, pictures, device, dataset, data_se
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Processes decoding videos in the preparation (default: every core).")
-def sync(dataset, model_path, reference, max_offset, instants, out, apply_, sequences, independent, min_support,
-         seed, source, device, workers):
+def sync(dataset, model_path, reference, max_offset, instants, out, apply_, force, sequences, independent,
+         min_support, seed, source, device, workers):
     """Find each camera's time offset to a reference camera with the pre-trained sync classifier.
 
     DATASET is a dataset root or a bare session folder (calibration.toml + videos); no labels are needed. For
@@ -370,7 +373,7 @@ def sync(dataset, model_path, reference, max_offset, instants, out, apply_, sequ
         result = synchronize(dataset, model, options, out=out, device=dev, source=source, workers=workers, log=log)
         render_table(result)
         if apply_:
-            for path in apply_offsets(result, log=log):
+            for path in apply_offsets(result, log=log, force=force):
                 click.echo(f"applied: {path}")
     except USER_ERRORS as e:
         raise click.ClickException(str(e)) from None
@@ -539,21 +542,25 @@ def bench_decode(json_path, root, pairs, batches, repeats, seed):
 @click.option("--data-seed", type=int, default=0, show_default=True, help="The synthetic dataset's seed.")
 @click.option("--seed", "offset_seed", type=int, default=0, show_default=True, help="Seed of the injected offsets.")
 @click.option("--max-offset", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
-              help="Offsets are injected uniformly within +-this many seconds, and searched within it.")
+              help="Offsets are injected uniformly within +-this many seconds (and searched a little wider: --search-margin).")
+@click.option("--search-margin", type=click.FloatRange(min=0), default=0.2, show_default=True,
+              help="Search this many seconds beyond the injected range (a peak at the end of the range is not "
+                   "trusted).")
 @click.option("--instants", type=click.IntRange(min=1), default=512, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=None)
 @click.option("--eval", "evaluate", is_flag=True,
               help="Also syncssl-eval's held-out sync accuracy: unshifted, shifted, shifted with the offsets applied.")
-def bench_sync(json_path, model_path, out, data_root, preset, data_seed, offset_seed, max_offset, instants, device,
-               workers, evaluate):
+def bench_sync(json_path, model_path, out, data_root, preset, data_seed, offset_seed, max_offset, search_margin,
+               instants, device, workers, evaluate):
     """syncssl-sync on the held-out subjects with seeded random camera offsets: the share recovered within 1 frame
     (sync_bench.json, sync_bench.png in OUT)."""
     from .bench.sync import print_sync_table, run_sync_benchmark
     from .train.run import USER_ERRORS
     try:
         result = run_sync_benchmark(model_path, out=out, data_root=data_root, preset=preset, data_seed=data_seed,
-                                    offset_seed=offset_seed, max_offset_s=max_offset, instants=instants,
+                                    offset_seed=offset_seed, max_offset_s=max_offset, search_margin_s=search_margin,
+                                    instants=instants,
                                     device=device, workers=workers, evaluate=evaluate,
                                     log=lambda m: click.echo(m, err=True))
     except USER_ERRORS as e:

@@ -151,6 +151,38 @@ def test_peak_at_the_edge_of_the_range_is_not_determined():
     assert not e.determined and e.best == 5 and "raise --max-offset" in e.reason
 
 
+def test_offsets_scored_on_few_instants_do_not_steal_the_peak():
+    """An offset near the end of the overlap is scored on one instant; a lucky high log-odds there beats the true
+    peak's mean of 200 instants in the plain mean, not in the shrunk one."""
+    rng = np.random.default_rng(4)
+    offsets = np.arange(-10, 11)
+    L = np.where(offsets[None, :] == 0, 1.5, -1.0) + rng.normal(0, 1.0, (200, 21))
+    L[1:, -1] = np.nan  # offset +10: a single instant
+    L[0, -1] = 2.5
+    curve = search.Curve("a", "b", offsets, L.astype(np.float32))
+    assert offsets[np.nanargmax(curve.raw_score)] == 10  # the plain mean is fooled
+    mean, k = curve.prior
+    assert 0.2 < k < 20 and -1.0 < mean < -0.7
+    assert offsets[np.nanargmax(curve.score)] == 0
+    np.testing.assert_allclose(curve.score[10], curve.raw_score[10], atol=0.02)  # 200 instants: barely shrunk
+    e = search.analyse_curve(curve, rng=rng)
+    assert e.determined and e.offset == 0 and e.support > 0.9
+
+
+def test_peak_next_to_the_edge_is_not_determined():
+    """A peak one frame inside the search range may still be a truth just beyond it (within the tolerance)."""
+    rng = np.random.default_rng(5)
+    offsets = np.arange(-8, 9)
+    for where, determined in ((7, False), (-7, False), (6, True)):
+        L = np.where(offsets[None, :] == where, 2.0, -1.0) + rng.normal(0, 0.3, (60, 17))
+        e = search.analyse_curve(search.Curve("a", "b", offsets, L.astype(np.float32)), rng=rng)
+        assert e.best == where and e.determined == determined, (where, e.reason)
+        truth = {"c1": 0, "c2": where, "c3": 2}
+        joint = search.joint_offsets(list(truth), "c1", planted_curves(truth, 8, rng), 8, rng=rng, replicates=8)
+        assert joint["c2"].best == where and joint["c2"].determined == determined
+        assert joint["c3"].determined and joint["c3"].offset == 2
+
+
 def test_inconsistent_triplets_are_reported():
     est = lambda d: search.Estimate(d, d, "ok")  # noqa: E731
     checks = search.triplet_checks(["a", "b", "c", "d"], {("a", "b"): est(4), ("b", "c"): est(3), ("a", "c"): est(12),
@@ -356,6 +388,39 @@ def test_undetermined_camera_is_reported_and_not_applied(mirror_session, tmp_pat
     said = []
     assert apply_offsets(result, log=said.append) == [] and "not applied" in said[0]
     assert not (session / SYNC_NAME).exists()
+
+
+def test_force_applies_the_best_peak_of_an_undetermined_camera(mirror_session, tmp_path):
+    session, result = mirror_session
+    work = tmp_path / "session"
+    shutil.copytree(session, work, ignore=shutil.ignore_patterns("sync"))
+    s = result.sequences[0]
+    cams = [dataclasses.replace(c, estimate=dataclasses.replace(c.estimate, offset=None, status="not determined",
+                                                                reason="planted"))
+            if c.camera == "cam_b" else c for c in s.cameras]
+    result = dataclasses.replace(result, dataset=work, sequences=[dataclasses.replace(s, folder=work, cameras=cams)])
+    said = []
+    assert apply_offsets(result, log=said.append) == [] and "cam_b not determined" in said[0]
+    assert not (work / SYNC_NAME).exists()
+    (path,) = apply_offsets(result, log=said.append, force=True)
+    assert read_sync_file(work).start == {"cam_a": 2, "cam_b": 5, "cam_c": 0}  # cam_b's best peak, +3
+    assert "cam_b +3 (not determined: best peak)" in path.read_text() and "--force" in said[-1]
+
+
+def test_benchmark_summary_counts_misses_and_buckets():
+    from syncssl.bench.sync import _summarise
+    rows = [dict(action="Walking", truth=10, joint=10, joint_best=10, direct=None, direct_best=9),
+            dict(action="Walking", truth=-40, joint=None, joint_best=-39, direct=None, direct_best=3),
+            dict(action="Waving", truth=3, joint=7, joint_best=7, direct=7, direct_best=7),
+            dict(action="Waving", truth=45, joint=44, joint_best=44, direct=44, direct_best=44)]
+    s = _summarise(rows)
+    assert s["joint"]["within_1_frame"] == 0.5 and s["joint"]["determined"] == 0.75 and s["joint"]["exact"] == 0.25
+    assert s["direct"]["within_1_frame"] == 0.25 and s["direct"]["within_1_frame_of_determined"] == 0.5
+    assert s["best_peak_within_1_frame"] == 0.75
+    assert s["joint_within_1_frame_by_action"] == {"Walking": 0.5, "Waving": 0.5}
+    assert s["joint_within_1_frame_by_offset"] == {"|offset| <= 22 frames": 0.5, "|offset| > 22 frames": 0.5}
+    one = _summarise(rows[:1])  # an empty bucket is None, not NaN
+    assert one["joint_within_1_frame_by_offset"] == {"|offset| <= 5 frames": None, "|offset| > 5 frames": 1.0}
 
 
 def test_cli_runs_with_the_stub(mirror_session, monkeypatch, tmp_path):

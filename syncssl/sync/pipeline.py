@@ -342,8 +342,15 @@ def synchronize(dataset: str | Path, model: LoadedModel, options: SyncOptions | 
                     else (s_cfg.jitter_shift, s_cfg.jitter_scale))
     per_camera = camera_dataset(sub)
     log(f"preparing {len(per_camera.sequences)} camera recordings of {len(seqs)} sequences into {prepared}")
-    report = prepare(per_camera, prepared, tiles=tile_spec(data_cfg, shift, scale), mask=mask_settings(data_cfg),
-                     crop_size=data_cfg.crop_size, workers=workers, log=log)
+    kw = dict(tiles=tile_spec(data_cfg, shift, scale), mask=mask_settings(data_cfg), crop_size=data_cfg.crop_size,
+              workers=workers)
+    if progress:  # prepare says a line per video: one status line that updates, as syncssl-data prepare shows it
+        from rich.console import Console
+        with Console(stderr=True).status("preparing the cameras") as status:
+            report = prepare(per_camera, prepared, log=lambda m: status.update(f"preparing the cameras: {m}"), **kw)
+    else:
+        report = prepare(per_camera, prepared, log=log, **kw)
+    log(f"prepared: {report.path} ({'up to date' if report.up_to_date else 'built'}, {report.seconds:.0f} s)")
     manifest = report.manifest
     index_of = {p.key: i for i, p in enumerate(manifest.sequences)}
     plans = []
@@ -621,9 +628,10 @@ def render_table(result: SyncResult, console=None) -> None:
 # ---------------------------------------------------------------- --apply
 
 
-def apply_offsets(result: SyncResult, log=print) -> list[Path]:
+def apply_offsets(result: SyncResult, log=print, force: bool = False) -> list[Path]:
     """Write each fully determined sequence's offsets (composed with any applied ones) as its folder's
-    sync.toml; a sequence with an undetermined camera is left alone, and said so."""
+    sync.toml; a sequence with an undetermined camera is left alone, and said so (``force``: its best peak is
+    applied instead)."""
     from ..data.syncfile import write_sync_file
     from ..data.sources import detect_layout
     if detect_layout(result.dataset) == "h36m":
@@ -633,18 +641,24 @@ def apply_offsets(result: SyncResult, log=print) -> list[Path]:
     for s in result.sequences:
         if s.folder is None:
             raise DataError(result.dataset, f"{s.key}: no sequence folder to write sync.toml into")
-        if not s.determined:
-            undetermined = [c.camera for c in s.cameras if not c.estimate.determined]
-            log(f"{s.key}: not applied: {', '.join(undetermined)} not determined (see {s.figure})")
+        undetermined = [c.camera for c in s.cameras if not c.estimate.determined]
+        if undetermined and not (force and all(c.estimate.best is not None for c in s.cameras)):
+            log(f"{s.key}: not applied: {', '.join(undetermined)} not determined (see {s.figure}; --force applies "
+                "the best peak)")
             continue
+        if undetermined:
+            log(f"{s.key}: applying the best peak of {', '.join(undetermined)}, which is not determined (--force)")
+        offset = {c.camera: c.estimate.offset if c.estimate.determined else c.estimate.best for c in s.cameras}
         # a camera's frame t + offset shows the reference's frame t: it skips that many more frames than it
-        start = {c.camera: s.applied.get(c.camera, 0) + c.estimate.offset for c in s.cameras}
+        start = {c.camera: s.applied.get(c.camera, 0) + offset[c.camera] for c in s.cameras}
         low = min(start.values())
         short = [c.camera for c in s.cameras if start[c.camera] - low >= c.frames + s.applied.get(c.camera, 0)]
         if short:
             log(f"{s.key}: not applied: the offsets would skip all of {', '.join(short)}")
             continue
         comment = (f"measured by syncssl-sync against {s.reference} at {s.fps:g} fps: "
-                   + ", ".join(f"{c.camera} {c.estimate.offset:+d}" for c in s.cameras[1:]))
+                   + ", ".join(f"{c.camera} {offset[c.camera]:+d}" + ("" if c.estimate.determined else
+                                                                       " (not determined: best peak)")
+                               for c in s.cameras[1:]))
         written.append(write_sync_file(s.folder, start, reference=s.reference, fps=s.fps, comment=comment))
     return written
