@@ -20,6 +20,7 @@ Writes ``sync_bench.json`` and ``sync_bench.png`` (errors, and estimate against 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import shutil
 import time
@@ -92,7 +93,8 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
     report = dict(
         what="share of cameras whose offset syncssl-sync recovers within 1 frame (undetermined = miss), offsets "
              f"injected uniformly in [-{max_offset_s:g}, {max_offset_s:g}] s on the held-out subjects",
-        model=str(loaded.checkpoint), model_step=loaded.step, device=_device(dev), preset=preset,
+        model=str(loaded.checkpoint), model_step=loaded.step, device=_device(dev),
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), preset=preset,
         data=str(long_root), data_seed=data_seed, offset_seed=offset_seed, max_offset_s=max_offset_s,
         max_offset_frames=span, search_max_offset_s=options.max_offset_s, min_support=options.min_support,
         instants_per_camera=instants, sequences=len(result.sequences),
