@@ -1,5 +1,5 @@
-"""The command-line family: syncssl-data, syncssl-train, syncssl-finetune, syncssl-eval, syncssl-bench,
-syncssl-reproduce. Thin: each command parses its options and calls into the package.
+"""The command-line family: syncssl-data, syncssl-train, syncssl-finetune, syncssl-eval, syncssl-sync,
+syncssl-bench, syncssl-reproduce. Thin: each command parses its options and calls into the package.
 
 Errors a user can fix (bad data, bad config) are shown as one clear line, not a traceback.
 """
@@ -320,6 +320,65 @@ def evaluate(path, out, split, pairs, stride, pictures, device, dataset, data_se
     console.print(f"written to {result['out']}")
 
 
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=str))
+@click.option("--model", "model_path", required=True, type=click.Path(exists=True, path_type=str),
+              help="A pre-training run folder (its newest checkpoint) or a checkpoint folder.")
+@click.option("--reference", default=None, help="Camera the others are measured against (default: the first).")
+@click.option("--max-offset", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
+              help="Search offsets within +-this many seconds of the reference.")
+@click.option("--instants", type=click.IntRange(min=1), default=512, show_default=True,
+              help="Instants sampled per camera (evenly over its moving frames).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="Where sync.json, sync.csv, the figures and the per-camera preparation go (default DATASET/sync).")
+@click.option("--apply", "apply_", is_flag=True,
+              help="Write the offsets as sync.toml next to each sequence's videos (composed with one already there); "
+                   "prepare, preview, training and evaluation then read aligned frames.")
+@click.option("--force", is_flag=True,
+              help="With --apply: a sequence with a camera that is not determined gets that camera's best peak too "
+                   "(default: such a sequence is left alone).")
+@click.option("--sequence", "sequences", multiple=True, help="Only this sequence, as SUBJECT/SEQUENCE (repeatable).")
+@click.option("--independent", is_flag=True,
+              help="Each camera from its pair with the reference alone (default: every camera jointly, from all pairs).")
+@click.option("--min-support", type=click.FloatRange(0, 1, min_open=True), default=0.9, show_default=True,
+              help="Share of bootstrap resamples that must put the peak within 1 frame for an offset to count as "
+                   "determined.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap resampling.")
+@click.option("--source", type=click.Choice(["tiles", "video"]), default=None,
+              help="Where the pixels come from (default: what the model was trained on).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Processes decoding videos in the preparation (default: every core).")
+def sync(dataset, model_path, reference, max_offset, instants, out, apply_, force, sequences, independent,
+         min_support, seed, source, device, workers):
+    """Find each camera's time offset to a reference camera with the pre-trained sync classifier.
+
+    DATASET is a dataset root or a bare session folder (calibration.toml + videos); no labels are needed. For
+    every candidate offset the classifier's sync log-odds are averaged over many instants; the peak is the
+    offset, reported with a bootstrap interval and support, or as not determined when it does not stand out.
+    Writes sync.json, sync.csv and a PNG of the score against the offset for every camera pair; offset d means
+    the camera's frame t + d shows the reference's frame t.
+    """
+    import torch
+    from .sync import SyncOptions, apply_offsets, load_model, render_table, synchronize
+    from .train.run import USER_ERRORS
+    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    if dev == "cuda" and not torch.cuda.is_available():
+        raise click.ClickException("--device cuda: CUDA is not available")
+    options = SyncOptions(reference=reference, max_offset_s=max_offset, instants=instants, joint=not independent,
+                          min_support=min_support, seed=seed, sequences=tuple(sequences))
+    log = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    try:
+        model = load_model(model_path, dev)
+        result = synchronize(dataset, model, options, out=out, device=dev, source=source, workers=workers, log=log)
+        render_table(result)
+        if apply_:
+            for path in apply_offsets(result, log=log, force=force):
+                click.echo(f"applied: {path}")
+    except USER_ERRORS as e:
+        raise click.ClickException(str(e)) from None
+
+
 @click.group(help="Throughput benchmarks; each compares against a baseline measured in the same run.")
 def bench():
     pass
@@ -469,6 +528,44 @@ def bench_decode(json_path, root, pairs, batches, repeats, seed):
     result = run_decode_benchmark(root, pairs=pairs, batches=batches, seed=seed, repeats=repeats,
                                   progress=lambda msg: click.echo(msg, err=True))
     print_decode_table(result)
+    _write_json(json_path, result)
+
+
+@bench.command("sync")
+@json_option
+@click.option("--model", "model_path", required=True, type=click.Path(exists=True),
+              help="A pre-training run folder or checkpoint (the default syncssl-train's: runs/pretrain).")
+@click.option("--out", type=click.Path(file_okay=False), default="runs/bench-sync", show_default=True)
+@click.option("--data-root", default="data", show_default=True,
+              help="Where the held-out subjects are rendered (longer than the preset; cached).")
+@click.option("--preset", type=click.Choice(["tiny", "small", "large"]), default="small", show_default=True)
+@click.option("--data-seed", type=int, default=0, show_default=True, help="The synthetic dataset's seed.")
+@click.option("--seed", "offset_seed", type=int, default=0, show_default=True, help="Seed of the injected offsets.")
+@click.option("--max-offset", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
+              help="Offsets are injected uniformly within +-this many seconds (and searched a little wider: --search-margin).")
+@click.option("--search-margin", type=click.FloatRange(min=0), default=0.2, show_default=True,
+              help="Search this many seconds beyond the injected range (a peak at the end of the range is not "
+                   "trusted).")
+@click.option("--instants", type=click.IntRange(min=1), default=512, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=None)
+@click.option("--eval", "evaluate", is_flag=True,
+              help="Also syncssl-eval's held-out sync accuracy: unshifted, shifted, shifted with the offsets applied.")
+def bench_sync(json_path, model_path, out, data_root, preset, data_seed, offset_seed, max_offset, search_margin,
+               instants, device, workers, evaluate):
+    """syncssl-sync on the held-out subjects with seeded random camera offsets: the share recovered within 1 frame
+    (sync_bench.json, sync_bench.png in OUT)."""
+    from .bench.sync import print_sync_table, run_sync_benchmark
+    from .train.run import USER_ERRORS
+    try:
+        result = run_sync_benchmark(model_path, out=out, data_root=data_root, preset=preset, data_seed=data_seed,
+                                    offset_seed=offset_seed, max_offset_s=max_offset, search_margin_s=search_margin,
+                                    instants=instants,
+                                    device=device, workers=workers, evaluate=evaluate,
+                                    log=lambda m: click.echo(m, err=True))
+    except USER_ERRORS as e:
+        raise click.ClickException(str(e)) from None
+    print_sync_table(result)
     _write_json(json_path, result)
 
 

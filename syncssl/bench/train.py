@@ -75,7 +75,7 @@ class NaivePairs(torch.utils.data.Dataset):
         for v in (0, 1):
             cam = seq.cameras[int(plan.cam[r, v])]
             t = int(plan.frame[r, v])
-            frame = torch.from_numpy(self._frame(cam.video, t)).permute(2, 0, 1).float()
+            frame = torch.from_numpy(self._frame(cam.video, t + cam.start)).permute(2, 0, 1).float()
             bg = torch.from_numpy(np.array(self.manifest.background(cam.background_id))).permute(2, 0, 1).float()
             x0, y0, x1, y1 = (int(round(float(c))) for c in seq.boxes[t, int(plan.cam[r, v])])
             h, w = frame.shape[1:]

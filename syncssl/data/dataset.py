@@ -33,6 +33,7 @@ class View:
     video: Path
     codec: str  # as FFmpeg names it: "mjpeg", "h264", "vp9", ...
     num_frames: int  # frames in the file, before truncation to the sequence length
+    start: int = 0  # frames skipped at the start of the file (sync.toml): sequence frame t is file frame t + start
 
     @property
     def name(self) -> str:
@@ -41,7 +42,8 @@ class View:
 
 @dataclass
 class Sequence:
-    """Synchronized videos of one subject performing one action, frame t of every view at the same instant."""
+    """Synchronized videos of one subject performing one action, frame t of every view at the same instant
+    (file frame t + ``view.start`` of each video: the offsets of a ``sync.toml``, 0 without one)."""
 
     subject: str
     name: str  # unique within the subject, e.g. "Walking 1" or "walk_00"
@@ -55,6 +57,7 @@ class Sequence:
     backgrounds: dict[str, Path] = field(default_factory=dict)  # camera -> the empty scene (an image or a clip)
     folder: Path | None = None
     notes: list[str] = field(default_factory=list)  # what was fixed up on the way in, e.g. truncations
+    sync_file: Path | None = None  # the sync.toml whose offsets the views' ``start`` hold
 
     @property
     def key(self) -> str:

@@ -48,6 +48,7 @@ class SequenceSummary:
     poses: bool  # 3D poses present
     boxes: bool
     masks: bool
+    offsets: dict[str, int] | None = None  # camera -> frames skipped at its start, from an applied sync.toml
 
 
 @dataclass
@@ -73,6 +74,10 @@ class Report:
     def labelled_sequences(self) -> int:
         return sum(s.poses for s in self.sequences)
 
+    @property
+    def synced_sequences(self) -> int:
+        return sum(s.offsets is not None for s in self.sequences)
+
 
 def summarize(dataset: Dataset, layout: str, *, deep: bool = False) -> Report:
     from .sources import LAYOUTS
@@ -81,7 +86,8 @@ def summarize(dataset: Dataset, layout: str, *, deep: bool = False) -> Report:
         seqs.append(SequenceSummary(
             key=s.key, action=s.action, fps=s.fps, num_frames=s.num_frames, cameras=len(s.views),
             codecs=sorted({v.codec for v in s.views}), sizes=sorted({v.camera.size for v in s.views}),
-            poses=s.poses3d is not None, boxes=s.boxes is not None, masks=bool(s.masks)))
+            poses=s.poses3d is not None, boxes=s.boxes is not None, masks=bool(s.masks),
+            offsets={v.name: v.start for v in s.views} if s.sync_file is not None else None))
     cams: dict[str, list] = {}
     for s in dataset.sequences:
         for v in s.views:
@@ -132,6 +138,9 @@ def render_report(report: Report, console=None) -> None:
                             f"{report.fps:g} fps")
     head.add_row("splits", "; ".join(f"{k}: {', '.join(v)}" for k, v in report.splits.items()) or "none")
     head.add_row("labels", f"3D poses in {report.labelled_sequences} of {len(report.sequences)} sequences")
+    if report.synced_sequences:
+        head.add_row("sync", f"camera offsets applied from sync.toml in {report.synced_sequences} of "
+                             f"{len(report.sequences)} sequences (frames skipped at each video's start)")
     head.add_row("checked", "every frame decoded (--deep)" if report.deep
                  else "packets counted, first and last frame decoded (--deep decodes every frame)")
     console.print(head)
@@ -158,10 +167,15 @@ def render_report(report: Report, console=None) -> None:
     t.add_column("sequence", no_wrap=True)
     for c in ("action", "frames", "fps", "cams", "codecs", "sizes", "labels"):
         t.add_column(c)
+    if report.synced_sequences:
+        t.add_column("sync offsets (frames)")
     for s in report.sequences:
         labels = [name for name, present in (("poses", s.poses), ("boxes", s.boxes), ("masks", s.masks)) if present]
-        t.add_row(s.key, s.action, str(s.num_frames), f"{s.fps:g}", str(s.cameras), ", ".join(s.codecs),
-                  _sizes(s.sizes), ", ".join(labels) or "[dim]none[/]")
+        row = [s.key, s.action, str(s.num_frames), f"{s.fps:g}", str(s.cameras), ", ".join(s.codecs),
+               _sizes(s.sizes), ", ".join(labels) or "[dim]none[/]"]
+        if report.synced_sequences:
+            row.append(", ".join(f"{k} {v}" for k, v in s.offsets.items()) if s.offsets is not None else "[dim]-[/]")
+        t.add_row(*row)
     console.print(t)
 
     if report.notes:

@@ -103,20 +103,21 @@ class VideoViews:
         for s, c, t in views:
             wanted.setdefault((s, c), []).append(t)
         keys = list(wanted)
-        requests = []
+        requests, instants = [], []
         for s, c in keys:
             cam, seq = self.seqs[s].cameras[c], self.seqs[s]
             frames = np.unique(np.asarray(wanted[(s, c)], np.int64))
             if frames[-1] >= seq.num_frames:
                 raise DataError(cam.video, f"asked for frame {frames[-1]} but {seq.key} has {seq.num_frames}")
-            requests.append(FrameRequest(cam.video, frames, cam.codec, tuple(cam.size)))
+            instants.append(frames)
+            requests.append(FrameRequest(cam.video, frames + cam.start, cam.codec, tuple(cam.size)))  # file frames
         decoded = self.decoder.decode(requests)
         row_of: dict[tuple[int, int, int], int] = {}
         blocks, hw = [], []
-        for (s, c), req, frames in zip(keys, requests, decoded):
+        for (s, c), ts, frames in zip(keys, instants, decoded):
             if frames is None:  # a failed request: its views are dropped
                 continue
-            for t in req.frames.tolist():
+            for t in ts.tolist():
                 row_of[(s, c, t)] = len(hw)
                 hw.append(frames.shape[1:3])
             blocks.append(frames)

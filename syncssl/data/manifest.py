@@ -48,7 +48,9 @@ class PreparedCamera:
     camera: Camera  # calibration
     background_id: str  # key into Manifest.backgrounds / Manifest.background()
     source_video: Path  # the original video (== video without transcode)
-    num_frames: int  # frames in ``video`` (>= the sequence's num_frames)
+    num_frames: int  # frames in ``video`` (>= start + the sequence's num_frames)
+    start: int = 0  # sequence frame t is frame t + start of ``video`` (sync.toml; 0 for a transcoded copy)
+    source_start: int = 0  # ... and frame t + source_start of ``source_video`` (and of its ground-truth masks)
 
 
 @dataclass
@@ -162,9 +164,9 @@ class Manifest:
                 if info.size != tuple(c.size):
                     raise DataError(c.video, f"frames are {info.width}x{info.height} but the manifest says "
                                              f"{c.size[0]}x{c.size[1]}; run prepare again")
-                if info.num_frames < s.num_frames:
+                if info.num_frames < s.num_frames + c.start:
                     raise DataError(c.video, f"holds {info.num_frames} frames but sequence {s.key} needs "
-                                             f"{s.num_frames}; the file changed since prepare: run it again")
+                                             f"{s.num_frames + c.start}; the file changed since prepare: run it again")
 
     def problems(self) -> list[str]:
         """What is missing or inconsistent among the prepared files (cheap: no decoding)."""
@@ -208,7 +210,9 @@ class Manifest:
                 arrays=rel(arrays), box_source=s.box_source, motion_source=s.motion_source, notes=s.notes,
                 cameras=[dict(name=c.name, video=rel(c.video), source_video=rel(c.source_video), codec=c.codec,
                               size=list(c.size), num_frames=c.num_frames, background_id=c.background_id,
-                              camera=camera_to_json(c.camera)) for c in s.cameras]))
+                              camera=camera_to_json(c.camera),
+                              **{k: getattr(c, k) for k in ("start", "source_start") if getattr(c, k)})
+                         for c in s.cameras]))
         doc = dict(
             format=FORMAT, version=VERSION, dataset_root=rel(self.dataset_root), name=self.name, source=self.source,
             fps=self.fps, skeleton=self.skeleton, splits=self.splits,
@@ -254,7 +258,8 @@ class Manifest:
                                                  "run prepare again") from None
                 cams = [PreparedCamera(name=c["name"], video=at(c["video"]), codec=c["codec"], size=tuple(c["size"]),
                                        camera=camera_from_json(c["camera"]), background_id=c["background_id"],
-                                       source_video=at(c["source_video"]), num_frames=c["num_frames"])
+                                       source_video=at(c["source_video"]), num_frames=c["num_frames"],
+                                       start=int(c.get("start", 0)), source_start=int(c.get("source_start", 0)))
                         for c in s["cameras"]]
                 seq = PreparedSequence(
                     key=s["key"], subject=s["subject"], name=s["name"], action=s["action"], fps=s["fps"],
@@ -401,13 +406,15 @@ def _camera_digest(c: Camera) -> str:
 
 
 def fingerprint(dataset: Dataset, options: dict) -> dict:
-    """What the prepared files depend on: per video its size, head/tail hash and frame count; calibration,
+    """What the prepared files depend on: per video its size, hash, frame count and sync offset; calibration,
     labels, boxes and ground-truth masks by content; the dataset's splits and the prepare options."""
     seqs = {}
     for s in dataset.sequences:
         seqs[s.key] = dict(
             num_frames=s.num_frames, fps=s.fps, action=s.action,
-            videos={v.name: dict(file_digest(v.video), frames=v.num_frames, codec=v.codec) for v in s.views},
+            # a sync offset only when there is one, so that manifests made before offsets existed stay valid
+            videos={v.name: dict(file_digest(v.video), frames=v.num_frames, codec=v.codec,
+                                 **({"start": v.start} if v.start else {})) for v in s.views},
             calibration={v.name: _camera_digest(v.camera) for v in s.views},
             labels=_array_digest(s.poses3d), boxes=_array_digest(s.boxes),
             masks={k: file_digest(p)["sha1"] for k, p in sorted(s.masks.items()) if Path(p).is_file()},
@@ -441,7 +448,7 @@ def fingerprint_changes(old: dict, new: dict) -> list[str]:
             if va is None or vb is None:
                 out.append(f"{key}: camera {cam} {'added' if va is None else 'removed'}")
             elif va != vb:
-                what = [k for k in ("bytes", "sha1", "frames", "codec") if va.get(k) != vb.get(k)]
+                what = [k for k in ("bytes", "sha1", "frames", "codec", "start") if va.get(k) != vb.get(k)]
                 out.append(f"{key}: video of {cam} changed ({', '.join(what)})")
         if a["calibration"] != b["calibration"]:
             out.append(f"{key}: calibration changed")

@@ -231,7 +231,8 @@ class _Job:
     tile_first: int
     transcode: tuple | None  # (path, fps, codec, kwargs)
     quality_index: np.ndarray  # frames compared with the ground truth
-    truth: Path | None  # ground-truth masks (synthetic data)
+    truth: Path | None  # ground-truth masks (synthetic data), per file frame of ``video``
+    start: int = 0  # sequence frame t is file frame t + start of ``video`` (sync.toml)
 
 
 def _run_job(job: _Job) -> dict:
@@ -258,7 +259,8 @@ def _run_job(job: _Job) -> dict:
     bg_out = np.zeros((T, S, S, 3), np.uint8) if job.tiles and job.tiles.backgrounds and job.tiles.format == "raw" \
         else None
     quality = {"inter": 0, "union": 0, "inter_raw": 0, "union_raw": 0, "frames": 0}
-    truth = load_masks(job.truth, job.quality_index) if job.truth is not None and len(job.quality_index) else None
+    truth = load_masks(job.truth, job.quality_index + job.start) if job.truth is not None and len(job.quality_index) \
+        else None
     want_quality = {int(t): k for k, t in enumerate(job.quality_index)} if truth is not None else {}
     writer = VideoWriter(*job.transcode[:3], **job.transcode[3]) if job.transcode else None
     ready: list[tuple[int, np.ndarray]] = []  # (frame, crop box) final, waiting to be cut in a batch
@@ -322,7 +324,7 @@ def _run_job(job: _Job) -> dict:
             n += 1
 
     try:
-        for frame in iter_frames(job.video, T):
+        for frame in iter_frames(job.video, T, job.start):
             if writer is not None:
                 writer.write(frame)
             batch.append(frame)
@@ -422,7 +424,8 @@ class _Build:
                 video, codec, count, transcode = self._transcode(s, v, sizes)
                 cams[(i, c)] = PreparedCamera(name=v.name, video=video, codec=codec, size=tuple(v.camera.size),
                                               camera=v.camera, background_id=bg_of[(s.key, c)], source_video=v.video,
-                                              num_frames=count)
+                                              num_frames=count, start=v.start if video == v.video else 0,
+                                              source_start=v.start)  # a transcoded copy starts at the overlap
                 q = sample_indices(s.num_frames, options.quality_frames) if v.name in s.masks else np.zeros(0, np.int64)
                 jobs.append(_Job(seq=i, cam=c, video=v.video, num_frames=s.num_frames, size=tuple(v.camera.size),
                                  gap=max(1, round(s.fps * MOTION_GAP_S)), masks=True, background=model.image,
@@ -431,7 +434,7 @@ class _Build:
                                  max_gap=round(options.max_gap_s * s.fps), known=None if known is None else known[:, c],
                                  crops=None, tiles=self.tiles, tile_dir=tile_dir, tile_count=layout.count,
                                  tile_first=first[(i, c)], transcode=transcode, quality_index=q,
-                                 truth=s.masks.get(v.name)))
+                                 truth=s.masks.get(v.name), start=v.start))
         results = {}
         t_pass = time.perf_counter()
         for r in self.pool.map(_run_job, jobs, self.log, "decoding pass: video"):
@@ -562,8 +565,9 @@ def _validate(s: Sequence):
     if s.num_frames < 1:
         raise DataError(where, f"sequence {s.key} has no frames")
     for v in s.views:
-        if v.num_frames < s.num_frames:
-            raise DataError(v.video, f"holds {v.num_frames} frames but sequence {s.key} claims {s.num_frames}")
+        if v.num_frames < s.num_frames + v.start:
+            skip = f" after skipping {v.start}" if v.start else ""
+            raise DataError(v.video, f"holds {v.num_frames} frames but sequence {s.key} claims {s.num_frames}{skip}")
     if s.poses3d is not None and np.shape(s.poses3d) != (s.num_frames, 17, 3):
         raise DataError(where, f"3D labels of {s.key} have shape {np.shape(s.poses3d)}, "
                                f"expected ({s.num_frames}, 17, 3)")
@@ -606,8 +610,8 @@ def _group_samples(g: _Group, options: PrepareOptions) -> tuple[list, Path | Non
     """Which frames model a group's background (equal shares of ``bg_frames`` per sequence, spread over each),
     and the empty scene the rig recorded for the camera, if any."""
     per_seq = max(1, round(options.bg_frames / len(g.members)))
-    plan = [(s.views[i].video, s.views[i].name, sample_indices(s.num_frames, per_seq), tuple(s.views[i].camera.size))
-            for s, i in g.members]
+    plan = [(s.views[i].video, s.views[i].name, sample_indices(s.num_frames, per_seq) + s.views[i].start,
+             tuple(s.views[i].camera.size)) for s, i in g.members]
     empty = next((s.backgrounds[s.views[i].name] for s, i in g.members if s.views[i].name in s.backgrounds), None)
     return plan, empty
 
@@ -744,7 +748,7 @@ def _ensure_tiles(dataset: Dataset, manifest: Manifest, spec: TileSpec, folder: 
                          masks=False, background=manifest.background(cam.background_id), threshold=0.0,
                          box_margin=0.0, box_smooth=1, max_gap=0, known=None, crops=s.boxes[:, c], tiles=spec,
                          tile_dir=folder, tile_count=layout.count, tile_first=first, transcode=None,
-                         quality_index=np.zeros(0, np.int64), truth=None))
+                         quality_index=np.zeros(0, np.int64), truth=None, start=cam.start))
     t0 = time.perf_counter()
     with Workers(min(workers, len(jobs))) as pool:
         results = {(r["seq"], r["cam"]): r for r in pool.map(_run_job, jobs, log, "tiles: video")}
@@ -834,7 +838,7 @@ def _op_mask(manifest: Manifest, store, mask: MaskSettings, crop_size: int, fram
             if cam.name not in gt_paths:
                 continue
             idx = sample_indices(s.num_frames, frames_per_view)
-            truth = load_masks(gt_paths[cam.name], idx)
+            truth = load_masks(gt_paths[cam.name], idx + cam.source_start)  # masks follow the source's file frames
             info = manifest.backgrounds[cam.background_id]
             thr = torch.full((len(idx),), float(info.threshold))
             boxes = torch.from_numpy(s.boxes[idx, c].astype(np.float32))
@@ -847,7 +851,7 @@ def _op_mask(manifest: Manifest, store, mask: MaskSettings, crop_size: int, fram
                 alpha = op_alpha(frames, bgs, thr, tboxes, crop_size, mask)
                 gt = truth_at_crops(truth, tboxes, crop_size, rects, store.spec.size)
             else:
-                frames = torch.from_numpy(read_frames_at(cam.video, idx))
+                frames = torch.from_numpy(read_frames_at(cam.video, idx + cam.start))
                 bgs = torch.from_numpy(np.array(manifest.background(cam.background_id)))[None].expand(len(idx), -1, -1, -1)
                 alpha = op_alpha(frames, bgs.contiguous(), thr, boxes, crop_size, mask)
                 gt = truth_at_crops(truth, boxes, crop_size)
@@ -856,7 +860,7 @@ def _op_mask(manifest: Manifest, store, mask: MaskSettings, crop_size: int, fram
             if cam.name not in seen_cams and len(rows) < 4:
                 seen_cams.add(cam.name)
                 j = len(idx) // 2
-                full = read_frames_at(cam.video, idx[j:j + 1])[0]
+                full = read_frames_at(cam.video, idx[j:j + 1] + cam.start)[0]
                 bg = manifest.background(cam.background_id)
                 rows.append(dict(title=f"{s.key}\n{cam.name} t={idx[j]}", frame=full, box=s.boxes[idx[j], c],
                                  background=bg, pred=foreground_masks(full, bg, info.threshold),

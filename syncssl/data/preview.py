@@ -87,7 +87,7 @@ def render_preview(sequence: Sequence, instants: list[int], frames: list[np.ndar
             ax.set_ylim(h - 0.5, -0.5)
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(f"{view.name} · frame {t}", fontsize=9)
+            ax.set_title(f"{view.name} · frame {t}" + (f" (file {t + view.start})" if view.start else ""), fontsize=9)
     if joints is not None:
         handles = [Line2D([], [], color=col, lw=2, marker="o", label=side) for side, col in SIDE_COLOURS.items()]
         fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
@@ -100,7 +100,7 @@ def write_preview(dataset: Dataset, out: str | Path | None = None, *, sequence: 
     """Renders one sequence (default: the first with 3D poses, else the first) to a PNG; returns its path."""
     seq = _pick(dataset, sequence)
     ts = preview_instants(seq.num_frames, instants)
-    frames = [read_frames(v.video, ts) for v in seq.views]
+    frames = [read_frames(v.video, np.asarray(ts) + v.start) for v in seq.views]  # sync.toml: file frame t + start
     drawn = ("3D poses projected through each camera's calibration" if seq.poses3d is not None
              else "person boxes" if seq.boxes is not None else "no labels")
     title = f"{dataset.name}: {seq.key} ({seq.action}), {seq.num_frames} frames at {seq.fps:g} fps; {drawn}"

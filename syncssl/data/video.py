@@ -235,30 +235,32 @@ def _rgb(frame) -> np.ndarray:
 _local = threading.local()
 
 
-def iter_frames(path: Path, count: int) -> Iterator[np.ndarray]:
-    """The first ``count`` frames of a video, one uint8 (H, W, 3) at a time (constant memory).
+def iter_frames(path: Path, count: int, start: int = 0) -> Iterator[np.ndarray]:
+    """``count`` frames of a video from frame ``start`` on, one uint8 (H, W, 3) at a time (constant memory).
 
     Damaged data raises ``DataError(path, "corrupt: frame N does not decode (...)")``, and so does a file that
-    ends before ``count`` frames; PyAV's own errors never escape.
+    ends before ``start + count`` frames; PyAV's own errors never escape.
     """
     path = Path(path)
-    n = 0
+    n = -start  # frames delivered, counted from ``start``: the skipped ones are decoded (in order) and dropped
     with _open(path) as c:
         if not c.streams.video:
             raise DataError(path, "holds no video stream (corrupt, truncated, or not a video)")
         promised = int(c.streams.video[0].frames or 0)
-        with _decoding(path, lambda: n):
+        with _decoding(path, lambda: n + start):
             frames = c.decode(c.streams.video[0])
             while n < count:
                 f = next(frames, None)
                 if f is None:
                     break
-                rgb = _rgb(f)
-                yield rgb
+                if n >= 0:
+                    yield _rgb(f)
                 n += 1
     if n < count:
-        damaged = f" of the {promised} its header promises (damaged or truncated)" if promised > n else ""
-        raise DataError(path, f"holds only {n} decodable frames{damaged}, the sequence needs {count}")
+        got = n + start
+        damaged = f" of the {promised} its header promises (damaged or truncated)" if promised > got else ""
+        need = f"{start} + {count}" if start else f"{count}"
+        raise DataError(path, f"holds only {got} decodable frames{damaged}, the sequence needs {need}")
 
 
 def read_frames(path: Path, indices=None) -> np.ndarray:

@@ -150,7 +150,7 @@ def draw_pose_overlays(manifest, index: np.ndarray, pred: np.ndarray, target: np
     for ax, (s, c, t), p, g in zip(axes[0], index, pred, target):
         seq = manifest.sequences[int(s)]
         cam = seq.cameras[int(c)]
-        frame = read_frames(cam.source_video, [int(t)])[0]
+        frame = read_frames(cam.source_video, [int(t) + cam.source_start])[0]
         root = cam.camera.world_to_camera(seq.poses3d[int(t)])[0]
         ax.imshow(frame)
         _draw_skeleton(ax, cam.camera.project_camera(g + root), "--", alpha=0.7, lw=1.2)

@@ -3,7 +3,9 @@ session folder (``calibration.toml`` + videos). The synthetic generator writes t
 
 A sequence folder holds ``calibration.toml``, ``videos/<camera>.<ext>`` (or the videos directly in the
 folder), and optionally ``poses3d.npy`` (T, 17, 3) world mm, ``boxes.npy`` (T, C, 4) pixels, with C in the
-calibration's table order, and ``masks/<camera>.npz``.
+calibration's table order, and ``masks/<camera>.npz``. A ``sync.toml`` (written by ``syncssl-sync --apply``,
+see :mod:`syncssl.data.syncfile`) gives each camera's frames to skip at the start: the sequence is then the
+cameras' overlap, frame t being file frame t + start of each video.
 
 Whatever is fixed up on the way in (frame counts truncated, sizes taken from the videos, cameras matched by
 sorted order) is said in ``Sequence.notes``; whatever cannot be fixed raises :class:`DataError` naming the file.
@@ -19,6 +21,7 @@ import numpy as np
 from ...geometry import Camera
 from ..calibration import match_cameras, read_calibration
 from ..dataset import DataError, Dataset, Sequence, View, read_dataset_json
+from ..syncfile import SYNC_NAME, SyncFile, read_sync_file
 from ..video import VIDEO_EXTENSIONS, VideoInfo, probe
 
 VERIFY_MODES = ("none", "ends", "all")
@@ -206,8 +209,14 @@ def read_sequence(folder: Path, *, subject: str, name: str, action: str, fps: fl
         notes += size_notes
         views.append(View(camera=cam, video=info.path, codec=info.codec, num_frames=info.num_frames))
         counts[info.path], rates[info.path.name] = info.num_frames, info.fps
-    num_frames, length_notes = common_length(counts, frame_tolerance, names={v.video: v.name for v in views})
+    sync = read_sync_file(folder)
+    if sync is None:
+        num_frames, length_notes = common_length(counts, frame_tolerance, names={v.video: v.name for v in views})
+        ref_start = 0
+    else:
+        views, num_frames, ref_start, length_notes = _apply_sync(sync, views)
     notes += length_notes
+    synced = sync is not None
 
     if fps is None:
         known = [r for r in rates.values() if r > 0]
@@ -223,17 +232,20 @@ def read_sequence(folder: Path, *, subject: str, name: str, action: str, fps: fl
     poses = boxes = None
     poses_path, boxes_path = folder / "poses3d.npy", folder / "boxes.npy"
     if poses_path.is_file():
-        poses = check_poses(poses_path, _load_npy(poses_path))
-        num_frames, more = fit_labels(poses_path, len(poses), num_frames, "poses", frame_tolerance)
+        poses = check_poses(poses_path, _load_npy(poses_path))[ref_start:]  # labels follow the reference's frames
+        num_frames, more = _fit(poses_path, len(poses), num_frames, "poses", frame_tolerance, synced)
         notes += more
         if metres_suspected(poses):
             notes.append(f"{poses_path.name}: the poses span less than 10 units; they look like metres, "
                          f"but must be millimetres")
     if boxes_path.is_file():
         boxes = _check_boxes(boxes_path, _load_npy(boxes_path), len(views))
-        num_frames, more = fit_labels(boxes_path, len(boxes), num_frames, "boxes", frame_tolerance)
+        if synced:  # each camera's boxes follow its own file frames
+            n = max(0, min(len(boxes) - v.start for v in views))
+            boxes = np.stack([boxes[v.start:v.start + n, c] for c, v in enumerate(views)], 1)
+        num_frames, more = _fit(boxes_path, len(boxes), num_frames, "boxes", frame_tolerance, synced)
         notes += more
-    masks, num_frames, mask_notes = _find_masks(folder, views, num_frames, frame_tolerance)
+    masks, num_frames, mask_notes = _find_masks(folder, views, num_frames, frame_tolerance, synced)
     notes += mask_notes
     backgrounds, bg_notes = find_backgrounds(folder, views)
     notes += bg_notes
@@ -241,7 +253,54 @@ def read_sequence(folder: Path, *, subject: str, name: str, action: str, fps: fl
     return Sequence(subject=subject, name=name, action=action, fps=float(fps), views=views, num_frames=num_frames,
                     poses3d=None if poses is None else poses[:num_frames],
                     boxes=None if boxes is None else boxes[:num_frames],
-                    masks=masks, backgrounds=backgrounds, folder=folder, notes=notes)
+                    masks=masks, backgrounds=backgrounds, folder=folder, notes=notes,
+                    sync_file=None if sync is None else sync.path)
+
+
+def _apply_sync(sync: SyncFile, views: list[View]) -> tuple[list[View], int, int, list[str]]:
+    """Views with the sync.toml offsets, the cameras' overlap in frames, the reference's offset, and a note.
+
+    The aligned cameras may end at different times: the sequence is their overlap (no tolerance applies: the
+    offsets say where each camera starts, and whatever one camera recorded alone is not a multi-view instant).
+    """
+    by_key = {_name_key(v.name): i for i, v in enumerate(views)}
+    names = ", ".join(v.name for v in views)
+    start = [0] * len(views)
+    for cam, n in sync.start.items():
+        i = by_key.get(_name_key(cam))
+        if i is None:
+            raise DataError(sync.path, f"names camera {cam!r}, which the calibration does not have (cameras: {names})")
+        if n >= views[i].num_frames:
+            raise DataError(sync.path, f"camera {cam}: skipping {n} frames leaves nothing of its video "
+                                       f"{views[i].video.name} ({views[i].num_frames} frames)")
+        start[i] = n
+    ref_start = 0
+    if sync.reference is not None:
+        if _name_key(sync.reference) not in by_key:
+            raise DataError(sync.path, f"reference {sync.reference!r} is not a camera of the calibration "
+                                       f"(cameras: {names})")
+        ref_start = start[by_key[_name_key(sync.reference)]]
+    views = [replace(v, start=s) for v, s in zip(views, start)]
+    lengths = [v.num_frames - v.start for v in views]
+    overlap = min(lengths)
+    note = (f"{SYNC_NAME}: offsets applied ({', '.join(f'{v.name} from file frame {v.start}' for v in views)}); "
+            f"the cameras overlap for {overlap} frames")
+    trimmed = [f"{v.name} by {n - overlap}" for v, n in zip(views, lengths) if n > overlap]
+    if trimmed:
+        note += f" (trimmed at the end: {', '.join(trimmed)})"
+    listed = {_name_key(c) for c in sync.start}
+    unlisted = [v.name for v in views if _name_key(v.name) not in listed]
+    if unlisted:
+        note += f"; not in the file, so starting at frame 0: {', '.join(unlisted)}"
+    return views, overlap, ref_start, [note]
+
+
+def _fit(path: Path, num_labels: int, num_frames: int, what: str, tolerance: int | None,
+         synced: bool) -> tuple[int, list[str]]:
+    """fit_labels; with sync offsets, labels may run past the cameras' overlap (they are cut to it silently)."""
+    if synced and num_labels >= num_frames:
+        return num_frames, []
+    return fit_labels(path, num_labels, num_frames, what, tolerance)
 
 
 BACKGROUND_IMAGES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -301,8 +360,8 @@ def _check_boxes(path: Path, boxes: np.ndarray, num_views: int) -> np.ndarray:
     return boxes.astype(np.float32, copy=False)
 
 
-def _find_masks(folder: Path, views: list[View], num_frames: int,
-                tolerance: int | None) -> tuple[dict[str, Path], int, list[str]]:
+def _find_masks(folder: Path, views: list[View], num_frames: int, tolerance: int | None,
+                synced: bool = False) -> tuple[dict[str, Path], int, list[str]]:
     where = folder / "masks"
     if not where.is_dir():
         return {}, num_frames, []
@@ -321,7 +380,7 @@ def _find_masks(folder: Path, views: list[View], num_frames: int,
         if (W, H) != view.camera.size:
             raise DataError(path, f"masks are {W}x{H} but the video of camera {view.name} is "
                                   f"{view.camera.size[0]}x{view.camera.size[1]}")
-        num_frames, more = fit_labels(path, T, num_frames, "masks", tolerance)
+        num_frames, more = _fit(path, T - view.start, num_frames, "masks", tolerance, synced)  # per file frame
         notes += more
         masks[view.name] = path
     return masks, num_frames, notes

@@ -1,0 +1,11 @@
+"""Synchronizing a camera rig with the pre-trained sync classifier (``syncssl-sync``).
+
+:mod:`.search` finds offsets in score matrices (no pixels), :mod:`.pipeline` turns a dataset or bare session and a
+pre-training checkpoint into those matrices and writes the results, :mod:`.inject` makes shifted copies of a
+dataset with known offsets (tests and the benchmark).
+"""
+from .pipeline import (LoadedModel, PairNetScorer, PairScorer, SyncOptions, SyncResult, apply_offsets, load_model,
+                       render_table, synchronize)
+
+__all__ = ["LoadedModel", "PairNetScorer", "PairScorer", "SyncOptions", "SyncResult", "apply_offsets", "load_model",
+           "render_table", "synchronize"]

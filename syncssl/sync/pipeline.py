@@ -1,0 +1,664 @@
+"""``syncssl-sync``: the time offsets of an unsynchronized rig from the pre-trained sync classifier.
+
+1. The dataset (or bare session) is opened as it is (an applied ``sync.toml`` included: what is measured is then
+   the residual), with cameras of any lengths; every camera becomes a single-camera sequence of its whole length,
+   and that is prepared like any dataset (backgrounds, person boxes, per-camera static frames, tiles) into
+   ``<out>/prepared``. No labels are read.
+2. Every frame a score needs is embedded once through the fused data path (tiles or video -> ViewAssembler ->
+   ``assemble_pairs``, unflipped, no jitter, no augmentation) and the model's backbone. PairNet scores a pair as
+   ``sync_head(fuse(e_a, e_b))`` of per-view embeddings, and in eval mode an embedding depends on its own view
+   only, so scoring (a at t, b at t + d) for every instant and offset from cached embeddings is exactly the
+   model's forward pass on those pairs, at the cost of one backbone pass per frame instead of one per pair.
+3. For every camera pair, the per-instant log-odds matrix (instants x offsets) goes to :mod:`.search`: each
+   pair's curve and peak, every camera against the reference jointly, and the triplet check.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from ..data.dataset import DataError, Dataset, Sequence
+from . import search
+
+ANY_LENGTH = 10 ** 9  # frame tolerance: an unsynchronized rig's cameras may differ in length by anything
+
+
+class PairScorer(Protocol):
+    """What the search needs from a model: per-view embeddings, and the sync log-odds of embedded pairs."""
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """(V, 3, S, S) images -> (V, E) float embeddings."""
+
+    def log_odds(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """(N, E), (N, E) -> (N,) log P(sync) - log P(not sync) of the pairs (view a, view b)."""
+
+
+class PairNetScorer:
+    """A pre-trained :class:`~syncssl.models.pairnet.PairNet`, split at the fusion (see the module docstring)."""
+
+    def __init__(self, model, amp_dtype: torch.dtype | None = None):
+        self.model = model.eval()
+        self.amp_dtype = amp_dtype
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _autocast(self):
+        import contextlib
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
+            return self.model.project(self.model.backbone(images)).float()
+
+    @torch.no_grad()
+    def log_odds(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
+            logits = self.model.sync_head(self.model.fusion.fuse(a, b)).float()
+        return logits[:, 1] - logits[:, 0]
+
+
+@dataclass
+class LoadedModel:
+    scorer: PairScorer
+    cfg: object  # the PretrainConfig the model was trained with (its data settings make the crops)
+    checkpoint: Path
+    step: int
+    input_dtype: torch.dtype = torch.float32
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
+    """A pre-training run folder or checkpoint -> its PairNet as a scorer, on ``device``, in eval mode."""
+    from ..eval.evaluate import resolve_checkpoint
+    from ..models.pairnet import PairNet
+    from ..train import checkpoint as ckpt
+    from ..train.config import PretrainConfig, config_from_dict
+    from ..train.trainer import resolve_amp
+    checkpoint = resolve_checkpoint(Path(path))
+    if checkpoint is None:
+        raise ckpt.CheckpointError(f"{path}: no loadable checkpoint (give a pre-training run folder or a "
+                                   "checkpoint folder <run>/checkpoints/step-N)")
+    state = ckpt.load(checkpoint)
+    arch = state.get("arch", {}).get("model")
+    if arch != "PairNet":
+        raise ckpt.CheckpointError(f"{checkpoint}: a {arch} checkpoint; synchronizing needs the pre-trained sync "
+                                   "classifier (a syncssl-train run), not a fine-tuned pose model")
+    cfg = config_from_dict(PretrainConfig, state["config"])
+    device = torch.device(device)
+    model = PairNet(cfg.model)
+    model.load_state_dict(state["model"])
+    model = model.to(device, memory_format=torch.channels_last).eval()
+    amp, _ = resolve_amp(cfg.train.amp, device)
+    return LoadedModel(PairNetScorer(model, amp), cfg, checkpoint, int(state.get("step", 0)), amp or torch.float32)
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    reference: str | None = None  # camera the others are measured against (default: each sequence's first)
+    max_offset_s: float = 2.0  # search offsets in [-max, max] seconds against the reference
+    instants: int = 512  # instants sampled per camera (evenly over its moving frames)
+    replicates: int = 200  # bootstrap resamples of the instants (per pair)
+    joint_replicates: int = 64  # ... for the joint estimate (a search over every camera per resample)
+    min_support: float = 0.9  # share of resamples that must agree within ``tolerance`` for "determined"
+    tolerance: int = 1  # frames
+    min_overlap_s: float = 0.5  # every searched offset must leave the recordings at least this much in common
+    joint: bool = True  # every camera at once from all pairs (else: each camera from its reference pair only)
+    seed: int = 0  # bootstrap resampling
+    batch_size: int = 256  # views per fused-op call and backbone pass
+    sequences: tuple[str, ...] = ()  # only these sequences (keys "subject/name"); empty: all
+
+    def __post_init__(self):
+        if not self.max_offset_s > 0:
+            raise ValueError(f"max_offset_s must be > 0, got {self.max_offset_s}")
+        if self.instants < 1 or self.replicates < 1 or self.batch_size < 2:
+            raise ValueError("instants and replicates must be >= 1, batch_size >= 2")
+        if not 0 < self.min_support <= 1:
+            raise ValueError(f"min_support must be in (0, 1], got {self.min_support}")
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass
+class CameraResult:
+    camera: str
+    estimate: search.Estimate  # the offset reported (joint, or the reference pair's)
+    direct: search.Estimate  # from the reference pair alone
+    frames: int  # frames the camera holds (after any applied offset)
+
+
+@dataclass
+class SequenceResult:
+    key: str
+    folder: Path | None
+    fps: float
+    reference: str
+    span: int  # frames searched each way against the reference
+    cameras: list[CameraResult]
+    pairs: dict[tuple[str, str], search.Estimate]
+    curves: dict[tuple[str, str], search.Curve]
+    triplets: list[search.Triplet]
+    applied: dict[str, int]  # the sync.toml offsets the views already had (the measurement is on top of them)
+    figure: Path | None = None
+    truth: dict[str, int] | None = None  # known offsets (benchmarks), drawn in the figure
+
+    @property
+    def determined(self) -> bool:
+        return all(c.estimate.determined for c in self.cameras)
+
+    def offset(self, camera: str) -> int | None:
+        return next(c.estimate.offset for c in self.cameras if c.camera == camera)
+
+
+@dataclass
+class SyncResult:
+    dataset: Path
+    checkpoint: Path | None
+    options: SyncOptions
+    sequences: list[SequenceResult]
+    device: str
+    source: str  # where the pixels came from
+    seconds: float
+    views_embedded: int
+    notes: list[str] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- the run
+
+
+def camera_dataset(ds: Dataset) -> Dataset:
+    """Every camera of every sequence as a single-camera sequence of its whole length (cameras of an
+    unsynchronized rig differ in length, and the tiles, boxes and static frames are then per camera).
+    Labels are left out: nothing here reads them."""
+    seqs = []
+    for s in ds.sequences:
+        for v in s.views:
+            seqs.append(Sequence(subject=s.subject, name=f"{s.name}@{v.name}", action=s.action, fps=s.fps, views=[v],
+                                 num_frames=v.num_frames - v.start, folder=s.folder,
+                                 backgrounds={k: p for k, p in s.backgrounds.items() if k == v.name}))
+    return Dataset(root=ds.root, name=f"{ds.name} (cameras)", fps=ds.fps, skeleton=ds.skeleton, splits=ds.splits,
+                   sequences=seqs, source=ds.source, notes=[])
+
+
+def _reference(seq: Sequence, wanted: str | None) -> str:
+    if wanted is None:
+        return seq.views[0].name
+    from ..data.sources.layout import _name_key
+    for v in seq.views:
+        if v.name == wanted or _name_key(v.name) == _name_key(wanted):
+            return v.name
+    raise DataError(seq.folder or seq.key, f"--reference {wanted}: no such camera in {seq.key} "
+                                           f"(cameras: {', '.join(seq.camera_names)})")
+
+
+def overlap_frames(len_a: int, len_b: int, d: int) -> int:
+    """Frames t with 0 <= t < len_a and 0 <= t + d < len_b."""
+    return max(0, min(len_a, len_b - d) - max(0, -d))
+
+
+def check_span(seq: Sequence, a: str, b: str, len_a: int, len_b: int, span: int, min_overlap: int, fps: float,
+               max_offset_s: float):
+    """Refuse a search range the recordings cannot hold: at +-span frames they must still share min_overlap."""
+    worst = min(overlap_frames(len_a, len_b, span), overlap_frames(len_a, len_b, -span))
+    if worst >= min_overlap:
+        return
+    allowed = min(len_a, len_b) - min_overlap
+    hint = (f"the largest --max-offset these recordings allow is {allowed / fps:.2f} s ({allowed} frames)"
+            if allowed > 0 else "they are too short to synchronize")
+    raise DataError(seq.folder or seq.key, f"{seq.key}: --max-offset {max_offset_s:g} s ({span} frames) is larger "
+                                           f"than the recordings' overlap: {b} holds {len_b} frames and {a} {len_a}, "
+                                           f"so at an offset of {span} frames they would share {worst} frames, fewer "
+                                           f"than {min_overlap} ({min_overlap / fps:.2f} s); {hint}")
+
+
+def _span(options: SyncOptions, fps: float) -> tuple[int, int]:
+    """(frames searched each way, frames the recordings must share at every searched offset)."""
+    return max(1, int(round(options.max_offset_s * fps))), max(2, int(round(options.min_overlap_s * fps)))
+
+
+def _instants(usable: np.ndarray, n: int) -> np.ndarray:
+    idx = np.flatnonzero(usable)
+    if len(idx) > n:
+        idx = idx[np.round(np.linspace(0, len(idx) - 1, n)).astype(np.int64)]
+    return idx
+
+
+@dataclass
+class _Plan:
+    """One sequence's search: which cameras, pairs and offset ranges, and which frames need an embedding."""
+
+    seq: Sequence
+    reference: str
+    cameras: list[str]
+    index: dict[str, int]  # camera -> index in the per-camera manifest
+    lengths: dict[str, int]
+    usable: dict[str, np.ndarray]  # (T,) bool: moving, with a person found
+    instants: dict[str, np.ndarray]
+    pairs: list[tuple[str, str, np.ndarray]]  # (a, b, offsets of b against a)
+    span: int
+
+
+def _plan(seq: Sequence, manifest, index: dict[str, int], options: SyncOptions) -> _Plan:
+    ref = _reference(seq, options.reference)
+    cams = [ref] + [v.name for v in seq.views if v.name != ref]
+    fps = seq.fps
+    span, min_overlap = _span(options, fps)
+    lengths, usable = {}, {}
+    for c in cams:
+        p = manifest.sequences[index[c]]
+        lengths[c] = p.num_frames
+        found = np.isfinite(p.tight).all(-1)[:, 0] if p.tight is not None else np.ones(p.num_frames, bool)
+        usable[c] = ~np.asarray(p.static, bool) & found  # a static frame matches every instant of a still person
+    pairs = []
+    for a, b in ((ref, c) for c in cams[1:]):
+        check_span(seq, a, b, lengths[a], lengths[b], span, min_overlap, fps, options.max_offset_s)
+        pairs.append((a, b, np.arange(-span, span + 1)))
+    for i, a in enumerate(cams[1:]):
+        for b in cams[i + 2:]:
+            # two cameras each up to span from the reference lie up to 2 span apart; cut to what they share
+            lo = -min(2 * span, lengths[a] - min_overlap)
+            hi = min(2 * span, lengths[b] - min_overlap)
+            if hi >= lo:
+                pairs.append((a, b, np.arange(lo, hi + 1)))
+    instants = {c: _instants(usable[c], options.instants) for c in cams}
+    return _Plan(seq, ref, cams, index, lengths, usable, instants, pairs, span)
+
+
+def _needed(plan: _Plan) -> dict[str, np.ndarray]:
+    """(T,) bool per camera: the frames some score reads."""
+    need = {c: np.zeros(plan.lengths[c], bool) for c in plan.cameras}
+    for a, b, offsets in plan.pairs:
+        t = plan.instants[a]
+        if not len(t):
+            continue
+        need[a][t] = True
+        u = (t[:, None] + offsets[None, :]).reshape(-1)
+        u = u[(u >= 0) & (u < plan.lengths[b])]
+        need[b][u] = True
+    return {c: need[c] & plan.usable[c] for c in plan.cameras}
+
+
+def synchronize(dataset: str | Path, model: LoadedModel, options: SyncOptions | None = None, *,
+                out: str | Path | None = None, prepared: str | Path | None = None, device: str | torch.device = "cpu",
+                source: str | None = None, workers: int | None = None, log=print, progress: bool = True,
+                truth: dict[str, dict[str, int]] | None = None) -> SyncResult:
+    """Measure every camera's offset against the reference in every sequence of ``dataset``; write sync.json,
+    sync.csv and one figure per sequence into ``out`` (default ``<dataset>/sync``). ``source``: "tiles" or
+    "video" (default: what the model was trained on). ``truth``: known offsets per sequence key (benchmarks)."""
+    from ..data.prepare import prepare
+    from ..data.sources import open_dataset
+    from ..train.data import Prepared, make_assembler, make_source, mask_settings, tile_spec
+
+    t0 = time.perf_counter()
+    options = options or SyncOptions()
+    dataset = Path(dataset)
+    out = Path(out) if out is not None else dataset / "sync"
+    prepared = Path(prepared) if prepared is not None else out / "prepared"
+    device = torch.device(device)
+    ds = open_dataset(dataset, frame_tolerance=ANY_LENGTH)
+    notes = []
+    seqs = []
+    for s in ds.sequences:
+        if options.sequences and s.key not in options.sequences:
+            continue
+        if len(s.views) < 2:
+            notes.append(f"{s.key}: a single camera ({s.views[0].name}); nothing to synchronize")
+            continue
+        seqs.append(s)
+    if options.sequences:
+        missing = sorted(set(options.sequences) - {s.key for s in ds.sequences})
+        if missing:
+            raise DataError(dataset, f"no sequence {', '.join(missing)}; sequences are "
+                                     f"{', '.join(s.key for s in ds.sequences[:8])}{' ...' if len(ds.sequences) > 8 else ''}")
+    if not seqs:
+        raise DataError(dataset, "no sequence with two or more cameras to synchronize")
+    for s in seqs:  # a wrong --reference or a search range the recordings cannot hold fail before the preparation
+        ref = s.view(_reference(s, options.reference))
+        span, min_overlap = _span(options, s.fps)
+        for v in s.views:
+            if v is not ref:
+                check_span(s, ref.name, v.name, ref.num_frames - ref.start, v.num_frames - v.start, span, min_overlap,
+                           s.fps, options.max_offset_s)
+    sub = dataclasses.replace(ds, sequences=seqs)
+
+    cfg = model.cfg
+    data_cfg = dataclasses.replace(cfg.data, substitute=0.0,  # the real background, removed: no random fill
+                                   **({"source": source} if source else {}))
+    s_cfg = cfg.sampling
+    shift, scale = ((s_cfg.single_view_jitter_shift, s_cfg.single_view_jitter_scale) if s_cfg.mode == "single_view"
+                    else (s_cfg.jitter_shift, s_cfg.jitter_scale))
+    per_camera = camera_dataset(sub)
+    log(f"preparing {len(per_camera.sequences)} camera recordings of {len(seqs)} sequences into {prepared}")
+    kw = dict(tiles=tile_spec(data_cfg, shift, scale), mask=mask_settings(data_cfg), crop_size=data_cfg.crop_size,
+              workers=workers)
+    if progress:  # prepare says a line per video: one status line that updates, as syncssl-data prepare shows it
+        from rich.console import Console
+        with Console(stderr=True).status("preparing the cameras") as status:
+            report = prepare(per_camera, prepared, log=lambda m: status.update(f"preparing the cameras: {m}"), **kw)
+    else:
+        report = prepare(per_camera, prepared, log=log, **kw)
+    log(f"prepared: {report.path} ({'up to date' if report.up_to_date else 'built'}, {report.seconds:.0f} s)")
+    manifest = report.manifest
+    index_of = {p.key: i for i, p in enumerate(manifest.sequences)}
+    plans = []
+    for s in seqs:
+        index = {v.name: index_of[f"{s.subject}/{s.name}@{v.name}"] for v in s.views}
+        plans.append(_plan(s, manifest, index, options))
+
+    indices = list(range(len(manifest.sequences)))
+    pipe = Prepared(manifest, report.tiles)
+    src = make_source(pipe, indices, data_cfg, device, 1, log)
+    assembler = make_assembler(manifest, indices, data_cfg, src, device, model.input_dtype, 0)
+    where = f"tiles {report.tiles.name}" if report.tiles else f"video via {src.decoder.name} ({src.decoder.device})"
+    try:
+        embeddings, views = _embed(plans, assembler, model.scorer, options.batch_size, progress)
+    finally:
+        if hasattr(src, "decoder"):
+            src.decoder.close()
+    rng = np.random.default_rng(options.seed)
+    results = []
+    for plan in plans:
+        results.append(_search(plan, embeddings, model.scorer, options, rng, device))
+        if truth and plan.seq.key in truth:
+            results[-1].truth = truth[plan.seq.key]
+    result = SyncResult(dataset=dataset, checkpoint=model.checkpoint, options=options, sequences=results,
+                        device=str(device), source=where, seconds=0.0, views_embedded=views, notes=notes)
+    result.seconds = round(time.perf_counter() - t0, 2)
+    write_outputs(result, out)
+    return result
+
+
+def _embed(plans: list[_Plan], assembler, scorer: PairScorer, batch: int, progress: bool):
+    """Embeddings of every needed frame: {manifest index: (T, E) tensor, NaN rows where none was needed (or a
+    decode failed)}; and how many views were embedded."""
+    views = []
+    for plan in plans:
+        for c, need in _needed(plan).items():
+            views += [(plan.index[c], 0, int(t)) for t in np.flatnonzero(need)]
+    lengths = {plan.index[c]: plan.lengths[c] for plan in plans for c in plan.cameras}
+    out: dict[int, torch.Tensor] = {}
+    flip = np.zeros(batch, bool)
+    jitter = np.zeros((batch, 3), np.float32)
+    bar = _bar(progress, "embedding frames", len(views))
+    try:
+        for step, k in enumerate(range(0, len(views), batch)):
+            chunk = views[k:k + batch]
+            images, ok = assembler(chunk, flip[:len(chunk)], jitter[:len(chunk)], step)
+            emb = scorer.embed(images)
+            kept = [v for v, good in zip(chunk, ok) if good]
+            for (s, _, t), e in zip(kept, emb):
+                if s not in out:
+                    out[s] = torch.full((lengths[s], e.shape[0]), float("nan"), device=e.device)
+                out[s][t] = e
+            bar(len(chunk))
+    finally:
+        bar(None)
+    return out, len(views)
+
+
+def _bar(enabled: bool, label: str, total: int):
+    """advance(n) / advance(None) to close: a rich progress bar on stderr, or nothing."""
+    if not enabled or not total:
+        return lambda n: None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    p = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                 console=Console(stderr=True))
+    task = p.add_task(label, total=total)
+    p.start()
+
+    def advance(n):
+        if n is None:
+            p.stop()
+        else:
+            p.advance(task, n)
+    return advance
+
+
+def score_matrix(scorer: PairScorer, ea: torch.Tensor, eb: torch.Tensor, instants: np.ndarray, offsets: np.ndarray,
+                 usable_b: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """(n, K) log-odds of (a at instants[i], b at instants[i] + offsets[k]); NaN where b's frame does not exist,
+    is not usable or has no embedding."""
+    t = instants[:, None]
+    u = t + offsets[None, :]
+    inside = (u >= 0) & (u < len(usable_b))
+    uc = np.clip(u, 0, len(usable_b) - 1)
+    have_b = torch.isfinite(eb).all(1).cpu().numpy()
+    have_a = torch.isfinite(ea).all(1).cpu().numpy()
+    valid = inside & usable_b[uc] & have_b[uc] & have_a[t]
+    L = np.full(u.shape, np.nan, np.float32)
+    ti = np.broadcast_to(t, u.shape)[valid]
+    ui = u[valid]
+    vals = []
+    for k in range(0, len(ti), chunk):
+        a = ea[torch.from_numpy(ti[k:k + chunk]).to(ea.device)]
+        b = eb[torch.from_numpy(ui[k:k + chunk]).to(eb.device)]
+        vals.append(scorer.log_odds(a, b).float().cpu().numpy())
+    if vals:
+        L[valid] = np.concatenate(vals)
+    return L
+
+
+def _search(plan: _Plan, embeddings: dict, scorer: PairScorer, options: SyncOptions, rng,
+            device) -> SequenceResult:
+    curves, pairs = {}, {}
+    missing = torch.full((1, 1), float("nan"))
+    for a, b, offsets in plan.pairs:
+        ea = embeddings.get(plan.index[a], missing.expand(plan.lengths[a], 1))
+        eb = embeddings.get(plan.index[b], missing.expand(plan.lengths[b], 1))
+        L = score_matrix(scorer, ea, eb, plan.instants[a], offsets, plan.usable[b])
+        curve = search.Curve(a, b, offsets, L)
+        curves[(a, b)] = curve
+        pairs[(a, b)] = search.analyse_curve(curve, rng=rng, replicates=options.replicates,
+                                             min_support=options.min_support, tolerance=options.tolerance,
+                                             edge=a == plan.reference)
+    ref = plan.reference
+    direct = {b: pairs[(ref, b)] for b in plan.cameras[1:]}
+    if options.joint and len(plan.cameras) > 2:
+        chosen = search.joint_offsets(plan.cameras, ref, curves, plan.span, rng=rng,
+                                      replicates=options.joint_replicates, min_support=options.min_support,
+                                      tolerance=options.tolerance,
+                                      start={c: e.best or 0 for c, e in direct.items()}, direct=direct)
+    else:
+        chosen = direct
+    cams = [CameraResult(ref, search.Estimate(0, 0, "reference"), search.Estimate(0, 0, "reference"),
+                         plan.lengths[ref])]
+    cams += [CameraResult(c, chosen[c], direct[c], plan.lengths[c]) for c in plan.cameras[1:]]
+    return SequenceResult(key=plan.seq.key, folder=plan.seq.folder, fps=plan.seq.fps, reference=ref, span=plan.span,
+                          cameras=cams, pairs=pairs, curves=curves,
+                          triplets=search.triplet_checks(plan.cameras, pairs, options.tolerance),
+                          applied={v.name: v.start for v in plan.seq.views} if plan.seq.sync_file else {})
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def _est_json(e: search.Estimate, fps: float) -> dict:
+    return dict(offset_frames=e.offset, offset_s=None if e.offset is None else round(e.offset / fps, 4),
+                status=e.status, reason=e.reason or None, best_frames=e.best,
+                support=None if np.isnan(e.support) else round(e.support, 4),
+                interval_frames=list(e.interval) if e.interval else None,
+                margin=None if np.isnan(e.margin) else round(e.margin, 4),
+                peak_log_odds=None if np.isnan(e.score) else round(e.score, 4),
+                runner_up_frames=e.second, instants=e.instants)
+
+
+def result_json(result: SyncResult) -> dict:
+    o = result.options
+    seqs = []
+    for s in result.sequences:
+        seqs.append(dict(
+            key=s.key, folder=str(s.folder) if s.folder else None, fps=s.fps, reference=s.reference,
+            search_frames=[-s.span, s.span], applied_offsets=s.applied or None, truth=s.truth,
+            determined=s.determined, figure=str(s.figure) if s.figure else None,
+            cameras=[dict(camera=c.camera, frames=c.frames, **_est_json(c.estimate, s.fps),
+                          direct=_est_json(c.direct, s.fps)) for c in s.cameras],
+            pairs=[dict(a=a, b=b, **_est_json(e, s.fps)) for (a, b), e in s.pairs.items()],
+            triplets=[dict(cameras=list(t.cameras), residual_frames=t.residual, consistent=t.consistent)
+                      for t in s.triplets]))
+    return dict(
+        what="offset_frames of a camera: its frame t + offset shows the reference's frame t (positive: it started "
+             "recording earlier); measured on top of any applied sync.toml",
+        dataset=str(result.dataset), checkpoint=str(result.checkpoint) if result.checkpoint else None,
+        options=dataclasses.asdict(o), device=result.device, source=result.source, seconds=result.seconds,
+        views_embedded=result.views_embedded, notes=result.notes, sequences=seqs)
+
+
+def write_outputs(result: SyncResult, out: Path) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    many = len(result.sequences) > 1
+    from ..data.manifest import safe_name
+    for s in result.sequences:
+        name = f"scores_{safe_name(s.key.replace('/', '__'))}.png" if many else "scores.png"
+        s.figure = plot_sequence(s, out / name)
+    files = {"json": out / "sync.json", "csv": out / "sync.csv"}
+    files["json"].write_text(json.dumps(result_json(result), indent=2) + "\n")
+    with open(files["csv"], "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["sequence", "camera", "reference", "offset_frames", "offset_s", "status", "support",
+                    "interval_lo", "interval_hi", "margin", "instants", "direct_offset_frames", "reason"])
+        for s in result.sequences:
+            for c in s.cameras:
+                e = c.estimate
+                w.writerow([s.key, c.camera, s.reference, "" if e.offset is None else e.offset,
+                            "" if e.offset is None else f"{e.offset / s.fps:.4f}", e.status,
+                            "" if np.isnan(e.support) else f"{e.support:.3f}",
+                            e.interval[0] if e.interval else "", e.interval[1] if e.interval else "",
+                            "" if np.isnan(e.margin) else f"{e.margin:.4f}", e.instants,
+                            "" if c.direct.offset is None else c.direct.offset, e.reason])
+    result.files = files
+    return files
+
+
+def plot_sequence(s: SequenceResult, path: Path) -> Path:
+    """The mean log-odds against the offset for every camera pair, with its 95% band, the estimate and the
+    runner-up peak (and the known truth, when given)."""
+    from ..figures import pyplot, save_figure
+    plt = pyplot()
+    keys = list(s.curves)
+    cols = min(3, len(keys))
+    rows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    offset_of = {c.camera: c.estimate.offset for c in s.cameras}
+    for ax, key in zip(axes.flat, keys):
+        curve, est = s.curves[key], s.pairs[key]
+        x = curve.offsets / s.fps
+        if est.interval is not None:  # where the peak lies over resampled instants: the estimate's uncertainty
+            ax.axvspan((est.interval[0] - 0.5) / s.fps, (est.interval[1] + 0.5) / s.fps, color="tab:green", alpha=0.12,
+                       lw=0)
+        ax.plot(x, curve.score, color="tab:blue", lw=1.2)
+        a, b = key
+        if est.best is not None:
+            ax.axvline(est.best / s.fps, color="tab:green" if est.determined else "grey", lw=1.2,
+                       ls="-" if est.determined else ":")
+        if est.second is not None:
+            ax.plot([est.second / s.fps], [curve.at(est.second)], "v", color="tab:orange", ms=6)
+        if s.truth and a in s.truth and b in s.truth:
+            ax.axvline((s.truth[b] - s.truth[a]) / s.fps, color="tab:red", lw=1, ls="--")
+        if a == s.reference and offset_of.get(b) is not None and offset_of[b] != est.offset:
+            ax.axvline(offset_of[b] / s.fps, color="tab:purple", lw=1, ls="-.")  # the joint estimate differs
+        title = (f"{b} vs {a}: {est.offset:+d} fr ({est.offset / s.fps:+.2f} s), support {est.support:.0%}"
+                 if est.determined else f"{b} vs {a}: not determined")
+        ax.set_title(title, fontsize=8)
+        ax.set_xlabel("offset of the second camera (s)", fontsize=8)
+        ax.set_ylabel("mean sync log-odds", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    legend = ("green: estimate (grey dotted: best peak, not determined); shaded: 95% interval of the peak over "
+              "resampled instants; triangle: runner-up peak")
+    if s.truth:
+        legend += "; red dashed: truth"
+    fig.suptitle(f"{s.key}: reference {s.reference}\n{legend}", fontsize=8)
+    return save_figure(fig, path)
+
+
+def render_table(result: SyncResult, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    console = console or Console()
+    t = Table(title=f"syncssl-sync: offsets against the reference ({result.source}, {result.device}, "
+                    f"{result.seconds:.0f} s)", title_justify="left")
+    for col in ("sequence", "camera", "frames", "offset (frames)", "offset (s)", "95% interval", "support", "status"):
+        t.add_column(col, justify="right" if col.startswith(("offset", "frames", "support")) else "left")
+    for s in result.sequences:
+        for c in s.cameras:
+            e = c.estimate
+            if e.status == "reference":
+                t.add_row(s.key, c.camera, str(c.frames), "0", "0", "", "", "[dim]reference[/]")
+                continue
+            interval = f"{e.interval[0]:+d}..{e.interval[1]:+d}" if e.interval else ""
+            status = "[green]ok[/]" if e.determined else "[yellow]not determined[/]"
+            t.add_row("", c.camera, str(c.frames), "" if e.offset is None else f"{e.offset:+d}",
+                      "" if e.offset is None else f"{e.offset / s.fps:+.3f}", interval,
+                      "" if np.isnan(e.support) else f"{e.support:.0%}", status)
+    console.print(t)
+    for s in result.sequences:
+        for c in s.cameras:
+            if c.estimate.status == "not determined":
+                best = "" if c.estimate.best is None else f" (best peak {c.estimate.best:+d} frames)"
+                console.print(f"[yellow]{s.key} {c.camera}: not determined[/]{best}: {c.estimate.reason}",
+                              highlight=False)
+        bad = [tr for tr in s.triplets if not tr.consistent]
+        if bad:
+            console.print(f"[yellow]{s.key}: pairwise offsets do not add up[/] in " + "; ".join(
+                f"{'+'.join(tr.cameras)} (off by {tr.residual:+d} frames)" for tr in bad))
+        elif s.triplets:
+            console.print(f"{s.key}: the pairwise offsets add up in all {len(s.triplets)} camera triplets")
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    for k, p in result.files.items():
+        console.print(f"wrote {p}")
+
+
+# ---------------------------------------------------------------- --apply
+
+
+def apply_offsets(result: SyncResult, log=print, force: bool = False) -> list[Path]:
+    """Write each fully determined sequence's offsets (composed with any applied ones) as its folder's
+    sync.toml; a sequence with an undetermined camera is left alone, and said so (``force``: its best peak is
+    applied instead)."""
+    from ..data.syncfile import write_sync_file
+    from ..data.sources import detect_layout
+    if detect_layout(result.dataset) == "h36m":
+        raise DataError(result.dataset, "--apply writes sync.toml into sequence folders; the Human3.6M layout has "
+                                        "none (its cameras are synchronized in hardware)")
+    written = []
+    for s in result.sequences:
+        if s.folder is None:
+            raise DataError(result.dataset, f"{s.key}: no sequence folder to write sync.toml into")
+        undetermined = [c.camera for c in s.cameras if not c.estimate.determined]
+        if undetermined and not (force and all(c.estimate.best is not None for c in s.cameras)):
+            log(f"{s.key}: not applied: {', '.join(undetermined)} not determined (see {s.figure}; --force applies "
+                "the best peak)")
+            continue
+        if undetermined:
+            log(f"{s.key}: applying the best peak of {', '.join(undetermined)}, which is not determined (--force)")
+        offset = {c.camera: c.estimate.offset if c.estimate.determined else c.estimate.best for c in s.cameras}
+        # a camera's frame t + offset shows the reference's frame t: it skips that many more frames than it
+        start = {c.camera: s.applied.get(c.camera, 0) + offset[c.camera] for c in s.cameras}
+        low = min(start.values())
+        short = [c.camera for c in s.cameras if start[c.camera] - low >= c.frames + s.applied.get(c.camera, 0)]
+        if short:
+            log(f"{s.key}: not applied: the offsets would skip all of {', '.join(short)}")
+            continue
+        comment = (f"measured by syncssl-sync against {s.reference} at {s.fps:g} fps: "
+                   + ", ".join(f"{c.camera} {offset[c.camera]:+d}" + ("" if c.estimate.determined else
+                                                                       " (not determined: best peak)")
+                               for c in s.cameras[1:]))
+        written.append(write_sync_file(s.folder, start, reference=s.reference, fps=s.fps, comment=comment))
+    return written

@@ -1,0 +1,484 @@
+"""syncssl-sync: the offset search, sync.toml and its plumbing into the sources and prepare, the command.
+
+A tiny model trained for a few steps cannot find offsets, so the machinery is tested with planted scores (the
+search alone) and with a stub scorer on a "mirror rig": every camera films the same video, shifted by a known
+offset, so that a scorer comparing the crops' pixels peaks exactly at the truth, through the real data path.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+
+from syncssl.data.calibration import read_calibration, write_calibration
+from syncssl.data.dataset import DataError
+from syncssl.data.sources import open_dataset
+from syncssl.data.syncfile import SYNC_NAME, normalised, read_sync_file, write_sync_file
+from syncssl.data.video import iter_frames, read_frames, write_video
+from syncssl.sync import SyncOptions, apply_offsets, synchronize
+from syncssl.sync import search
+from syncssl.sync.inject import shift_dataset, shift_sequence
+from syncssl.sync.pipeline import LoadedModel, PairNetScorer
+from syncssl.train.config import load_config
+
+FAST = dict(replicates=40, joint_replicates=16)
+
+
+class PixelScorer:
+    """Embeds a crop as its 8x8 block means; a pair's log-odds fall with the crops' difference (two copies of
+    one instant look alike, other instants do not)."""
+
+    def embed(self, images):
+        return F.avg_pool2d(images.float(), 4).flatten(1)
+
+    def log_odds(self, a, b):
+        return -(a - b).abs().mean(1) * 10
+
+
+def stub_model() -> LoadedModel:
+    return LoadedModel(PixelScorer(), load_config("tiny"), None, 0)
+
+
+def mirror_rig(src_seq: Path, out: Path, cameras=("cam_a", "cam_b", "cam_c")) -> Path:
+    """A sequence folder whose cameras all hold the first camera's video (and calibration)."""
+    out.mkdir(parents=True)
+    cam = read_calibration(src_seq / "calibration.toml")[0]
+    write_calibration(out / "calibration.toml", [dataclasses.replace(cam, name=c) for c in cameras])
+    (out / "videos").mkdir()
+    video = next((src_seq / "videos").glob(f"{cam.name}.*"))
+    for c in cameras:
+        shutil.copy(video, out / "videos" / f"{c}{video.suffix}")
+    return out
+
+
+TRUTH = {"cam_a": 0, "cam_b": 3, "cam_c": -2}
+
+
+@pytest.fixture(scope="module")
+def mirror_session(tiny_dataset, tmp_path_factory):
+    """A bare session (calibration + videos) of the mirror rig, cam_b 3 frames early, cam_c 2 frames late and
+    2 frames shorter; and the stub's result on it."""
+    tmp = tmp_path_factory.mktemp("mirror")
+    rig = mirror_rig(tiny_dataset / "S9" / "Walking_01", tmp / "rig")
+    session = tmp / "session"
+    shift_sequence(rig, session, TRUTH, trim_end={"cam_c": 2}, labels=False)
+    result = synchronize(session, stub_model(), SyncOptions(max_offset_s=0.24, **FAST), progress=False,
+                         log=lambda m: None)
+    return session, result
+
+
+# ---------------------------------------------------------------- the search on planted scores
+
+
+def planted_curves(truth: dict[str, int], span: int, rng, n: int = 60, noise: float = 0.5, peak: float = 2.0):
+    """Per-instant log-odds of every pair (a, b): +peak at the true offset truth[b] - truth[a], -1 elsewhere."""
+    cams = list(truth)
+    curves = {}
+    for i, a in enumerate(cams):
+        for b in cams[i + 1:]:
+            s = span if i == 0 else 2 * span
+            offsets = np.arange(-s, s + 1)
+            L = np.where(offsets[None, :] == truth[b] - truth[a], peak, -1.0) + rng.normal(0, noise, (n, len(offsets)))
+            curves[(a, b)] = search.Curve(a, b, offsets, L.astype(np.float32))
+    return curves
+
+
+def test_search_recovers_planted_offsets_exactly():
+    rng = np.random.default_rng(0)
+    truth = {"c1": 0, "c2": 7, "c3": -4, "c4": 2}
+    curves = planted_curves(truth, 10, rng)
+    pairs = {k: search.analyse_curve(c, rng=rng) for k, c in curves.items()}
+    for (a, b), e in pairs.items():
+        assert e.determined and e.offset == truth[b] - truth[a] and e.support > 0.95 and e.margin > 2
+        assert e.interval == (e.offset, e.offset)
+    direct = {b: pairs[("c1", b)] for b in ("c2", "c3", "c4")}
+    joint = search.joint_offsets(list(truth), "c1", curves, 10, rng=rng, replicates=20, direct=direct)
+    assert {c: e.offset for c, e in joint.items()} == truth
+    assert all(t.consistent and t.residual == 0 for t in search.triplet_checks(list(truth), pairs))
+    assert len(search.triplet_checks(list(truth), pairs)) == 4
+
+
+def test_joint_places_a_camera_the_reference_sees_badly():
+    """c3's pair with the reference is pure noise; its pairs with c2 and c4 are not: the joint search places it."""
+    rng = np.random.default_rng(1)
+    truth = {"c1": 0, "c2": 5, "c3": -6, "c4": 1}
+    curves = planted_curves(truth, 8, rng, noise=0.4)
+    curves[("c1", "c3")] = search.Curve("c1", "c3", np.arange(-8, 9), rng.normal(-1, 1.0, (60, 17)).astype(np.float32))
+    direct = {b: search.analyse_curve(curves[("c1", b)], rng=rng) for b in ("c2", "c3", "c4")}
+    joint = search.joint_offsets(list(truth), "c1", curves, 8, rng=rng, replicates=20, direct=direct)
+    assert joint["c3"].determined and joint["c3"].offset == -6
+    # coordinate ascent (used for large rigs) finds the same
+    limit, search.EXHAUSTIVE_LIMIT = search.EXHAUSTIVE_LIMIT, 0
+    try:
+        again = search.joint_offsets(list(truth), "c1", curves, 8, rng=rng, replicates=8,
+                                     start={c: e.best for c, e in direct.items()}, direct=direct)
+    finally:
+        search.EXHAUSTIVE_LIMIT = limit
+    assert {c: e.offset for c, e in again.items()} == truth
+
+
+def test_flat_and_noisy_curves_are_not_determined():
+    rng = np.random.default_rng(2)
+    offsets = np.arange(-10, 11)
+    flat = search.analyse_curve(search.Curve("a", "b", offsets, np.full((50, 21), -0.7, np.float32)), rng=rng)
+    assert not flat.determined and flat.status == "not determined" and "flat" in flat.reason
+    assert flat.best is not None  # the best peak is still reported, for the figure
+    noisy = search.analyse_curve(search.Curve("a", "b", offsets, rng.normal(0, 1, (50, 21)).astype(np.float32)),
+                                 rng=rng)
+    assert not noisy.determined and "not stable" in noisy.reason
+    few = search.analyse_curve(search.Curve("a", "b", offsets, np.full((3, 21), 1.0, np.float32)), rng=rng)
+    assert not few.determined and "instants" in few.reason
+    flat_joint = search.joint_offsets(["a", "b", "c"], "a", {
+        ("a", "b"): search.Curve("a", "b", offsets, np.zeros((50, 21), np.float32)),
+        ("a", "c"): search.Curve("a", "c", offsets, np.zeros((50, 21), np.float32)),
+        ("b", "c"): search.Curve("b", "c", offsets, np.zeros((50, 21), np.float32))}, 10, rng=rng, replicates=8,
+        direct={"b": flat, "c": flat})
+    assert not flat_joint["b"].determined and not flat_joint["c"].determined
+
+
+def test_peak_at_the_edge_of_the_range_is_not_determined():
+    rng = np.random.default_rng(3)
+    offsets = np.arange(-5, 6)
+    L = np.tile(np.linspace(-2, 1, 11), (40, 1)) + rng.normal(0, 0.1, (40, 11))  # still rising at +5
+    e = search.analyse_curve(search.Curve("a", "b", offsets, L.astype(np.float32)), rng=rng)
+    assert not e.determined and e.best == 5 and "raise --max-offset" in e.reason
+
+
+def test_offsets_scored_on_few_instants_do_not_steal_the_peak():
+    """An offset near the end of the overlap is scored on one instant; a lucky high log-odds there beats the true
+    peak's mean of 200 instants in the plain mean, not in the shrunk one."""
+    rng = np.random.default_rng(4)
+    offsets = np.arange(-10, 11)
+    L = np.where(offsets[None, :] == 0, 1.5, -1.0) + rng.normal(0, 1.0, (200, 21))
+    L[1:, -1] = np.nan  # offset +10: a single instant
+    L[0, -1] = 2.5
+    curve = search.Curve("a", "b", offsets, L.astype(np.float32))
+    assert offsets[np.nanargmax(curve.raw_score)] == 10  # the plain mean is fooled
+    mean, k = curve.prior
+    assert 0.2 < k < 20 and -1.0 < mean < -0.7
+    assert offsets[np.nanargmax(curve.score)] == 0
+    np.testing.assert_allclose(curve.score[10], curve.raw_score[10], atol=0.02)  # 200 instants: barely shrunk
+    e = search.analyse_curve(curve, rng=rng)
+    assert e.determined and e.offset == 0 and e.support > 0.9
+
+
+def test_peak_next_to_the_edge_is_not_determined():
+    """A peak one frame inside the search range may still be a truth just beyond it (within the tolerance)."""
+    rng = np.random.default_rng(5)
+    offsets = np.arange(-8, 9)
+    for where, determined in ((7, False), (-7, False), (6, True)):
+        L = np.where(offsets[None, :] == where, 2.0, -1.0) + rng.normal(0, 0.3, (60, 17))
+        e = search.analyse_curve(search.Curve("a", "b", offsets, L.astype(np.float32)), rng=rng)
+        assert e.best == where and e.determined == determined, (where, e.reason)
+        truth = {"c1": 0, "c2": where, "c3": 2}
+        joint = search.joint_offsets(list(truth), "c1", planted_curves(truth, 8, rng), 8, rng=rng, replicates=8)
+        assert joint["c2"].best == where and joint["c2"].determined == determined
+        assert joint["c3"].determined and joint["c3"].offset == 2
+
+
+def test_inconsistent_triplets_are_reported():
+    est = lambda d: search.Estimate(d, d, "ok")  # noqa: E731
+    checks = search.triplet_checks(["a", "b", "c", "d"], {("a", "b"): est(4), ("b", "c"): est(3), ("a", "c"): est(12),
+                                                           ("a", "d"): est(1), ("b", "d"): est(-3), ("c", "d"): est(-6)})
+    by = {t.cameras: t for t in checks}
+    assert not by[("a", "b", "c")].consistent and by[("a", "b", "c")].residual == -5
+    assert by[("a", "b", "d")].consistent and by[("a", "b", "d")].residual == 0
+    assert not by[("a", "c", "d")].consistent
+
+
+def test_reversed_curve_flips_the_offsets():
+    c = search.Curve("a", "b", np.arange(-2, 3), np.array([[0, 1, 2, 3, 4]], np.float32))
+    r = c.reversed()
+    assert (r.offsets == np.arange(-2, 3)).all() and r.at(2) == c.at(-2) and r.a == "b"
+
+
+def test_pairnet_scorer_is_the_models_sync_head_on_pairs():
+    """Scoring from cached per-view embeddings equals PairNet's forward on the (unflipped) pair images."""
+    from syncssl.models.pairnet import PairNet, PairNetConfig
+    torch.manual_seed(0)
+    model = PairNet(PairNetConfig(depth=18, width=0.125, head_hidden=32)).eval()
+    with torch.no_grad():
+        model(torch.randn(8, 3, 32, 32))  # any BN statistics
+    scorer = PairNetScorer(model)
+    images = torch.randn(10, 3, 32, 32)
+    with torch.no_grad():
+        logits = model(images)["sync"]
+    emb = scorer.embed(images)
+    got = scorer.log_odds(emb[0::2], emb[1::2])
+    torch.testing.assert_close(got, logits[:, 1] - logits[:, 0], rtol=1e-4, atol=1e-4)
+    # and any other pairing of the same embeddings is that pair's forward
+    with torch.no_grad():
+        swapped = model(torch.stack([images[0], images[3]]))["sync"]
+    torch.testing.assert_close(scorer.log_odds(emb[:1], emb[3:4]), swapped[:, 1] - swapped[:, 0], rtol=1e-4,
+                               atol=1e-4)
+
+
+# ---------------------------------------------------------------- sync.toml and the sources
+
+
+def test_sync_file_round_trip_and_errors(tmp_path):
+    path = write_sync_file(tmp_path, {"cam_01": 5, "cam 2": 2, "cam_03": 9}, reference="cam_01", fps=25.0,
+                           comment="a test")
+    sf = read_sync_file(tmp_path)
+    assert sf.path == path and sf.start == {"cam_01": 3, "cam 2": 0, "cam_03": 7} and sf.reference == "cam_01"
+    assert sf.fps == 25.0 and normalised({"a": -3, "b": 2}) == {"a": 0, "b": 5}
+    assert read_sync_file(tmp_path / "nowhere") is None
+    for text, words in (("[offsets]\ncam_01 = -1\n", "whole number"), ("[offsets]\ncam_01 = 1.5\n", "whole number"),
+                        ("reference = 3\n[offsets]\na = 1\n", "reference"), ("x = [\n", "not valid TOML"),
+                        ("fps = 25\n", "[offsets]")):
+        (tmp_path / SYNC_NAME).write_text(text)
+        with pytest.raises(DataError, match=words.replace("[", r"\[").replace("]", r"\]")):
+            read_sync_file(tmp_path)
+
+
+def test_iter_frames_from_a_start_frame(tmp_path):
+    frames = (np.arange(12)[:, None, None, None] * 20 + np.zeros((12, 16, 16, 3))).astype(np.uint8)
+    video = write_video(tmp_path / "v.avi", frames, 25.0)
+    got = np.stack(list(iter_frames(video, 5, start=4)))
+    np.testing.assert_array_equal(got, read_frames(video, np.arange(4, 9)))
+    with pytest.raises(DataError, match=r"holds only 12 decodable frames.*needs 10 \+ 5"):
+        list(iter_frames(video, 5, start=10))
+
+
+@pytest.fixture(scope="module")
+def shifted_pair(tiny_dataset, tmp_path_factory):
+    """S9/Walking_01 shifted (cam_02 +3, cam_03 -2, cam_04 +1; labels cut alike) and an unshifted copy of the same
+    instants with the same re-encoding, both in dataset roots."""
+    tmp = tmp_path_factory.mktemp("shifted")
+    truth = {"cam_01": 0, "cam_02": 3, "cam_03": -2, "cam_04": 1}
+    key = "S9/Walking_01"
+    shifted = shift_dataset(tiny_dataset, tmp / "shifted", {key: truth})["sequences"][key]
+    # the unshifted copy starts every camera at the instant the shifted one's overlap starts
+    first = shifted["first"] - min(truth.values())
+    plain = shift_dataset(tiny_dataset, tmp / "plain", {key: {c: 0 for c in truth}}, first=first,
+                          length=shifted["length"] - (max(truth.values()) - min(truth.values())))
+    return tmp / "shifted", tmp / "plain", truth, shifted, plain["sequences"][key]
+
+
+def test_sources_apply_sync_toml(shifted_pair):
+    shifted, plain, truth, info, plain_info = shifted_pair
+    folder = shifted / "S9" / "Walking_01"
+    assert all(v.start == 0 for v in open_dataset(shifted).sequences[0].views)  # no sync.toml: as before
+    start = {c: d - min(truth.values()) for c, d in truth.items()}
+    write_sync_file(folder, start, reference="cam_01")
+    seq = open_dataset(shifted).sequences[0]
+    assert {v.name: v.start for v in seq.views} == start and seq.sync_file == folder / SYNC_NAME
+    assert seq.num_frames == plain_info["length"] == open_dataset(plain).sequences[0].num_frames
+    assert any("offsets applied" in n for n in seq.notes)
+    # labels follow the reference's frames: they now match the unshifted copy's, instant by instant
+    np.testing.assert_array_equal(seq.poses3d, open_dataset(plain).sequences[0].poses3d)
+    np.testing.assert_array_equal(seq.boxes, open_dataset(plain).sequences[0].boxes)
+    # frame t of every camera is the unshifted copy's frame t (the same bytes: the same re-encoding)
+    p = open_dataset(plain).sequences[0]
+    for v, w in zip(seq.views, p.views):
+        np.testing.assert_array_equal(read_frames(v.video, [v.start + 5]), read_frames(w.video, [5]))
+    (folder / SYNC_NAME).write_text('[offsets]\ncam_09 = 2\n')
+    with pytest.raises(DataError, match="cam_09.*calibration does not have"):
+        open_dataset(shifted)
+    (folder / SYNC_NAME).write_text('[offsets]\ncam_02 = 400\n')
+    with pytest.raises(DataError, match="leaves nothing"):
+        open_dataset(shifted)
+    (folder / SYNC_NAME).unlink()
+
+
+def test_prepare_on_an_applied_session_finds_the_unshifted_boxes(shifted_pair, tmp_path):
+    """A shifted dataset with the right sync.toml prepares to the same person boxes as the unshifted one, and the
+    offsets are part of the manifest's fingerprint."""
+    from syncssl.data.inspect import inspect_dataset
+    from syncssl.data.prepare import prepare
+    shifted, plain, truth, _, _ = shifted_pair
+    folder = shifted / "S9" / "Walking_01"
+    write_sync_file(folder, {c: d - min(truth.values()) for c, d in truth.items()}, reference="cam_01")
+    try:
+        a = prepare(open_dataset(shifted), tmp_path / "a", workers=2).manifest
+        b = prepare(open_dataset(plain), tmp_path / "b", workers=2).manifest
+        sa, sb = a.sequences[0], b.sequences[0]
+        assert [c.start for c in sa.cameras] == [d - min(truth.values()) for d in truth.values()]
+        # the same frames, so the same backgrounds, masks, boxes and static frames, exactly
+        np.testing.assert_array_equal(sa.tight, sb.tight)
+        np.testing.assert_array_equal(sa.boxes, sb.boxes)
+        np.testing.assert_array_equal(sa.static, sb.static)
+        np.testing.assert_array_equal(sa.poses3d, sb.poses3d)
+        assert a.quality["iou"] == b.quality["iou"]  # ground-truth masks read at each camera's file frames
+        rep = inspect_dataset(shifted)
+        assert rep.synced_sequences == 1 and rep.sequences[0].offsets["cam_03"] == 0
+        # changing an offset makes the prepared data stale, naming why
+        write_sync_file(folder, {"cam_01": 2, "cam_02": 5, "cam_03": 0, "cam_04": 4}, reference="cam_01")
+        again = prepare(open_dataset(shifted), tmp_path / "a", workers=2)
+        assert not again.up_to_date and any("start" in r for r in again.reasons)
+    finally:
+        (folder / SYNC_NAME).unlink()
+
+
+# ---------------------------------------------------------------- the pipeline and the command
+
+
+def test_mirror_rig_offsets_are_recovered_exactly(mirror_session):
+    session, result = mirror_session
+    (s,) = result.sequences
+    assert s.reference == "cam_a"
+    got = {c.camera: c.estimate.offset for c in s.cameras}
+    assert got == TRUTH
+    assert all(c.direct.offset == TRUTH[c.camera] for c in s.cameras)
+    assert all(c.estimate.support >= 0.9 for c in s.cameras[1:])
+    assert s.pairs[("cam_b", "cam_c")].offset == TRUTH["cam_c"] - TRUTH["cam_b"]
+    assert [t.consistent for t in s.triplets] == [True]
+    assert {c.camera: c.frames for c in s.cameras}["cam_c"] == {c.camera: c.frames for c in s.cameras}["cam_a"] - 2
+    out = session / "sync"
+    doc = json.loads((out / "sync.json").read_text())
+    assert doc["sequences"][0]["cameras"][1]["offset_frames"] == 3
+    assert (out / "sync.csv").read_text().count("\n") == 4 and (out / "scores.png").stat().st_size > 1000
+
+
+def test_apply_then_resync_reads_aligned_frames(mirror_session, tmp_path):
+    """--apply writes sync.toml; the sources, prepare and the video path then read aligned frames, so a second
+    search (here through the video decoder) finds every residual offset 0."""
+    from syncssl.data.inspect import inspect_dataset
+    session, result = mirror_session
+    work = tmp_path / "session"
+    shutil.copytree(session, work, ignore=shutil.ignore_patterns("sync"))
+    result = dataclasses.replace(result, dataset=work,
+                                 sequences=[dataclasses.replace(result.sequences[0], folder=work)])
+    (path,) = apply_offsets(result, log=lambda m: None)
+    assert read_sync_file(work).start == {"cam_a": 2, "cam_b": 5, "cam_c": 0}
+    assert inspect_dataset(work).sequences[0].offsets == {"cam_a": 2, "cam_b": 5, "cam_c": 0}
+    again = synchronize(work, stub_model(), SyncOptions(max_offset_s=0.24, **FAST), source="video",
+                        progress=False, log=lambda m: None)
+    (s,) = again.sequences
+    assert {c.camera: c.estimate.offset for c in s.cameras} == {"cam_a": 0, "cam_b": 0, "cam_c": 0}
+    assert s.applied == {"cam_a": 2, "cam_b": 5, "cam_c": 0}
+    apply_offsets(again, log=lambda m: None)  # composing with what is applied leaves it as it was
+    assert read_sync_file(work).start == {"cam_a": 2, "cam_b": 5, "cam_c": 0}
+
+
+def test_offsets_beyond_the_overlap_are_refused(mirror_session):
+    session, _ = mirror_session
+    with pytest.raises(DataError, match=r"larger than the recordings' overlap.*largest --max-offset"):
+        synchronize(session, stub_model(), SyncOptions(max_offset_s=2.0), progress=False, log=lambda m: None)
+    with pytest.raises(DataError, match="no such camera"):
+        synchronize(session, stub_model(), SyncOptions(reference="cam_z"), progress=False, log=lambda m: None)
+
+
+def test_undetermined_camera_is_reported_and_not_applied(mirror_session, tmp_path):
+    """A scorer that sees nothing (constant log-odds) gives flat curves: every camera "not determined", the
+    table says why, and --apply leaves the sequence alone."""
+    from syncssl.sync import render_table
+
+    class Blind(PixelScorer):
+        def log_odds(self, a, b):
+            return torch.zeros(len(a))
+
+    session, _ = mirror_session
+    model = dataclasses.replace(stub_model(), scorer=Blind())
+    result = synchronize(session, model, SyncOptions(max_offset_s=0.24, **FAST), out=tmp_path / "out",
+                         progress=False, log=lambda m: None)
+    assert all(not c.estimate.determined for c in result.sequences[0].cameras[1:])
+    from rich.console import Console
+    console = Console(record=True, width=200)
+    render_table(result, console)
+    text = console.export_text()
+    assert "not determined" in text and "flat" in text and "100%" not in text
+    said = []
+    assert apply_offsets(result, log=said.append) == [] and "not applied" in said[0]
+    assert not (session / SYNC_NAME).exists()
+
+
+def test_force_applies_the_best_peak_of_an_undetermined_camera(mirror_session, tmp_path):
+    session, result = mirror_session
+    work = tmp_path / "session"
+    shutil.copytree(session, work, ignore=shutil.ignore_patterns("sync"))
+    s = result.sequences[0]
+    cams = [dataclasses.replace(c, estimate=dataclasses.replace(c.estimate, offset=None, status="not determined",
+                                                                reason="planted"))
+            if c.camera == "cam_b" else c for c in s.cameras]
+    result = dataclasses.replace(result, dataset=work, sequences=[dataclasses.replace(s, folder=work, cameras=cams)])
+    said = []
+    assert apply_offsets(result, log=said.append) == [] and "cam_b not determined" in said[0]
+    assert not (work / SYNC_NAME).exists()
+    (path,) = apply_offsets(result, log=said.append, force=True)
+    assert read_sync_file(work).start == {"cam_a": 2, "cam_b": 5, "cam_c": 0}  # cam_b's best peak, +3
+    assert "cam_b +3 (not determined: best peak)" in path.read_text() and "--force" in said[-1]
+
+
+def test_benchmark_summary_counts_misses_and_buckets():
+    from syncssl.bench.sync import _summarise
+    rows = [dict(action="Walking", truth=10, joint=10, joint_best=10, direct=None, direct_best=9),
+            dict(action="Walking", truth=-40, joint=None, joint_best=-39, direct=None, direct_best=3),
+            dict(action="Waving", truth=3, joint=7, joint_best=7, direct=7, direct_best=7),
+            dict(action="Waving", truth=45, joint=44, joint_best=44, direct=44, direct_best=44)]
+    s = _summarise(rows)
+    assert s["joint"]["within_1_frame"] == 0.5 and s["joint"]["determined"] == 0.75 and s["joint"]["exact"] == 0.25
+    assert s["direct"]["within_1_frame"] == 0.25 and s["direct"]["within_1_frame_of_determined"] == 0.5
+    assert s["best_peak_within_1_frame"] == 0.75
+    assert s["joint_within_1_frame_by_action"] == {"Walking": 0.5, "Waving": 0.5}
+    assert s["joint_within_1_frame_by_offset"] == {"|offset| <= 22 frames": 0.5, "|offset| > 22 frames": 0.5}
+    one = _summarise(rows[:1])  # an empty bucket is None, not NaN
+    assert one["joint_within_1_frame_by_offset"] == {"|offset| <= 5 frames": None, "|offset| > 5 frames": 1.0}
+
+
+def test_cli_runs_with_the_stub(mirror_session, monkeypatch, tmp_path):
+    from syncssl import cli
+    from syncssl import sync as sync_pkg
+    session, _ = mirror_session
+    work = tmp_path / "session"
+    shutil.copytree(session, work, ignore=shutil.ignore_patterns("sync"))
+    monkeypatch.setattr(sync_pkg, "load_model", lambda path, device="cpu": stub_model())
+    r = CliRunner().invoke(cli.sync, [str(work), "--model", str(work), "--max-offset", "0.24", "--apply",
+                                      "--out", str(tmp_path / "out")], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "+3" in r.output and "applied:" in r.output and "add up" in r.output
+    assert read_sync_file(work).start == {"cam_a": 2, "cam_b": 5, "cam_c": 0}
+    assert {p.name for p in (tmp_path / "out").iterdir()} >= {"sync.json", "sync.csv", "scores.png", "prepared"}
+    r = CliRunner(env={"COLUMNS": "250"}).invoke(cli.data, ["inspect", str(work)])
+    assert r.exit_code == 0 and "sync offsets" in r.output and "cam_b 5" in r.output, r.output
+    r = CliRunner().invoke(cli.sync, [str(work), "--model", str(work), "--max-offset", "9"])
+    assert r.exit_code != 0 and "overlap" in r.output
+
+
+def _tiny_checkpoint(folder: Path) -> Path:
+    """A random-init PairNet checkpoint in the tiny preset's config: a real model, no training."""
+    from syncssl import config as cfglib
+    from syncssl.models.pairnet import PairNet
+    from syncssl.train import checkpoint as ckpt
+    cfg = load_config("tiny")
+    torch.manual_seed(0)
+    model = PairNet(cfg.model)
+    state = {"model": model.state_dict(), "config": cfglib.to_dict(cfg), "step": 0,
+             "arch": {"model": "PairNet", **dataclasses.asdict(cfg.model)}}
+    ckpt.save(folder / "checkpoints", 0, state)
+    return folder
+
+
+def test_bare_session_with_mixed_codecs_and_sizes_runs_end_to_end(tiny_dataset, tmp_path):
+    """Calibration and videos only (no labels), one camera re-encoded to H.264 at twice the size, one camera
+    shifted and cameras of different lengths: the command runs through with a real (untrained) PairNet and says
+    what it finds for every camera."""
+    from PIL import Image
+    from syncssl import cli
+    session = tmp_path / "session"
+    shift_sequence(tiny_dataset / "S9" / "Waving_01", session, {"cam_02": 2}, trim_end={"cam_04": 3}, labels=False)
+    assert not any(session.glob("*.npy")) and not (session / "masks").exists()
+    big = session / "videos" / "cam_03.mp4"
+    frames = read_frames(session / "videos" / "cam_03.avi")
+    write_video(big, [np.asarray(Image.fromarray(f).resize((f.shape[1] * 2, f.shape[0] * 2))) for f in frames],
+                25.0, "h264")
+    (session / "videos" / "cam_03.avi").unlink()
+    ds = open_dataset(session, frame_tolerance=100)
+    assert {v.codec for v in ds.sequences[0].views} == {"mjpeg", "h264"}
+    model = _tiny_checkpoint(tmp_path / "run")
+    r = CliRunner().invoke(cli.sync, [str(session), "--model", str(model), "--max-offset", "0.2", "--device", "cpu"],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    doc = json.loads((session / "sync" / "sync.json").read_text())
+    cams = doc["sequences"][0]["cameras"]
+    assert [c["camera"] for c in cams] == ["cam_01", "cam_02", "cam_03", "cam_04"]
+    assert all(c["status"] in ("ok", "not determined", "reference") for c in cams)
+    assert {c["camera"]: c["frames"] for c in cams}["cam_04"] < {c["camera"]: c["frames"] for c in cams}["cam_01"]
+    assert (session / "sync" / "scores.png").is_file()
