@@ -91,7 +91,7 @@ class NaivePairs(torch.utils.data.Dataset):
         return torch.stack(views), int(plan.sync[r]), int(plan.flip_label[r])
 
 
-def run_train_benchmark(dataset: str = "synthetic:small", preset: str = "cpu-small", steps: int = 30,
+def run_train_benchmark(dataset: str = "synthetic:small", preset: str = "cpu-small", steps: int = 100,
                         warmup: int = 5, batch_size: int | None = None, device: str = "auto",
                         data_root: str = "data", naive_workers: int | None = None, overrides=()) -> dict:
     from ..data.loader import normalise_device

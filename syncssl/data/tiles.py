@@ -120,12 +120,10 @@ class TileLayout:
     def count(self) -> int:
         return int(self.offsets[-1])
 
-    def row(self, seq, cam, t) -> np.ndarray | int:
+    def row(self, seq, cam, t) -> np.ndarray | np.int64:
         """The row of (sequence, camera, frame); each may be an int or an array (broadcast)."""
-        if np.ndim(seq):
-            seq = np.asarray(seq, np.int64)
-            return self.offsets[seq] + np.asarray(cam, np.int64) * self._frames_array[seq] + np.asarray(t, np.int64)
-        return self.offsets[seq] + cam * self.frames[seq] + t
+        seq = np.asarray(seq, np.int64)
+        return self.offsets[seq] + np.asarray(cam, np.int64) * self._frames_array[seq] + np.asarray(t, np.int64)
 
     def blocks(self) -> list[tuple[int, int, int, int]]:
         """(sequence index, camera index, first row, rows) of every block."""
@@ -166,8 +164,9 @@ def map_rows(folder: Path, spec: TileSpec, count: int, name: str = "frames.u8") 
     size = count * spec.size * spec.size * 3
     flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
     with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size < size:
-            raise DataError(path, f"holds {os.fstat(f.fileno()).st_size} bytes, expected {size}; run prepare again")
+        have = os.fstat(f.fileno()).st_size
+        if have < size:
+            raise DataError(path, f"holds {have} bytes, expected {size}; run prepare again")
         if size == 0:
             return np.empty((0, spec.size, spec.size, 3), np.uint8)
         mapped = mmap.mmap(f.fileno(), size, flags=flags, prot=mmap.PROT_READ)
