@@ -175,10 +175,13 @@ def test_tiles_give_the_crops_of_the_videos(tiny_dataset):
     resampling a tile adds (stated: mean absolute difference below 4 levels of 255, 99th percentile below 30)."""
     from syncssl.data.decode import make_decoder
     from syncssl.data.loader import TileViews, VideoViews
-    from syncssl.data.manifest import Manifest
-    from syncssl.data.tiles import TileStore
-    m = Manifest.load(tiny_dataset / "prepared")
-    folder = next((tiny_dataset / "prepared" / "tiles").iterdir())
+    from syncssl.data.prepare import prepare
+    from syncssl.data.sources import open_dataset
+    from syncssl.data.tiles import TileSpec, TileStore
+    # its own tile set (the tiny preset's crop and jitter), so that the test does not depend on the order tests run in
+    report = prepare(open_dataset(tiny_dataset), tiny_dataset / "prepared", tiles=TileSpec.for_jitter(32, 0.05, 0.1),
+                     crop_size=32)
+    m, folder = report.manifest, report.tiles
     idx = m.split("train")
     tiles = TileViews(m, idx, TileStore(folder), torch.device("cpu"))
     video = VideoViews(m, [m.sequences[i] for i in idx], make_decoder("pyav", "cpu", ["mjpeg"]), torch.device("cpu"), True)
