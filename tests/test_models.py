@@ -82,6 +82,20 @@ def test_fusion_values():
     assert get_fusion("all").fuse(a, b).tolist() == [[1, -2, 3, 5, -2, -7, 2, 7, 3, -10]]
 
 
+def test_centred_embeddings_are_standardised_before_fusion():
+    torch.manual_seed(0)
+    net = PairNet(PairNetConfig(depth=18, width=0.25, center=True)).train()
+    x = images(32, 32)
+    fused, embedding = net.fused_features(x)
+    assert (embedding >= 0).all()  # pooled ReLU features: all non-negative, their product only grows with magnitude
+    centred = (embedding - embedding.mean(0)) / (embedding.var(0, unbiased=False) + 1e-5).sqrt()
+    pairs = centred.view(16, 2, -1)
+    torch.testing.assert_close(fused, pairs[:, 0] * pairs[:, 1], atol=1e-4, rtol=1e-4)
+    assert (fused < 0).any()
+    plain = PairNet(PairNetConfig(depth=18, width=0.25))
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in plain.modules())  # the default: the paper's
+
+
 def test_unknown_fusion_lists_the_choices():
     with pytest.raises(ValueError, match="unknown fusion 'mul'.*concat, diff, absdiff, prod, sum, all"):
         PairNetConfig(fusion="mul")

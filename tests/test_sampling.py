@@ -223,6 +223,24 @@ def test_multiview_uses_two_cameras_and_single_view_one():
     assert {(0, 1), (1, 0), (2, 3)} <= {tuple(c) for p in (multi.plan(k) for k in range(10)) for c in p.cam}
 
 
+def test_single_view_pairs_mixed_into_multiview_training():
+    config = SamplingConfig(batch_size=256)
+    paper = PairSampler(sequences(), config, seed=0)
+    mixed = PairSampler(sequences(), SamplingConfig(batch_size=256, single_view_share=0.25), seed=0)
+    for k in range(5):
+        p, m = paper.plan(k), mixed.plan(k)
+        single = m.cam[:, 0] == m.cam[:, 1]
+        assert 0.15 < single.mean() < 0.35
+        # the rows left multiview are the paper's rows; the single-view ones keep their anchors and labels
+        for f in ("seq", "frame", "offset", "sync", "flip", "flip_label"):
+            assert np.array_equal(getattr(p, f), getattr(m, f)), f
+        assert np.array_equal(p.cam[~single], m.cam[~single]) and np.array_equal(p.cam[single, 0], m.cam[single, 0])
+        assert np.allclose(p.jitter[~single], m.jitter[~single])
+        assert np.allclose(m.jitter[single][..., :2], p.jitter[single][..., :2] * 3)  # 0.15 / 0.05
+    with pytest.raises(ValueError, match="single_view_share"):
+        SamplingConfig(single_view_share=1.5)
+
+
 def test_clear_errors_on_impossible_configurations():
     with pytest.raises(ValueError, match="no sequences"):
         PairSampler([], SamplingConfig())

@@ -245,3 +245,23 @@ def test_prefetcher_keeps_step_order_raises_producer_errors_and_uses_one_intra_o
         pf.close()
     finally:
         torch.set_num_threads(before)
+
+
+def test_heldout_accuracy_is_measured_on_the_papers_pairs_whatever_training_mixed_in(tiny_dataset, tmp_path,
+                                                                                     monkeypatch):
+    """Single-view training (or single-view pairs mixed in) is scored on two-camera pairs without jitter:
+    a same-frame single-view pair without jitter would be two identical images."""
+    from syncssl.train import trainer as trainer_module
+    seen = []
+
+    def spy(prepared, split, data_cfg, sampling, **kw):
+        seen.append((split, sampling))
+        return build(prepared, split, data_cfg, sampling, **kw)
+
+    build = trainer_module.build_pipeline
+    monkeypatch.setattr(trainer_module, "build_pipeline", spy)
+    _train(tiny_dataset, tmp_path / "run", "train.steps=2", "train.eval_pairs=8", "sampling.mode='single_view'")
+    training = [s for split, s in seen if s.mode == "single_view" and s.jitter_shift > 0]
+    measured = [s for split, s in seen if s.jitter_shift == 0]
+    assert training and measured
+    assert all(s.mode == "multiview" and s.single_view_share == 0 and s.jitter_scale == 0 for s in measured)

@@ -36,7 +36,8 @@ Design (what the tests hold it to):
   to it. Rarely an anchor has no partner that passes the filters; that row's anchor is then drawn again.
 - **Modes.** ``multiview``: two different cameras of one sequence (the paper). ``single_view`` (the "is
   multi-view data needed" ablation): both views from one camera; a synchronized pair is one frame under two
-  different crop augmentations, an unsynchronized pair two instants.
+  different crop augmentations, an unsynchronized pair two instants. ``single_view_share`` mixes a share of
+  such pairs into multiview training (an auxiliary; held-out accuracy is always measured on two-camera pairs).
 - **Jitter.** Per view: ``(dx, dy, log_scale)``; dx, dy shift the crop box by a fraction of its side, the box
   side is multiplied by ``exp(log_scale)``. Mild by default in multiview mode, stronger in single_view mode
   where it *is* the augmentation that makes the two views of a synchronized pair differ.
@@ -118,6 +119,9 @@ class SamplingConfig:
     flip_fraction: float = 0.5  # share of the synchronized pairs with one view mirrored (flip_label=1)
     flip_unsync: bool = False  # True (ablation): flip any pair, flip drawn independently of sync over all pairs
     mode: str = "multiview"  # "multiview": two cameras; "single_view": one camera, two augmentations / instants
+    single_view_share: float = 0.0  # multiview mode: share of pairs drawn as single-view pairs instead (one camera,
+    #                                 the single-view jitter): an easier task mixed in, whose unsynchronized pairs
+    #                                 differ only in pose, to get pose-sensitive features early; 0: the paper's
     offset_unit: str = "seconds"  # unit of min_offset / max_offset: "seconds" (adapts to fps) or "frames"
     min_offset: float = 0.1  # smallest |d| of an unsynchronized pair, inclusive (0.1 s = 5 frames at 50 fps)
     max_offset: float = 2.54  # largest |d|, inclusive (2.54 s = 127 frames at 50 fps)
@@ -133,7 +137,7 @@ class SamplingConfig:
     def __post_init__(self):
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        for name in ("sync_fraction", "flip_fraction"):
+        for name in ("sync_fraction", "flip_fraction", "single_view_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.mode not in MODES:
@@ -336,7 +340,12 @@ class PairSampler:
 
         shift, scale = ((c.jitter_shift, c.jitter_scale) if c.mode == "multiview"
                         else (c.single_view_jitter_shift, c.single_view_jitter_scale))
-        jitter = rng.uniform(-1.0, 1.0, size=(B, 2, 3)) * np.array([shift, shift, scale])
+        unit = rng.uniform(-1.0, 1.0, size=(B, 2, 3))
+        jitter = unit * np.array([shift, shift, scale])
+        if c.mode == "multiview" and c.single_view_share > 0:  # drawn last: the paper's plans stay as they were
+            single = rng.random(B) < c.single_view_share
+            cam_b[single] = cam_a[single]
+            jitter[single] = unit[single] * np.array([c.single_view_jitter_shift] * 2 + [c.single_view_jitter_scale])
 
         return PairPlan(step=int(step), rank=-1, seq=seq.astype(np.int32),
                         cam=np.stack([cam_a, cam_b], 1).astype(np.int32),

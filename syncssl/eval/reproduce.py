@@ -90,8 +90,8 @@ class Preset:
 
 PRESETS = {
     "cpu": Preset("cpu-small", "cpu-small", seeds=1, headline_seeds=3,
-                  note="about 2 hours on 2 CPU cores (the small synthetic dataset, a quarter-width ResNet-18, "
-                       "the main job's 4000 pre-training steps)"),
+                  note="about 2.5 hours on 2 CPU cores (the small synthetic dataset, a quarter-width ResNet-18, "
+                       "the main job's 6000 pre-training steps)"),
     "gpu": Preset("gpu", "gpu", seeds=2, headline_seeds=3, dataset="synthetic:large",
                   note="one GPU node; scale train.steps to the budget"),
     "tiny": Preset("tiny", "tiny", ("train.eval_pairs=16",), ("transfer.pictures=0",), seeds=1, headline_seeds=2,

@@ -46,6 +46,9 @@ class PairNetConfig:
     width: float = 1.0  # channel multiplier of every ResNet stage (e.g. 0.25 for small CPU runs)
     embed_dim: int | None = None  # per-view embedding size E after a Linear/BN/ReLU projection; None: no projection, E = backbone.out_features
     fusion: str = "prod"  # how the two embeddings are combined: one of FUSIONS ("prod" is the paper's best)
+    center: bool = False  # standardise each embedding dimension over the batch (BatchNorm1d, no affine, no ReLU)
+    #                       before fusion: pooled ReLU features are all >= 0, so their product measures magnitude
+    #                       more than agreement; centred, a_i * b_i > 0 exactly where the two views agree
     head_hidden: int = 256  # hidden units of the sync and flip MLP heads; 0: each head is a single Linear layer
     dropout: float = 0.0  # dropout before the last Linear of each head
     zero_init_residual: bool = False  # zero the last BN gamma of each residual block (each starts as the identity)
@@ -94,6 +97,7 @@ class PairNet(nn.Module):
             self.project = nn.Sequential(nn.Linear(features, config.embed_dim, bias=False),
                                          nn.BatchNorm1d(config.embed_dim), nn.ReLU(inplace=True))
             self.embed_dim = config.embed_dim
+        self.center = nn.BatchNorm1d(self.embed_dim, affine=False) if config.center else nn.Identity()
         self.fusion_name = config.fusion
         self.fusion = get_fusion(config.fusion)
         fused = self.fusion.factor * self.embed_dim
@@ -105,7 +109,7 @@ class PairNet(nn.Module):
         if images.dim() != 4 or images.shape[0] % 2:
             raise ValueError(f"PairNet expects an even batch of images (2N, C, H, W), got {tuple(images.shape)}")
         embedding = self.project(self.backbone(images))
-        pairs = embedding.view(-1, 2, embedding.shape[1])
+        pairs = self.center(embedding).view(-1, 2, embedding.shape[1])
         return self.fusion.fuse(pairs[:, 0], pairs[:, 1]), embedding
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:

@@ -396,6 +396,8 @@ class PretextTrainer(Trainer):
         s = self.cfg.sampling
         if s.mode == "single_view":
             return s.single_view_jitter_shift, s.single_view_jitter_scale
+        if s.single_view_share > 0:  # tiles must hold the larger single-view crops too
+            return max(s.jitter_shift, s.single_view_jitter_shift), max(s.jitter_scale, s.single_view_jitter_scale)
         return s.jitter_shift, s.jitter_scale
 
     def pipeline(self, split: str, sampling, seed: int, source=None, augment: bool = False):
@@ -445,8 +447,12 @@ class PretextTrainer(Trainer):
         """Sync/flip probabilities and labels on a fixed, seeded set of ``pairs`` pairs of ``split`` (rank-sharded)."""
         cfg = self.cfg
         per_rank = max(1, min(self.local_batch * 2, 64))
+        # measured on the paper's pairs (two cameras, no jitter) whatever the training mixed in, so that the
+        # single-view variant is scored on the task it is compared on (same-frame pairs would be identical images)
+        multi = any(len(self.manifest.sequences[i].cameras) > 1 for i in self.manifest.split(split))
         sampling = dataclasses.replace(sampling or cfg.sampling, batch_size=per_rank, jitter_shift=0.0,
-                                       jitter_scale=0.0)
+                                       jitter_scale=0.0, single_view_share=0.0,
+                                       mode="multiview" if multi else "single_view")
         pipe = self.pipeline(split, sampling, seed, source=self.eval_source(split))
         self.model.eval()
         out: dict[str, list] = {k: [] for k in ("p_sync", "p_flip", "sync", "flip", "offset")}
