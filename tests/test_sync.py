@@ -199,13 +199,15 @@ def test_reversed_curve_flips_the_offsets():
     assert (r.offsets == np.arange(-2, 3)).all() and r.at(2) == c.at(-2) and r.a == "b"
 
 
-def test_pairnet_scorer_is_the_models_sync_head_on_pairs():
+@pytest.mark.parametrize("center", [False, True])
+def test_pairnet_scorer_is_the_models_sync_head_on_pairs(center):
     """Scoring from cached per-view embeddings equals PairNet's forward on the (unflipped) pair images."""
     from syncssl.models.pairnet import PairNet, PairNetConfig
     torch.manual_seed(0)
-    model = PairNet(PairNetConfig(depth=18, width=0.125, head_hidden=32)).eval()
+    model = PairNet(PairNetConfig(depth=18, width=0.125, head_hidden=32, center=center)).train()
     with torch.no_grad():
-        model(torch.randn(8, 3, 32, 32))  # any BN statistics
+        model(torch.randn(8, 3, 32, 32) * 2 + 1)  # BN statistics other than the initial ones
+    model.eval()
     scorer = PairNetScorer(model)
     images = torch.randn(10, 3, 32, 32)
     with torch.no_grad():

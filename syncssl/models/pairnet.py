@@ -104,6 +104,11 @@ class PairNet(nn.Module):
         self.sync_head = mlp_head(fused, config.head_hidden, 2, config.dropout)
         self.flip_head = mlp_head(fused, config.head_hidden, 2, config.dropout)
 
+    def view_features(self, images: Tensor) -> Tensor:
+        """images (V, C, S, S) -> what the fusion combines, per view (V, E): the embedding, centred if configured
+        (in eval mode each view's own, so per-view features can be cached and paired later, as syncssl-sync does)."""
+        return self.center(self.project(self.backbone(images)))
+
     def fused_features(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """images (2N, C, S, S) -> (fused pair features (N, factor * E), per-view embeddings (2N, E))."""
         if images.dim() != 4 or images.shape[0] % 2:

@@ -61,7 +61,7 @@ class PairNetScorer:
     @torch.no_grad()
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         with self._autocast():
-            return self.model.project(self.model.backbone(images)).float()
+            return self.model.view_features(images).float()
 
     @torch.no_grad()
     def log_odds(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
