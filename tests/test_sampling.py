@@ -241,6 +241,18 @@ def test_single_view_pairs_mixed_into_multiview_training():
         SamplingConfig(single_view_share=1.5)
 
 
+def test_largest_jitter_covers_every_kind_of_pair_drawn():
+    # tiles are cut once with this margin: a pair jittered beyond it would read past the tile
+    assert SamplingConfig().max_jitter() == (0.05, 0.1)
+    assert SamplingConfig(mode="single_view").max_jitter() == (0.15, 0.25)
+    assert SamplingConfig(single_view_share=0.25).max_jitter() == (0.15, 0.25)
+    assert SamplingConfig(single_view_share=0.25, jitter_scale=0.4).max_jitter() == (0.15, 0.4)
+    plan = PairSampler(sequences(), SamplingConfig(batch_size=512, single_view_share=0.5), seed=0).plan(0)
+    shift, scale = SamplingConfig(single_view_share=0.5).max_jitter()
+    assert np.abs(plan.jitter[..., :2]).max() <= shift and np.abs(plan.jitter[..., 2]).max() <= scale
+    assert np.abs(plan.jitter[..., :2]).max() > 0.05
+
+
 def test_clear_errors_on_impossible_configurations():
     with pytest.raises(ValueError, match="no sequences"):
         PairSampler([], SamplingConfig())

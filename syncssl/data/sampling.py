@@ -152,6 +152,20 @@ class SamplingConfig:
         if not 0 <= self.min_silhouette_change < 1:
             raise ValueError(f"min_silhouette_change must be in [0, 1), got {self.min_silhouette_change}")
 
+    def jitter_bounds(self, single_view: bool) -> tuple[float, float]:
+        """(shift, log-scale) bounds of a view's crop jitter in a pair from one camera (single_view) or two."""
+        if single_view:
+            return self.single_view_jitter_shift, self.single_view_jitter_scale
+        return self.jitter_shift, self.jitter_scale
+
+    def max_jitter(self) -> tuple[float, float]:
+        """The largest (shift, log-scale) jitter any pair drawn under this config gets: tiles must hold its crops."""
+        single = self.mode == "single_view"
+        bounds = [self.jitter_bounds(single)]
+        if not single and self.single_view_share > 0:  # single-view pairs mixed in
+            bounds.append(self.jitter_bounds(True))
+        return max(b[0] for b in bounds), max(b[1] for b in bounds)
+
     def window(self, fps: float) -> tuple[int, int]:
         """The offset window in frames, inclusive, for a sequence at ``fps`` (at least 1 frame: 0 is sync)."""
         lo, hi = self.min_offset, self.max_offset
@@ -338,14 +352,14 @@ class PairSampler:
         else:
             cam_b = cam_a.copy()
 
-        shift, scale = ((c.jitter_shift, c.jitter_scale) if c.mode == "multiview"
-                        else (c.single_view_jitter_shift, c.single_view_jitter_scale))
+        shift, scale = c.jitter_bounds(single_view=c.mode == "single_view")
         unit = rng.uniform(-1.0, 1.0, size=(B, 2, 3))
         jitter = unit * np.array([shift, shift, scale])
         if c.mode == "multiview" and c.single_view_share > 0:  # drawn last: the paper's plans stay as they were
             single = rng.random(B) < c.single_view_share
             cam_b[single] = cam_a[single]
-            jitter[single] = unit[single] * np.array([c.single_view_jitter_shift] * 2 + [c.single_view_jitter_scale])
+            shift, scale = c.jitter_bounds(single_view=True)
+            jitter[single] = unit[single] * np.array([shift, shift, scale])
 
         return PairPlan(step=int(step), rank=-1, seq=seq.astype(np.int32),
                         cam=np.stack([cam_a, cam_b], 1).astype(np.int32),

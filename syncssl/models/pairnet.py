@@ -104,16 +104,20 @@ class PairNet(nn.Module):
         self.sync_head = mlp_head(fused, config.head_hidden, 2, config.dropout)
         self.flip_head = mlp_head(fused, config.head_hidden, 2, config.dropout)
 
+    def embed(self, images: Tensor) -> Tensor:
+        """images (V, C, S, S) -> per-view embeddings (V, E): the pooled backbone features, projected if configured."""
+        return self.project(self.backbone(images))
+
     def view_features(self, images: Tensor) -> Tensor:
         """images (V, C, S, S) -> what the fusion combines, per view (V, E): the embedding, centred if configured
         (in eval mode each view's own, so per-view features can be cached and paired later, as syncssl-sync does)."""
-        return self.center(self.project(self.backbone(images)))
+        return self.center(self.embed(images))
 
     def fused_features(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """images (2N, C, S, S) -> (fused pair features (N, factor * E), per-view embeddings (2N, E))."""
         if images.dim() != 4 or images.shape[0] % 2:
             raise ValueError(f"PairNet expects an even batch of images (2N, C, H, W), got {tuple(images.shape)}")
-        embedding = self.project(self.backbone(images))
+        embedding = self.embed(images)
         pairs = self.center(embedding).view(-1, 2, embedding.shape[1])
         return self.fusion.fuse(pairs[:, 0], pairs[:, 1]), embedding
 

@@ -393,12 +393,7 @@ class PretextTrainer(Trainer):
         return PairNet(self.cfg.model)
 
     def jitter(self) -> tuple[float, float]:
-        s = self.cfg.sampling
-        if s.mode == "single_view":
-            return s.single_view_jitter_shift, s.single_view_jitter_scale
-        if s.single_view_share > 0:  # tiles must hold the larger single-view crops too
-            return max(s.jitter_shift, s.single_view_jitter_shift), max(s.jitter_scale, s.single_view_jitter_scale)
-        return s.jitter_shift, s.jitter_scale
+        return self.cfg.sampling.max_jitter()
 
     def pipeline(self, split: str, sampling, seed: int, source=None, augment: bool = False):
         return build_pipeline(self.prepared, split, self.cfg.data, sampling, seed=seed, rank=self.dist.rank,
