@@ -60,6 +60,18 @@ def test_pretraining_without_labels_gives_bit_identical_weights(tiny_dataset, tm
     assert "labels" not in json.loads((bare / "prepared" / "report.json").read_text())["quality"]
 
 
+def test_pretraining_reads_the_unlabelled_pool_and_fine_tuning_does_not(tiny_dataset):
+    import dataclasses
+    from syncssl.data.manifest import Manifest
+    from syncssl.train.config import FinetuneConfig, PretrainConfig
+    assert PretrainConfig().data.train_split == "auto" and FinetuneConfig().data.train_split == "train"
+    m = Manifest.load(tiny_dataset / "prepared")
+    assert m.resolve_split("auto") == "train" and m.resolve_split("test") == "test"  # no pool: the usual split
+    pooled = dataclasses.replace(m, splits={**m.splits, "pretrain": [*m.splits["train"], "S9"]})
+    assert pooled.resolve_split("auto") == "pretrain" and pooled.resolve_split("train") == "train"
+    assert set(pooled.split("pretrain")) > set(pooled.split("train"))
+
+
 # ---------------------------------------------------------------- 2. the mask the network sees
 
 

@@ -289,15 +289,20 @@ def test_holds_exist_and_all_actions_are_covered():
     still = sum(animate(make_subject("S1", "train", 0), a, 150, 25.0,
                         sequence_rng(0, "S1", a, "motion")).still.sum() > 0 for a in ACTIONS)
     assert still >= 3
-    for name in ("small", "large"):
+    for name in ("small", "small-pool", "large"):
         p = PRESETS[name]
         specs = plan_sequences(p)
         assert len(specs) == p.num_sequences
         for split, subjects in (("train", p.train_subjects), ("test", p.test_subjects)):
             assert {s.action for s in specs if s.subject in subjects} == set(ACTIONS)
-        per_subject = {s: {x.action for x in specs if x.subject == s} for s in p.subjects}
+        per_subject = {s: {x.action for x in specs if x.subject == s} for s in p.train_subjects + p.test_subjects}
         assert all(len(v) >= 4 for v in per_subject.values())
     assert PRESETS["small"].subjects == ("S1", "S5", "S6", "S7", "S8", "S9", "S11")
+    # the unlabelled pre-training pool: many people, every action type among them, the same labelled protocol
+    pool = PRESETS["small-pool"]
+    assert pool.train_subjects + pool.test_subjects == PRESETS["small"].subjects
+    assert len(pool.train_subjects + pool.pool) >= 29
+    assert {s.action for s in plan_sequences(pool) if s.split == "pool"} == set(ACTIONS)
 
 
 # ---------------------------------------------------------------- the command and the failure paths
@@ -309,7 +314,7 @@ def test_cli_choices_match_the_presets():
 
 
 def test_unknown_preset_codec_action_are_clear_errors(tmp_path):
-    with pytest.raises(ValueError, match="tiny, small, large"):
+    with pytest.raises(ValueError, match="tiny, small, small-pool, large"):
         get_preset("huge")
     with pytest.raises(ValueError, match="mjpeg, h264, vp9"):
         generate_report(tmp_path / "x", "tiny", codec="xvid", progress=False)

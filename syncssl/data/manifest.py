@@ -121,6 +121,12 @@ class Manifest:
 
     # ------------------------------------------------------------ queries
 
+    def resolve_split(self, name: str) -> str:
+        """``name``, or for "auto" the pre-training split: "pretrain" when the dataset has one, else "train"."""
+        if name != "auto":
+            return name
+        return "pretrain" if "pretrain" in self.splits else "train"
+
     def split(self, name: str) -> list[int]:
         """Indices into ``sequences`` of split ``name``'s subjects; an unknown or empty split is a DataError."""
         where = self.folder / MANIFEST_NAME if self.folder else self.dataset_root

@@ -29,8 +29,10 @@ class DataConfig:
     """Seed of the embedded synthetic dataset."""
     prepared: str = ""
     """Folder of the prepared manifest (backgrounds, boxes, motion); empty: <dataset>/prepared."""
-    train_split: str = "train"
-    """Split whose subjects are pre-trained on (labels are never read for pre-training)."""
+    train_split: str = "auto"
+    """Split whose subjects are pre-trained on (labels are never read for pre-training); auto: the dataset's
+    "pretrain" split when it has one (the embedded data: the training subjects and the unlabelled pool), else
+    "train"."""
     eval_split: str = "test"
     """Held-out split for the sync / flip accuracy reported at the end (unseen subjects)."""
     source: str = choices("tiles", "tiles", "video")

@@ -112,7 +112,8 @@ class Trainer:
 
         self.prepared = load_manifest(cfg.data, dist, tile_spec(cfg.data, *self.jitter()), self.log)
         self.manifest = self.prepared.manifest
-        for split in (cfg.data.train_split, cfg.data.eval_split):
+        self.train_split = self.manifest.resolve_split(cfg.data.train_split)
+        for split in (self.train_split, cfg.data.eval_split):
             self.manifest.split(split)  # an unknown or empty split fails now, not after training
         self.sources: list = []  # every view source made (closed with the trainer)
         self._eval_sources: dict = {}  # split -> the source evaluation reads (never the training pipeline's)
@@ -402,7 +403,7 @@ class PretextTrainer(Trainer):
 
     def build_train_data(self):
         cfg = self.cfg
-        self.train_data = self.pipeline(cfg.data.train_split, dataclasses.replace(cfg.sampling, batch_size=self.local_batch),
+        self.train_data = self.pipeline(self.train_split, dataclasses.replace(cfg.sampling, batch_size=self.local_batch),
                                         cfg.train.seed, augment=True)
         self.log(self.train_data.sampler.describe())
         return self.train_data.sampler.plan, self.train_data.batcher
@@ -475,7 +476,7 @@ class PretextTrainer(Trainer):
     def summarize(self, done: bool, last_eval: dict) -> dict:
         """Held-out (unseen subjects) and seen-subject accuracy at the end."""
         heldout = self.evaluate(self.cfg.data.eval_split) if done or not last_eval else last_eval
-        seen = self.evaluate(self.cfg.data.train_split) if done else {}
+        seen = self.evaluate(self.train_split) if done else {}
         if done:
             self.logger.log(self.step, _scalars(heldout), split="heldout")
         return {"heldout_sync_acc": heldout.get("sync_acc"), "heldout_flip_acc": heldout.get("flip_acc"),
@@ -658,7 +659,7 @@ class PoseTrainer(Trainer):
         result = self.evaluate(self.cfg.data.eval_split) if done or not last_eval else last_eval
         # the same metric on the label subjects' own frames (no augmentation): a high training error is
         # under-fitting, a low one next to a high held-out error a failure to transfer
-        train = self.evaluate(self.cfg.data.train_split, indices=self.label_sequences()) if done else {}
+        train = self.evaluate(self.train_split, indices=self.label_sequences()) if done else {}
         if done:
             self.logger.log(self.step, _scalars(result), split="heldout")
         return {"mpjpe": result["mpjpe"], "n_mpjpe": result["n_mpjpe"], "p_mpjpe": result["p_mpjpe"],
