@@ -284,7 +284,7 @@ class PairSampler:
         n = len(self.sequences)
         if all("camera(s)" in r for r in reasons):
             return (f"every sequence ({n}) has a single camera, but multiview pairs need two cameras of one "
-                    "sequence; use mode='single_view' for temporal pairs from one camera")
+                    "sequence; use mode='single_view' for pairs from one camera")
         if all("apart" in r for r in reasons):
             longest = max(s.num_frames for s in self.sequences)
             return (f"the offset window {self._window_text()} does not fit any of the {n} sequences (the longest "

@@ -68,7 +68,8 @@ GRID = (
     Row("fusion: concatenation", "pretrained", fusion="concat", paper="180.0"),
     Row("fusion: addition", "pretrained", fusion="sum", paper="169.4"),
     Row("fusion: difference", "pretrained", fusion="diff", paper="108.2"),
-    Row("single-view (temporal pairs from one camera)", "pretrained", views="single", paper="158.3"),
+    Row("single-view (one camera: a frame under two crops vs two instants)", "pretrained", views="single",
+        paper="158.3"),
 )
 HEADLINE = ("random init, background removed", "self-supervised (sync+flip, removed, prod, multi-view)")
 RANDOM_ROWS = tuple(r.name for r in GRID if r.init == "random" and r.background == "removed")  # the baselines
