@@ -30,7 +30,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -103,23 +103,23 @@ class Preset:
         return len(plan_sequences(self))
 
 
+# The default: Human3.6M's subjects and splits, and as in Human3.6M every subject performs every action
+# type (so that the labels of S1 alone cover the actions of the held-out subjects): 56 sequences of 4.8 s,
+# 26.9k camera-frames, ~300 MB; about two minutes on two cores.
+SMALL = Preset(name="small", train_subjects=H36M_TRAIN, test_subjects=H36M_TEST, actions=ACTIONS,
+               actions_per_subject=len(ACTIONS), repetitions=1, num_frames=120, num_cameras=4, size=(320, 240))
+
+
 PRESETS = {
     # For tests: a few seconds on one core.
     "tiny": Preset(name="tiny", train_subjects=("S1", "S5"), test_subjects=("S9",),
                    actions=("Walking", "Waving"), actions_per_subject=2, repetitions=1,
                    num_frames=40, num_cameras=4, size=(160, 128)),
-    # The default: Human3.6M's subjects and splits, and as in Human3.6M every subject performs every action
-    # type (so that the labels of S1 alone cover the actions of the held-out subjects): 56 sequences of 4.8 s,
-    # 26.9k camera-frames, ~300 MB; about two minutes on two cores.
-    "small": Preset(name="small", train_subjects=H36M_TRAIN, test_subjects=H36M_TEST, actions=ACTIONS,
-                    actions_per_subject=len(ACTIONS), repetitions=1, num_frames=120, num_cameras=4,
-                    size=(320, 240)),
+    "small": SMALL,
     # `small` and an unlabelled pool of 24 more people (two 4.8 s takes each) that only pre-training sees
     # (its "pretrain" split): unlabelled video is the cheap part, and many people are what make the features
     # about the pose rather than about five persons. 104 sequences, 50k camera-frames; ~9 min on two cores.
-    "small-pool": Preset(name="small-pool", train_subjects=H36M_TRAIN, test_subjects=H36M_TEST, actions=ACTIONS,
-                         actions_per_subject=len(ACTIONS), repetitions=1, num_frames=120, num_cameras=4,
-                         size=(320, 240), pool_subjects=24, pool_actions=2),
+    "small-pool": replace(SMALL, name="small-pool", pool_subjects=24, pool_actions=2),
     # For GPU runs: every action type for every subject, longer takes, six cameras, 640x480, a larger capture
     # area, and three extra training subjects (Human3.6M's unreleased S2, S3, S4 names): 80 sequences,
     # 120k camera-frames, about 4 GB as MJPEG (h264: a tenth); ~35 min on 2 cores, ~5 min on 16.
