@@ -142,9 +142,7 @@ def prepare(dataset, out, force, preset, tiles, transcode, fg_motion_threshold, 
     if tiles is not None:
         data_cfg = dataclasses.replace(data_cfg, source="video" if tiles == "none" else "tiles",
                                        tile_format=tiles if tiles != "none" else data_cfg.tile_format)
-    s = cfg.sampling
-    shift, scale = ((s.single_view_jitter_shift, s.single_view_jitter_scale) if s.mode == "single_view"
-                    else (s.jitter_shift, s.jitter_scale))
+    shift, scale = cfg.sampling.max_jitter()  # the tiles the trainer will look for
     console = Console()
     ds = open_dataset(dataset)
     options = PrepareOptions(bg_frames=bg_frames, fg_motion_threshold=fg_motion_threshold, transcode=transcode,
@@ -345,13 +343,16 @@ def evaluate(path, out, split, pairs, stride, pictures, device, dataset, data_se
               help="Share of bootstrap resamples that must put the peak within 1 frame for an offset to count as "
                    "determined.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap resampling.")
+@click.option("--mirrored", is_flag=True,
+              help="Also score every pair with both views mirrored and average the log-odds (twice the embedding "
+                   "work).")
 @click.option("--source", type=click.Choice(["tiles", "video"]), default=None,
               help="Where the pixels come from (default: what the model was trained on).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Processes decoding videos in the preparation (default: every core).")
 def sync(dataset, model_path, reference, max_offset, instants, out, apply_, force, sequences, independent,
-         min_support, seed, source, device, workers):
+         min_support, seed, mirrored, source, device, workers):
     """Find each camera's time offset to a reference camera with the pre-trained sync classifier.
 
     DATASET is a dataset root or a bare session folder (calibration.toml + videos); no labels are needed. For
@@ -367,7 +368,7 @@ def sync(dataset, model_path, reference, max_offset, instants, out, apply_, forc
     if dev == "cuda" and not torch.cuda.is_available():
         raise click.ClickException("--device cuda: CUDA is not available")
     options = SyncOptions(reference=reference, max_offset_s=max_offset, instants=instants, joint=not independent,
-                          min_support=min_support, seed=seed, sequences=tuple(sequences))
+                          min_support=min_support, seed=seed, sequences=tuple(sequences), mirrored=mirrored)
     log = lambda msg: click.echo(msg, err=True)  # noqa: E731
     try:
         model = load_model(model_path, dev)
@@ -548,12 +549,13 @@ def bench_decode(json_path, root, pairs, batches, repeats, seed):
               help="Search this many seconds beyond the injected range (a peak at the end of the range is not "
                    "trusted).")
 @click.option("--instants", type=click.IntRange(min=1), default=512, show_default=True)
+@click.option("--mirrored", is_flag=True, help="syncssl-sync --mirrored: also score both views mirrored.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=None)
 @click.option("--eval", "evaluate", is_flag=True,
               help="Also syncssl-eval's held-out sync accuracy: unshifted, shifted, shifted with the offsets applied.")
 def bench_sync(json_path, model_path, out, data_root, preset, data_seed, offset_seed, max_offset, search_margin,
-               instants, device, workers, evaluate):
+               instants, mirrored, device, workers, evaluate):
     """syncssl-sync on the held-out subjects with seeded random camera offsets: the share recovered within 1 frame
     (sync_bench.json, sync_bench.png in OUT)."""
     from .bench.sync import print_sync_table, run_sync_benchmark
@@ -561,7 +563,7 @@ def bench_sync(json_path, model_path, out, data_root, preset, data_seed, offset_
     try:
         result = run_sync_benchmark(model_path, out=out, data_root=data_root, preset=preset, data_seed=data_seed,
                                     offset_seed=offset_seed, max_offset_s=max_offset, search_margin_s=search_margin,
-                                    instants=instants,
+                                    instants=instants, mirrored=mirrored,
                                     device=device, workers=workers, evaluate=evaluate,
                                     log=lambda m: click.echo(m, err=True))
     except USER_ERRORS as e:

@@ -241,6 +241,33 @@ def test_single_view_pairs_mixed_into_multiview_training():
         SamplingConfig(single_view_share=1.5)
 
 
+def test_temporal_single_view_pairs_are_two_nearby_instants():
+    paper = PairSampler(sequences(), SamplingConfig(batch_size=256, mode="single_view"), seed=0)
+    temporal = PairSampler(sequences(), SamplingConfig(batch_size=256, mode="single_view",
+                                                       single_view_sync_window=2), seed=0)
+    seen = set()
+    for k in range(5):
+        p, t = paper.plan(k), temporal.plan(k)
+        sync = t.sync == 1
+        gap = t.frame[:, 1] - t.frame[:, 0]
+        # synchronized: two different instants at most 2 frames apart, inside the sequence
+        assert (np.abs(gap[sync]) >= 1).all() and (np.abs(gap[sync]) <= 2).all()
+        assert np.array_equal(gap, t.offset)
+        lengths = np.where(t.seq == 0, 600, 300)
+        assert (t.frame >= 0).all() and (t.frame < lengths[:, None]).all()
+        seen |= set(gap[sync].tolist())
+        # drawn last: everything else is the paper's variant's plan
+        assert np.array_equal(p.frame[:, 0], t.frame[:, 0]) and np.array_equal(p.offset[~sync], t.offset[~sync])
+        for f in ("seq", "cam", "sync", "flip", "flip_label", "jitter"):
+            assert np.array_equal(getattr(p, f), getattr(t, f)), f
+    assert seen == {-2, -1, 1, 2}
+    # nearby must stay apart from distant: the window's lower end (0.1 s = 3 frames at 25 fps) is above it
+    with pytest.raises(ValueError, match="single_view_sync_window.*S5/eat"):
+        PairSampler(sequences(), SamplingConfig(mode="single_view", single_view_sync_window=3))
+    with pytest.raises(ValueError, match="single_view_sync_window"):
+        SamplingConfig(single_view_sync_window=-1)
+
+
 def test_largest_jitter_covers_every_kind_of_pair_drawn():
     # tiles are cut once with this margin: a pair jittered beyond it would read past the tile
     assert SamplingConfig().max_jitter() == (0.05, 0.1)

@@ -339,6 +339,28 @@ def test_mirror_rig_offsets_are_recovered_exactly(mirror_session):
     assert (out / "sync.csv").read_text().count("\n") == 4 and (out / "scores.png").stat().st_size > 1000
 
 
+def test_mirrored_scoring_averages_the_mirror_images_pass(mirror_session, tmp_path):
+    """--mirrored embeds every view a second time, mirrored, and scores the mirrored pairs too."""
+    class Recording(PixelScorer):
+        def __init__(self):
+            self.batches = []
+
+        def embed(self, images):
+            self.batches.append(images.float().clone())
+            return super().embed(images)
+
+    session, _ = mirror_session
+    scorer = Recording()
+    model = dataclasses.replace(stub_model(), scorer=scorer)
+    result = synchronize(session, model, SyncOptions(max_offset_s=0.24, mirrored=True, **FAST), out=tmp_path / "out",
+                         progress=False, log=lambda m: None)
+    half = len(scorer.batches) // 2
+    plain, mirrored = torch.cat(scorer.batches[:half]), torch.cat(scorer.batches[half:])
+    assert len(plain) == len(mirrored) == result.views_embedded
+    torch.testing.assert_close(mirrored, plain.flip(-1))
+    assert {c.camera: c.estimate.offset for c in result.sequences[0].cameras} == TRUTH
+
+
 def test_apply_then_resync_reads_aligned_frames(mirror_session, tmp_path):
     """--apply writes sync.toml; the sources, prepare and the video path then read aligned frames, so a second
     search (here through the video decoder) finds every residual offset 0."""

@@ -51,7 +51,7 @@ def ensure_long_render(data_root: Path, preset: str, margin_frames: int, seed: i
 
 def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = "small", data_seed: int = 0,
                        offset_seed: int = 0, max_offset_s: float = 2.0, search_margin_s: float = 0.2,
-                       instants: int = 512, device: str = "auto",
+                       instants: int = 512, mirrored: bool = False, device: str = "auto",
                        workers: int | None = None, evaluate: bool = False, eval_pairs: int = 1024,
                        log=print) -> dict:
     import torch
@@ -78,7 +78,8 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
         shift_dataset(long_root, root, offsets, first=span, length=base.num_frames, splits=splits)
     dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     loaded = load_model(model, dev)
-    options = SyncOptions(max_offset_s=max_offset_s + search_margin_s, instants=instants, seed=offset_seed)
+    options = SyncOptions(max_offset_s=max_offset_s + search_margin_s, instants=instants, seed=offset_seed,
+                          mirrored=mirrored)
     result = synchronize(shifted, loaded, options, out=out / "sync", device=dev, workers=workers, log=log,
                          truth=truth)
     render_table(result)
@@ -97,7 +98,7 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), preset=preset,
         data=str(long_root), data_seed=data_seed, offset_seed=offset_seed, max_offset_s=max_offset_s,
         max_offset_frames=span, search_max_offset_s=options.max_offset_s, min_support=options.min_support,
-        instants_per_camera=instants, sequences=len(result.sequences),
+        instants_per_camera=instants, mirrored=mirrored, sequences=len(result.sequences),
         cameras=len(rows), frames_per_camera=base.num_frames, sync_seconds=result.seconds,
         views_embedded=result.views_embedded, **summary, per_camera=rows)
     if evaluate:

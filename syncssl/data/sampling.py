@@ -36,7 +36,8 @@ Design (what the tests hold it to):
   to it. Rarely an anchor has no partner that passes the filters; that row's anchor is then drawn again.
 - **Modes.** ``multiview``: two different cameras of one sequence (the paper). ``single_view`` (the "is
   multi-view data needed" ablation): both views from one camera; a synchronized pair is one frame under two
-  different crop augmentations, an unsynchronized pair two instants. ``single_view_share`` mixes a share of
+  different crop augmentations (the paper's variant) or, with ``single_view_sync_window > 0``, two instants at
+  most that many frames apart (the temporal variant), an unsynchronized pair two instants. ``single_view_share`` mixes a share of
   such pairs into multiview training (an auxiliary; held-out accuracy is always measured on two-camera pairs).
 - **Jitter.** Per view: ``(dx, dy, log_scale)``; dx, dy shift the crop box by a fraction of its side, the box
   side is multiplied by ``exp(log_scale)``. Mild by default in multiview mode, stronger in single_view mode
@@ -132,6 +133,9 @@ class SamplingConfig:
     jitter_scale: float = 0.1  # multiview: log of the box scale, uniform in +-this
     single_view_jitter_shift: float = 0.15  # single_view: the same, stronger: it is what tells the two views apart
     single_view_jitter_scale: float = 0.25  # single_view: log-scale range
+    single_view_sync_window: int = 0  # single_view: a synchronized pair's second view lies 1..this many frames from
+    #                                   the anchor (either side): the temporal variant, "two nearby instants vs two
+    #                                   distant ones"; 0: the same frame under two crops (the paper's variant)
     max_redraws: int = 64  # anchors redrawn for a row whose anchor has no partner passing the pose filter
 
     def __post_init__(self):
@@ -151,6 +155,8 @@ class SamplingConfig:
             raise ValueError("label_min_pose_change_mm and the jitter ranges must be >= 0")
         if not 0 <= self.min_silhouette_change < 1:
             raise ValueError(f"min_silhouette_change must be in [0, 1), got {self.min_silhouette_change}")
+        if self.single_view_sync_window < 0:
+            raise ValueError(f"single_view_sync_window must be >= 0, got {self.single_view_sync_window}")
 
     def jitter_bounds(self, single_view: bool) -> tuple[float, float]:
         """(shift, log-scale) bounds of a view's crop jitter in a pair from one camera (single_view) or two."""
@@ -184,7 +190,7 @@ class PairPlan:
     seq: np.ndarray  # (N,) int32: index into the sampler's sequence list
     cam: np.ndarray  # (N, 2) int32: camera of view a, of view b (equal in single_view mode)
     frame: np.ndarray  # (N, 2) int64: t for view a, t + offset for view b
-    offset: np.ndarray  # (N,) int32: d (0 for synchronized pairs)
+    offset: np.ndarray  # (N,) int32: d (0 for synchronized pairs, but 1..window in the temporal single-view variant)
     sync: np.ndarray  # (N,) int64: 1 = synchronized
     flip: np.ndarray  # (N, 2) bool: which view is mirrored (at most one per pair)
     flip_label: np.ndarray  # (N,) int64: 1 if one view is mirrored
@@ -225,6 +231,10 @@ class PairSampler:
         self._silhouette_filter_off: list[int] = []
         for i, s in enumerate(self.sequences):
             lo, hi = config.window(s.fps)
+            if config.mode == "single_view" and config.single_view_sync_window >= lo:
+                raise ValueError(f"single_view_sync_window ({config.single_view_sync_window} frames) must be below the "
+                                 f"smallest unsynchronized offset ({lo} frames at {s.fps:g} fps in "
+                                 f"{self._label(i)}): nearby and distant instants would overlap")
             self._windows.append((lo, hi))
             usable, why = self._usable_anchors(s, lo, hi)
             if s.static is not None:
@@ -360,6 +370,14 @@ class PairSampler:
             cam_b[single] = cam_a[single]
             shift, scale = c.jitter_bounds(single_view=True)
             jitter[single] = unit[single] * np.array([shift, shift, scale])
+        if c.mode == "single_view" and c.single_view_sync_window > 0:  # the temporal variant, drawn last
+            rows = np.flatnonzero(sync == 1)
+            d = rng.integers(1, c.single_view_sync_window + 1, size=len(rows))
+            d *= np.where(rng.random(len(rows)) < 0.5, -1, 1)
+            frames = np.array([s.num_frames for s in self.sequences], np.int64)[seq[rows]]
+            outside = (t[rows] + d < 0) | (t[rows] + d >= frames)
+            d[outside] *= -1  # the other side; clipped for a sequence shorter than both sides together
+            offset[rows] = np.clip(t[rows] + d, 0, frames - 1) - t[rows]
 
         return PairPlan(step=int(step), rank=-1, seq=seq.astype(np.int32),
                         cam=np.stack([cam_a, cam_b], 1).astype(np.int32),

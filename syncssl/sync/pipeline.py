@@ -117,6 +117,8 @@ class SyncOptions:
     joint: bool = True  # every camera at once from all pairs (else: each camera from its reference pair only)
     seed: int = 0  # bootstrap resampling
     batch_size: int = 256  # views per fused-op call and backbone pass
+    mirrored: bool = False  # also score every pair with both views mirrored (a mirrored rig is a rig too) and average
+    #                         the two log-odds: twice the embedding work for a less noisy curve
     sequences: tuple[str, ...] = ()  # only these sequences (keys "subject/name"); empty: all
 
     def __post_init__(self):
@@ -337,9 +339,7 @@ def synchronize(dataset: str | Path, model: LoadedModel, options: SyncOptions | 
     cfg = model.cfg
     data_cfg = dataclasses.replace(cfg.data, substitute=0.0,  # the real background, removed: no random fill
                                    **({"source": source} if source else {}))
-    s_cfg = cfg.sampling
-    shift, scale = ((s_cfg.single_view_jitter_shift, s_cfg.single_view_jitter_scale) if s_cfg.mode == "single_view"
-                    else (s_cfg.jitter_shift, s_cfg.jitter_scale))
+    shift, scale = cfg.sampling.max_jitter()  # tiles cut as the model's training cut them
     per_camera = camera_dataset(sub)
     log(f"preparing {len(per_camera.sequences)} camera recordings of {len(seqs)} sequences into {prepared}")
     kw = dict(tiles=tile_spec(data_cfg, shift, scale), mask=mask_settings(data_cfg), crop_size=data_cfg.crop_size,
@@ -365,13 +365,15 @@ def synchronize(dataset: str | Path, model: LoadedModel, options: SyncOptions | 
     where = f"tiles {report.tiles.name}" if report.tiles else f"video via {src.decoder.name} ({src.decoder.device})"
     try:
         embeddings, views = _embed(plans, assembler, model.scorer, options.batch_size, progress)
+        mirrored = _embed(plans, assembler, model.scorer, options.batch_size, progress, mirror=True)[0] \
+            if options.mirrored else None
     finally:
         if hasattr(src, "decoder"):
             src.decoder.close()
     rng = np.random.default_rng(options.seed)
     results = []
     for plan in plans:
-        results.append(_search(plan, embeddings, model.scorer, options, rng, device))
+        results.append(_search(plan, embeddings, model.scorer, options, rng, device, mirrored))
         if truth and plan.seq.key in truth:
             results[-1].truth = truth[plan.seq.key]
     result = SyncResult(dataset=dataset, checkpoint=model.checkpoint, options=options, sequences=results,
@@ -381,18 +383,18 @@ def synchronize(dataset: str | Path, model: LoadedModel, options: SyncOptions | 
     return result
 
 
-def _embed(plans: list[_Plan], assembler, scorer: PairScorer, batch: int, progress: bool):
-    """Embeddings of every needed frame: {manifest index: (T, E) tensor, NaN rows where none was needed (or a
-    decode failed)}; and how many views were embedded."""
+def _embed(plans: list[_Plan], assembler, scorer: PairScorer, batch: int, progress: bool, mirror: bool = False):
+    """Embeddings of every needed frame (``mirror``: of its mirror image): {manifest index: (T, E) tensor, NaN rows
+    where none was needed (or a decode failed)}; and how many views were embedded."""
     views = []
     for plan in plans:
         for c, need in _needed(plan).items():
             views += [(plan.index[c], 0, int(t)) for t in np.flatnonzero(need)]
     lengths = {plan.index[c]: plan.lengths[c] for plan in plans for c in plan.cameras}
     out: dict[int, torch.Tensor] = {}
-    flip = np.zeros(batch, bool)
+    flip = np.full(batch, mirror)
     jitter = np.zeros((batch, 3), np.float32)
-    bar = _bar(progress, "embedding frames", len(views))
+    bar = _bar(progress, "embedding mirrored frames" if mirror else "embedding frames", len(views))
     try:
         for step, k in enumerate(range(0, len(views), batch)):
             chunk = views[k:k + batch]
@@ -453,13 +455,17 @@ def score_matrix(scorer: PairScorer, ea: torch.Tensor, eb: torch.Tensor, instant
 
 
 def _search(plan: _Plan, embeddings: dict, scorer: PairScorer, options: SyncOptions, rng,
-            device) -> SequenceResult:
+            device, mirrored: dict | None = None) -> SequenceResult:
     curves, pairs = {}, {}
     missing = torch.full((1, 1), float("nan"))
     for a, b, offsets in plan.pairs:
         ea = embeddings.get(plan.index[a], missing.expand(plan.lengths[a], 1))
         eb = embeddings.get(plan.index[b], missing.expand(plan.lengths[b], 1))
         L = score_matrix(scorer, ea, eb, plan.instants[a], offsets, plan.usable[b])
+        if mirrored is not None:  # the same pairs with both views mirrored
+            ma = mirrored.get(plan.index[a], missing.expand(plan.lengths[a], 1))
+            mb = mirrored.get(plan.index[b], missing.expand(plan.lengths[b], 1))
+            L = (L + score_matrix(scorer, ma, mb, plan.instants[a], offsets, plan.usable[b])) / 2
         curve = search.Curve(a, b, offsets, L)
         curves[(a, b)] = curve
         pairs[(a, b)] = search.analyse_curve(curve, rng=rng, replicates=options.replicates,
