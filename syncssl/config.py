@@ -1,7 +1,8 @@
 """Dataclass configs: TOML files in, dotted overrides on top, the resolved config saved with every run.
 
 Every field of a config dataclass carries an attribute docstring (the string literal on the line after it,
-as in torchtitan); :func:`field_docs` reads them back for ``--help-config`` and for error messages.
+as in torchtitan) or, in the dataclasses that live beside their code (sampling, models), a trailing comment;
+:func:`field_docs` reads either back for ``--help-config``, the saved ``config.toml`` and error messages.
 Fields may declare their valid values with ``choices(...)`` metadata.
 """
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
+import io
 import textwrap
+import tokenize
 import types
 import tomllib
 import typing
@@ -28,21 +31,44 @@ def choices(default, *values, **kw):
 
 @lru_cache(maxsize=None)
 def field_docs(cls) -> dict[str, str]:
-    """Attribute docstrings of a dataclass: ``x: int = 1`` followed by ``\"\"\"what x is\"\"\"``."""
+    """What each field of a dataclass is: its attribute docstring (``x: int = 1`` followed by ``\"\"\"what x
+    is\"\"\"``), else its trailing comment (``x: int = 1  # what x is``) with the comment-only lines that continue it
+    (``#`` followed by the alignment spaces)."""
     docs: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
         if not dataclasses.is_dataclass(klass):
             continue
         try:
-            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+            source = textwrap.dedent(inspect.getsource(klass))
+            tree = ast.parse(source)
         except (OSError, TypeError):
             continue
         body = tree.body[0].body
-        for node, nxt in zip(body, body[1:]):
-            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr)
-                    and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
+        comments = _comments(source)
+        for node, nxt in zip(body, body[1:] + [None]):
+            if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+                continue
+            if (isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
+                    and isinstance(nxt.value.value, str)):
                 docs[node.target.id] = " ".join(nxt.value.value.split())
+            elif node.end_lineno in comments and not comments[node.end_lineno][0]:
+                parts, line = [comments[node.end_lineno][1].strip()], node.end_lineno + 1
+                while line in comments and comments[line][0] and comments[line][1].startswith("  "):
+                    parts.append(comments[line][1].strip())
+                    line += 1
+                docs[node.target.id] = " ".join(" ".join(parts).split())
     return docs
+
+
+def _comments(source: str) -> dict[int, tuple[bool, str]]:
+    """line number -> (the line holds only the comment, the comment's text after ``#``)."""
+    out = {}
+    lines = source.splitlines()
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            row, col = tok.start
+            out[row] = (not lines[row - 1][:col].strip(), tok.string[1:])
+    return out
 
 
 def _convert(value, typ, where: str):

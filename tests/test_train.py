@@ -217,6 +217,21 @@ def test_config_round_trips_through_toml(tmp_path):
     assert again == cfg and again.optim.lr == 3e-4 and again.model.depth == 34
 
 
+def test_every_config_key_says_what_it_is():
+    """--help-config and the saved config.toml explain every key, whether the field is documented by a docstring
+    (train/config.py) or by a trailing comment continued on aligned comment lines (sampling, models)."""
+    from syncssl.config import describe, field_docs, to_toml
+    from syncssl.data.sampling import SamplingConfig
+    from syncssl.train.config import FinetuneConfig, PretrainConfig
+    for cls in (PretrainConfig, FinetuneConfig):
+        undocumented = [key for key, _, doc in describe(cls) if not doc.strip()]
+        assert not undocumented, undocumented
+    doc = field_docs(SamplingConfig)["single_view_share"]
+    assert doc.startswith("multiview mode: share of pairs") and doc.endswith("0: the paper's")  # 3 lines joined
+    assert "#" not in doc and "  " not in doc
+    assert "# pairs per rank per step" in to_toml(load_config("cpu-small"))
+
+
 def test_prefetcher_keeps_step_order_raises_producer_errors_and_uses_one_intra_op_thread():
     """The prefetch thread hands batches over in step order, re-raises what failed in it, and runs its ops on
     one intra-op thread (a second OpenMP team fights the step's on a small CPU) without changing the caller's."""
