@@ -37,8 +37,9 @@ Design (what the tests hold it to):
 - **Modes.** ``multiview``: two different cameras of one sequence (the paper). ``single_view`` (the "is
   multi-view data needed" ablation): both views from one camera; a synchronized pair is one frame under two
   different crop augmentations (the paper's variant) or, with ``single_view_sync_window > 0``, two instants at
-  most that many frames apart (the temporal variant), an unsynchronized pair two instants. ``single_view_share`` mixes a share of
-  such pairs into multiview training (an auxiliary; held-out accuracy is always measured on two-camera pairs).
+  most that many frames apart (the temporal variant), an unsynchronized pair two instants.
+  ``single_view_share`` mixes a share of such pairs into multiview training (an auxiliary; held-out accuracy is
+  always measured on two-camera pairs).
 - **Jitter.** Per view: ``(dx, dy, log_scale)``; dx, dy shift the crop box by a fraction of its side, the box
   side is multiplied by ``exp(log_scale)``. Mild by default in multiview mode, stronger in single_view mode
   where it *is* the augmentation that makes the two views of a synchronized pair differ.
