@@ -354,8 +354,7 @@ def test_mirrored_scoring_averages_the_mirror_images_pass(mirror_session, tmp_pa
     model = dataclasses.replace(stub_model(), scorer=scorer)
     result = synchronize(session, model, SyncOptions(max_offset_s=0.24, mirrored=True, **FAST), out=tmp_path / "out",
                          progress=False, log=lambda m: None)
-    half = len(scorer.batches) // 2
-    plain, mirrored = torch.cat(scorer.batches[:half]), torch.cat(scorer.batches[half:])
+    plain, mirrored = torch.cat(scorer.batches[0::2]), torch.cat(scorer.batches[1::2])  # each batch, then mirrored
     assert len(plain) == len(mirrored) == result.views_embedded
     torch.testing.assert_close(mirrored, plain.flip(-1))
     assert {c.camera: c.estimate.offset for c in result.sequences[0].cameras} == TRUTH

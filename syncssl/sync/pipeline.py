@@ -364,9 +364,8 @@ def synchronize(dataset: str | Path, model: LoadedModel, options: SyncOptions | 
     assembler = make_assembler(manifest, indices, data_cfg, src, device, model.input_dtype, 0)
     where = f"tiles {report.tiles.name}" if report.tiles else f"video via {src.decoder.name} ({src.decoder.device})"
     try:
-        embeddings, views = _embed(plans, assembler, model.scorer, options.batch_size, progress)
-        mirrored = _embed(plans, assembler, model.scorer, options.batch_size, progress, mirror=True)[0] \
-            if options.mirrored else None
+        embeddings, mirrored, views = _embed(plans, assembler, model.scorer, options.batch_size, progress,
+                                             options.mirrored)
     finally:
         if hasattr(src, "decoder"):
             src.decoder.close()
@@ -383,32 +382,33 @@ def synchronize(dataset: str | Path, model: LoadedModel, options: SyncOptions | 
     return result
 
 
-def _embed(plans: list[_Plan], assembler, scorer: PairScorer, batch: int, progress: bool, mirror: bool = False):
-    """Embeddings of every needed frame (``mirror``: of its mirror image): {manifest index: (T, E) tensor, NaN rows
-    where none was needed (or a decode failed)}; and how many views were embedded."""
+def _embed(plans: list[_Plan], assembler, scorer: PairScorer, batch: int, progress: bool, mirrored: bool = False):
+    """Embeddings of every needed frame: {manifest index: (T, E) tensor, NaN rows where none was needed (or a
+    decode failed)}; with ``mirrored`` the same of each frame's mirror image (the assembled crops flipped: nothing
+    is decoded or assembled twice), else None; and how many views were embedded."""
     views = []
     for plan in plans:
         for c, need in _needed(plan).items():
             views += [(plan.index[c], 0, int(t)) for t in np.flatnonzero(need)]
     lengths = {plan.index[c]: plan.lengths[c] for plan in plans for c in plan.cameras}
-    out: dict[int, torch.Tensor] = {}
-    flip = np.full(batch, mirror)
+    tables: list[dict[int, torch.Tensor]] = [{}, {}] if mirrored else [{}]
+    flip = np.zeros(batch, bool)
     jitter = np.zeros((batch, 3), np.float32)
-    bar = _bar(progress, "embedding mirrored frames" if mirror else "embedding frames", len(views))
+    bar = _bar(progress, "embedding frames" + (" and their mirror images" if mirrored else ""), len(views))
     try:
         for step, k in enumerate(range(0, len(views), batch)):
             chunk = views[k:k + batch]
             images, ok = assembler(chunk, flip[:len(chunk)], jitter[:len(chunk)], step)
-            emb = scorer.embed(images)
             kept = [v for v, good in zip(chunk, ok) if good]
-            for (s, _, t), e in zip(kept, emb):
-                if s not in out:
-                    out[s] = torch.full((lengths[s], e.shape[0]), float("nan"), device=e.device)
-                out[s][t] = e
+            for out, x in zip(tables, (images, images.flip(-1))):
+                for (s, _, t), e in zip(kept, scorer.embed(x)):
+                    if s not in out:
+                        out[s] = torch.full((lengths[s], e.shape[0]), float("nan"), device=e.device)
+                    out[s][t] = e
             bar(len(chunk))
     finally:
         bar(None)
-    return out, len(views)
+    return tables[0], (tables[1] if mirrored else None), len(views)
 
 
 def _bar(enabled: bool, label: str, total: int):
@@ -458,14 +458,16 @@ def _search(plan: _Plan, embeddings: dict, scorer: PairScorer, options: SyncOpti
             device, mirrored: dict | None = None) -> SequenceResult:
     curves, pairs = {}, {}
     missing = torch.full((1, 1), float("nan"))
+
+    def scores(table: dict, a: str, b: str, offsets) -> np.ndarray:
+        ea = table.get(plan.index[a], missing.expand(plan.lengths[a], 1))
+        eb = table.get(plan.index[b], missing.expand(plan.lengths[b], 1))
+        return score_matrix(scorer, ea, eb, plan.instants[a], offsets, plan.usable[b])
+
     for a, b, offsets in plan.pairs:
-        ea = embeddings.get(plan.index[a], missing.expand(plan.lengths[a], 1))
-        eb = embeddings.get(plan.index[b], missing.expand(plan.lengths[b], 1))
-        L = score_matrix(scorer, ea, eb, plan.instants[a], offsets, plan.usable[b])
+        L = scores(embeddings, a, b, offsets)
         if mirrored is not None:  # the same pairs with both views mirrored
-            ma = mirrored.get(plan.index[a], missing.expand(plan.lengths[a], 1))
-            mb = mirrored.get(plan.index[b], missing.expand(plan.lengths[b], 1))
-            L = (L + score_matrix(scorer, ma, mb, plan.instants[a], offsets, plan.usable[b])) / 2
+            L = (L + scores(mirrored, a, b, offsets)) / 2
         curve = search.Curve(a, b, offsets, L)
         curves[(a, b)] = curve
         pairs[(a, b)] = search.analyse_curve(curve, rng=rng, replicates=options.replicates,
