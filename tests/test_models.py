@@ -86,14 +86,31 @@ def test_centred_embeddings_are_standardised_before_fusion():
     torch.manual_seed(0)
     net = PairNet(PairNetConfig(depth=18, width=0.25, center=True)).train()
     x = images(32, 32)
-    fused, embedding = net.fused_features(x)
+    views, embedding = net.view_features(x), net.embed(x)
     assert (embedding >= 0).all()  # pooled ReLU features: all non-negative, their product only grows with magnitude
     centred = (embedding - embedding.mean(0)) / (embedding.var(0, unbiased=False) + 1e-5).sqrt()
-    pairs = centred.view(16, 2, -1)
-    torch.testing.assert_close(fused, pairs[:, 0] * pairs[:, 1], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(views, centred, atol=1e-4, rtol=1e-4)
+    fused = net.fusion.fuse(views[0::2], views[1::2])
     assert (fused < 0).any()
+    torch.testing.assert_close(net(x)["sync"], net.sync_head(fused), atol=1e-5, rtol=1e-5)
     plain = PairNet(PairNetConfig(depth=18, width=0.25))
     assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in plain.modules())  # the default: the paper's
+
+
+def test_cross_pairs_are_scored_like_the_batch_pairs():
+    """A grouped batch's extra pairs go through the same fusion and sync head: the cross pair (2n, 2n+1) scores
+    exactly as pair n, and any other pair as its two views' fused features."""
+    torch.manual_seed(0)
+    net = PairNet(PairNetConfig(depth=18, width=0.25, center=True)).train()
+    x = images(8, 32)
+    cross = torch.tensor([[0, 1], [2, 3], [0, 5], [6, 3]])
+    out = net(x, cross)
+    assert out["cross_sync"].shape == (4, 2)
+    torch.testing.assert_close(out["cross_sync"][:2], out["sync"][:2], atol=1e-5, rtol=1e-5)
+    views = net.view_features(x)  # train mode: the same batch statistics
+    torch.testing.assert_close(out["cross_sync"][2], net.sync_head(net.fusion.fuse(views[0:1], views[5:6]))[0],
+                               atol=1e-5, rtol=1e-5)
+    assert "cross_sync" not in net(x)
 
 
 def test_unknown_fusion_lists_the_choices():

@@ -4,7 +4,7 @@ from itertools import islice
 import numpy as np
 import pytest
 
-from syncssl.data.sampling import PairPlan, PairSampler, SamplerSequence, SamplingConfig
+from syncssl.data.sampling import PairPlan, PairSampler, SamplerSequence, SamplingConfig, cross_pairs
 
 FIELDS = ("seq", "cam", "frame", "offset", "sync", "flip", "flip_label", "jitter")
 
@@ -317,3 +317,46 @@ def test_from_a_prepared_sequence():
     assert s.static.sum() == 20 and s.poses3d.shape == (120, 17, 3)
     with pytest.raises(ValueError, match="static must be"):
         SamplerSequence(10, 2, 50.0, static=np.zeros(9, bool))
+
+
+def test_grouped_rows_share_sequence_and_anchor_and_keep_their_pairs():
+    s = PairSampler(sequences(), SamplingConfig(batch_size=12, group_size=4), seed=5, world_size=2)
+    for step in range(6):
+        p = s.global_plan(step)
+        lo_hi = {i: s.window(i) for i in range(2)}
+        for g in range(0, 24, 4):
+            assert len(set(p.seq[g:g + 4])) == 1 and len(set(p.frame[g:g + 4, 0])) == 1
+        assert (p.cam[:, 0] != p.cam[:, 1]).all()  # each row is still a two-camera pair
+        for row in np.flatnonzero(p.sync == 0):
+            lo, hi = lo_hi[int(p.seq[row])]
+            assert lo <= abs(int(p.offset[row])) <= hi
+        assert (p.offset[p.sync == 1] == 0).all()
+    # ranks hold whole groups
+    rank1 = PairSampler(sequences(), SamplingConfig(batch_size=12, group_size=4), seed=5, rank=1, world_size=2)
+    assert np.array_equal(rank1.plan(3).frame, s.global_plan(3).frame[12:])
+
+
+def test_cross_pairs_take_only_pairs_the_plan_labels():
+    s = PairSampler(sequences(), SamplingConfig(batch_size=32, group_size=8), seed=1)
+    p = s.plan(7)
+    pairs, labels = cross_pairs(p, 8)
+    assert len(pairs) > 32 and 0.2 < labels.mean() < 0.9  # many more pairs than rows, both classes
+    row, cam = pairs // 2, p.cam.reshape(-1)[pairs]
+    frame, flipped = p.frame.reshape(-1)[pairs], p.flip.reshape(-1)[pairs]
+    anchor = p.frame[row[:, 0], 0]
+    assert (row[:, 0] // 8 == row[:, 1] // 8).all() and (row[:, 0] != row[:, 1]).all()
+    assert (cam[:, 0] != cam[:, 1]).all() and not flipped.any()
+    assert ((frame[:, 0] == anchor) | (frame[:, 1] == anchor)).all()  # one view at the anchor: the offset was filtered
+    assert np.array_equal(labels, (frame[:, 0] == frame[:, 1]).astype(np.int64))
+    lo, _ = s.window(int(p.seq[0]))
+    assert (np.abs(frame[labels == 0, 0] - frame[labels == 0, 1]) >= 1).all()
+    assert all((np.abs(frame[labels == 0, 0] - frame[labels == 0, 1])[row[labels == 0, 0] // 8 == g] >=
+                s.window(int(p.seq[8 * g]))[0]).all() for g in range(4))
+    assert len(cross_pairs(PairSampler(sequences(), SamplingConfig(batch_size=8), seed=1).plan(0), 1)[0]) == 0
+
+
+def test_group_size_must_divide_the_batch_and_fit_the_variant():
+    with pytest.raises(ValueError, match="group_size must be >= 1 and divide batch_size"):
+        SamplingConfig(batch_size=10, group_size=4)
+    with pytest.raises(ValueError, match="temporal single-view"):
+        SamplingConfig(batch_size=8, group_size=4, mode="single_view", single_view_sync_window=2)

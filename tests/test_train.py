@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -280,3 +281,48 @@ def test_heldout_accuracy_is_measured_on_the_papers_pairs_whatever_training_mixe
     measured = [s for split, s in seen if s.jitter_shift == 0]
     assert training and measured
     assert all(s.mode == "multiview" and s.single_view_share == 0 and s.jitter_scale == 0 for s in measured)
+
+
+def test_grouped_batches_train_the_sync_head_on_their_cross_pairs_too(tiny_dataset, tmp_path):
+    def step_grads(cross_weight):
+        torch.manual_seed(0)
+        cfg = tiny_config(tiny_dataset, tmp_path / f"w{cross_weight}", *EXACT, "train.batch_size=8",
+                          "sampling.group_size=4", f"pretext.cross_weight={cross_weight}", "train.resume='none'")
+        trainer = PretextTrainer(cfg, Dist(), progress=False)
+        batch = trainer.train_data.batch(0)
+        assert batch.cross is not None and len(batch.cross) > 8  # more pairs than the batch's rows
+        assert 0 < batch.cross_sync.float().mean() < 1
+        m = trainer.train_step(batch)
+        grads = torch.cat([p.grad.flatten() for p in trainer.model.sync_head.parameters()])
+        trainer.close()
+        return m, grads
+
+    m1, g1 = step_grads(1.0)
+    m0, g0 = step_grads(0.0)
+    assert "cross_acc" in m1["sums"] and "cross_loss" in m1["sums"]
+    assert not torch.allclose(g0, g1)  # the cross pairs reach the sync head's gradient
+    assert m1["loss"] > m0["loss"]
+
+
+def test_batcher_maps_cross_pairs_onto_the_views_that_decoded():
+    """A pair lost to a decode failure takes its views out of the batch: the cross pairs that used them go, the
+    others are renumbered onto the images that remain."""
+    from syncssl.data.loader import PairBatcher
+    from syncssl.data.sampling import PairSampler, SamplerSequence, SamplingConfig, cross_pairs
+
+    plan = PairSampler([SamplerSequence(200, 4, 25.0)], SamplingConfig(batch_size=8, group_size=4), seed=0).plan(0)
+
+    class FailingAssembler:  # view v's image is the number v; views of pair 1 fail to decode
+        device, manifest = torch.device("cpu"), None
+
+        def __call__(self, views, flips, jitter, step, rank):
+            ok = np.ones(len(views), bool)
+            ok[2:4] = False
+            return torch.arange(len(views), dtype=torch.float32)[torch.from_numpy(ok)], ok
+
+    batch = PairBatcher(FailingAssembler(), 4)(plan)
+    pairs, labels = cross_pairs(plan, 4)
+    kept = ~np.isin(pairs, [2, 3]).any(1)
+    assert batch.dropped == 1 and len(batch.cross) == kept.sum() > 0
+    assert torch.equal(batch.images[batch.cross], torch.from_numpy(pairs[kept]).float())  # the same views
+    assert torch.equal(batch.cross_sync, torch.from_numpy(labels[kept]))

@@ -19,7 +19,7 @@ from .crops import MaskSettings, cut
 from .dataset import DataError
 from .decode import FrameRequest
 from .manifest import Manifest
-from .sampling import PairPlan
+from .sampling import PairPlan, cross_pairs
 
 @dataclass
 class Batch:
@@ -30,6 +30,8 @@ class Batch:
     offset: torch.Tensor  # (N,) int64, frame offset of view b (0 for synchronized pairs)
     dropped: int = 0  # pairs dropped because one of their videos failed to decode
     ready: torch.cuda.Event | None = None  # set when assembled on a side CUDA stream
+    cross: torch.Tensor | None = None  # (K, 2) int64: more pairs among the views of a grouped plan (indices into images)
+    cross_sync: torch.Tensor | None = None  # (K,) int64: their labels, 1 = synchronized
 
     @property
     def pairs(self) -> int:
@@ -37,7 +39,8 @@ class Batch:
 
     def wait(self):
         """Make the current CUDA stream wait for this batch (no-op on CPU)."""
-        _wait_ready(self.ready, (self.images, self.sync, self.flip, self.offset))
+        extra = () if self.cross is None else (self.cross, self.cross_sync)
+        _wait_ready(self.ready, (self.images, self.sync, self.flip, self.offset, *extra))
 
 
 def _wait_ready(ready: torch.cuda.Event | None, tensors) -> None:
@@ -320,8 +323,9 @@ class ViewAssembler:
 class PairBatcher:
     """A :class:`~syncssl.data.sampling.PairPlan` -> a :class:`Batch` of view pairs (the pretext task)."""
 
-    def __init__(self, assembler: ViewAssembler):
+    def __init__(self, assembler: ViewAssembler, group_size: int = 1):
         self.assembler = assembler
+        self.group_size = group_size  # > 1: the plans are grouped; the batch carries their cross pairs
 
     @property
     def device(self) -> torch.device:
@@ -338,12 +342,20 @@ class PairBatcher:
             raise DataError(self.assembler.manifest.folder or "manifest", f"step {plan.step}: no pair decoded")
         keep = torch.from_numpy(np.flatnonzero(pair_ok))
         dev = self.device
+        cross = cross_sync = None
+        if self.group_size > 1:
+            pairs, labels = cross_pairs(plan, self.group_size)
+            view_ok = pair_ok.repeat(2)
+            new_index = np.cumsum(view_ok) - 1  # a view's index among the kept images
+            both = view_ok[pairs].all(1)
+            cross = torch.from_numpy(new_index[pairs[both]]).to(dev, non_blocking=True)
+            cross_sync = torch.from_numpy(labels[both]).to(dev, non_blocking=True)
         return Batch(
             step=plan.step, images=images,
             sync=torch.from_numpy(plan.sync)[keep].to(dev, non_blocking=True),
             flip=torch.from_numpy(plan.flip_label)[keep].to(dev, non_blocking=True),
             offset=torch.from_numpy(plan.offset.astype(np.int64))[keep].to(dev, non_blocking=True),
-            dropped=n - len(keep),
+            dropped=n - len(keep), cross=cross, cross_sync=cross_sync,
         )
 
 

@@ -137,6 +137,10 @@ class SamplingConfig:
     single_view_sync_window: int = 0  # single_view: a synchronized pair's second view lies 1..this many frames from
     #                                   the anchor (either side): the temporal variant, "two nearby instants vs two
     #                                   distant ones"; 0: the same frame under two crops (the paper's variant)
+    group_size: int = 1  # rows drawn in groups of this many that share the sequence and the anchor instant t:
+    #                      besides each row's own pair, the views of different rows of a group then form more
+    #                      pairs whose label the plan fixes (both at t: synchronized; one at t, one at t + d:
+    #                      not), scored by the trainer at no extra backbone cost (see cross_pairs); 1: the paper's
     max_redraws: int = 64  # anchors redrawn for a row whose anchor has no partner passing the pose filter
 
     def __post_init__(self):
@@ -158,6 +162,11 @@ class SamplingConfig:
             raise ValueError(f"min_silhouette_change must be in [0, 1), got {self.min_silhouette_change}")
         if self.single_view_sync_window < 0:
             raise ValueError(f"single_view_sync_window must be >= 0, got {self.single_view_sync_window}")
+        if self.group_size < 1 or self.batch_size % self.group_size:
+            raise ValueError(f"group_size must be >= 1 and divide batch_size ({self.batch_size}), got {self.group_size}")
+        if self.group_size > 1 and self.mode == "single_view" and self.single_view_sync_window > 0:
+            raise ValueError("group_size > 1 needs synchronized pairs at the anchor instant; the temporal single-view "
+                             "variant (single_view_sync_window > 0) puts them 1..window frames away")
 
     def jitter_bounds(self, single_view: bool) -> tuple[float, float]:
         """(shift, log-scale) bounds of a view's crop jitter in a pair from one camera (single_view) or two."""
@@ -339,16 +348,22 @@ class PairSampler:
         flip = np.zeros((B, 2), bool)
         flip[np.arange(B), flipped_view] = flip_label.astype(bool)
 
-        seq, t = self._draw_anchors(rng, B)
+        G = c.group_size  # rows of a group share (sequence, anchor); 1: every row its own
+        seq, t = (np.repeat(a, G) for a in self._draw_anchors(rng, B // G))
         offset = np.zeros(B, np.int64)
-        for row in np.flatnonzero(sync == 0):  # sequential, so the draws stay a pure function of the step
+        unsync = sync == 0
+        for g in range(0, B, G):  # sequential, so the draws stay a pure function of the step
+            rows = g + np.flatnonzero(unsync[g:g + G])
             for _ in range(c.max_redraws):
-                d = self._draw_offset(rng, int(seq[row]), int(t[row]))
-                if d:
+                for row in rows:
+                    d = self._draw_offset(rng, int(seq[row]), int(t[row]))
+                    if not d:
+                        break
                     offset[row] = d
+                else:
                     break
-                new_seq, new_t = self._draw_anchors(rng, 1)
-                seq[row], t[row] = new_seq[0], new_t[0]
+                new_seq, new_t = self._draw_anchors(rng, 1)  # the group's anchor has no partner: another one
+                seq[g:g + G], t[g:g + G] = new_seq[0], new_t[0]
             else:
                 raise ValueError(f"could not find an unsynchronized partner passing the pair filters "
                                  f"(min_silhouette_change={c.min_silhouette_change:g}, label_min_pose_change_mm="
@@ -449,6 +464,28 @@ class PairSampler:
         if s["silhouette_filter_off"]:
             text += f"; silhouette filter off for {len(s['silhouette_filter_off'])} sequences without silhouettes"
         return text
+
+
+def cross_pairs(plan: PairPlan, group_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The extra pairs of a grouped plan (``SamplingConfig.group_size`` > 1): views of two different rows of one
+    group, from two different cameras, neither mirrored, whose label the plan fixes. Every row of a group shares
+    the anchor instant t and its view a lies at t; so two views at t are synchronized, and a view at t against a
+    view at t + d (d an unsynchronized row's offset, drawn and filtered against t) is not. Two views at two other
+    instants are left out (their offset passed no filter). Returns (view index pairs (K, 2) into the plan's 2N
+    views, sync labels (K,)), both int64; empty when group_size is 1."""
+    n = len(plan)
+    if group_size <= 1 or n % group_size:
+        return np.zeros((0, 2), np.int64), np.zeros(0, np.int64)
+    row = np.repeat(np.arange(n), 2)
+    cam, frame, flipped = plan.cam.reshape(-1), plan.frame.reshape(-1), plan.flip.reshape(-1)
+    anchor = np.repeat(plan.frame[:, 0], 2)
+    i, j = np.triu_indices(2 * n, 1)
+    same_group = row[i] // group_size == row[j] // group_size
+    at_anchor_i, at_anchor_j = frame[i] == anchor[i], frame[j] == anchor[j]
+    keep = (same_group & (row[i] != row[j]) & (cam[i] != cam[j]) & ~flipped[i] & ~flipped[j]
+            & (at_anchor_i | at_anchor_j))
+    i, j = i[keep], j[keep]
+    return np.stack([i, j], 1).astype(np.int64), (frame[i] == frame[j]).astype(np.int64)
 
 
 def _balanced(rng: np.random.Generator, n: int, fraction: float) -> np.ndarray:

@@ -113,17 +113,19 @@ class PairNet(nn.Module):
         (in eval mode each view's own, so per-view features can be cached and paired later, as syncssl-sync does)."""
         return self.center(self.embed(images))
 
-    def fused_features(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """images (2N, C, S, S) -> (fused pair features (N, factor * E), per-view embeddings (2N, E))."""
+    def forward(self, images: Tensor, cross: Tensor | None = None) -> dict[str, Tensor]:
+        """``cross`` (K, 2), optional: more pairs of views (indices into ``images``), scored by the sync head
+        alone as ``"cross_sync"`` (K, 2): a grouped batch's extra pairs, at no extra backbone cost."""
         if images.dim() != 4 or images.shape[0] % 2:
             raise ValueError(f"PairNet expects an even batch of images (2N, C, H, W), got {tuple(images.shape)}")
         embedding = self.embed(images)
-        pairs = self.center(embedding).view(-1, 2, embedding.shape[1])
-        return self.fusion.fuse(pairs[:, 0], pairs[:, 1]), embedding
-
-    def forward(self, images: Tensor) -> dict[str, Tensor]:
-        fused, embedding = self.fused_features(images)
-        return {"sync": self.sync_head(fused), "flip": self.flip_head(fused), "embedding": embedding}
+        views = self.center(embedding)
+        pairs = views.view(-1, 2, embedding.shape[1])
+        fused = self.fusion.fuse(pairs[:, 0], pairs[:, 1])
+        out = {"sync": self.sync_head(fused), "flip": self.flip_head(fused), "embedding": embedding}
+        if cross is not None:
+            out["cross_sync"] = self.sync_head(self.fusion.fuse(views[cross[:, 0]], views[cross[:, 1]]))
+        return out
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in asdict(self.config).items())

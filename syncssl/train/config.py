@@ -150,6 +150,9 @@ class PretextConfig:
     """Weight of the synchronization cross-entropy (0 switches the task off: the flip-only ablation)."""
     flip_weight: float = 1.0
     """Weight of the flip cross-entropy (0 switches the task off: the sync-only ablation)."""
+    cross_weight: float = 1.0
+    """Weight of the sync cross-entropy on a grouped batch's extra pairs (``sampling.group_size`` > 1), averaged
+    over those pairs; no effect when the batch is not grouped."""
 
 
 @dataclass
@@ -166,6 +169,8 @@ class PretrainConfig:
         problems = common_problems(self)
         if p.sync_weight < 0 or p.flip_weight < 0 or p.sync_weight + p.flip_weight == 0:
             problems.append("pretext.sync_weight and pretext.flip_weight must be >= 0 and not both 0")
+        if p.cross_weight < 0:
+            problems.append("pretext.cross_weight must be >= 0")
         for section in (self.model, self.sampling):  # their own checks live in __post_init__
             try:
                 section.__post_init__()

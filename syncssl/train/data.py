@@ -136,7 +136,9 @@ def build_pipeline(prepared: Prepared, split: str, data_cfg, sampling: SamplingC
     sampler = PairSampler(sampler_sequences(manifest, indices, sampling), sampling, seed=seed, rank=rank,
                           world_size=world_size)
     source = source or make_source(prepared, indices, data_cfg, device, world_size, log)
-    batcher = PairBatcher(make_assembler(manifest, indices, data_cfg, source, device, out_dtype, seed, augment))
+    # a grouped plan's cross pairs join views of different rows: the whole group shares one colour transform
+    batcher = PairBatcher(make_assembler(manifest, indices, data_cfg, source, device, out_dtype, seed, augment,
+                                         group=2 * sampling.group_size), sampling.group_size)
     return SplitPipeline(indices, sampler, batcher)
 
 

@@ -181,6 +181,10 @@ class Trainer:
         """Task hook: (plan_of(step) -> plan, batcher(plan) -> batch) for training."""
         raise NotImplementedError
 
+    def run_model(self, batch):
+        """Task hook: the training forward pass on a batch."""
+        return self.forward(batch.images)
+
     def losses(self, out, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Task hook: (mean loss to minimise, {metric: sum over the batch's rows}) for the log window."""
         raise NotImplementedError
@@ -274,7 +278,7 @@ class Trainer:
         if buffers:  # (group norm has none)
             torch._foreach_copy_(saved, buffers)
         with self.autocast():
-            out = self.forward(batch.images)
+            out = self.run_model(batch)
         loss, sums = self.losses(out, batch)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()  # DDP all-reduces the gradients here
@@ -408,6 +412,11 @@ class PretextTrainer(Trainer):
         self.log(self.train_data.sampler.describe())
         return self.train_data.sampler.plan, self.train_data.batcher
 
+    def run_model(self, batch):
+        if batch.cross is not None:  # (even none this step: every rank logs the same metrics)
+            return self.forward(batch.images, batch.cross)
+        return self.forward(batch.images)
+
     def head_rows(self, sync: torch.Tensor, flip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Which pairs each head is trained and measured on: the sync head on unflipped pairs (sync vs unsync),
         the flip head on synchronized pairs (flipped vs not), so that neither reads its label off the other's
@@ -434,9 +443,16 @@ class PretextTrainer(Trainer):
         share_sync, share_flip = self.head_shares()
         loss = (p.sync_weight * sync_loss.sum() / (batch.pairs * share_sync)
                 + p.flip_weight * flip_loss.sum() / (batch.pairs * share_flip))
-        return loss, {"sync_loss": (sync_loss.sum(), n_sync), "flip_loss": (flip_loss.sum(), n_flip),
-                      "sync_acc": (((out["sync"].argmax(1) == batch.sync).float() * sync_rows).sum(), n_sync),
-                      "flip_acc": (((out["flip"].argmax(1) == batch.flip).float() * flip_rows).sum(), n_flip)}
+        sums = {"sync_loss": (sync_loss.sum(), n_sync), "flip_loss": (flip_loss.sum(), n_flip),
+                "sync_acc": (((out["sync"].argmax(1) == batch.sync).float() * sync_rows).sum(), n_sync),
+                "flip_acc": (((out["flip"].argmax(1) == batch.flip).float() * flip_rows).sum(), n_flip)}
+        if "cross_sync" in out:  # a grouped batch's extra pairs: the sync task again, on more pairs of the same views
+            cross = F.cross_entropy(out["cross_sync"].float(), batch.cross_sync, reduction="none")
+            n_cross = torch.tensor(float(len(cross)), device=cross.device)
+            loss = loss + p.cross_weight * cross.sum() / n_cross.clamp(min=1)
+            sums.update(cross_loss=(cross.sum(), n_cross),
+                        cross_acc=((out["cross_sync"].argmax(1) == batch.cross_sync).float().sum(), n_cross))
+        return loss, sums
 
     @torch.no_grad()
     def predict(self, split: str, pairs: int, seed: int = 12345, sampling=None) -> dict[str, np.ndarray]:
@@ -447,7 +463,7 @@ class PretextTrainer(Trainer):
         # single-view variant is scored on the task it is compared on (same-frame pairs would be identical images)
         multi = any(len(self.manifest.sequences[i].cameras) > 1 for i in self.manifest.split(split))
         sampling = dataclasses.replace(sampling or cfg.sampling, batch_size=per_rank, jitter_shift=0.0,
-                                       jitter_scale=0.0, single_view_share=0.0,
+                                       jitter_scale=0.0, single_view_share=0.0, group_size=1,
                                        mode="multiview" if multi else "single_view")
         pipe = self.pipeline(split, sampling, seed, source=self.eval_source(split))
         self.model.eval()
