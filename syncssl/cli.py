@@ -334,8 +334,8 @@ def evaluate(path, out, split, pairs, stride, pictures, device, dataset, data_se
               help="Write the offsets as sync.toml next to each sequence's videos (composed with one already there); "
                    "prepare, preview, training and evaluation then read aligned frames.")
 @click.option("--force", is_flag=True,
-              help="With --apply: a sequence with a camera that is not determined gets that camera's best peak too "
-                   "(default: such a sequence is left alone).")
+              help="With --apply: a camera that is not determined gets its best peak too (default: it is left out "
+                   "of the aligned sequence, so that nothing reads frames that may not be aligned).")
 @click.option("--sequence", "sequences", multiple=True, help="Only this sequence, as SUBJECT/SEQUENCE (repeatable).")
 @click.option("--independent", is_flag=True,
               help="Each camera from its pair with the reference alone (default: every camera jointly, from all pairs).")

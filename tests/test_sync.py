@@ -230,11 +230,16 @@ def test_sync_file_round_trip_and_errors(tmp_path):
                            comment="a test")
     sf = read_sync_file(tmp_path)
     assert sf.path == path and sf.start == {"cam_01": 3, "cam 2": 0, "cam_03": 7} and sf.reference == "cam_01"
-    assert sf.fps == 25.0 and normalised({"a": -3, "b": 2}) == {"a": 0, "b": 5}
+    assert sf.fps == 25.0 and normalised({"a": -3, "b": 2}) == {"a": 0, "b": 5} and sf.excluded == ()
+    write_sync_file(tmp_path, {"cam_01": 0, "cam_03": 2}, reference="cam_01", excluded=["cam 2"])
+    assert read_sync_file(tmp_path).excluded == ("cam 2",) and read_sync_file(tmp_path).start == {"cam_01": 0,
+                                                                                                "cam_03": 2}
     assert read_sync_file(tmp_path / "nowhere") is None
     for text, words in (("[offsets]\ncam_01 = -1\n", "whole number"), ("[offsets]\ncam_01 = 1.5\n", "whole number"),
                         ("reference = 3\n[offsets]\na = 1\n", "reference"), ("x = [\n", "not valid TOML"),
-                        ("fps = 25\n", "[offsets]")):
+                        ("fps = 25\n", "[offsets]"), ('excluded = "a"\n[offsets]\nb = 1\n', "list of camera names"),
+                        ('excluded = ["a"]\n[offsets]\na = 1\n', "both excluded and given"),
+                        ('reference = "a"\nexcluded = ["a"]\n[offsets]\nb = 1\n', "cannot be excluded")):
         (tmp_path / SYNC_NAME).write_text(text)
         with pytest.raises(DataError, match=words.replace("[", r"\[").replace("]", r"\]")):
             read_sync_file(tmp_path)
@@ -284,10 +289,45 @@ def test_sources_apply_sync_toml(shifted_pair):
     (folder / SYNC_NAME).write_text('[offsets]\ncam_09 = 2\n')
     with pytest.raises(DataError, match="cam_09.*calibration does not have"):
         open_dataset(shifted)
+    (folder / SYNC_NAME).write_text('excluded = ["cam_09"]\n[offsets]\ncam_02 = 2\n')
+    with pytest.raises(DataError, match="excludes camera.*cam_09.*calibration does not have"):
+        open_dataset(shifted)
+    (folder / SYNC_NAME).write_text('excluded = ["cam_01", "cam_02", "cam_03", "cam_04"]\n[offsets]\n')
+    with pytest.raises(DataError, match="excludes every camera|offsets"):
+        open_dataset(shifted)
     (folder / SYNC_NAME).write_text('[offsets]\ncam_02 = 400\n')
     with pytest.raises(DataError, match="leaves nothing"):
         open_dataset(shifted)
     (folder / SYNC_NAME).unlink()
+
+
+def test_excluded_camera_is_left_out_of_the_sequence(shifted_pair):
+    """A camera that sync.toml excludes (its offset was not determined) leaves the sequence: its video, its boxes'
+    column and its masks; the others are aligned as usual and the overlap is theirs alone."""
+    from syncssl.data.inspect import inspect_dataset
+    shifted, plain, truth, info, plain_info = shifted_pair
+    folder = shifted / "S9" / "Walking_01"
+    kept = {c: d - min(truth.values()) for c, d in truth.items() if c != "cam_03"}
+    write_sync_file(folder, kept, reference="cam_01", excluded=["cam_03"])
+    try:
+        seq = open_dataset(shifted).sequences[0]
+        full = open_dataset(plain).sequences[0]
+        assert seq.camera_names == ["cam_01", "cam_02", "cam_04"] and seq.left_out == ("cam_03",)
+        assert {v.name: v.start for v in seq.views} == normalised(kept)
+        assert any("left out (offset not known): cam_03" in n for n in seq.notes)
+        assert not any("names no camera" in n for n in seq.notes)  # its masks are expected, not a stray file
+        assert set(seq.masks) <= {"cam_01", "cam_02", "cam_04"}
+        # cam_03 started latest, so without it the overlap starts earlier: the plain copy's frame 0 (the
+        # overlap of all four) is this sequence's frame `shift`; labels and the kept boxes' columns match there
+        shift = (truth["cam_01"] - min(truth.values())) - seq.views[0].start
+        m = min(seq.num_frames - shift, full.num_frames)
+        assert shift == 2 and m > 10
+        np.testing.assert_array_equal(seq.boxes[shift:shift + m], full.boxes[:m][:, [0, 1, 3]])
+        np.testing.assert_array_equal(seq.poses3d[shift:shift + m], full.poses3d[:m])
+        report = inspect_dataset(shifted)
+        assert report.sequences[0].left_out == ("cam_03",) and report.sequences[0].cameras == 3
+    finally:
+        (folder / SYNC_NAME).unlink()
 
 
 def test_prepare_on_an_applied_session_finds_the_unshifted_boxes(shifted_pair, tmp_path):
@@ -389,9 +429,9 @@ def test_offsets_beyond_the_overlap_are_refused(mirror_session):
         synchronize(session, stub_model(), SyncOptions(reference="cam_z"), progress=False, log=lambda m: None)
 
 
-def test_undetermined_camera_is_reported_and_not_applied(mirror_session, tmp_path):
+def test_undetermined_cameras_are_reported_and_left_out(mirror_session, tmp_path):
     """A scorer that sees nothing (constant log-odds) gives flat curves: every camera "not determined", the
-    table says why, and --apply leaves the sequence alone."""
+    table says why, and --apply leaves them out of the aligned sequence."""
     from syncssl.sync import render_table
 
     class Blind(PixelScorer):
@@ -408,9 +448,16 @@ def test_undetermined_camera_is_reported_and_not_applied(mirror_session, tmp_pat
     render_table(result, console)
     text = console.export_text()
     assert "not determined" in text and "flat" in text and "100%" not in text
+    work = tmp_path / "session"
+    shutil.copytree(session, work, ignore=shutil.ignore_patterns("sync"))
+    result = dataclasses.replace(result, dataset=work,
+                                 sequences=[dataclasses.replace(result.sequences[0], folder=work)])
     said = []
-    assert apply_offsets(result, log=said.append) == [] and "not applied" in said[0]
-    assert not (session / SYNC_NAME).exists()
+    (path,) = apply_offsets(result, log=said.append)  # every camera but the reference is left out
+    assert "left out" in said[0] and "only the reference" in said[0]
+    sf = read_sync_file(work)
+    assert sf.excluded == ("cam_b", "cam_c") and sf.start == {"cam_a": 0}
+    assert open_dataset(work).sequences[0].camera_names == ["cam_a"]
 
 
 def test_force_applies_the_best_peak_of_an_undetermined_camera(mirror_session, tmp_path):
@@ -423,10 +470,19 @@ def test_force_applies_the_best_peak_of_an_undetermined_camera(mirror_session, t
             if c.camera == "cam_b" else c for c in s.cameras]
     result = dataclasses.replace(result, dataset=work, sequences=[dataclasses.replace(s, folder=work, cameras=cams)])
     said = []
-    assert apply_offsets(result, log=said.append) == [] and "cam_b not determined" in said[0]
-    assert not (work / SYNC_NAME).exists()
+    (path,) = apply_offsets(result, log=said.append)  # cam_b is left out, the others aligned
+    assert "cam_b not determined: left out" in said[0] and "only the reference" not in said[0]
+    sf = read_sync_file(work)
+    assert sf.start == {"cam_a": 2, "cam_c": 0} and sf.excluded == ("cam_b",)
+    assert "cam_b not determined" in path.read_text()
+    seq = open_dataset(work).sequences[0]
+    assert seq.camera_names == ["cam_a", "cam_c"] and seq.left_out == ("cam_b",)
+    # the two kept cameras show the same instant (the mirror rig: the same bytes at aligned frames)
+    a, c = seq.views
+    np.testing.assert_array_equal(read_frames(a.video, [a.start + 4]), read_frames(c.video, [c.start + 4]))
     (path,) = apply_offsets(result, log=said.append, force=True)
     assert read_sync_file(work).start == {"cam_a": 2, "cam_b": 5, "cam_c": 0}  # cam_b's best peak, +3
+    assert read_sync_file(work).excluded == ()  # this search measured cam_b: its peak replaces the exclusion
     assert "cam_b +3 (not determined: best peak)" in path.read_text() and "--force" in said[-1]
 
 

@@ -58,6 +58,7 @@ class Sequence:
     folder: Path | None = None
     notes: list[str] = field(default_factory=list)  # what was fixed up on the way in, e.g. truncations
     sync_file: Path | None = None  # the sync.toml whose offsets the views' ``start`` hold
+    left_out: tuple[str, ...] = ()  # cameras that sync.toml excludes (offset not known): not in ``views``
 
     @property
     def key(self) -> str:

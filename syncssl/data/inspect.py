@@ -49,6 +49,7 @@ class SequenceSummary:
     boxes: bool
     masks: bool
     offsets: dict[str, int] | None = None  # camera -> frames skipped at its start, from an applied sync.toml
+    left_out: tuple[str, ...] = ()  # cameras that sync.toml excludes (offset not known)
 
 
 @dataclass
@@ -87,7 +88,7 @@ def summarize(dataset: Dataset, layout: str, *, deep: bool = False) -> Report:
             key=s.key, action=s.action, fps=s.fps, num_frames=s.num_frames, cameras=len(s.views),
             codecs=sorted({v.codec for v in s.views}), sizes=sorted({v.camera.size for v in s.views}),
             poses=s.poses3d is not None, boxes=s.boxes is not None, masks=bool(s.masks),
-            offsets={v.name: v.start for v in s.views} if s.sync_file is not None else None))
+            offsets={v.name: v.start for v in s.views} if s.sync_file is not None else None, left_out=s.left_out))
     cams: dict[str, list] = {}
     for s in dataset.sequences:
         for v in s.views:
@@ -174,7 +175,8 @@ def render_report(report: Report, console=None) -> None:
         row = [s.key, s.action, str(s.num_frames), f"{s.fps:g}", str(s.cameras), ", ".join(s.codecs),
                _sizes(s.sizes), ", ".join(labels) or "[dim]none[/]"]
         if report.synced_sequences:
-            row.append(", ".join(f"{k} {v}" for k, v in s.offsets.items()) if s.offsets is not None else "[dim]-[/]")
+            row.append(", ".join([f"{k} {v}" for k, v in s.offsets.items()] + [f"{c} left out" for c in s.left_out])
+                       if s.offsets is not None else "[dim]-[/]")
         t.add_row(*row)
     console.print(t)
 

@@ -5,13 +5,15 @@
     # frames to skip at the start of each camera's video, so that frame t of every camera shows one instant
     reference = "cam_01"   # the camera the offsets were measured against (labels follow its frames)
     fps = 25.0
+    excluded = ["cam_03"]  # offset not determined: left out of the aligned sequence (optional)
     [offsets]
     cam_01 = 12
     cam_02 = 0
 
 ``syncssl-sync --apply`` writes it (normalised: the smallest offset is 0); the generic layout reads it, so that
 frame t of a sequence is file frame ``t + start`` of each camera's video and the sequence is the cameras'
-overlap. Labels: ``poses3d.npy`` is indexed by the reference camera's file frames (shifted by its start),
+overlap. Cameras listed in ``excluded`` (whose offset ``syncssl-sync`` could not determine) are left out of
+the sequence: training on frames that may not be aligned would be silently wrong data. Labels: ``poses3d.npy`` is indexed by the reference camera's file frames (shifted by its start),
 ``boxes.npy`` and ``masks/<camera>.npz`` by each camera's own file frames. A folder without the file behaves as
 if every offset were 0.
 """
@@ -34,6 +36,7 @@ class SyncFile:
     start: dict[str, int]  # camera name (as the file spells it) -> frames to skip at the start of its video
     reference: str | None = None  # the camera the offsets were measured against
     fps: float | None = None  # the rate the offsets were measured at (informative)
+    excluded: tuple[str, ...] = ()  # cameras left out of the sequence (their offset is not known)
 
 
 def read_sync_file(folder: Path) -> SyncFile | None:
@@ -59,7 +62,15 @@ def read_sync_file(folder: Path) -> SyncFile | None:
     fps = doc.get("fps")
     if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or fps <= 0):
         raise DataError(path, f"fps must be a positive number, got {fps!r}")
-    return SyncFile(path, start, reference, None if fps is None else float(fps))
+    excluded = doc.get("excluded", [])
+    if not isinstance(excluded, list) or not all(isinstance(c, str) for c in excluded):
+        raise DataError(path, f"excluded must be a list of camera names, got {excluded!r}")
+    both = sorted(set(excluded) & set(start))
+    if both:
+        raise DataError(path, f"camera(s) {', '.join(both)} both excluded and given an offset")
+    if reference is not None and reference in excluded:
+        raise DataError(path, f"the reference camera {reference!r} cannot be excluded")
+    return SyncFile(path, start, reference, None if fps is None else float(fps), tuple(excluded))
 
 
 def normalised(start: dict[str, int]) -> dict[str, int]:
@@ -69,8 +80,9 @@ def normalised(start: dict[str, int]) -> dict[str, int]:
 
 
 def write_sync_file(folder: Path, start: dict[str, int], *, reference: str | None = None, fps: float | None = None,
-                    comment: str = "") -> Path:
-    """Write ``folder/sync.toml`` (atomically) with the offsets normalised to a smallest of 0."""
+                    comment: str = "", excluded: tuple[str, ...] | list[str] = ()) -> Path:
+    """Write ``folder/sync.toml`` (atomically) with the offsets normalised to a smallest of 0, and the cameras to
+    leave out of the sequence."""
     start = normalised(start)
     lines = ["# frames to skip at the start of each camera's video, so that frame t of every camera shows one",
              "# instant (written by syncssl-sync; delete this file to read the videos as they are)"]
@@ -79,6 +91,8 @@ def write_sync_file(folder: Path, start: dict[str, int], *, reference: str | Non
         lines.append(f"reference = {json.dumps(reference)}  # the offsets were measured against this camera")
     if fps is not None:
         lines.append(f"fps = {float(fps)!r}")
+    if excluded:
+        lines.append(f"excluded = {json.dumps(list(excluded))}  # offset not determined: left out of the sequence")
     lines.append("[offsets]")
     lines += [f"{json.dumps(cam)} = {n}  # frames" for cam, n in start.items()]
     path = Path(folder) / SYNC_NAME

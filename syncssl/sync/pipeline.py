@@ -637,10 +637,12 @@ def render_table(result: SyncResult, console=None) -> None:
 
 
 def apply_offsets(result: SyncResult, log=print, force: bool = False) -> list[Path]:
-    """Write each fully determined sequence's offsets (composed with any applied ones) as its folder's
-    sync.toml; a sequence with an undetermined camera is left alone, and said so (``force``: its best peak is
-    applied instead)."""
-    from ..data.syncfile import write_sync_file
+    """Write each sequence's offsets (composed with any applied ones) as its folder's sync.toml.
+
+    A camera whose offset is not determined is *left out* of the aligned sequence (listed as ``excluded``), so
+    that nothing downstream trains or evaluates on frames that may not be aligned; ``force`` applies its best
+    peak instead. Cameras an earlier sync.toml excluded, and that this search did not measure, stay excluded."""
+    from ..data.syncfile import read_sync_file, write_sync_file
     from ..data.sources import detect_layout
     if detect_layout(result.dataset) == "h36m":
         raise DataError(result.dataset, "--apply writes sync.toml into sequence folders; the Human3.6M layout has "
@@ -649,24 +651,35 @@ def apply_offsets(result: SyncResult, log=print, force: bool = False) -> list[Pa
     for s in result.sequences:
         if s.folder is None:
             raise DataError(result.dataset, f"{s.key}: no sequence folder to write sync.toml into")
+        before = read_sync_file(s.folder)
         undetermined = [c.camera for c in s.cameras if not c.estimate.determined]
-        if undetermined and not (force and all(c.estimate.best is not None for c in s.cameras)):
-            log(f"{s.key}: not applied: {', '.join(undetermined)} not determined (see {s.figure}; --force applies "
-                "the best peak)")
+        if force and any(c.estimate.best is None for c in s.cameras if not c.estimate.determined):
+            log(f"{s.key}: not applied: {', '.join(undetermined)} not determined and without any peak")
             continue
-        if undetermined:
+        if undetermined and force:
             log(f"{s.key}: applying the best peak of {', '.join(undetermined)}, which is not determined (--force)")
-        offset = {c.camera: c.estimate.offset if c.estimate.determined else c.estimate.best for c in s.cameras}
+        left_out = [] if force else undetermined
+        if left_out:
+            alone = len(left_out) == len(s.cameras) - 1
+            log(f"{s.key}: {', '.join(left_out)} not determined: left out of the aligned sequence"
+                + (" (only the reference is left: it forms no multi-view pairs)" if alone else "")
+                + f" (see {s.figure}; --force applies the best peak instead)")
+        kept = [c for c in s.cameras if c.camera not in left_out]
+        offset = {c.camera: c.estimate.offset if c.estimate.determined else c.estimate.best for c in kept}
         # a camera's frame t + offset shows the reference's frame t: it skips that many more frames than it
-        start = {c.camera: s.applied.get(c.camera, 0) + offset[c.camera] for c in s.cameras}
+        start = {c.camera: s.applied.get(c.camera, 0) + offset[c.camera] for c in kept}
         low = min(start.values())
-        short = [c.camera for c in s.cameras if start[c.camera] - low >= c.frames + s.applied.get(c.camera, 0)]
+        short = [c.camera for c in kept if start[c.camera] - low >= c.frames + s.applied.get(c.camera, 0)]
         if short:
             log(f"{s.key}: not applied: the offsets would skip all of {', '.join(short)}")
             continue
         comment = (f"measured by syncssl-sync against {s.reference} at {s.fps:g} fps: "
-                   + ", ".join(f"{c.camera} {offset[c.camera]:+d}" + ("" if c.estimate.determined else
-                                                                       " (not determined: best peak)")
+                   + ", ".join(f"{c.camera} " + (f"{offset[c.camera]:+d}" if c.camera in offset else "not determined")
+                               + ("" if c.estimate.determined or c.camera not in offset
+                                  else " (not determined: best peak)")
                                for c in s.cameras[1:]))
-        written.append(write_sync_file(s.folder, start, reference=s.reference, fps=s.fps, comment=comment))
+        # an earlier file's exclusions stay unless this search measured the camera (a re-run does not see them)
+        excluded = [c for c in (before.excluded if before is not None else ()) if c not in start] + left_out
+        written.append(write_sync_file(s.folder, start, reference=s.reference, fps=s.fps, comment=comment,
+                                       excluded=excluded))
     return written

@@ -210,12 +210,15 @@ def read_sequence(folder: Path, *, subject: str, name: str, action: str, fps: fl
         views.append(View(camera=cam, video=info.path, codec=info.codec, num_frames=info.num_frames))
         counts[info.path], rates[info.path.name] = info.num_frames, info.fps
     sync = read_sync_file(folder)
+    recorded = views  # every camera of the calibration, in its order (boxes.npy has one column each)
     if sync is None:
         num_frames, length_notes = common_length(counts, frame_tolerance, names={v.video: v.name for v in views})
         ref_start = 0
     else:
-        views, num_frames, ref_start, length_notes = _apply_sync(sync, views)
+        recorded, num_frames, ref_start, length_notes = _apply_sync(sync, views)
+        views = [v for v in recorded if _name_key(v.name) not in {_name_key(c) for c in sync.excluded}]
     notes += length_notes
+    left_out = {v.name for v in recorded} - {v.name for v in views}
     synced = sync is not None
 
     if fps is None:
@@ -239,32 +242,42 @@ def read_sequence(folder: Path, *, subject: str, name: str, action: str, fps: fl
             notes.append(f"{poses_path.name}: the poses span less than 10 units; they look like metres, "
                          f"but must be millimetres")
     if boxes_path.is_file():
-        boxes = _check_boxes(boxes_path, _load_npy(boxes_path), len(views))
-        if synced:  # each camera's boxes follow its own file frames
+        boxes = _check_boxes(boxes_path, _load_npy(boxes_path), len(recorded))
+        if synced:  # each camera's boxes follow its own file frames; excluded cameras' columns are dropped
             n = max(0, min(len(boxes) - v.start for v in views))
-            boxes = np.stack([boxes[v.start:v.start + n, c] for c, v in enumerate(views)], 1)
+            boxes = np.stack([boxes[v.start:v.start + n, c] for c, v in enumerate(recorded) if v.name not in left_out],
+                             1)
         num_frames, more = _fit(boxes_path, len(boxes), num_frames, "boxes", frame_tolerance, synced)
         notes += more
-    masks, num_frames, mask_notes = _find_masks(folder, views, num_frames, frame_tolerance, synced)
+    masks, num_frames, mask_notes = _find_masks(folder, views, num_frames, frame_tolerance, synced, left_out)
     notes += mask_notes
-    backgrounds, bg_notes = find_backgrounds(folder, views)
+    backgrounds, bg_notes = find_backgrounds(folder, views, left_out)
     notes += bg_notes
 
     return Sequence(subject=subject, name=name, action=action, fps=float(fps), views=views, num_frames=num_frames,
                     poses3d=None if poses is None else poses[:num_frames],
                     boxes=None if boxes is None else boxes[:num_frames],
                     masks=masks, backgrounds=backgrounds, folder=folder, notes=notes,
-                    sync_file=None if sync is None else sync.path)
+                    sync_file=None if sync is None else sync.path,
+                    left_out=tuple(v.name for v in recorded if v.name in left_out))
 
 
 def _apply_sync(sync: SyncFile, views: list[View]) -> tuple[list[View], int, int, list[str]]:
-    """Views with the sync.toml offsets, the cameras' overlap in frames, the reference's offset, and a note.
+    """Views with the sync.toml offsets (every camera, excluded ones too), the overlap in frames of the cameras
+    kept, the reference's offset, and a note.
 
     The aligned cameras may end at different times: the sequence is their overlap (no tolerance applies: the
     offsets say where each camera starts, and whatever one camera recorded alone is not a multi-view instant).
     """
     by_key = {_name_key(v.name): i for i, v in enumerate(views)}
     names = ", ".join(v.name for v in views)
+    unknown = [c for c in sync.excluded if _name_key(c) not in by_key]
+    if unknown:
+        raise DataError(sync.path, f"excludes camera(s) {', '.join(map(repr, unknown))}, which the calibration does "
+                                   f"not have (cameras: {names})")
+    out = {by_key[_name_key(c)] for c in sync.excluded}
+    if len(out) == len(views):
+        raise DataError(sync.path, "excludes every camera")
     start = [0] * len(views)
     for cam, n in sync.start.items():
         i = by_key.get(_name_key(cam))
@@ -281,17 +294,20 @@ def _apply_sync(sync: SyncFile, views: list[View]) -> tuple[list[View], int, int
                                        f"(cameras: {names})")
         ref_start = start[by_key[_name_key(sync.reference)]]
     views = [replace(v, start=s) for v, s in zip(views, start)]
-    lengths = [v.num_frames - v.start for v in views]
+    kept = [v for i, v in enumerate(views) if i not in out]
+    lengths = [v.num_frames - v.start for v in kept]
     overlap = min(lengths)
-    note = (f"{SYNC_NAME}: offsets applied ({', '.join(f'{v.name} from file frame {v.start}' for v in views)}); "
+    note = (f"{SYNC_NAME}: offsets applied ({', '.join(f'{v.name} from file frame {v.start}' for v in kept)}); "
             f"the cameras overlap for {overlap} frames")
-    trimmed = [f"{v.name} by {n - overlap}" for v, n in zip(views, lengths) if n > overlap]
+    trimmed = [f"{v.name} by {n - overlap}" for v, n in zip(kept, lengths) if n > overlap]
     if trimmed:
         note += f" (trimmed at the end: {', '.join(trimmed)})"
     listed = {_name_key(c) for c in sync.start}
-    unlisted = [v.name for v in views if _name_key(v.name) not in listed]
+    unlisted = [v.name for v in kept if _name_key(v.name) not in listed]
     if unlisted:
         note += f"; not in the file, so starting at frame 0: {', '.join(unlisted)}"
+    if out:
+        note += f"; left out (offset not known): {', '.join(views[i].name for i in sorted(out))}"
     return views, overlap, ref_start, [note]
 
 
@@ -306,7 +322,8 @@ def _fit(path: Path, num_labels: int, num_frames: int, what: str, tolerance: int
 BACKGROUND_IMAGES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
-def find_backgrounds(folder: Path, views: list[View]) -> tuple[dict[str, Path], list[str]]:
+def find_backgrounds(folder: Path, views: list[View], ignore: set[str] = frozenset()
+                     ) -> tuple[dict[str, Path], list[str]]:
     """The empty scene of each camera, when the rig recorded it: ``backgrounds/<camera>.png`` (any image) or
     ``backgrounds/<camera>.mp4`` (any video: a clip of the empty scene) in the sequence folder; matched to cameras
     by name like the videos. Prepare uses it instead of the temporal median (which shows a person who stood
@@ -322,7 +339,8 @@ def find_backgrounds(folder: Path, views: list[View]) -> tuple[dict[str, Path], 
             continue
         view = by_key.get(_name_key(path.stem))
         if view is None:
-            notes.append(f"backgrounds/{path.name} names no camera of this sequence; ignored")
+            if _name_key(path.stem) not in {_name_key(c) for c in ignore}:  # an excluded camera's: expected
+                notes.append(f"backgrounds/{path.name} names no camera of this sequence; ignored")
             continue
         if view.name in found:
             raise DataError(path, f"a second empty-scene file for camera {view.name} (the other: "
@@ -361,7 +379,7 @@ def _check_boxes(path: Path, boxes: np.ndarray, num_views: int) -> np.ndarray:
 
 
 def _find_masks(folder: Path, views: list[View], num_frames: int, tolerance: int | None,
-                synced: bool = False) -> tuple[dict[str, Path], int, list[str]]:
+                synced: bool = False, ignore: set[str] = frozenset()) -> tuple[dict[str, Path], int, list[str]]:
     where = folder / "masks"
     if not where.is_dir():
         return {}, num_frames, []
@@ -370,7 +388,8 @@ def _find_masks(folder: Path, views: list[View], num_frames: int, tolerance: int
     for path in sorted(where.glob("*.npz")):
         view = by_name.get(path.stem)
         if view is None:
-            notes.append(f"masks/{path.name} names no camera of this sequence; ignored")
+            if path.stem not in ignore:  # an excluded camera's masks: expected
+                notes.append(f"masks/{path.name} names no camera of this sequence; ignored")
             continue
         try:
             with np.load(path) as z:
