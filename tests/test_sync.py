@@ -477,6 +477,9 @@ def test_force_applies_the_best_peak_of_an_undetermined_camera(mirror_session, t
     assert "cam_b not determined" in path.read_text()
     seq = open_dataset(work).sequences[0]
     assert seq.camera_names == ["cam_a", "cam_c"] and seq.left_out == ("cam_b",)
+    from syncssl import cli
+    r = CliRunner(env={"COLUMNS": "250"}).invoke(cli.data, ["inspect", str(work)])
+    assert r.exit_code == 0 and "cam_b left out" in r.output and "cam_a 2" in r.output, r.output
     # the two kept cameras show the same instant (the mirror rig: the same bytes at aligned frames)
     a, c = seq.views
     np.testing.assert_array_equal(read_frames(a.video, [a.start + 4]), read_frames(c.video, [c.start + 4]))
