@@ -153,6 +153,7 @@ class SequenceResult:
     curves: dict[tuple[str, str], search.Curve]
     triplets: list[search.Triplet]
     applied: dict[str, int]  # the sync.toml offsets the views already had (the measurement is on top of them)
+    left_out: tuple[str, ...] = ()  # cameras that sync.toml already excluded (not measured here)
     figure: Path | None = None
     truth: dict[str, int] | None = None  # known offsets (benchmarks), drawn in the figure
 
@@ -488,7 +489,8 @@ def _search(plan: _Plan, embeddings: dict, scorer: PairScorer, options: SyncOpti
     return SequenceResult(key=plan.seq.key, folder=plan.seq.folder, fps=plan.seq.fps, reference=ref, span=plan.span,
                           cameras=cams, pairs=pairs, curves=curves,
                           triplets=search.triplet_checks(plan.cameras, pairs, options.tolerance),
-                          applied={v.name: v.start for v in plan.seq.views} if plan.seq.sync_file else {})
+                          applied={v.name: v.start for v in plan.seq.views} if plan.seq.sync_file else {},
+                          left_out=plan.seq.left_out)
 
 
 # ---------------------------------------------------------------- outputs
@@ -642,7 +644,7 @@ def apply_offsets(result: SyncResult, log=print, force: bool = False) -> list[Pa
     A camera whose offset is not determined is *left out* of the aligned sequence (listed as ``excluded``), so
     that nothing downstream trains or evaluates on frames that may not be aligned; ``force`` applies its best
     peak instead. Cameras an earlier sync.toml excluded, and that this search did not measure, stay excluded."""
-    from ..data.syncfile import read_sync_file, write_sync_file
+    from ..data.syncfile import write_sync_file
     from ..data.sources import detect_layout
     if detect_layout(result.dataset) == "h36m":
         raise DataError(result.dataset, "--apply writes sync.toml into sequence folders; the Human3.6M layout has "
@@ -651,7 +653,6 @@ def apply_offsets(result: SyncResult, log=print, force: bool = False) -> list[Pa
     for s in result.sequences:
         if s.folder is None:
             raise DataError(result.dataset, f"{s.key}: no sequence folder to write sync.toml into")
-        before = read_sync_file(s.folder)
         undetermined = [c.camera for c in s.cameras if not c.estimate.determined]
         if force and any(c.estimate.best is None for c in s.cameras if not c.estimate.determined):
             log(f"{s.key}: not applied: {', '.join(undetermined)} not determined and without any peak")
@@ -673,13 +674,16 @@ def apply_offsets(result: SyncResult, log=print, force: bool = False) -> list[Pa
         if short:
             log(f"{s.key}: not applied: the offsets would skip all of {', '.join(short)}")
             continue
+
+        def measured(c: CameraResult) -> str:
+            if c.camera not in offset:
+                return "not determined"
+            return f"{offset[c.camera]:+d}" + ("" if c.estimate.determined else " (not determined: best peak)")
+
         comment = (f"measured by syncssl-sync against {s.reference} at {s.fps:g} fps: "
-                   + ", ".join(f"{c.camera} " + (f"{offset[c.camera]:+d}" if c.camera in offset else "not determined")
-                               + ("" if c.estimate.determined or c.camera not in offset
-                                  else " (not determined: best peak)")
-                               for c in s.cameras[1:]))
-        # an earlier file's exclusions stay unless this search measured the camera (a re-run does not see them)
-        excluded = [c for c in (before.excluded if before is not None else ()) if c not in start] + left_out
+                   + ", ".join(f"{c.camera} {measured(c)}" for c in s.cameras[1:]))
+        # an earlier file's exclusions stay: the search read the sequence without those cameras
+        excluded = list(s.left_out) + left_out
         written.append(write_sync_file(s.folder, start, reference=s.reference, fps=s.fps, comment=comment,
                                        excluded=excluded))
     return written

@@ -210,15 +210,16 @@ def read_sequence(folder: Path, *, subject: str, name: str, action: str, fps: fl
         views.append(View(camera=cam, video=info.path, codec=info.codec, num_frames=info.num_frames))
         counts[info.path], rates[info.path.name] = info.num_frames, info.fps
     sync = read_sync_file(folder)
-    recorded = views  # every camera of the calibration, in its order (boxes.npy has one column each)
+    recorded, excluded = views, set()  # every camera of the calibration, in its order (boxes.npy: a column each)
     if sync is None:
         num_frames, length_notes = common_length(counts, frame_tolerance, names={v.video: v.name for v in views})
         ref_start = 0
     else:
         recorded, num_frames, ref_start, length_notes = _apply_sync(sync, views)
-        views = [v for v in recorded if _name_key(v.name) not in {_name_key(c) for c in sync.excluded}]
+        excluded = {_name_key(c) for c in sync.excluded}
     notes += length_notes
-    left_out = {v.name for v in recorded} - {v.name for v in views}
+    left_out = tuple(v.name for v in recorded if _name_key(v.name) in excluded)
+    views = [v for v in recorded if v.name not in left_out]
     synced = sync is not None
 
     if fps is None:
@@ -259,7 +260,7 @@ def read_sequence(folder: Path, *, subject: str, name: str, action: str, fps: fl
                     boxes=None if boxes is None else boxes[:num_frames],
                     masks=masks, backgrounds=backgrounds, folder=folder, notes=notes,
                     sync_file=None if sync is None else sync.path,
-                    left_out=tuple(v.name for v in recorded if v.name in left_out))
+                    left_out=left_out)
 
 
 def _apply_sync(sync: SyncFile, views: list[View]) -> tuple[list[View], int, int, list[str]]:
@@ -322,7 +323,7 @@ def _fit(path: Path, num_labels: int, num_frames: int, what: str, tolerance: int
 BACKGROUND_IMAGES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
-def find_backgrounds(folder: Path, views: list[View], ignore: set[str] = frozenset()
+def find_backgrounds(folder: Path, views: list[View], ignore: tuple[str, ...] = ()
                      ) -> tuple[dict[str, Path], list[str]]:
     """The empty scene of each camera, when the rig recorded it: ``backgrounds/<camera>.png`` (any image) or
     ``backgrounds/<camera>.mp4`` (any video: a clip of the empty scene) in the sequence folder; matched to cameras
@@ -332,6 +333,7 @@ def find_backgrounds(folder: Path, views: list[View], ignore: set[str] = frozens
     if not where.is_dir():
         return {}, []
     by_key = {_name_key(v.name): v for v in views}
+    ignored = {_name_key(c) for c in ignore}  # excluded cameras: their files are expected
     found, notes = {}, []
     for path in sorted(where.iterdir()):
         suffix = path.suffix.lower()
@@ -339,7 +341,7 @@ def find_backgrounds(folder: Path, views: list[View], ignore: set[str] = frozens
             continue
         view = by_key.get(_name_key(path.stem))
         if view is None:
-            if _name_key(path.stem) not in {_name_key(c) for c in ignore}:  # an excluded camera's: expected
+            if _name_key(path.stem) not in ignored:
                 notes.append(f"backgrounds/{path.name} names no camera of this sequence; ignored")
             continue
         if view.name in found:
@@ -379,7 +381,7 @@ def _check_boxes(path: Path, boxes: np.ndarray, num_views: int) -> np.ndarray:
 
 
 def _find_masks(folder: Path, views: list[View], num_frames: int, tolerance: int | None,
-                synced: bool = False, ignore: set[str] = frozenset()) -> tuple[dict[str, Path], int, list[str]]:
+                synced: bool = False, ignore: tuple[str, ...] = ()) -> tuple[dict[str, Path], int, list[str]]:
     where = folder / "masks"
     if not where.is_dir():
         return {}, num_frames, []
