@@ -346,13 +346,18 @@ def evaluate(path, out, split, pairs, stride, pictures, device, dataset, data_se
 @click.option("--mirrored", is_flag=True,
               help="Also score every pair with both views mirrored and average the log-odds (twice the embedding "
                    "work).")
+@click.option("--adapt", "adapt_steps", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Test-time self-training: fine-tune a copy of the model this many steps on the pairs of the cameras "
+                   "a first search determined (no labels), then search again with it (0: off).")
+@click.option("--adapt-lr", type=click.FloatRange(0, min_open=True), default=1e-4, show_default=True,
+              help="Peak learning rate of --adapt.")
 @click.option("--source", type=click.Choice(["tiles", "video"]), default=None,
               help="Where the pixels come from (default: what the model was trained on).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Processes decoding videos in the preparation (default: every core).")
 def sync(dataset, model_path, reference, max_offset, instants, out, apply_, force, sequences, independent,
-         min_support, seed, mirrored, source, device, workers):
+         min_support, seed, mirrored, adapt_steps, adapt_lr, source, device, workers):
     """Find each camera's time offset to a reference camera with the pre-trained sync classifier.
 
     DATASET is a dataset root or a bare session folder (calibration.toml + videos); no labels are needed. For
@@ -368,7 +373,8 @@ def sync(dataset, model_path, reference, max_offset, instants, out, apply_, forc
     if dev == "cuda" and not torch.cuda.is_available():
         raise click.ClickException("--device cuda: CUDA is not available")
     options = SyncOptions(reference=reference, max_offset_s=max_offset, instants=instants, joint=not independent,
-                          min_support=min_support, seed=seed, sequences=tuple(sequences), mirrored=mirrored)
+                          min_support=min_support, seed=seed, sequences=tuple(sequences), mirrored=mirrored,
+                          adapt_steps=adapt_steps, adapt_lr=adapt_lr)
     log = lambda msg: click.echo(msg, err=True)  # noqa: E731
     try:
         model = load_model(model_path, dev)
@@ -550,12 +556,15 @@ def bench_decode(json_path, root, pairs, batches, repeats, seed):
                    "trusted).")
 @click.option("--instants", type=click.IntRange(min=1), default=512, show_default=True)
 @click.option("--mirrored", is_flag=True, help="syncssl-sync --mirrored: also score both views mirrored.")
+@click.option("--adapt", "adapt_steps", type=click.IntRange(min=0), default=0, show_default=True,
+              help="syncssl-sync --adapt N: test-time self-training steps (0: off).")
+@click.option("--adapt-lr", type=click.FloatRange(0, min_open=True), default=1e-4, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=None)
 @click.option("--eval", "evaluate", is_flag=True,
               help="Also syncssl-eval's held-out sync accuracy: unshifted, shifted, shifted with the offsets applied.")
 def bench_sync(json_path, model_path, out, data_root, preset, data_seed, offset_seed, max_offset, search_margin,
-               instants, mirrored, device, workers, evaluate):
+               instants, mirrored, adapt_steps, adapt_lr, device, workers, evaluate):
     """syncssl-sync on the held-out subjects with seeded random camera offsets: the share recovered within 1 frame
     (sync_bench.json, sync_bench.png in OUT)."""
     from .bench.sync import print_sync_table, run_sync_benchmark
@@ -563,8 +572,8 @@ def bench_sync(json_path, model_path, out, data_root, preset, data_seed, offset_
     try:
         result = run_sync_benchmark(model_path, out=out, data_root=data_root, preset=preset, data_seed=data_seed,
                                     offset_seed=offset_seed, max_offset_s=max_offset, search_margin_s=search_margin,
-                                    instants=instants, mirrored=mirrored,
-                                    device=device, workers=workers, evaluate=evaluate,
+                                    instants=instants, mirrored=mirrored, adapt_steps=adapt_steps,
+                                    adapt_lr=adapt_lr, device=device, workers=workers, evaluate=evaluate,
                                     log=lambda m: click.echo(m, err=True))
     except USER_ERRORS as e:
         raise click.ClickException(str(e)) from None

@@ -564,3 +564,92 @@ def test_bare_session_with_mixed_codecs_and_sizes_runs_end_to_end(tiny_dataset, 
     assert all(c["status"] in ("ok", "not determined", "reference") for c in cams)
     assert {c["camera"]: c["frames"] for c in cams}["cam_04"] < {c["camera"]: c["frames"] for c in cams}["cam_01"]
     assert (session / "sync" / "scores.png").is_file()
+
+
+# ---------------------------------------------------------------- --adapt (test-time self-training)
+
+
+def _rig_plan(fps=25.0, lengths=(40, 40, 36), static=()):
+    """A plan-like object of three cameras (manifest indices 10, 11, 12) for adapt.aligned_rigs."""
+    from types import SimpleNamespace
+    cams = ["cam_a", "cam_b", "cam_c"]
+    usable = {c: np.ones(n, bool) for c, n in zip(cams, lengths)}
+    for c, t in static:
+        usable[c][t] = False
+    return SimpleNamespace(seq=SimpleNamespace(fps=fps), usable=usable, lengths=dict(zip(cams, lengths)),
+                           index={c: 10 + i for i, c in enumerate(cams)})
+
+
+def _rig_result(offsets: dict):
+    """A SequenceResult-like object: cam_a the reference, the others at ``offsets`` (None: not determined)."""
+    from types import SimpleNamespace
+    cams = [SimpleNamespace(camera="cam_a", estimate=search.Estimate(0, 0, "reference"))]
+    for c, d in offsets.items():
+        est = search.Estimate(d, d, "ok") if d is not None else search.Estimate(None, 5, "not determined")
+        cams.append(SimpleNamespace(camera=c, estimate=est))
+    return SimpleNamespace(reference="cam_a", cameras=cams)
+
+
+def test_adapt_learns_only_from_determined_cameras():
+    from syncssl.sync.adapt import aligned_rigs
+    sampling = load_config("tiny").sampling
+    plan = _rig_plan(static=[("cam_b", [7])])
+    rigs, cameras, sequences = aligned_rigs([plan, plan], [_rig_result({"cam_b": 3, "cam_c": None}),
+                                                           _rig_result({"cam_b": None, "cam_c": None})], sampling)
+    assert (cameras, sequences) == (2, 1)  # the second sequence has the reference alone
+    assert sorted((r.a, r.b, r.d) for r in rigs) == [(10, 11, 3), (11, 10, -3)]
+    ab = next(r for r in rigs if r.a == 10)
+    assert 4 not in ab.instants  # cam_b's frame 7 is static
+    assert ab.instants.min() == 0 and ab.instants.max() == 36  # t + 3 < 40
+    assert ab.window == sampling.window(25.0)
+
+
+def test_adapt_pairs_carry_the_labels_of_the_aligned_rig():
+    """A synchronized pair is (a at t, b at t + d); an unsynchronized one lies a training-window offset further;
+    only synchronized pairs are flipped, on one of their two views; shares as the pre-training sampler's."""
+    from syncssl.sync.adapt import aligned_rigs, draw_pairs
+    sampling = load_config("tiny").sampling
+    rigs, _, _ = aligned_rigs([_rig_plan(lengths=(200, 200, 200))], [_rig_result({"cam_b": 3, "cam_c": -20})],
+                              sampling)
+    d = {(r.a, r.b): r.d for r in rigs}
+    lo, hi = rigs[0].window
+    views, flip, jitter, sync, flip_label = draw_pairs(rigs, 2000, sampling, np.random.default_rng(0))
+    assert len(views) == 4000 and jitter.shape == (4000, 3)
+    for row, ((a, _, t), (b, _, u)) in enumerate(zip(views[0::2], views[1::2])):
+        extra = u - t - d[(a, b)]
+        assert (extra == 0) if sync[row] else (lo <= abs(extra) <= hi), (row, extra)
+    pairs_flipped = flip.reshape(-1, 2)
+    assert (pairs_flipped.sum(1) == flip_label).all() and not (flip_label & (sync == 0)).any()
+    assert abs(sync.mean() - sampling.sync_fraction) < 0.04
+    assert abs(flip_label[sync == 1].mean() - sampling.flip_fraction) < 0.05
+    shift, scale = sampling.jitter_bounds(False)
+    assert np.abs(jitter[:, :2]).max() <= shift and np.abs(jitter[:, 2]).max() <= scale
+
+
+def test_adapt_fine_tunes_a_copy_and_searches_again(mirror_session, tmp_path):
+    """The first search (the pixel stub: it finds the mirror rig exactly) determines every camera; a real PairNet
+    is then fine-tuned on their pairs (the model given stays as it was) and the cameras are searched again with
+    it; the first search's estimates are kept beside the new ones, in the result and in sync.json."""
+    from syncssl.models.pairnet import PairNet
+
+    class StubPairNet(PairNetScorer):  # searches with the pixel stub, adapts the real model
+        embed, log_odds = PixelScorer.embed, PixelScorer.log_odds
+
+    session, _ = mirror_session
+    cfg = load_config("tiny")
+    torch.manual_seed(0)
+    net = PairNet(cfg.model)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    model = LoadedModel(StubPairNet(net), cfg, None, 0)
+    result = synchronize(session, model, SyncOptions(max_offset_s=0.24, adapt_steps=3, **FAST), out=tmp_path / "out",
+                         progress=False, log=lambda m: None)
+    rep = result.adapted
+    assert (rep.steps, rep.cameras, rep.sequences) == (3, 3, 1) and rep.candidates > 0
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # a copy was trained
+    (s,) = result.sequences
+    assert {c.camera: c.first.offset for c in s.cameras} == TRUTH
+    doc = json.loads((tmp_path / "out" / "sync.json").read_text())
+    assert doc["adapted"]["steps"] == 3
+    assert [c["first_search"]["offset_frames"] for c in doc["sequences"][0]["cameras"]] == [0, 3, -2]
+    with pytest.raises(ValueError, match="adapt"):
+        SyncOptions(adapt_steps=-1)

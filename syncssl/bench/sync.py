@@ -51,7 +51,8 @@ def ensure_long_render(data_root: Path, preset: str, margin_frames: int, seed: i
 
 def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = "small", data_seed: int = 0,
                        offset_seed: int = 0, max_offset_s: float = 2.0, search_margin_s: float = 0.2,
-                       instants: int = 512, mirrored: bool = False, device: str = "auto",
+                       instants: int = 512, mirrored: bool = False, adapt_steps: int = 0, adapt_lr: float = 1e-4,
+                       device: str = "auto",
                        workers: int | None = None, evaluate: bool = False, eval_pairs: int = 1024,
                        log=print) -> dict:
     import torch
@@ -79,7 +80,7 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
     dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     loaded = load_model(model, dev)
     options = SyncOptions(max_offset_s=max_offset_s + search_margin_s, instants=instants, seed=offset_seed,
-                          mirrored=mirrored)
+                          mirrored=mirrored, adapt_steps=adapt_steps, adapt_lr=adapt_lr)
     result = synchronize(shifted, loaded, options, out=out / "sync", device=dev, workers=workers, log=log,
                          truth=truth)
     render_table(result)
@@ -89,8 +90,11 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
             rows.append(dict(sequence=s.key, action=s.key.split("/")[1].rsplit("_", 1)[0], camera=c.camera,
                              truth=truth[s.key][c.camera], joint=c.estimate.offset,
                              joint_best=c.estimate.best, direct=c.direct.offset, direct_best=c.direct.best,
-                             support=c.estimate.support))
+                             support=c.estimate.support,
+                             **({"first": c.first.offset, "first_best": c.first.best} if c.first else {})))
     summary = _summarise(rows)
+    if result.adapted is not None:  # the first search, before adapting: the same measure
+        summary["first_search"] = _summarise([dict(r, joint=r["first"], joint_best=r["first_best"]) for r in rows])["joint"]
     report = dict(
         what="share of cameras whose offset syncssl-sync recovers within 1 frame (undetermined = miss), offsets "
              f"injected uniformly in [-{max_offset_s:g}, {max_offset_s:g}] s on the held-out subjects",
@@ -99,6 +103,7 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
         data=str(long_root), data_seed=data_seed, offset_seed=offset_seed, max_offset_s=max_offset_s,
         max_offset_frames=span, search_max_offset_s=options.max_offset_s, min_support=options.min_support,
         instants_per_camera=instants, mirrored=mirrored, sequences=len(result.sequences),
+        adapted=dataclasses.asdict(result.adapted) if result.adapted is not None else None,
         cameras=len(rows), frames_per_camera=base.num_frames, sync_seconds=result.seconds,
         views_embedded=result.views_embedded, **summary, per_camera=rows)
     if evaluate:
@@ -209,6 +214,9 @@ def print_sync_table(report: dict, console=None) -> None:
         t.add_row(label, f"{r['within_1_frame']:.1%}", f"{r['exact']:.1%}", f"{r['determined']:.1%}",
                   "-" if r["within_1_frame_of_determined"] is None else f"{r['within_1_frame_of_determined']:.1%}")
     console.print(t)
+    if report.get("first_search"):
+        console.print(f"before --adapt (the first search): {report['first_search']['within_1_frame']:.1%} within 1 frame, "
+                      f"{report['first_search']['determined']:.1%} determined; {report['adapted']['steps']} adaptation steps")
     if "eval" in report:
         e = report["eval"]["heldout_sync_acc"]
         console.print(f"syncssl-eval held-out sync accuracy: unshifted {e['unshifted']:.3f}, shifted {e['shifted']:.3f}, "

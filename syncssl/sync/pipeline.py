@@ -120,6 +120,9 @@ class SyncOptions:
     mirrored: bool = False  # also score every pair with both views mirrored (a mirrored rig is a rig too) and average
     #                         the two log-odds: twice the embedding work for a less noisy curve
     sequences: tuple[str, ...] = ()  # only these sequences (keys "subject/name"); empty: all
+    adapt_steps: int = 0  # > 0: fine-tune a copy of the model this many steps on the pairs of the cameras a first
+    #                       search determined (test-time self-training, no labels), then search again with it
+    adapt_lr: float = 1e-4  # its peak learning rate (warm-up, then cosine to 0)
 
     def __post_init__(self):
         if not self.max_offset_s > 0:
@@ -128,6 +131,8 @@ class SyncOptions:
             raise ValueError("instants and replicates must be >= 1, batch_size >= 2")
         if not 0 < self.min_support <= 1:
             raise ValueError(f"min_support must be in (0, 1], got {self.min_support}")
+        if self.adapt_steps < 0 or not self.adapt_lr > 0:
+            raise ValueError(f"adapt_steps must be >= 0 and adapt_lr > 0, got {self.adapt_steps}, {self.adapt_lr}")
 
 
 # ---------------------------------------------------------------- results
@@ -139,6 +144,7 @@ class CameraResult:
     estimate: search.Estimate  # the offset reported (joint, or the reference pair's)
     direct: search.Estimate  # from the reference pair alone
     frames: int  # frames the camera holds (after any applied offset)
+    first: search.Estimate | None = None  # with --adapt: the first search's estimate (before adapting)
 
 
 @dataclass
@@ -177,6 +183,7 @@ class SyncResult:
     views_embedded: int
     notes: list[str] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
+    adapted: object = None  # with --adapt: the adaptation's AdaptReport (None: not adapted)
 
 
 # ---------------------------------------------------------------- the run
@@ -364,23 +371,54 @@ def synchronize(dataset: str | Path, model: LoadedModel, options: SyncOptions | 
     src = make_source(pipe, indices, data_cfg, device, 1, log)
     assembler = make_assembler(manifest, indices, data_cfg, src, device, model.input_dtype, 0)
     where = f"tiles {report.tiles.name}" if report.tiles else f"video via {src.decoder.name} ({src.decoder.device})"
+    def search_all(scorer: PairScorer) -> tuple[list[SequenceResult], int]:
+        embeddings, mirrored, views = _embed(plans, assembler, scorer, options.batch_size, progress, options.mirrored)
+        rng = np.random.default_rng(options.seed)  # every search resamples the same instants
+        found = [_search(plan, embeddings, scorer, options, rng, device, mirrored) for plan in plans]
+        for r in found:
+            r.truth = (truth or {}).get(r.key)
+        return found, views
+
+    adapted = None
     try:
-        embeddings, mirrored, views = _embed(plans, assembler, model.scorer, options.batch_size, progress,
-                                             options.mirrored)
+        results, views = search_all(model.scorer)
+        if options.adapt_steps > 0:
+            results, more, adapted = _adapt_and_search(model, plans, results, assembler, options, search_all, log,
+                                                       progress)
+            views += more
     finally:
         if hasattr(src, "decoder"):
             src.decoder.close()
-    rng = np.random.default_rng(options.seed)
-    results = []
-    for plan in plans:
-        results.append(_search(plan, embeddings, model.scorer, options, rng, device, mirrored))
-        if truth and plan.seq.key in truth:
-            results[-1].truth = truth[plan.seq.key]
     result = SyncResult(dataset=dataset, checkpoint=model.checkpoint, options=options, sequences=results,
-                        device=str(device), source=where, seconds=0.0, views_embedded=views, notes=notes)
+                        device=str(device), source=where, seconds=0.0, views_embedded=views, notes=notes,
+                        adapted=adapted)
     result.seconds = round(time.perf_counter() - t0, 2)
     write_outputs(result, out)
     return result
+
+
+def _adapt_and_search(model: LoadedModel, plans: list[_Plan], first: list[SequenceResult], assembler,
+                      options: SyncOptions, search_all, log, progress: bool):
+    """--adapt: fine-tune a copy of the model on the pairs of the cameras the first search determined (see
+    :mod:`.adapt`), search again with it, and keep the first search's estimates beside the new ones."""
+    from .adapt import adapt
+    if not isinstance(model.scorer, PairNetScorer):
+        raise ValueError("--adapt fine-tunes the model: it needs a PairNet scorer")
+    bar = _bar(progress, "adapting to the session", options.adapt_steps)
+    try:
+        tuned, report = adapt(model.scorer.model, model.cfg, plans, first, assembler, steps=options.adapt_steps,
+                              lr=options.adapt_lr, seed=options.seed, amp_dtype=model.scorer.amp_dtype, log=log,
+                              progress=bar)
+    finally:
+        bar(None)
+    if tuned is None:
+        return first, 0, None
+    log(report.describe())
+    results, views = search_all(PairNetScorer(tuned, model.scorer.amp_dtype))
+    for r, f in zip(results, first):
+        for c, fc in zip(r.cameras, f.cameras):
+            c.first = fc.estimate
+    return results, views, report
 
 
 def _embed(plans: list[_Plan], assembler, scorer: PairScorer, batch: int, progress: bool, mirrored: bool = False):
@@ -515,7 +553,9 @@ def result_json(result: SyncResult) -> dict:
             search_frames=[-s.span, s.span], applied_offsets=s.applied or None, truth=s.truth,
             determined=s.determined, figure=str(s.figure) if s.figure else None,
             cameras=[dict(camera=c.camera, frames=c.frames, **_est_json(c.estimate, s.fps),
-                          direct=_est_json(c.direct, s.fps)) for c in s.cameras],
+                          direct=_est_json(c.direct, s.fps),
+                          **({"first_search": _est_json(c.first, s.fps)} if c.first is not None else {}))
+                     for c in s.cameras],
             pairs=[dict(a=a, b=b, **_est_json(e, s.fps)) for (a, b), e in s.pairs.items()],
             triplets=[dict(cameras=list(t.cameras), residual_frames=t.residual, consistent=t.consistent)
                       for t in s.triplets]))
@@ -524,7 +564,8 @@ def result_json(result: SyncResult) -> dict:
              "recording earlier); measured on top of any applied sync.toml",
         dataset=str(result.dataset), checkpoint=str(result.checkpoint) if result.checkpoint else None,
         options=dataclasses.asdict(o), device=result.device, source=result.source, seconds=result.seconds,
-        views_embedded=result.views_embedded, notes=result.notes, sequences=seqs)
+        views_embedded=result.views_embedded, notes=result.notes,
+        adapted=dataclasses.asdict(result.adapted) if result.adapted is not None else None, sequences=seqs)
 
 
 def write_outputs(result: SyncResult, out: Path) -> dict[str, Path]:
@@ -629,6 +670,11 @@ def render_table(result: SyncResult, console=None) -> None:
                 f"{'+'.join(tr.cameras)} (off by {tr.residual:+d} frames)" for tr in bad))
         elif s.triplets:
             console.print(f"{s.key}: the pairwise offsets add up in all {len(s.triplets)} camera triplets")
+    if result.adapted is not None:
+        changed = sum(c.first is not None and (c.first.offset, c.first.status) != (c.estimate.offset, c.estimate.status)
+                      for s in result.sequences for c in s.cameras)
+        console.print(f"--adapt: {result.adapted.describe()}; {changed} camera(s) changed from the first search "
+                      "(sync.json: first_search)")
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")
     for k, p in result.files.items():
