@@ -326,3 +326,28 @@ def test_batcher_maps_cross_pairs_onto_the_views_that_decoded():
     assert batch.dropped == 1 and len(batch.cross) == kept.sum() > 0
     assert torch.equal(batch.images[batch.cross], torch.from_numpy(pairs[kept]).float())  # the same views
     assert torch.equal(batch.cross_sync, torch.from_numpy(labels[kept]))
+
+
+def test_appearance_augmentation_keeps_a_pair_one_scene_and_starts_on_schedule():
+    """One colour transform per pair (the two views still show one scene), the removed background stays the fill
+    colour, and with data.aug_start the transform begins at that share of the run's steps."""
+    import dataclasses
+    from syncssl.data.loader import Appearance
+    from syncssl.train.data import appearance
+    mean, std, fill = (0.45,) * 3, (0.25,) * 3, (0.45 * 255,) * 3
+    rng = np.random.default_rng(0)
+    person = torch.rand(3, 8, 8)
+    person[:, :2] = 0.0  # normalised fill: the background removed
+    images = person.repeat(4, 1, 1, 1)  # two pairs of identical views
+    aug = Appearance(jitter=0.3, hue_deg=180, permute=0.5, grey=0.2)
+    out = aug.apply(images, 2, mean, std, fill, rng)
+    torch.testing.assert_close(out[0], out[1])
+    torch.testing.assert_close(out[2], out[3])
+    assert not torch.allclose(out[0], out[2])  # two pairs, two transforms
+    torch.testing.assert_close(out[:, :, :2], images[:, :, :2])  # the fill stays the fill
+    cfg = load_config("cpu-small")
+    data = dataclasses.replace(cfg.data, aug_jitter=0.3, aug_start=0.5)
+    assert appearance(data, 5500).start_step == 2750 and appearance(cfg.data, 5500).start_step == 0
+    assert not appearance(cfg.data).active
+    with pytest.raises(ConfigError, match="aug_start"):
+        load_config("cpu-small", overrides=["data.aug_start=1.5"])

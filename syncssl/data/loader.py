@@ -208,6 +208,7 @@ class Appearance:
     hue_deg: float = 0.0  # hue rotated by U(-hue_deg, hue_deg) degrees
     permute: float = 0.0  # probability of a random channel permutation (one of the 5 non-identity ones)
     grey: float = 0.0  # probability of greyscale
+    start_step: int = 0  # applied from this step on (a curriculum)
 
     @property
     def active(self) -> bool:
@@ -296,7 +297,7 @@ class ViewAssembler:
             mean=self.mean, std=self.std, out_dtype=self.out_dtype,
             **self.mask.op_kwargs(g.thresholds.to(dev, non_blocking=True)),
         ).flatten(0, 1)
-        if self.appearance is not None and self.appearance.active:
+        if self.appearance is not None and self.appearance.active and step >= self.appearance.start_step:
             rng = np.random.default_rng([self.seed, step, rank, 0xC0])  # a pure function of the step
             fill = tuple(255 * m for m in self.mean)
             group = self.group if len(images) % self.group == 0 else 1

@@ -1,8 +1,9 @@
 """Synchronizing a camera rig with the pre-trained sync classifier (``syncssl-sync``).
 
 :mod:`.search` finds offsets in score matrices (no pixels), :mod:`.pipeline` turns a dataset or bare session and a
-pre-training checkpoint into those matrices and writes the results, :mod:`.inject` makes shifted copies of a
-dataset with known offsets (tests and the benchmark).
+pre-training checkpoint into those matrices and writes the results, :mod:`.adapt` fine-tunes a copy of the model on
+the cameras a first search placed (``--adapt``), :mod:`.inject` makes shifted copies of a dataset with known offsets
+(tests and the benchmark).
 """
 from .pipeline import (LoadedModel, PairNetScorer, PairScorer, SyncOptions, SyncResult, apply_offsets, load_model,
                        render_table, synchronize)

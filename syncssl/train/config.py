@@ -73,6 +73,9 @@ class DataConfig:
     """... probability of a random permutation of the colour channels."""
     aug_grey: float = 0.0
     """... probability of greyscale."""
+    aug_start: float = 0.0
+    """Share of the training steps before the appearance augmentation starts (a curriculum: the task is learnt
+    on clean views first, invariance to clothing and light after; 0: from the first step)."""
     prefetch: int = 3
     """Batches decoded and assembled ahead of the training step, on background threads."""
     workers: int = 1
@@ -240,6 +243,7 @@ def common_problems(cfg) -> list[str]:
         (0 <= d.shadow_min <= 1 and d.shadow_chroma >= 0, "need 0 <= data.shadow_min <= 1, data.shadow_chroma >= 0"),
         (0 <= d.aug_jitter < 1 and d.aug_hue_deg >= 0 and 0 <= d.aug_permute <= 1 and 0 <= d.aug_grey <= 1,
          "need 0 <= data.aug_jitter < 1, data.aug_hue_deg >= 0, data.aug_permute and data.aug_grey in [0, 1]"),
+        (0 <= d.aug_start < 1, "need 0 <= data.aug_start < 1"),
         (len(d.mean) == 3 and len(d.std) == 3 and min(d.std) > 0, "data.mean and data.std need 3 values, std > 0"),
         (0 <= o.min_lr <= o.lr, f"need 0 <= optim.min_lr <= optim.lr, got {o.min_lr}, {o.lr}"),
         (o.warmup_steps >= 0 and o.grad_clip >= 0, "optim.warmup_steps and optim.grad_clip must be >= 0"),

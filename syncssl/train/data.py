@@ -130,7 +130,7 @@ def sampler_sequences(manifest: Manifest, indices: list[int], sampling: Sampling
 
 def build_pipeline(prepared: Prepared, split: str, data_cfg, sampling: SamplingConfig, *, seed: int, rank: int,
                    world_size: int, device: torch.device, out_dtype: torch.dtype, source=None, augment: bool = False,
-                   log=print) -> SplitPipeline:
+                   steps: int = 0, log=print) -> SplitPipeline:
     manifest = prepared.manifest
     indices = manifest.split(split)
     sampler = PairSampler(sampler_sequences(manifest, indices, sampling), sampling, seed=seed, rank=rank,
@@ -138,21 +138,24 @@ def build_pipeline(prepared: Prepared, split: str, data_cfg, sampling: SamplingC
     source = source or make_source(prepared, indices, data_cfg, device, world_size, log)
     # a grouped plan's cross pairs join views of different rows: the whole group shares one colour transform
     batcher = PairBatcher(make_assembler(manifest, indices, data_cfg, source, device, out_dtype, seed, augment,
-                                         group=2 * sampling.group_size), sampling.group_size)
+                                         group=2 * sampling.group_size, steps=steps), sampling.group_size)
     return SplitPipeline(indices, sampler, batcher)
 
 
-def appearance(data_cfg) -> Appearance:
-    return Appearance(data_cfg.aug_jitter, data_cfg.aug_hue_deg, data_cfg.aug_permute, data_cfg.aug_grey)
+def appearance(data_cfg, steps: int = 0) -> Appearance:
+    """Training's appearance augmentation, starting at ``data.aug_start`` of a run of ``steps`` steps."""
+    return Appearance(data_cfg.aug_jitter, data_cfg.aug_hue_deg, data_cfg.aug_permute, data_cfg.aug_grey,
+                      start_step=int(round(data_cfg.aug_start * steps)))
 
 
 def make_assembler(manifest: Manifest, indices: list[int], data_cfg, source, device: torch.device,
-                   out_dtype: torch.dtype, seed: int, augment: bool = False, group: int = 2) -> ViewAssembler:
+                   out_dtype: torch.dtype, seed: int, augment: bool = False, group: int = 2,
+                   steps: int = 0) -> ViewAssembler:
     """The view assembler of a pipeline; ``augment``: training's appearance augmentation, one colour transform
-    per ``group`` views (a pair: 2; pose views: 1)."""
+    per ``group`` views (a pair: 2; pose views: 1), in a run of ``steps`` steps."""
     return ViewAssembler(manifest, indices, source, crop_size=data_cfg.crop_size, mask=mask_settings(data_cfg),
                          substitute=data_cfg.substitute, mean=data_cfg.mean, std=data_cfg.std, device=device,
-                         out_dtype=out_dtype, seed=seed, appearance=appearance(data_cfg) if augment else None,
+                         out_dtype=out_dtype, seed=seed, appearance=appearance(data_cfg, steps) if augment else None,
                          group=group)
 
 

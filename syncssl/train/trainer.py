@@ -403,7 +403,8 @@ class PretextTrainer(Trainer):
     def pipeline(self, split: str, sampling, seed: int, source=None, augment: bool = False):
         return build_pipeline(self.prepared, split, self.cfg.data, sampling, seed=seed, rank=self.dist.rank,
                               world_size=self.dist.world_size, device=self.device, out_dtype=self.input_dtype,
-                              source=source or self.source(self.manifest.split(split)), augment=augment, log=self.log)
+                              source=source or self.source(self.manifest.split(split)), augment=augment,
+                              steps=self.cfg.train.steps, log=self.log)
 
     def build_train_data(self):
         cfg = self.cfg
@@ -635,7 +636,8 @@ class PoseTrainer(Trainer):
                  f"{sum(s.num_frames for s in seqs)} instants (label_fraction {x.label_fraction:g}), every camera")
         self.labelled_frames = sampler.labelled_frames
         batcher = PoseBatcher(make_assembler(self.manifest, idx, cfg.data, self.source(idx), self.device,
-                                             self.input_dtype, cfg.train.seed, augment=True, group=1), self.actions)
+                                             self.input_dtype, cfg.train.seed, augment=True, group=1,
+                                             steps=cfg.train.steps), self.actions)
         return sampler.plan, batcher
 
     def losses(self, out, batch):
