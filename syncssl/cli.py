@@ -34,9 +34,10 @@ def data():
 # syncssl-data synth: the choices mirror syncssl.data.synthetic.PRESETS (kept literal so that the CLI starts
 # without importing the renderer; a test checks they agree).
 @data.command()
-@click.option("--preset", type=click.Choice(["tiny", "small", "small-pool", "large"]), default="small",
+@click.option("--preset", type=click.Choice(["tiny", "small", "small-pool", "small-many", "large"]), default="small",
               show_default=True, help="tiny: seconds, for tests; small: the default, ~3 min on 2 cores; small-pool: "
-                                      "small + 24 unlabelled people for pre-training, ~9 min; large: for GPU runs.")
+                                      "small + 24 unlabelled people for pre-training, ~9 min; small-many: small's "
+                                      "frames spread over 33 people, ~3 min; large: for GPU runs.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Output folder (default: data/synthetic-<preset> under the current directory).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same poses and calibration.")
@@ -346,9 +347,9 @@ def evaluate(path, out, split, pairs, stride, pictures, device, dataset, data_se
 @click.option("--mirrored", is_flag=True,
               help="Also score every pair with both views mirrored and average the log-odds (twice the embedding "
                    "work).")
-@click.option("--adapt", "adapt_steps", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--adapt", "adapt_steps", type=click.IntRange(min=0), default=300, show_default=True,
               help="Test-time self-training: fine-tune a copy of the model this many steps on the pairs of the cameras "
-                   "a first search determined (no labels), then search again with it (0: off).")
+                   "a first search determined (no labels), then search again with it (0: off, a single search).")
 @click.option("--adapt-lr", type=click.FloatRange(0, min_open=True), default=1e-4, show_default=True,
               help="Peak learning rate of --adapt.")
 @click.option("--source", type=click.Choice(["tiles", "video"]), default=None,
@@ -556,7 +557,7 @@ def bench_decode(json_path, root, pairs, batches, repeats, seed):
                    "trusted).")
 @click.option("--instants", type=click.IntRange(min=1), default=512, show_default=True)
 @click.option("--mirrored", is_flag=True, help="syncssl-sync --mirrored: also score both views mirrored.")
-@click.option("--adapt", "adapt_steps", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--adapt", "adapt_steps", type=click.IntRange(min=0), default=300, show_default=True,
               help="syncssl-sync --adapt N: test-time self-training steps (0: off).")
 @click.option("--adapt-lr", type=click.FloatRange(0, min_open=True), default=1e-4, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)

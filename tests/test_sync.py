@@ -28,7 +28,7 @@ from syncssl.sync.inject import shift_dataset, shift_sequence
 from syncssl.sync.pipeline import LoadedModel, PairNetScorer
 from syncssl.train.config import load_config
 
-FAST = dict(replicates=40, joint_replicates=16)
+FAST = dict(replicates=40, joint_replicates=16, adapt_steps=0)  # the pixel stub is no model to adapt
 
 
 class PixelScorer:
@@ -512,7 +512,7 @@ def test_cli_runs_with_the_stub(mirror_session, monkeypatch, tmp_path):
     work = tmp_path / "session"
     shutil.copytree(session, work, ignore=shutil.ignore_patterns("sync"))
     monkeypatch.setattr(sync_pkg, "load_model", lambda path, device="cpu": stub_model())
-    r = CliRunner().invoke(cli.sync, [str(work), "--model", str(work), "--max-offset", "0.24", "--apply",
+    r = CliRunner().invoke(cli.sync, [str(work), "--model", str(work), "--max-offset", "0.24", "--apply", "--adapt", "0",
                                       "--out", str(tmp_path / "out")], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     assert "+3" in r.output and "applied:" in r.output and "add up" in r.output
@@ -641,7 +641,7 @@ def test_adapt_fine_tunes_a_copy_and_searches_again(mirror_session, tmp_path):
     net = PairNet(cfg.model)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     model = LoadedModel(StubPairNet(net), cfg, None, 0)
-    result = synchronize(session, model, SyncOptions(max_offset_s=0.24, adapt_steps=3, **FAST), out=tmp_path / "out",
+    result = synchronize(session, model, SyncOptions(max_offset_s=0.24, **dict(FAST, adapt_steps=3)), out=tmp_path / "out",
                          progress=False, log=lambda m: None)
     rep = result.adapted
     assert (rep.steps, rep.cameras, rep.sequences) == (3, 3, 1) and rep.candidates > 0

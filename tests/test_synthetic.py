@@ -303,6 +303,16 @@ def test_holds_exist_and_all_actions_are_covered():
     assert pool.train_subjects + pool.test_subjects == PRESETS["small"].subjects
     assert len(pool.train_subjects + pool.pool) >= 29
     assert {s.action for s in plan_sequences(pool) if s.split == "pool"} == set(ACTIONS)
+    # small's frames over more people: as many sequences and frames, S1 and the held-out subjects as in small
+    many, small = PRESETS["small-many"], PRESETS["small"]
+    specs = plan_sequences(many)
+    assert many.num_sequences == small.num_sequences and many.num_frames == small.num_frames
+    by_subject = {s: [x for x in specs if x.subject == s] for s in many.subjects}
+    assert [(x.action, x.split) for x in by_subject["S1"] + by_subject["S9"] + by_subject["S11"]] == [
+        (x.action, x.split) for x in plan_sequences(small) if x.subject in ("S1", "S9", "S11")]
+    assert all(len(by_subject[s]) == 2 for s in ("S5", "S6", "S7", "S8"))
+    assert all(len(by_subject[s]) == 1 for s in many.pool) and len(many.pool) == 24
+    assert {s.action for s in specs if s.split != "test"} == set(ACTIONS)
 
 
 # ---------------------------------------------------------------- the command and the failure paths
@@ -314,7 +324,7 @@ def test_cli_choices_match_the_presets():
 
 
 def test_unknown_preset_codec_action_are_clear_errors(tmp_path):
-    with pytest.raises(ValueError, match="tiny, small, small-pool, large"):
+    with pytest.raises(ValueError, match="tiny, small, small-pool, small-many, large"):
         get_preset("huge")
     with pytest.raises(ValueError, match="mjpeg, h264, vp9"):
         generate_report(tmp_path / "x", "tiny", codec="xvid", progress=False)

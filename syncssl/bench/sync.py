@@ -51,7 +51,7 @@ def ensure_long_render(data_root: Path, preset: str, margin_frames: int, seed: i
 
 def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = "small", data_seed: int = 0,
                        offset_seed: int = 0, max_offset_s: float = 2.0, search_margin_s: float = 0.2,
-                       instants: int = 512, mirrored: bool = False, adapt_steps: int = 0, adapt_lr: float = 1e-4,
+                       instants: int = 512, mirrored: bool = False, adapt_steps: int = 300, adapt_lr: float = 1e-4,
                        device: str = "auto",
                        workers: int | None = None, evaluate: bool = False, eval_pairs: int = 1024,
                        log=print) -> dict:
