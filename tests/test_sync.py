@@ -512,7 +512,8 @@ def test_cli_runs_with_the_stub(mirror_session, monkeypatch, tmp_path):
     work = tmp_path / "session"
     shutil.copytree(session, work, ignore=shutil.ignore_patterns("sync"))
     monkeypatch.setattr(sync_pkg, "load_model", lambda path, device="cpu": stub_model())
-    r = CliRunner().invoke(cli.sync, [str(work), "--model", str(work), "--max-offset", "0.24", "--apply", "--adapt", "0",
+    r = CliRunner().invoke(cli.sync, [str(work), "--model", str(work), "--max-offset", "0.24", "--apply",
+                                      "--adapt", "0",  # the pixel stub is no model to adapt
                                       "--out", str(tmp_path / "out")], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     assert "+3" in r.output and "applied:" in r.output and "add up" in r.output
@@ -641,8 +642,8 @@ def test_adapt_fine_tunes_a_copy_and_searches_again(mirror_session, tmp_path):
     net = PairNet(cfg.model)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     model = LoadedModel(StubPairNet(net), cfg, None, 0)
-    result = synchronize(session, model, SyncOptions(max_offset_s=0.24, **dict(FAST, adapt_steps=3)), out=tmp_path / "out",
-                         progress=False, log=lambda m: None)
+    options = SyncOptions(max_offset_s=0.24, **dict(FAST, adapt_steps=3))
+    result = synchronize(session, model, options, out=tmp_path / "out", progress=False, log=lambda m: None)
     rep = result.adapted
     assert (rep.steps, rep.cameras, rep.sequences) == (3, 3, 1) and rep.candidates > 0
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # a copy was trained

@@ -94,7 +94,8 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
                              **({"first": c.first.offset, "first_best": c.first.best} if c.first else {})))
     summary = _summarise(rows)
     if result.adapted is not None:  # the first search, before adapting: the same measure
-        summary["first_search"] = _summarise([dict(r, joint=r["first"], joint_best=r["first_best"]) for r in rows])["joint"]
+        first = [dict(r, joint=r["first"], joint_best=r["first_best"]) for r in rows]
+        summary["first_search"] = _summarise(first)["joint"]
     report = dict(
         what="share of cameras whose offset syncssl-sync recovers within 1 frame (undetermined = miss), offsets "
              f"injected uniformly in [-{max_offset_s:g}, {max_offset_s:g}] s on the held-out subjects",
@@ -215,8 +216,9 @@ def print_sync_table(report: dict, console=None) -> None:
                   "-" if r["within_1_frame_of_determined"] is None else f"{r['within_1_frame_of_determined']:.1%}")
     console.print(t)
     if report.get("first_search"):
-        console.print(f"before --adapt (the first search): {report['first_search']['within_1_frame']:.1%} within 1 frame, "
-                      f"{report['first_search']['determined']:.1%} determined; {report['adapted']['steps']} adaptation steps")
+        first = report["first_search"]
+        console.print(f"before --adapt (the first search): {first['within_1_frame']:.1%} within 1 frame, "
+                      f"{first['determined']:.1%} determined; {report['adapted']['steps']} adaptation steps")
     if "eval" in report:
         e = report["eval"]["heldout_sync_acc"]
         console.print(f"syncssl-eval held-out sync accuracy: unshifted {e['unshifted']:.3f}, shifted {e['shifted']:.3f}, "

@@ -37,8 +37,10 @@ class AdaptReport:
     seconds: float
 
     def describe(self) -> str:
-        return (f"adapted on {self.cameras} determined cameras of {self.sequences} sequences ({self.candidates} "
-                f"synchronized candidates): {self.steps} steps of {self.pairs_per_step} pairs, lr {self.lr:g}; "
+        plural = "s" if self.sequences != 1 else ""
+        return (f"adapted on {self.cameras} determined cameras of {self.sequences} sequence{plural} "
+                f"({self.candidates} synchronized candidates): {self.steps} steps of {self.pairs_per_step} pairs, "
+                f"lr {self.lr:g}; "
                 f"sync accuracy on its own pairs {self.sync_acc_first:.2f} -> {self.sync_acc_last:.2f} "
                 f"({self.seconds:.0f} s)")
 
@@ -129,8 +131,11 @@ def adapt(model: torch.nn.Module, cfg, plans, results, assembler, *, steps: int,
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.optim.weight_decay},
                              {"params": rest, "weight_decay": 0.0}], lr=lr)
     warmup = max(1, steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then cosine to zero
-        opt, lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup))))
+    def lr_factor(s: int) -> float:  # linear warm-up, then cosine to zero
+        if s < warmup:
+            return (s + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     rng = np.random.default_rng([seed, 0xADA])
     n = cfg.train.batch_size
     flip_weight = cfg.pretext.flip_weight
