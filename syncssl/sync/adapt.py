@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ..train.trainer import lr_at, param_groups
 
 
 @dataclass
@@ -126,16 +127,8 @@ def adapt(model: torch.nn.Module, cfg, plans, results, assembler, *, steps: int,
         log("--adapt: no sequence has two determined cameras to learn from; the first search stands")
         return None, None
     tuned = copy.deepcopy(model).train()
-    decay = [p for p in tuned.parameters() if p.ndim > 1]  # as in pre-training: no decay on norms and biases
-    rest = [p for p in tuned.parameters() if p.ndim <= 1]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.optim.weight_decay},
-                             {"params": rest, "weight_decay": 0.0}], lr=lr)
+    opt = torch.optim.AdamW(param_groups(tuned, cfg.optim.weight_decay), lr=lr)  # as pre-training's
     warmup = max(1, steps // 10)
-    def lr_factor(s: int) -> float:  # linear warm-up, then cosine to zero
-        if s < warmup:
-            return (s + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup)))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     rng = np.random.default_rng([seed, 0xADA])
     n = cfg.train.batch_size
     flip_weight = cfg.pretext.flip_weight
@@ -163,8 +156,9 @@ def adapt(model: torch.nn.Module, cfg, plans, results, assembler, *, steps: int,
         loss.backward()
         if cfg.optim.grad_clip:
             torch.nn.utils.clip_grad_norm_(tuned.parameters(), cfg.optim.grad_clip)
+        for g in opt.param_groups:  # linear warm-up, then cosine to zero
+            g["lr"] = lr_at(step, lr, 0.0, warmup, steps)
         opt.step()
-        sched.step()
         acc.append(float((out["sync"][sync_rows].argmax(1) == sync_t[sync_rows]).float().mean()))
         if progress is not None:
             progress(1)
