@@ -26,8 +26,7 @@ import numpy as np
 import torch
 
 from ..data.dataset import DataError, Dataset, Sequence
-from . import epipolar, search
-from .epipolar import EpipolarCue
+from . import search
 
 ANY_LENGTH = 10 ** 9  # frame tolerance: an unsynchronized rig's cameras may differ in length by anything
 
@@ -125,8 +124,6 @@ class SyncOptions:
     #                         search determined (test-time self-training, no labels), then search again with it
     #                         (on 3 draws of the benchmark's offsets: +2, +10 and +15 points of cameras placed)
     adapt_lr: float = 1e-4  # its peak learning rate (warm-up, then cosine to 0)
-    geometry: EpipolarCue | None = None  # add the rig's epipolar geometry to every pair's log-odds (the person's
-    #                                      head and feet on each other's epipolar lines; needs the calibration)
 
     def __post_init__(self):
         if not self.max_offset_s > 0:
@@ -263,7 +260,6 @@ class _Plan:
     instants: dict[str, np.ndarray]
     pairs: list[tuple[str, str, np.ndarray]]  # (a, b, offsets of b against a)
     span: int
-    boxes: dict[str, np.ndarray | None]  # (T, 4) the person's box prepare found in each frame, pixels (NaN: none)
 
 
 def _plan(seq: Sequence, manifest, index: dict[str, int], options: SyncOptions) -> _Plan:
@@ -271,14 +267,10 @@ def _plan(seq: Sequence, manifest, index: dict[str, int], options: SyncOptions) 
     cams = [ref] + [v.name for v in seq.views if v.name != ref]
     fps = seq.fps
     span, min_overlap = _span(options, fps)
-    lengths, usable, boxes = {}, {}, {}
+    lengths, usable = {}, {}
     for c in cams:
         p = manifest.sequences[index[c]]
         lengths[c] = p.num_frames
-        boxes[c] = None if p.tight is None else p.tight[:, 0]
-        if options.geometry is not None and p.tight is None:
-            raise DataError(seq.folder or Path(seq.key), f"--geometry needs the person's boxes, and the preparation of "
-                                                         f"camera {c} found none (no background model)")
         found = np.isfinite(p.tight).all(-1)[:, 0] if p.tight is not None else np.ones(p.num_frames, bool)
         usable[c] = ~np.asarray(p.static, bool) & found  # a static frame matches every instant of a still person
     pairs = []
@@ -293,7 +285,7 @@ def _plan(seq: Sequence, manifest, index: dict[str, int], options: SyncOptions) 
             if hi >= lo:
                 pairs.append((a, b, np.arange(lo, hi + 1)))
     instants = {c: _instants(usable[c], options.instants) for c in cams}
-    return _Plan(seq, ref, cams, index, lengths, usable, instants, pairs, span, boxes)
+    return _Plan(seq, ref, cams, index, lengths, usable, instants, pairs, span)
 
 
 def _needed(plan: _Plan) -> dict[str, np.ndarray]:
@@ -516,9 +508,6 @@ def _search(plan: _Plan, embeddings: dict, scorer: PairScorer, options: SyncOpti
         L = scores(embeddings, a, b, offsets)
         if mirrored is not None:  # the same pairs with both views mirrored
             L = (L + scores(mirrored, a, b, offsets)) / 2
-        if options.geometry is not None:  # usable frames have a box, so the cue exists wherever L does
-            L = L + epipolar.cue_matrix(options.geometry, plan.seq.view(a).camera, plan.seq.view(b).camera,
-                                        plan.boxes[a], plan.boxes[b], plan.instants[a], offsets)
         curve = search.Curve(a, b, offsets, L)
         curves[(a, b)] = curve
         pairs[(a, b)] = search.analyse_curve(curve, rng=rng, replicates=options.replicates,
