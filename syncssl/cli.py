@@ -560,12 +560,14 @@ def bench_decode(json_path, root, pairs, batches, repeats, seed):
 @click.option("--adapt", "adapt_steps", type=click.IntRange(min=0), default=300, show_default=True,
               help="syncssl-sync --adapt N: test-time self-training steps (0: off).")
 @click.option("--adapt-lr", type=click.FloatRange(0, min_open=True), default=1e-4, show_default=True)
+@click.option("--frames", type=click.IntRange(min=2), default=None,
+              help="Each camera's recording length in frames (default: the preset's; longer ones are rendered).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=None)
 @click.option("--eval", "evaluate", is_flag=True,
               help="Also syncssl-eval's held-out sync accuracy: unshifted, shifted, shifted with the offsets applied.")
 def bench_sync(json_path, model_path, out, data_root, preset, data_seed, offset_seed, max_offset, search_margin,
-               instants, mirrored, adapt_steps, adapt_lr, device, workers, evaluate):
+               instants, mirrored, adapt_steps, adapt_lr, frames, device, workers, evaluate):
     """syncssl-sync on the held-out subjects with seeded random camera offsets: the share recovered within 1 frame
     (sync_bench.json, sync_bench.png in OUT)."""
     from .bench.sync import print_sync_table, run_sync_benchmark
@@ -574,8 +576,8 @@ def bench_sync(json_path, model_path, out, data_root, preset, data_seed, offset_
         result = run_sync_benchmark(model_path, out=out, data_root=data_root, preset=preset, data_seed=data_seed,
                                     offset_seed=offset_seed, max_offset_s=max_offset, search_margin_s=search_margin,
                                     instants=instants, mirrored=mirrored, adapt_steps=adapt_steps,
-                                    adapt_lr=adapt_lr, device=device, workers=workers, evaluate=evaluate,
-                                    log=lambda m: click.echo(m, err=True))
+                                    adapt_lr=adapt_lr, frames=frames, device=device, workers=workers,
+                                    evaluate=evaluate, log=lambda m: click.echo(m, err=True))
     except USER_ERRORS as e:
         raise click.ClickException(str(e)) from None
     print_sync_table(result)

@@ -505,6 +505,21 @@ def test_benchmark_summary_counts_misses_and_buckets():
     assert one["joint_within_1_frame_by_offset"] == {"|offset| <= 5 frames": None, "|offset| > 5 frames": 1.0}
 
 
+def test_benchmark_recording_length(tmp_path):
+    from syncssl.bench.sync import long_preset, run_sync_benchmark
+    from syncssl.config import ConfigError
+    from syncssl.data.synthetic import PRESETS
+    n = PRESETS["small"].num_frames
+    same = long_preset("small", 50)  # the preset's length keeps its cached render's name
+    assert same.name == "small-heldout-long50" and same.num_frames == n + 100 and same.train_subjects == ()
+    longer = long_preset("small", 50, 240)
+    assert longer.name == "small-heldout-240f-long50" and longer.num_frames == 340
+    assert long_preset("small", 50, n).name == same.name
+    with pytest.raises(ConfigError, match="100 frames cannot hold offsets of \\+-50"):  # refused before rendering
+        run_sync_benchmark("no-model", out=tmp_path / "out", data_root=tmp_path / "data", frames=100)
+    assert not (tmp_path / "data").exists()
+
+
 def test_cli_runs_with_the_stub(mirror_session, monkeypatch, tmp_path):
     from syncssl import cli
     from syncssl import sync as sync_pkg

@@ -351,3 +351,34 @@ def test_appearance_augmentation_keeps_a_pair_one_scene_and_starts_on_schedule()
     assert not appearance(cfg.data).active
     with pytest.raises(ConfigError, match="aug_start"):
         load_config("cpu-small", overrides=["data.aug_start=1.5"])
+
+
+def test_pretext_loss_trains_each_head_on_its_own_pairs_over_their_nominal_count():
+    import dataclasses
+
+    import torch.nn.functional as F
+
+    from syncssl.train.trainer import pretext_loss
+    cfg = PretrainConfig()
+    torch.manual_seed(0)
+    out = {"sync": torch.randn(6, 2), "flip": torch.randn(6, 2)}
+    sync = torch.tensor([1, 1, 1, 0, 0, 1])
+    flip = torch.tensor([0, 1, 1, 0, 0, 0])  # flipped pairs are synchronized
+    loss, sums = pretext_loss(out, sync, flip, cfg.pretext, cfg.sampling)
+    s, f = cfg.sampling.sync_fraction, cfg.sampling.flip_fraction
+    sync_rows, flip_rows = flip == 0, sync == 1  # sync head: unflipped pairs; flip head: synchronized ones
+    want = (cfg.pretext.sync_weight * F.cross_entropy(out["sync"][sync_rows], sync[sync_rows], reduction="sum")
+            / (6 * (1 - s * f))
+            + cfg.pretext.flip_weight * F.cross_entropy(out["flip"][flip_rows], flip[flip_rows], reduction="sum")
+            / (6 * s))
+    torch.testing.assert_close(loss, want)
+    assert sums["sync_acc"][1] == 4 and sums["flip_acc"][1] == 4
+    assert sums["sync_acc"][0] == (out["sync"].argmax(1) == sync)[sync_rows].sum()
+    # the flip head's logits do not move the sync head's loss and vice versa on the rows the other one owns
+    other = {"sync": out["sync"].clone(), "flip": out["flip"].clone()}
+    other["sync"][~sync_rows] += 5.0
+    other["flip"][~flip_rows] -= 5.0
+    torch.testing.assert_close(pretext_loss(other, sync, flip, cfg.pretext, cfg.sampling)[0], loss)
+    # the ablation with independent labels trains both heads on every pair
+    ind = dataclasses.replace(cfg.sampling, flip_unsync=True)
+    assert pretext_loss(out, sync, flip, cfg.pretext, ind)[1]["sync_acc"][1] == 6

@@ -2,7 +2,7 @@
 
 1. The held-out subjects of an embedded preset (``small``: S9 and S11, 8 actions each, 4 cameras) are rendered
    ``2 x margin`` longer than the preset (cached under ``--data-root``), so that every camera can keep the
-   preset's length after its shift.
+   preset's length after its shift (or ``--frames N``: a recording length of one's own, rendered as long).
 2. Each sequence gets a seeded random offset per camera, uniform over whole frames in [-max, max] seconds (the
    reference, the first camera, 0); camera c's video then starts ``offset[c]`` frames before the reference's
    (:func:`syncssl.sync.inject.shift_dataset`). An unshifted copy (every offset 0, the same windows and re-encoding)
@@ -29,17 +29,20 @@ from pathlib import Path
 import numpy as np
 
 
-def long_preset(preset: str, margin_frames: int):
-    """The preset's held-out subjects only, ``2 * margin_frames`` longer."""
+def long_preset(preset: str, margin_frames: int, frames: int | None = None):
+    """The preset's held-out subjects only, ``2 * margin_frames`` longer than ``frames`` (default: the preset's)."""
     from ..data.synthetic import PRESETS
     base = PRESETS[preset]
-    return dataclasses.replace(base, name=f"{preset}-heldout-long{margin_frames}", train_subjects=(),
-                               num_frames=base.num_frames + 2 * margin_frames, pool_subjects=0)
+    frames = frames or base.num_frames
+    length = "" if frames == base.num_frames else f"-{frames}f"
+    return dataclasses.replace(base, name=f"{preset}-heldout{length}-long{margin_frames}", train_subjects=(),
+                               num_frames=frames + 2 * margin_frames, pool_subjects=0)
 
 
-def ensure_long_render(data_root: Path, preset: str, margin_frames: int, seed: int, workers: int | None, log) -> Path:
+def ensure_long_render(data_root: Path, preset: str, margin_frames: int, seed: int, workers: int | None, log,
+                       frames: int | None = None) -> Path:
     from ..data.synthetic import GENERATOR_VERSION, existing_config, generate
-    p = long_preset(preset, margin_frames)
+    p = long_preset(preset, margin_frames, frames)
     root = Path(data_root) / f"synthetic-{p.name}-seed{seed}"
     if existing_config(root) == dict(preset=p.name, seed=seed, codec="mjpeg", version=GENERATOR_VERSION):
         log(f"reusing {root}")
@@ -52,7 +55,7 @@ def ensure_long_render(data_root: Path, preset: str, margin_frames: int, seed: i
 def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = "small", data_seed: int = 0,
                        offset_seed: int = 0, max_offset_s: float = 2.0, search_margin_s: float = 0.2,
                        instants: int = 512, mirrored: bool = False, adapt_steps: int = 300, adapt_lr: float = 1e-4,
-                       device: str = "auto",
+                       frames: int | None = None, device: str = "auto",
                        workers: int | None = None, evaluate: bool = False, eval_pairs: int = 1024,
                        log=print) -> dict:
     import torch
@@ -66,7 +69,12 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
     out.mkdir(parents=True, exist_ok=True)
     base = PRESETS[preset]
     span = int(round(max_offset_s * base.fps))
-    long_root = ensure_long_render(Path(data_root), preset, span, data_seed, workers, log)
+    frames = frames or base.num_frames  # each camera's recording length
+    if frames <= 2 * span:
+        from ..config import ConfigError
+        raise ConfigError(f"--frames: recordings of {frames} frames cannot hold offsets of +-{span} frames with "
+                          "any overlap")
+    long_root = ensure_long_render(Path(data_root), preset, span, data_seed, workers, log, frames)
     ds = open_dataset(long_root, verify="none")
     rng = np.random.default_rng(offset_seed)
     truth = {s.key: random_offsets(s.camera_names, s.camera_names[0], span, rng) for s in ds.sequences}
@@ -76,7 +84,7 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
         if root.exists():
             shutil.rmtree(root)
         log(f"writing {root}")
-        shift_dataset(long_root, root, offsets, first=span, length=base.num_frames, splits=splits)
+        shift_dataset(long_root, root, offsets, first=span, length=frames, splits=splits)
     dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     loaded = load_model(model, dev)
     options = SyncOptions(max_offset_s=max_offset_s + search_margin_s, instants=instants, seed=offset_seed,
@@ -105,7 +113,7 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
         max_offset_frames=span, search_max_offset_s=options.max_offset_s, min_support=options.min_support,
         instants_per_camera=instants, mirrored=mirrored, sequences=len(result.sequences),
         adapted=dataclasses.asdict(result.adapted) if result.adapted is not None else None,
-        cameras=len(rows), frames_per_camera=base.num_frames, sync_seconds=result.seconds,
+        cameras=len(rows), frames_per_camera=frames, sync_seconds=result.seconds,
         views_embedded=result.views_embedded, **summary, per_camera=rows)
     if evaluate:
         report["eval"] = _evaluate(model, loaded, shifted, unshifted, result, out, eval_pairs, dev, apply_offsets, log)

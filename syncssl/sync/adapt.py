@@ -20,9 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..train.trainer import lr_at, param_groups
+from ..train.trainer import lr_at, param_groups, pretext_loss
 
 
 @dataclass
@@ -131,7 +130,6 @@ def adapt(model: torch.nn.Module, cfg, plans, results, assembler, *, steps: int,
     warmup = max(1, steps // 10)
     rng = np.random.default_rng([seed, 0xADA])
     n = cfg.train.batch_size
-    flip_weight = cfg.pretext.flip_weight
     acc = []
     autocast = (torch.autocast(assembler.device.type, dtype=amp_dtype) if amp_dtype is not None
                 else contextlib.nullcontext())
@@ -139,19 +137,15 @@ def adapt(model: torch.nn.Module, cfg, plans, results, assembler, *, steps: int,
         views, flip, jitter, sync, flip_label = draw_pairs(rigs, n, cfg.sampling, rng)
         images, ok = assembler(views, flip, jitter, step)
         pair_ok = ok.reshape(n, 2).all(1)
+        if not pair_ok.any():  # no pair arrived whole (decode failures): nothing to learn from this step
+            continue
         if not pair_ok.all():  # keep the pairs whose two views both arrived
             images = images[torch.from_numpy(pair_ok.repeat(2)[ok])]
         sync_t = torch.from_numpy(sync[pair_ok]).to(images.device)
         flip_t = torch.from_numpy(flip_label[pair_ok]).to(images.device)
-        # as in pre-training: the sync head on unflipped pairs, the flip head on synchronized ones
-        sync_rows, flip_rows = flip_t == 0, sync_t == 1
-        if not sync_rows.any():
-            continue
         with autocast:
             out = tuned(images)
-        loss = F.cross_entropy(out["sync"].float()[sync_rows], sync_t[sync_rows])
-        if flip_weight and flip_rows.any():
-            loss = loss + flip_weight * F.cross_entropy(out["flip"].float()[flip_rows], flip_t[flip_rows])
+        loss, sums = pretext_loss(out, sync_t, flip_t, cfg.pretext, cfg.sampling)  # pre-training's own loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.optim.grad_clip:
@@ -159,7 +153,9 @@ def adapt(model: torch.nn.Module, cfg, plans, results, assembler, *, steps: int,
         for g in opt.param_groups:  # linear warm-up, then cosine to zero
             g["lr"] = lr_at(step, lr, 0.0, warmup, steps)
         opt.step()
-        acc.append(float((out["sync"][sync_rows].argmax(1) == sync_t[sync_rows]).float().mean()))
+        right, seen = sums["sync_acc"]
+        if seen > 0:
+            acc.append(float(right / seen))
         if progress is not None:
             progress(1)
     tenth = max(1, len(acc) // 10)

@@ -75,6 +75,42 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def head_rows(sampling, sync: torch.Tensor, flip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which pairs each pretext head is trained and measured on: the sync head on unflipped pairs (sync vs unsync),
+    the flip head on synchronized pairs (flipped vs not), so that neither reads its label off the other's (a
+    flipped pair is always synchronized). With ``sampling.flip_unsync`` (independent labels) every pair."""
+    if sampling.flip_unsync:
+        every = torch.ones_like(sync, dtype=torch.bool)
+        return every, every
+    return flip == 0, sync == 1
+
+
+def head_shares(sampling) -> tuple[float, float]:
+    """The share of a batch's pairs each head's loss sees, as the sampler draws them (exact per global batch)."""
+    return (1.0, 1.0) if sampling.flip_unsync else (1 - sampling.sync_fraction * sampling.flip_fraction,
+                                                    sampling.sync_fraction)
+
+
+def pretext_loss(out: dict, sync: torch.Tensor, flip: torch.Tensor, pretext, sampling
+                 ) -> tuple[torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """The sync and flip heads' loss on N pairs with labels ``sync`` and ``flip`` (N,), and {metric: (sum over the
+    pairs that head sees, their count)}: what pre-training (and ``syncssl-sync --adapt``) minimise."""
+    sync_rows, flip_rows = (m.float() for m in head_rows(sampling, sync, flip))
+    sync_loss = F.cross_entropy(out["sync"].float(), sync, reduction="none") * sync_rows
+    flip_loss = F.cross_entropy(out["flip"].float(), flip, reduction="none") * flip_rows
+    n_sync, n_flip = sync_rows.sum(), flip_rows.sum()
+    # each head's mean over the pairs it sees, divided by their *nominal* count (the rank's rows x the head's
+    # share): ranks then weigh every pair alike, so DDP's average of the ranks' gradients is the gradient of
+    # the global batch (a per-rank count would weigh a rank's pairs by how many it happened to draw)
+    share_sync, share_flip = head_shares(sampling)
+    loss = (pretext.sync_weight * sync_loss.sum() / (len(sync) * share_sync)
+            + pretext.flip_weight * flip_loss.sum() / (len(sync) * share_flip))
+    sums = {"sync_loss": (sync_loss.sum(), n_sync), "flip_loss": (flip_loss.sum(), n_flip),
+            "sync_acc": (((out["sync"].argmax(1) == sync).float() * sync_rows).sum(), n_sync),
+            "flip_acc": (((out["flip"].argmax(1) == flip).float() * flip_rows).sum(), n_flip)}
+    return loss, sums
+
+
 def rng_state() -> dict:
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
@@ -418,39 +454,12 @@ class PretextTrainer(Trainer):
             return self.forward(batch.images, batch.cross)
         return self.forward(batch.images)
 
-    def head_rows(self, sync: torch.Tensor, flip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Which pairs each head is trained and measured on: the sync head on unflipped pairs (sync vs unsync),
-        the flip head on synchronized pairs (flipped vs not), so that neither reads its label off the other's
-        (a flipped pair is always synchronized). With ``sampling.flip_unsync`` (independent labels) every pair."""
-        if self.cfg.sampling.flip_unsync:
-            every = torch.ones_like(sync, dtype=torch.bool)
-            return every, every
-        return flip == 0, sync == 1
-
-    def head_shares(self) -> tuple[float, float]:
-        """The share of a batch's pairs each head's loss sees, as the sampler draws them (exact per global batch)."""
-        s = self.cfg.sampling
-        return (1.0, 1.0) if s.flip_unsync else (1 - s.sync_fraction * s.flip_fraction, s.sync_fraction)
-
     def losses(self, out, batch):
-        p = self.cfg.pretext
-        sync_rows, flip_rows = (m.float() for m in self.head_rows(batch.sync, batch.flip))
-        sync_loss = F.cross_entropy(out["sync"].float(), batch.sync, reduction="none") * sync_rows
-        flip_loss = F.cross_entropy(out["flip"].float(), batch.flip, reduction="none") * flip_rows
-        n_sync, n_flip = sync_rows.sum(), flip_rows.sum()
-        # each head's mean over the pairs it sees, divided by their *nominal* count (the rank's rows x the head's
-        # share): ranks then weigh every pair alike, so DDP's average of the ranks' gradients is the gradient of
-        # the global batch (a per-rank count would weigh a rank's pairs by how many it happened to draw)
-        share_sync, share_flip = self.head_shares()
-        loss = (p.sync_weight * sync_loss.sum() / (batch.pairs * share_sync)
-                + p.flip_weight * flip_loss.sum() / (batch.pairs * share_flip))
-        sums = {"sync_loss": (sync_loss.sum(), n_sync), "flip_loss": (flip_loss.sum(), n_flip),
-                "sync_acc": (((out["sync"].argmax(1) == batch.sync).float() * sync_rows).sum(), n_sync),
-                "flip_acc": (((out["flip"].argmax(1) == batch.flip).float() * flip_rows).sum(), n_flip)}
+        loss, sums = pretext_loss(out, batch.sync, batch.flip, self.cfg.pretext, self.cfg.sampling)
         if "cross_sync" in out:  # a grouped batch's extra pairs: the sync task again, on more pairs of the same views
             cross = F.cross_entropy(out["cross_sync"].float(), batch.cross_sync, reduction="none")
             n_cross = torch.tensor(float(len(cross)), device=cross.device)
-            loss = loss + p.cross_weight * cross.sum() / n_cross.clamp(min=1)
+            loss = loss + self.cfg.pretext.cross_weight * cross.sum() / n_cross.clamp(min=1)
             sums.update(cross_loss=(cross.sum(), n_cross),
                         cross_acc=((out["cross_sync"].argmax(1) == batch.cross_sync).float().sum(), n_cross))
         return loss, sums
@@ -485,7 +494,8 @@ class PretextTrainer(Trainer):
     def evaluate(self, split: str, pairs: int | None = None) -> dict:
         """Each head's accuracy on the pairs its loss sees (classes balanced by the sampler: chance 0.5)."""
         p = self.predict(split, pairs or self.cfg.train.eval_pairs)
-        sync_rows, flip_rows = (m.numpy() for m in self.head_rows(torch.from_numpy(p["sync"]), torch.from_numpy(p["flip"])))
+        rows = head_rows(self.cfg.sampling, torch.from_numpy(p["sync"]), torch.from_numpy(p["flip"]))
+        sync_rows, flip_rows = (m.numpy() for m in rows)
         return {"sync_acc": float(((p["p_sync"] > 0.5) == (p["sync"] == 1))[sync_rows].mean()),
                 "flip_acc": float(((p["p_flip"] > 0.5) == (p["flip"] == 1))[flip_rows].mean()),
                 "pairs": int(len(p["sync"])), "sync_pairs": int(sync_rows.sum()), "flip_pairs": int(flip_rows.sum())}
