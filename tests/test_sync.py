@@ -517,7 +517,7 @@ def test_benchmark_recording_length(tmp_path):
     assert long_preset("small", 50, n).name == same.name
     with pytest.raises(ConfigError, match="100 frames cannot hold offsets of \\+-50"):  # refused before rendering
         run_sync_benchmark("no-model", out=tmp_path / "out", data_root=tmp_path / "data", frames=100)
-    assert not (tmp_path / "data").exists()
+    assert not (tmp_path / "data").exists() and not (tmp_path / "out").exists()
 
 
 def test_cli_runs_with_the_stub(mirror_session, monkeypatch, tmp_path):

@@ -65,15 +65,15 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
     from ..sync import SyncOptions, apply_offsets, load_model, render_table, synchronize
     from ..sync.inject import random_offsets, shift_dataset
     t0 = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     base = PRESETS[preset]
     span = int(round(max_offset_s * base.fps))
     frames = frames or base.num_frames  # each camera's recording length
-    if frames <= 2 * span:
+    if frames <= 2 * span:  # refused before anything is written
         from ..config import ConfigError
         raise ConfigError(f"--frames: recordings of {frames} frames cannot hold offsets of +-{span} frames with "
                           "any overlap")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     long_root = ensure_long_render(Path(data_root), preset, span, data_seed, workers, log, frames)
     ds = open_dataset(long_root, verify="none")
     rng = np.random.default_rng(offset_seed)
