@@ -317,6 +317,9 @@ def evaluate(path, out, split, pairs, stride, pictures, device, dataset, data_se
     else:
         console.print(f"sync accuracy: seen {result['seen_sync_acc']:.3f}, unseen {result['unseen_sync_acc']:.3f}; "
                       f"flip accuracy: seen {result['seen_flip_acc']:.3f}, unseen {result['unseen_flip_acc']:.3f}")
+        from .train.run import by_subject_text
+        for name in ("seen", "unseen"):
+            console.print(f"  {name} sync / flip by subject: {by_subject_text(result[f'{name}_by_subject'])}")
     console.print(f"written to {result['out']}")
 
 
@@ -352,13 +355,17 @@ def evaluate(path, out, split, pairs, stride, pictures, device, dataset, data_se
                    "a first search determined (no labels), then search again with it (0: off, a single search).")
 @click.option("--adapt-lr", type=click.FloatRange(0, min_open=True), default=1e-4, show_default=True,
               help="Peak learning rate of --adapt.")
+@click.option("--geometry/--no-geometry", default=True, show_default=True,
+              help="Add the rig's epipolar geometry to the classifier's log-odds: the top and bottom of the person's "
+                   "box must lie on each other's epipolar lines (calibration and person boxes, no labels). It tells "
+                   "which of several similar peaks is the instant, e.g. a walker's gait cycles.")
 @click.option("--source", type=click.Choice(["tiles", "video"]), default=None,
               help="Where the pixels come from (default: what the model was trained on).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Processes decoding videos in the preparation (default: every core).")
 def sync(dataset, model_path, reference, max_offset, instants, out, apply_, force, sequences, independent,
-         min_support, seed, mirrored, adapt_steps, adapt_lr, source, device, workers):
+         min_support, seed, mirrored, adapt_steps, adapt_lr, geometry, source, device, workers):
     """Find each camera's time offset to a reference camera with the pre-trained sync classifier.
 
     DATASET is a dataset root or a bare session folder (calibration.toml + videos); no labels are needed. For
@@ -369,13 +376,15 @@ def sync(dataset, model_path, reference, max_offset, instants, out, apply_, forc
     """
     import torch
     from .sync import SyncOptions, apply_offsets, load_model, render_table, synchronize
+    from .sync.epipolar import EpipolarCue
     from .train.run import USER_ERRORS
     dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     if dev == "cuda" and not torch.cuda.is_available():
         raise click.ClickException("--device cuda: CUDA is not available")
     options = SyncOptions(reference=reference, max_offset_s=max_offset, instants=instants, joint=not independent,
                           min_support=min_support, seed=seed, sequences=tuple(sequences), mirrored=mirrored,
-                          adapt_steps=adapt_steps, adapt_lr=adapt_lr)
+                          adapt_steps=adapt_steps, adapt_lr=adapt_lr,
+                          geometry=EpipolarCue() if geometry else None)
     log = lambda msg: click.echo(msg, err=True)  # noqa: E731
     try:
         model = load_model(model_path, dev)
@@ -562,12 +571,14 @@ def bench_decode(json_path, root, pairs, batches, repeats, seed):
 @click.option("--adapt-lr", type=click.FloatRange(0, min_open=True), default=1e-4, show_default=True)
 @click.option("--frames", type=click.IntRange(min=2), default=None,
               help="Each camera's recording length in frames (default: the preset's; longer ones are rendered).")
+@click.option("--geometry/--no-geometry", default=True, show_default=True,
+              help="syncssl-sync --geometry: add the rig's epipolar geometry to the classifier's log-odds.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=None)
 @click.option("--eval", "evaluate", is_flag=True,
               help="Also syncssl-eval's held-out sync accuracy: unshifted, shifted, shifted with the offsets applied.")
 def bench_sync(json_path, model_path, out, data_root, preset, data_seed, offset_seed, max_offset, search_margin,
-               instants, mirrored, adapt_steps, adapt_lr, frames, device, workers, evaluate):
+               instants, mirrored, adapt_steps, adapt_lr, frames, geometry, device, workers, evaluate):
     """syncssl-sync on the held-out subjects with seeded random camera offsets: the share recovered within 1 frame
     (sync_bench.json, sync_bench.png in OUT)."""
     from .bench.sync import print_sync_table, run_sync_benchmark
@@ -576,7 +587,8 @@ def bench_sync(json_path, model_path, out, data_root, preset, data_seed, offset_
         result = run_sync_benchmark(model_path, out=out, data_root=data_root, preset=preset, data_seed=data_seed,
                                     offset_seed=offset_seed, max_offset_s=max_offset, search_margin_s=search_margin,
                                     instants=instants, mirrored=mirrored, adapt_steps=adapt_steps,
-                                    adapt_lr=adapt_lr, frames=frames, device=device, workers=workers,
+                                    adapt_lr=adapt_lr, frames=frames, geometry=geometry, device=device,
+                                    workers=workers,
                                     evaluate=evaluate, log=lambda m: click.echo(m, err=True))
     except USER_ERRORS as e:
         raise click.ClickException(str(e)) from None

@@ -151,6 +151,14 @@ def test_run_directory_holds_summary_logs_and_curves(tiny_dataset, tmp_path):
         assert saved[key] is not None, key
     assert saved == summary
     assert 0 <= saved["heldout_sync_acc"] <= 1 and saved["world_size"] == 1
+    # per subject: the split's subjects only, and their pair-weighted accuracies make up the split's
+    held, seen = saved["heldout_by_subject"], saved["seen_by_subject"]
+    assert held and seen and not set(held) & set(seen)
+    for by, prefix in ((held, "heldout"), (seen, "seen")):
+        for head in ("sync", "flip"):
+            pairs = sum(m[f"{head}_pairs"] for m in by.values())
+            mean = sum(m[f"{head}_acc"] * m[f"{head}_pairs"] for m in by.values() if m[f"{head}_pairs"]) / pairs
+            assert mean == pytest.approx(saved[f"{prefix}_{head}_acc"]), (prefix, head)
     assert (run / "curves.png").stat().st_size > 1000 and (run / "metrics_train.csv").exists()
     assert "[train]" in (run / "config.toml").read_text()
 

@@ -55,7 +55,7 @@ def ensure_long_render(data_root: Path, preset: str, margin_frames: int, seed: i
 def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = "small", data_seed: int = 0,
                        offset_seed: int = 0, max_offset_s: float = 2.0, search_margin_s: float = 0.2,
                        instants: int = 512, mirrored: bool = False, adapt_steps: int = 300, adapt_lr: float = 1e-4,
-                       frames: int | None = None, device: str = "auto",
+                       frames: int | None = None, geometry: bool = True, device: str = "auto",
                        workers: int | None = None, evaluate: bool = False, eval_pairs: int = 1024,
                        log=print) -> dict:
     import torch
@@ -63,6 +63,7 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
     from ..data.sources import open_dataset
     from ..data.synthetic import PRESETS
     from ..sync import SyncOptions, apply_offsets, load_model, render_table, synchronize
+    from ..sync.epipolar import EpipolarCue
     from ..sync.inject import random_offsets, shift_dataset
     t0 = time.perf_counter()
     base = PRESETS[preset]
@@ -88,7 +89,8 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
     dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     loaded = load_model(model, dev)
     options = SyncOptions(max_offset_s=max_offset_s + search_margin_s, instants=instants, seed=offset_seed,
-                          mirrored=mirrored, adapt_steps=adapt_steps, adapt_lr=adapt_lr)
+                          mirrored=mirrored, adapt_steps=adapt_steps, adapt_lr=adapt_lr,
+                          geometry=EpipolarCue() if geometry else None)
     result = synchronize(shifted, loaded, options, out=out / "sync", device=dev, workers=workers, log=log,
                          truth=truth)
     render_table(result)
@@ -111,6 +113,7 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), preset=preset,
         data=str(long_root), data_seed=data_seed, offset_seed=offset_seed, max_offset_s=max_offset_s,
         max_offset_frames=span, search_max_offset_s=options.max_offset_s, min_support=options.min_support,
+        geometry=None if options.geometry is None else dataclasses.asdict(options.geometry),
         instants_per_camera=instants, mirrored=mirrored, sequences=len(result.sequences),
         adapted=dataclasses.asdict(result.adapted) if result.adapted is not None else None,
         cameras=len(rows), frames_per_camera=frames, sync_seconds=result.seconds,

@@ -32,6 +32,7 @@ class Batch:
     ready: torch.cuda.Event | None = None  # set when assembled on a side CUDA stream
     cross: torch.Tensor | None = None  # (K, 2) int64: more pairs among the views of a grouped plan (indices into images)
     cross_sync: torch.Tensor | None = None  # (K,) int64: their labels, 1 = synchronized
+    seq: torch.Tensor | None = None  # (N,) int64 on the CPU: each pair's sequence (the sampler's index), for reports
 
     @property
     def pairs(self) -> int:
@@ -357,6 +358,7 @@ class PairBatcher:
             flip=torch.from_numpy(plan.flip_label)[keep].to(dev, non_blocking=True),
             offset=torch.from_numpy(plan.offset.astype(np.int64))[keep].to(dev, non_blocking=True),
             dropped=n - len(keep), cross=cross, cross_sync=cross_sync,
+            seq=torch.from_numpy(plan.seq.astype(np.int64))[keep],
         )
 
 

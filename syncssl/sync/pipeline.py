@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from ..data.dataset import DataError, Dataset, Sequence
-from . import search
+from . import epipolar, search
+from .epipolar import EpipolarCue
 
 ANY_LENGTH = 10 ** 9  # frame tolerance: an unsynchronized rig's cameras may differ in length by anything
 
@@ -124,6 +125,9 @@ class SyncOptions:
     #                         search determined (test-time self-training, no labels), then search again with it
     #                         (on 3 draws of the benchmark's offsets: +2, +10 and +15 points of cameras placed)
     adapt_lr: float = 1e-4  # its peak learning rate (warm-up, then cosine to 0)
+    geometry: EpipolarCue | None = EpipolarCue()  # add the rig's epipolar geometry to every pair's log-odds (the
+    #                person's head and feet on each other's epipolar lines, smoothed over the offsets; calibration and
+    #                person boxes, no labels): it tells a walker's gait cycles apart. None: the classifier alone
 
     def __post_init__(self):
         if not self.max_offset_s > 0:
@@ -260,6 +264,8 @@ class _Plan:
     instants: dict[str, np.ndarray]
     pairs: list[tuple[str, str, np.ndarray]]  # (a, b, offsets of b against a)
     span: int
+    boxes: dict[str, np.ndarray | None]  # (T, 4) the person's box prepare found in each frame, pixels (NaN: none)
+    geometry: bool  # the geometric cue is added (asked for, and every camera has person boxes)
 
 
 def _plan(seq: Sequence, manifest, index: dict[str, int], options: SyncOptions) -> _Plan:
@@ -267,10 +273,11 @@ def _plan(seq: Sequence, manifest, index: dict[str, int], options: SyncOptions) 
     cams = [ref] + [v.name for v in seq.views if v.name != ref]
     fps = seq.fps
     span, min_overlap = _span(options, fps)
-    lengths, usable = {}, {}
+    lengths, usable, boxes = {}, {}, {}
     for c in cams:
         p = manifest.sequences[index[c]]
         lengths[c] = p.num_frames
+        boxes[c] = None if p.tight is None else p.tight[:, 0]
         found = np.isfinite(p.tight).all(-1)[:, 0] if p.tight is not None else np.ones(p.num_frames, bool)
         usable[c] = ~np.asarray(p.static, bool) & found  # a static frame matches every instant of a still person
     pairs = []
@@ -285,7 +292,8 @@ def _plan(seq: Sequence, manifest, index: dict[str, int], options: SyncOptions) 
             if hi >= lo:
                 pairs.append((a, b, np.arange(lo, hi + 1)))
     instants = {c: _instants(usable[c], options.instants) for c in cams}
-    return _Plan(seq, ref, cams, index, lengths, usable, instants, pairs, span)
+    geometry = options.geometry is not None and all(b is not None for b in boxes.values())
+    return _Plan(seq, ref, cams, index, lengths, usable, instants, pairs, span, boxes, geometry)
 
 
 def _needed(plan: _Plan) -> dict[str, np.ndarray]:
@@ -366,6 +374,10 @@ def synchronize(dataset: str | Path, model: LoadedModel, options: SyncOptions | 
     for s in seqs:
         index = {v.name: index_of[f"{s.subject}/{s.name}@{v.name}"] for v in s.views}
         plans.append(_plan(s, manifest, index, options))
+        if options.geometry is not None and not plans[-1].geometry:
+            notes.append(f"{s.key}: the geometric cue is off (prepare found no person boxes for camera(s) "
+                         f"{', '.join(c for c, b in plans[-1].boxes.items() if b is None)}: no background model)")
+            log(notes[-1])
 
     indices = list(range(len(manifest.sequences)))
     pipe = Prepared(manifest, report.tiles)
@@ -508,6 +520,10 @@ def _search(plan: _Plan, embeddings: dict, scorer: PairScorer, options: SyncOpti
         L = scores(embeddings, a, b, offsets)
         if mirrored is not None:  # the same pairs with both views mirrored
             L = (L + scores(mirrored, a, b, offsets)) / 2
+        cam_a, cam_b = plan.seq.view(a).camera, plan.seq.view(b).camera
+        if plan.geometry and epipolar.has_baseline(cam_a, cam_b):  # usable frames have a box: the cue exists
+            L = L + epipolar.cue_matrix(options.geometry, cam_a, cam_b, plan.boxes[a], plan.boxes[b],  # where L does
+                                        plan.instants[a], offsets, plan.seq.fps)
         curve = search.Curve(a, b, offsets, L)
         curves[(a, b)] = curve
         pairs[(a, b)] = search.analyse_curve(curve, rng=rng, replicates=options.replicates,

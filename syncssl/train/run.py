@@ -85,6 +85,12 @@ def run_training(cfg) -> dict:
         distributed.teardown()
 
 
+def by_subject_text(by_subject: dict) -> str:
+    """{"S9": {"sync_acc": .65, "flip_acc": .6, ...}, ...} -> "S9 0.650 / 0.600, S11 ..."."""
+    f = lambda x: "-" if x is None else f"{x:.3f}"
+    return ", ".join(f"{s} {f(m.get('sync_acc'))} / {f(m.get('flip_acc'))}" for s, m in by_subject.items())
+
+
 def print_summary(summary: dict, run_dir, title: str) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -94,6 +100,9 @@ def print_summary(summary: dict, run_dir, title: str) -> None:
            "mpjpe": "{:.1f} mm", "n_mpjpe": "{:.1f} mm", "p_mpjpe": "{:.1f} mm", "train_mpjpe": "{:.1f} mm"}
     for k, v in summary.items():
         if k == "per_action":
+            continue
+        if k.endswith("_by_subject") and isinstance(v, dict):
+            table.add_row(k.replace("_by_subject", " sync / flip by subject"), by_subject_text(v))
             continue
         table.add_row(k, fmt.get(k, "{}").format(v) if v is not None else "-")
     table.add_row("run directory", str(run_dir))

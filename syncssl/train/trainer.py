@@ -477,7 +477,7 @@ class PretextTrainer(Trainer):
                                        mode="multiview" if multi else "single_view")
         pipe = self.pipeline(split, sampling, seed, source=self.eval_source(split))
         self.model.eval()
-        out: dict[str, list] = {k: [] for k in ("p_sync", "p_flip", "sync", "flip", "offset")}
+        out: dict[str, list] = {k: [] for k in ("p_sync", "p_flip", "sync", "flip", "offset", "seq")}
         steps = max(1, math.ceil(pairs / (per_rank * self.dist.world_size)))
         for step in range(steps):
             batch = pipe.batch(step)
@@ -485,20 +485,32 @@ class PretextTrainer(Trainer):
                 o = self.model(batch.images)
             out["p_sync"].append(o["sync"].float().softmax(1)[:, 1].cpu())
             out["p_flip"].append(o["flip"].float().softmax(1)[:, 1].cpu())
-            for k in ("sync", "flip", "offset"):
+            for k in ("sync", "flip", "offset", "seq"):
                 out[k].append(getattr(batch, k).cpu())
         local = {k: torch.cat(v).numpy() for k, v in out.items()}
         parts = gather_objects(local, self.dist)
-        return {k: np.concatenate([p[k] for p in parts]) for k in local}
+        result = {k: np.concatenate([p[k] for p in parts]) for k in local}
+        names = np.array([s.subject for s in pipe.sampler.sequences] or [""])
+        result["subject"] = names[result.pop("seq")]
+        return result
 
     def evaluate(self, split: str, pairs: int | None = None) -> dict:
         """Each head's accuracy on the pairs its loss sees (classes balanced by the sampler: chance 0.5)."""
         p = self.predict(split, pairs or self.cfg.train.eval_pairs)
         rows = head_rows(self.cfg.sampling, torch.from_numpy(p["sync"]), torch.from_numpy(p["flip"]))
         sync_rows, flip_rows = (m.numpy() for m in rows)
-        return {"sync_acc": float(((p["p_sync"] > 0.5) == (p["sync"] == 1))[sync_rows].mean()),
-                "flip_acc": float(((p["p_flip"] > 0.5) == (p["flip"] == 1))[flip_rows].mean()),
-                "pairs": int(len(p["sync"])), "sync_pairs": int(sync_rows.sum()), "flip_pairs": int(flip_rows.sum())}
+        sync_ok = (p["p_sync"] > 0.5) == (p["sync"] == 1)
+        flip_ok = (p["p_flip"] > 0.5) == (p["flip"] == 1)
+        by_subject = {}  # a split's accuracy can hide one subject far below the others: report each
+        for subject in sorted(set(p["subject"].tolist())):
+            mine = p["subject"] == subject
+            s_rows, f_rows = sync_rows & mine, flip_rows & mine
+            by_subject[subject] = {"sync_acc": float(sync_ok[s_rows].mean()) if s_rows.any() else None,
+                                   "flip_acc": float(flip_ok[f_rows].mean()) if f_rows.any() else None,
+                                   "sync_pairs": int(s_rows.sum()), "flip_pairs": int(f_rows.sum())}
+        return {"sync_acc": float(sync_ok[sync_rows].mean()), "flip_acc": float(flip_ok[flip_rows].mean()),
+                "pairs": int(len(p["sync"])), "sync_pairs": int(sync_rows.sum()), "flip_pairs": int(flip_rows.sum()),
+                "by_subject": by_subject}
 
     def summarize(self, done: bool, last_eval: dict) -> dict:
         """Held-out (unseen subjects) and seen-subject accuracy at the end."""
@@ -508,7 +520,8 @@ class PretextTrainer(Trainer):
             self.logger.log(self.step, _scalars(heldout), split="heldout")
         return {"heldout_sync_acc": heldout.get("sync_acc"), "heldout_flip_acc": heldout.get("flip_acc"),
                 "seen_sync_acc": seen.get("sync_acc"), "seen_flip_acc": seen.get("flip_acc"),
-                "heldout_pairs": heldout.get("pairs")}
+                "heldout_pairs": heldout.get("pairs"),
+                "heldout_by_subject": heldout.get("by_subject"), "seen_by_subject": seen.get("by_subject")}
 
 
 class _Window:
