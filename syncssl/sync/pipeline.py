@@ -123,7 +123,8 @@ class SyncOptions:
     sequences: tuple[str, ...] = ()  # only these sequences (keys "subject/name"); empty: all
     adapt_steps: int = 300  # > 0: fine-tune a copy of the model this many steps on the pairs of the cameras a first
     #                         search determined (test-time self-training, no labels), then search again with it
-    #                         (on 3 draws of the benchmark's offsets: +2, +10 and +15 points of cameras placed)
+    #                         (on 3 draws of the benchmark's offsets: +2, +10 and +15 points of cameras placed by
+    #                         the classifier alone; -4, 0 and +12.5 points with the geometric cue)
     adapt_lr: float = 1e-4  # its peak learning rate (warm-up, then cosine to 0)
     geometry: EpipolarCue | None = EpipolarCue()  # add the rig's epipolar geometry to every pair's log-odds (the
     #                person's head and feet on each other's epipolar lines, smoothed over the offsets; calibration and
