@@ -522,8 +522,9 @@ def _search(plan: _Plan, embeddings: dict, scorer: PairScorer, options: SyncOpti
         if mirrored is not None:  # the same pairs with both views mirrored
             L = (L + scores(mirrored, a, b, offsets)) / 2
         cam_a, cam_b = plan.seq.view(a).camera, plan.seq.view(b).camera
-        if plan.geometry and epipolar.has_baseline(cam_a, cam_b):  # usable frames have a box: the cue exists
-            L = L + epipolar.cue_matrix(options.geometry, cam_a, cam_b, plan.boxes[a], plan.boxes[b],  # where L does
+        if plan.geometry and epipolar.has_baseline(cam_a, cam_b):
+            # usable frames have a box, so the cue exists wherever L does
+            L = L + epipolar.cue_matrix(options.geometry, cam_a, cam_b, plan.boxes[a], plan.boxes[b],
                                         plan.instants[a], offsets, plan.seq.fps)
         curve = search.Curve(a, b, offsets, L)
         curves[(a, b)] = curve
