@@ -298,3 +298,37 @@ def test_group_norm_backbone_is_independent_of_the_batch():
     assert not torch.allclose(bn(x)[:2], bn(x[:2]), atol=1e-5)  # the control: BatchNorm mixes the batch
     with pytest.raises(ValueError, match="choose one of: batch, group"):
         resnet(18, 0.25, norm="layer")
+
+
+def test_person_standardisation_stretches_each_view_over_its_person_pixels():
+    """input_norm="person": a pale, low-contrast person and the same person in strong colours reach the stem as
+    the same image; the background fill (0 after the op's normalisation) stays 0 and does not count."""
+    from syncssl.models.resnet import PersonStandardise
+    g = torch.Generator().manual_seed(0)
+    person = torch.randn(2, 3, 24, 24, generator=g)
+    background = torch.zeros(2, 3, 24, 24)
+    inside = torch.zeros(1, 1, 24, 24, dtype=torch.bool)
+    inside[..., 4:20, 6:18] = True
+    strong = torch.where(inside, person, background)
+    pale = torch.where(inside, 0.8 + 0.25 * person * torch.tensor([1.0, 0.6, 1.5]).view(1, 3, 1, 1), background)
+    out_strong, out_pale = PersonStandardise()(strong), PersonStandardise()(pale)
+    torch.testing.assert_close(out_pale, out_strong, atol=1e-4, rtol=1e-4)
+    fg = out_strong[:, :, 4:20, 6:18]
+    torch.testing.assert_close(fg.mean((2, 3)), torch.zeros(2, 3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(fg.std((2, 3), unbiased=False), torch.ones(2, 3), atol=1e-4, rtol=0)
+    assert out_strong[~inside.expand(2, 3, 24, 24)].abs().max() == 0
+    flat = PersonStandardise()(torch.where(inside, torch.full_like(person, 0.3), background))
+    assert flat.abs().max() < 1e-5  # a flat crop is not blown up into noise (the std floor)
+
+
+def test_input_norm_is_part_of_the_model_config_and_has_no_weights():
+    plain = PairNet(PairNetConfig(depth=18, width=0.25))
+    person = PairNet(PairNetConfig(depth=18, width=0.25, input_norm="person"))
+    assert plain.state_dict().keys() == person.state_dict().keys()  # checkpoints load either way
+    person.load_state_dict(plain.state_dict())
+    x = images(4, 32)
+    assert not torch.allclose(plain.eval()(x)["sync"], person.eval()(x)["sync"])
+    pose = PoseNet.from_config(PoseNetConfig(depth=18, width=0.25, input_norm="person"))
+    assert type(pose.backbone.input_norm).__name__ == "PersonStandardise"
+    with pytest.raises(ValueError, match="choose one of: none, person"):
+        PairNetConfig(input_norm="instance")

@@ -124,6 +124,32 @@ def test_joint_places_a_camera_the_reference_sees_badly():
     assert {c: e.offset for c, e in again.items()} == truth
 
 
+def test_a_camera_the_joint_search_cannot_settle_takes_its_sure_reference_pair():
+    """c2's pair with the reference is clean (+5); c3's two pairs agree on another story (c2 at -3) almost as
+    strongly, so the joint resamples split between the two: c2 then takes its reference pair's estimate, and the
+    joint search's peak and support stay in ``extra``."""
+    rng = np.random.default_rng(0)
+
+    def peak(offsets, at, height):
+        return (np.where(offsets[None] == at, height, -1.0) + rng.normal(0, 0.8, (60, len(offsets)))).astype(np.float32)
+
+    near, far = np.arange(-8, 9), np.arange(-16, 17)
+    curves = {("c1", "c2"): search.Curve("c1", "c2", near, peak(near, 5, 2.0)),
+              ("c1", "c3"): search.Curve("c1", "c3", near, peak(near, -6, 2.0)),
+              ("c2", "c3"): search.Curve("c2", "c3", far, peak(far, -3, 2.0))}
+    direct = {b: search.analyse_curve(curves[("c1", b)], rng=rng) for b in ("c2", "c3")}
+    assert direct["c2"].offset == 5 and direct["c2"].support > 0.95
+    joint = search.joint_offsets(["c1", "c2", "c3"], "c1", curves, 8, rng=rng, replicates=20, direct=direct)
+    assert joint["c2"].offset == 5 and joint["c2"].extra["from"] == "reference pair"
+    assert joint["c2"].extra["joint"]["best"] == -3 and joint["c2"].extra["joint"]["support"] < 0.9
+    assert joint["c3"].offset == -6  # c3 too: the split moves it with c2 (from the joint or its own pair)
+    noisy = search.analyse_curve(search.Curve("c1", "c2", near, rng.normal(-1, 1, (60, 17)).astype(np.float32)),
+                                 rng=rng)
+    alone = search.joint_offsets(["c1", "c2", "c3"], "c1", curves, 8, rng=rng, replicates=20,
+                                 direct={**direct, "c2": noisy})
+    assert not alone["c2"].determined  # no sure reference pair to fall back on: still not determined
+
+
 def test_flat_and_noisy_curves_are_not_determined():
     rng = np.random.default_rng(2)
     offsets = np.arange(-10, 11)

@@ -66,6 +66,17 @@ def test_finetune_from_another_architecture_is_a_clear_error(tiny_dataset, pretr
                  "model.width=0.25")
 
 
+def test_finetune_takes_the_input_normalisation_the_backbone_was_pre_trained_with(tiny_dataset, tmp_path, capsys):
+    """input_norm has no weights, so load_backbone cannot catch a mismatch: the transfer takes the pre-training's
+    and records it, so that syncssl-eval rebuilds the same model from the fine-tuned checkpoint."""
+    pre = tmp_path / "pre"
+    pretrain(tiny_dataset, pre, "model.input_norm='person'", "train.steps=2", "train.eval_every=0")
+    run = tmp_path / "ft"
+    finetune(tiny_dataset, run, "transfer.init='pretrained'", f"transfer.checkpoint='{pre}'", "train.steps=2")
+    assert 'input_norm = "person"' in (run / "config.toml").read_text()
+    assert "model.input_norm=person, as the backbone was pre-trained" in capsys.readouterr().out
+
+
 def test_empty_or_unknown_evaluation_split_is_a_clear_error(tiny_dataset, tmp_path):
     with pytest.raises(DataError, match="no split 'nosuch'"):
         finetune(tiny_dataset, tmp_path / "ft", "data.eval_split='nosuch'")

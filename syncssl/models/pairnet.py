@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from .resnet import ARCHITECTURES, Backbone, norm_layer, resnet
+from .resnet import ARCHITECTURES, Backbone, input_norm_layer, norm_layer, resnet
 
 
 @dataclass(frozen=True)
@@ -53,12 +53,15 @@ class PairNetConfig:
     dropout: float = 0.0  # dropout before the last Linear of each head
     zero_init_residual: bool = False  # zero the last BN gamma of each residual block (each starts as the identity)
     norm: str = "batch"  # normalisation layers: "batch" (the paper's) or "group" (independent of the batch)
+    input_norm: str = "none"  # before the stem: "none", or "person" (each view's channels standardised over its
+    #                          person pixels: a contrast stretch and white balance per view; see PersonStandardise)
 
     def __post_init__(self):
         if self.depth not in ARCHITECTURES:
             raise ValueError(f"unsupported ResNet depth {self.depth}; choose one of {sorted(ARCHITECTURES)}")
         get_fusion(self.fusion)
         norm_layer(self.norm)
+        input_norm_layer(self.input_norm)
         if not self.width > 0:
             raise ValueError(f"width must be positive, got {self.width}")
         if self.embed_dim is not None and self.embed_dim <= 0:
@@ -89,7 +92,7 @@ class PairNet(nn.Module):
         super().__init__()
         self.config = config = config or PairNetConfig()
         self.backbone = backbone or resnet(config.depth, config.width, zero_init_residual=config.zero_init_residual,
-                                            norm=config.norm)
+                                            norm=config.norm, input_norm=config.input_norm)
         features = self.backbone.out_features
         if config.embed_dim is None:
             self.project, self.embed_dim = nn.Identity(), features

@@ -23,6 +23,7 @@ class PoseNetConfig:
     dropout: float = 0.0  # dropout before the last Linear of the head
     scale_mm: float = 1000.0  # the head predicts in units of scale_mm (metres by default) so initial outputs are sane
     norm: str = "batch"  # normalisation layers of the backbone: "batch" or "group" (must match the pre-trained one)
+    input_norm: str = "none"  # the backbone's input normalisation, "none" or "person" (must match the pre-trained one)
     frozen_stages: int | None = None  # Backbone.freeze(n): stem + first n stages frozen (the paper's transfer: 3); None: all trainable
 
 
@@ -60,7 +61,7 @@ class PoseNet(nn.Module):
     @classmethod
     def from_config(cls, config: PoseNetConfig) -> PoseNet:
         """A PoseNet with a fresh backbone (load pre-trained weights with ``load_backbone``: freezing survives it)."""
-        model = cls(resnet(config.depth, config.width, norm=config.norm), config.num_joints, config.root, config.hidden,
+        model = cls(resnet(config.depth, config.width, norm=config.norm, input_norm=config.input_norm), config.num_joints, config.root, config.hidden,
                     config.dropout, config.scale_mm)
         if config.frozen_stages is not None:
             model.backbone.freeze(config.frozen_stages)

@@ -29,6 +29,39 @@ NORMS: dict[str, Callable[[int], nn.Module]] = {
 _NORM_TYPES = (nn.BatchNorm2d, nn.GroupNorm)
 
 
+class PersonStandardise(nn.Module):
+    """Each image's channels standardised over its person pixels: the pixels the fused op did not replace by
+    the background fill (which it normalises to 0); every pixel when the background is kept.
+
+    A contrast stretch and a grey-world white balance per view, without parameters: a person dressed in pale,
+    low-contrast colours (whose arms, torso and legs barely separate) looks to the network like one dressed in
+    strong colours, and the two views of one instant agree more when the cameras expose differently.
+    """
+
+    EMPTY = 1e-3  # |x| summed over the channels below this: background fill (about 0.1 grey level)
+    FLOOR = 0.1  # the smallest std divided by, in normalised units (~6 grey levels): flat crops stay flat
+
+    def forward(self, x: Tensor) -> Tensor:
+        person = (x.abs().sum(1, keepdim=True) > self.EMPTY).to(x.dtype)  # (B, 1, H, W)
+        count = person.sum((2, 3), keepdim=True).clamp(min=1)
+        mean = (x * person).sum((2, 3), keepdim=True) / count
+        centred = (x - mean) * person
+        var = centred.square().sum((2, 3), keepdim=True) / count
+        return centred / var.sqrt().clamp(min=self.FLOOR)
+
+
+# What a backbone does to its input before the stem: "none", or "person" (PersonStandardise).
+INPUT_NORMS: dict[str, Callable[[], nn.Module]] = {"none": nn.Identity, "person": PersonStandardise}
+
+
+def input_norm_layer(name: str) -> Callable[[], nn.Module]:
+    """The input normalisation registered as ``name``; a ValueError listing the valid names otherwise."""
+    try:
+        return INPUT_NORMS[name]
+    except KeyError:
+        raise ValueError(f"unknown input normalisation {name!r}; choose one of: {', '.join(INPUT_NORMS)}") from None
+
+
 def norm_layer(name: str) -> Callable[[int], nn.Module]:
     try:
         return NORMS[name]
@@ -122,9 +155,10 @@ class Backbone(nn.Module):
     """
 
     def __init__(self, depth: int = 18, width: float = 1.0, in_channels: int = 3, zero_init_residual: bool = False,
-                 norm: str = "batch"):
+                 norm: str = "batch", input_norm: str = "none"):
         super().__init__()
         make_norm = norm_layer(norm)
+        self.input_norm = input_norm_layer(input_norm)()  # no parameters: state_dicts are the same either way
         if depth not in ARCHITECTURES:
             raise ValueError(f"unsupported ResNet depth {depth}; choose one of {sorted(ARCHITECTURES)}")
         if not width > 0:
@@ -183,7 +217,7 @@ class Backbone(nn.Module):
             raise ValueError(f"{self.arch} expects images (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
         if self.stem[0].weight.is_contiguous(memory_format=torch.channels_last):
             x = x.contiguous(memory_format=torch.channels_last)  # a no-op for channels_last inputs
-        x = self.stem(x)
+        x = self.stem(self.input_norm(x))
         for stage in self.stages:
             x = stage(x)
         return x
@@ -242,11 +276,11 @@ class Backbone(nn.Module):
 
 
 def resnet(depth: int = 18, width: float = 1.0, in_channels: int = 3, zero_init_residual: bool = False,
-           norm: str = "batch") -> Backbone:
+           norm: str = "batch", input_norm: str = "none") -> Backbone:
     """A ResNet-``depth`` backbone (18 and 34: BasicBlock; 50: Bottleneck) with every stage's channels
     (the stem's too) multiplied by ``width``, rounded, and at least 8. ``resnet(18)`` has 512 output features,
     ``resnet(50)`` 2048, ``resnet(18, 0.25)`` 128."""
-    return Backbone(depth, width, in_channels, zero_init_residual, norm)
+    return Backbone(depth, width, in_channels, zero_init_residual, norm, input_norm)
 
 
 # ---------------------------------------------------------------------------- checkpoints

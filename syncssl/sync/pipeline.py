@@ -560,7 +560,8 @@ def _est_json(e: search.Estimate, fps: float) -> dict:
                 interval_frames=list(e.interval) if e.interval else None,
                 margin=None if np.isnan(e.margin) else round(e.margin, 4),
                 peak_log_odds=None if np.isnan(e.score) else round(e.score, 4),
-                runner_up_frames=e.second, instants=e.instants)
+                runner_up_frames=e.second, instants=e.instants,
+                **({"from": e.extra["from"], "joint": e.extra["joint"]} if "from" in e.extra else {}))
 
 
 def result_json(result: SyncResult) -> dict:

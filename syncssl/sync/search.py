@@ -20,6 +20,8 @@ over the variance of the true per-offset means, both estimated from the curve it
 """
 from __future__ import annotations
 
+import dataclasses
+
 import itertools
 from dataclasses import dataclass, field
 
@@ -264,7 +266,9 @@ def joint_offsets(cameras: list[str], reference: str, curves: dict[tuple[str, st
                   start: dict[str, int] | None = None, direct: dict[str, Estimate] | None = None) -> dict[str, Estimate]:
     """Every camera's offset against ``reference`` from all pair curves at once (a pair (a, b) scores b against
     a); confidence by resampling every pair's instants. ``direct`` (the reference pairs' own estimates) lends
-    each camera its margin and reasons; a camera whose every pair is undetermined stays undetermined."""
+    each camera its margin and reasons; a camera whose every pair is undetermined stays undetermined, and one the
+    joint search leaves undetermined takes its reference pair's estimate when that one is determined (``extra``
+    then says so and keeps the joint search's peak and support)."""
     scores = {k: c.score for k, c in curves.items()}
     best = _joint_best(cameras, reference, curves, scores, span, start)
     out = {reference: Estimate(0, 0, "reference")}
@@ -301,6 +305,12 @@ def joint_offsets(cameras: list[str], reference: str, curves: dict[tuple[str, st
             est.offset, est.status = None, "not determined"
             est.reason = (f"the peak lies at the end of the search range ({best[c]:+d} frames): the offset may be "
                           "larger; raise --max-offset")
+        if not est.determined and d is not None and d.determined:
+            # The camera's own pair with the reference is sure of itself where the joint search is not: a third
+            # camera's aliased pair spreads the joint resamples without saying anything against this one.
+            joint_reason = est.reason
+            est = dataclasses.replace(d, extra={**d.extra, "from": "reference pair",
+                                                "joint": {"best": best[c], "support": support, "reason": joint_reason}})
         out[c] = est
     return out
 

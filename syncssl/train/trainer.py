@@ -622,14 +622,21 @@ class PoseTrainer(Trainer):
         labels = PoseBatcher.labels_of([self.manifest.sequences[i] for i in self.label_sequences()])
         both = np.concatenate([labels, mirror_labels(labels)])  # flips are part of training
         mean, std = both.mean(0, dtype=np.float64), both.std(0, dtype=np.float64).clip(min=10.0)
-        model = PoseNet(resnet(m.depth, m.width, norm=m.norm), m.num_joints, m.root, m.hidden, m.dropout,
-                        torch.from_numpy(std), torch.from_numpy(mean))
-        self.init_note = "random initialisation"
+        state, input_norm = None, m.input_norm
         if x.init == "pretrained":
             path, _ = ckpt.resolve_resume(x.checkpoint, Path(x.checkpoint) / "checkpoints")
             if path is None:
                 raise ckpt.CheckpointError(f"{x.checkpoint}: no pre-training checkpoint to initialise from")
             state = ckpt.load(path)
+            # the input normalisation has no weights, so load_backbone cannot see a mismatch: take the pre-training's
+            input_norm = state.get("config", {}).get("model", {}).get("input_norm", "none")
+            if input_norm != m.input_norm:
+                self.log(f"model.input_norm={input_norm}, as the backbone was pre-trained (not {m.input_norm})")
+                m.input_norm = input_norm  # so that config.toml and the checkpoints say what the model does
+        model = PoseNet(resnet(m.depth, m.width, norm=m.norm, input_norm=input_norm), m.num_joints, m.root, m.hidden,
+                        m.dropout, torch.from_numpy(std), torch.from_numpy(mean))
+        self.init_note = "random initialisation"
+        if state is not None:
             load_backbone(state["model"], model, source=path)  # a clear error for another architecture
             self.init_note = f"backbone from {path}"
         frozen = 4 if x.protocol == "frozen" else m.frozen_stages
