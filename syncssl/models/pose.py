@@ -61,8 +61,8 @@ class PoseNet(nn.Module):
     @classmethod
     def from_config(cls, config: PoseNetConfig) -> PoseNet:
         """A PoseNet with a fresh backbone (load pre-trained weights with ``load_backbone``: freezing survives it)."""
-        model = cls(resnet(config.depth, config.width, norm=config.norm, input_norm=config.input_norm), config.num_joints, config.root, config.hidden,
-                    config.dropout, config.scale_mm)
+        backbone = resnet(config.depth, config.width, norm=config.norm, input_norm=config.input_norm)
+        model = cls(backbone, config.num_joints, config.root, config.hidden, config.dropout, config.scale_mm)
         if config.frozen_stages is not None:
             model.backbone.freeze(config.frozen_stages)
         return model

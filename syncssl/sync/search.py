@@ -20,10 +20,8 @@ over the variance of the true per-offset means, both estimated from the curve it
 """
 from __future__ import annotations
 
-import dataclasses
-
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -308,9 +306,8 @@ def joint_offsets(cameras: list[str], reference: str, curves: dict[tuple[str, st
         if not est.determined and d is not None and d.determined:
             # The camera's own pair with the reference is sure of itself where the joint search is not: a third
             # camera's aliased pair spreads the joint resamples without saying anything against this one.
-            joint_reason = est.reason
-            est = dataclasses.replace(d, extra={**d.extra, "from": "reference pair",
-                                                "joint": {"best": best[c], "support": support, "reason": joint_reason}})
+            est = replace(d, extra={**d.extra, "from": "reference pair",
+                                    "joint": {"best": best[c], "support": support, "reason": est.reason}})
         out[c] = est
     return out
 

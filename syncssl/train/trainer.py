@@ -622,7 +622,7 @@ class PoseTrainer(Trainer):
         labels = PoseBatcher.labels_of([self.manifest.sequences[i] for i in self.label_sequences()])
         both = np.concatenate([labels, mirror_labels(labels)])  # flips are part of training
         mean, std = both.mean(0, dtype=np.float64), both.std(0, dtype=np.float64).clip(min=10.0)
-        state, input_norm = None, m.input_norm
+        state = None
         if x.init == "pretrained":
             path, _ = ckpt.resolve_resume(x.checkpoint, Path(x.checkpoint) / "checkpoints")
             if path is None:
@@ -633,7 +633,7 @@ class PoseTrainer(Trainer):
             if input_norm != m.input_norm:
                 self.log(f"model.input_norm={input_norm}, as the backbone was pre-trained (not {m.input_norm})")
                 m.input_norm = input_norm  # so that config.toml and the checkpoints say what the model does
-        model = PoseNet(resnet(m.depth, m.width, norm=m.norm, input_norm=input_norm), m.num_joints, m.root, m.hidden,
+        model = PoseNet(resnet(m.depth, m.width, norm=m.norm, input_norm=m.input_norm), m.num_joints, m.root, m.hidden,
                         m.dropout, torch.from_numpy(std), torch.from_numpy(mean))
         self.init_note = "random initialisation"
         if state is not None:
