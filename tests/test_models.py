@@ -330,5 +330,25 @@ def test_input_norm_is_part_of_the_model_config_and_has_no_weights():
     assert not torch.allclose(plain.eval()(x)["sync"], person.eval()(x)["sync"])
     pose = PoseNet.from_config(PoseNetConfig(depth=18, width=0.25, input_norm="person"))
     assert type(pose.backbone.input_norm).__name__ == "PersonStandardise"
-    with pytest.raises(ValueError, match="choose one of: none, person"):
+    with pytest.raises(ValueError, match="choose one of: none, person, mask, person\\+mask"):
         PairNetConfig(input_norm="instance")
+
+
+def test_mask_channel_marks_the_person_and_widens_only_the_stem():
+    """input_norm="mask" / "person+mask": a fourth channel, +1 on the person and -1 on the background fill, so a
+    person dressed like the fill still has an outline; the stem takes 4 channels, nothing else changes."""
+    from syncssl.models.resnet import PersonStandardise, WithPersonMask
+    x = torch.zeros(2, 3, 16, 16)
+    x[:, :, 4:12, 5:9] = 0.05  # a person barely off the fill (0 after the op's normalisation)
+    x[:, 0, 4:12, 5:9] = 0.0  # one channel exactly at the fill: the pixel is still the person's
+    out = WithPersonMask()(x)
+    assert out.shape == (2, 4, 16, 16) and torch.equal(out[:, :3], x)
+    assert (out[:, 3, 4:12, 5:9] == 1).all() and (out[:, 3].sum() == 2 * (32 - (256 - 32)))
+    torch.testing.assert_close(WithPersonMask(PersonStandardise())(x)[:, :3], PersonStandardise()(x))
+    plain, masked = (PairNet(PairNetConfig(depth=18, width=0.25, input_norm=n)) for n in ("none", "person+mask"))
+    assert plain.backbone.stem[0].weight.shape[1] == 3 and masked.backbone.stem[0].weight.shape[1] == 4
+    differ = [k for k, v in masked.state_dict().items() if v.shape != plain.state_dict()[k].shape]
+    assert differ == ["backbone.stem.0.weight"]
+    assert masked.eval()(images(4, 32))["sync"].shape == (2, 2)
+    pose = PoseNet.from_config(PoseNetConfig(depth=18, width=0.25, input_norm="mask"))
+    assert pose.backbone.stem[0].weight.shape[1] == 4

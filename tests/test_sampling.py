@@ -6,7 +6,7 @@ import pytest
 
 from syncssl.data.sampling import PairPlan, PairSampler, SamplerSequence, SamplingConfig, cross_pairs
 
-FIELDS = ("seq", "cam", "frame", "offset", "sync", "flip", "flip_label", "jitter")
+FIELDS = ("seq", "cam", "frame", "offset", "sync", "flip", "flip_label", "jitter", "mirror")
 
 
 def sequences():
@@ -302,7 +302,7 @@ def test_plan_arrays_have_the_documented_types():
     assert (p.step, p.rank, len(p)) == (3, 1, 6)
     expected = {"seq": (np.int32, (6,)), "cam": (np.int32, (6, 2)), "frame": (np.int64, (6, 2)),
                 "offset": (np.int32, (6,)), "sync": (np.int64, (6,)), "flip": (np.bool_, (6, 2)),
-                "flip_label": (np.int64, (6,)), "jitter": (np.float32, (6, 2, 3))}
+                "flip_label": (np.int64, (6,)), "jitter": (np.float32, (6, 2, 3)), "mirror": (np.bool_, (6,))}
     for name, (dtype, shape) in expected.items():
         a = getattr(p, name)
         assert a.dtype == dtype and a.shape == shape, name
@@ -353,6 +353,26 @@ def test_cross_pairs_take_only_pairs_the_plan_labels():
     assert all((np.abs(frame[labels == 0, 0] - frame[labels == 0, 1])[row[labels == 0, 0] // 8 == g] >=
                 s.window(int(p.seq[8 * g]))[0]).all() for g in range(4))
     assert len(cross_pairs(PairSampler(sequences(), SamplingConfig(batch_size=8), seed=1).plan(0), 1)[0]) == 0
+
+
+def test_mirrored_pairs_keep_their_labels_and_leave_other_draws_alone():
+    plain = PairSampler(sequences(), SamplingConfig(batch_size=32, group_size=4), seed=2).plan(3)
+    s = PairSampler(sequences(), SamplingConfig(batch_size=32, group_size=4, mirror_pairs=0.5), seed=2)
+    p = s.plan(3)
+    assert not plain.mirror.any() and 0 < p.mirror.sum() < 32
+    for f in FIELDS:  # drawn last: the rest of the plan is the unmirrored one
+        if f not in ("flip", "mirror"):
+            assert np.array_equal(getattr(p, f), getattr(plain, f)), f
+    assert np.array_equal(p.flip ^ p.mirror[:, None], plain.flip)  # both views mirrored on top of the flip
+    assert np.array_equal(p.flip[:, 0] != p.flip[:, 1], p.flip_label.astype(bool))  # one view against the other
+    assert all(len(set(p.mirror[g:g + 4])) == 1 for g in range(0, 32, 4))  # a group is one rig, mirrored or not
+    pairs, labels = cross_pairs(p, 4)
+    relative = (p.flip ^ p.mirror[:, None]).reshape(-1)
+    assert len(pairs) and not relative[pairs].any()  # cross pairs: no view mirrored against its rig
+    assert np.array_equal(p.mirror[pairs[:, 0] // 2], p.mirror[pairs[:, 1] // 2])
+    assert np.array_equal(pairs, cross_pairs(plain, 4)[0]) and np.array_equal(labels, cross_pairs(plain, 4)[1])
+    with pytest.raises(ValueError, match="mirror_pairs"):
+        SamplingConfig(mirror_pairs=1.5)
 
 
 def test_group_size_must_divide_the_batch_and_fit_the_variant():

@@ -163,6 +163,28 @@ def test_run_directory_holds_summary_logs_and_curves(tiny_dataset, tmp_path):
     assert "[train]" in (run / "config.toml").read_text()
 
 
+def test_evaluation_averages_each_pair_with_its_mirror_image(tiny_dataset, tmp_path, monkeypatch):
+    cfg = tiny_config(tiny_dataset, tmp_path / "m", "train.resume='none'", "train.amp='off'")
+    trainer = PretextTrainer(cfg, Dist(), progress=False)
+    seen = []  # the images each forward pass got
+    forward = trainer.model.forward
+    monkeypatch.setattr(trainer.model, "forward", lambda images: seen.append(images.clone()) or forward(images))
+    both = trainer.predict(cfg.data.eval_split, 16)
+    assert len(seen) % 2 == 0 and all(torch.equal(m, a.flip(-1)) for a, m in zip(seen[::2], seen[1::2]))
+    trainer.model.eval()
+    with torch.no_grad():
+        mirrored = torch.cat([forward(m)["sync"].softmax(1)[:, 1] for m in seen[1::2]]).numpy()
+    np.testing.assert_allclose(both["p_sync"], (both["p_sync_single"] + mirrored) / 2, atol=1e-6)
+    trainer.cfg.pretext.mirror_average = False
+    single = trainer.predict(cfg.data.eval_split, 16)
+    np.testing.assert_allclose(single["p_sync"], both["p_sync_single"], atol=1e-6)  # the same pairs, one pass
+    assert "p_sync_single" not in single and np.abs(single["p_sync"] - both["p_sync"]).max() > 1e-6
+    trainer.cfg.pretext.mirror_average = True
+    result = trainer.evaluate(cfg.data.eval_split, 16)
+    assert 0 <= result["sync_acc_single"] <= 1 and 0 <= result["flip_acc_single"] <= 1
+    trainer.close()
+
+
 def test_nonfinite_losses_are_skipped_then_stop_the_run(tiny_dataset, tmp_path, monkeypatch):
     cfg = tiny_config(tiny_dataset, tmp_path / "nan", "train.max_nonfinite=3", "train.resume='none'")
     trainer = PretextTrainer(cfg, Dist(), progress=False)
@@ -390,3 +412,12 @@ def test_pretext_loss_trains_each_head_on_its_own_pairs_over_their_nominal_count
     # the ablation with independent labels trains both heads on every pair
     ind = dataclasses.replace(cfg.sampling, flip_unsync=True)
     assert pretext_loss(out, sync, flip, cfg.pretext, ind)[1]["sync_acc"][1] == 6
+
+
+def test_summary_pools_people_scored_on_few_pairs():
+    from syncssl.train.run import by_subject_text
+    by = {"S1": {"sync_acc": 0.8, "flip_acc": 0.6, "sync_pairs": 200, "flip_pairs": 100},
+          "P01": {"sync_acc": 1.0, "flip_acc": 0.5, "sync_pairs": 10, "flip_pairs": 4},
+          "P02": {"sync_acc": 0.5, "flip_acc": None, "sync_pairs": 30, "flip_pairs": 0}}
+    assert by_subject_text(by) == "S1 0.800 / 0.600, 2 others 0.625 / 0.500 (40 sync pairs)"
+    assert by_subject_text({k: by[k] for k in ("S1", "P01")}) == "S1 0.800 / 0.600, P01 1.000 / 0.500"

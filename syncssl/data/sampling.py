@@ -141,12 +141,15 @@ class SamplingConfig:
     #                      besides each row's own pair, the views of different rows of a group then form more
     #                      pairs whose label the plan fixes (both at t: synchronized; one at t, one at t + d:
     #                      not), scored by the trainer at no extra backbone cost (see cross_pairs); 1: the paper's
+    mirror_pairs: float = 0.0  # share of pairs (of groups, when grouped) whose two views are both mirrored: a
+    #                            mirrored rig films a mirrored person at the same instants, so no label changes;
+    #                            it doubles the poses and removes "this one image looks mirrored" as a flip cue
     max_redraws: int = 64  # anchors redrawn for a row whose anchor has no partner passing the pose filter
 
     def __post_init__(self):
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        for name in ("sync_fraction", "flip_fraction", "single_view_share"):
+        for name in ("sync_fraction", "flip_fraction", "single_view_share", "mirror_pairs"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.mode not in MODES:
@@ -202,9 +205,10 @@ class PairPlan:
     frame: np.ndarray  # (N, 2) int64: t for view a, t + offset for view b
     offset: np.ndarray  # (N,) int32: d (0 for synchronized pairs, but 1..window in the temporal single-view variant)
     sync: np.ndarray  # (N,) int64: 1 = synchronized
-    flip: np.ndarray  # (N, 2) bool: which view is mirrored (at most one per pair)
-    flip_label: np.ndarray  # (N,) int64: 1 if one view is mirrored
+    flip: np.ndarray  # (N, 2) bool: which view is mirrored as assembled (one for flip_label 1, mirror included)
+    flip_label: np.ndarray  # (N,) int64: 1 if one view is mirrored against the other
     jitter: np.ndarray  # (N, 2, 3) float32: per view (dx, dy) as a fraction of the box side, and log-scale
+    mirror: np.ndarray  # (N,) bool: both views mirrored besides (SamplingConfig.mirror_pairs); no label changes
 
     def __len__(self) -> int:
         return len(self.seq)
@@ -394,11 +398,15 @@ class PairSampler:
             outside = (t[rows] + d < 0) | (t[rows] + d >= frames)
             d[outside] *= -1  # the other side; clipped for a sequence shorter than both sides together
             offset[rows] = np.clip(t[rows] + d, 0, frames - 1) - t[rows]
+        mirror = np.zeros(B, bool)
+        if c.mirror_pairs > 0:  # drawn last, per group (a group's cross pairs stay pairs of one rig)
+            mirror = np.repeat(rng.random(B // G) < c.mirror_pairs, G)
+            flip ^= mirror[:, None]
 
         return PairPlan(step=int(step), rank=-1, seq=seq.astype(np.int32),
                         cam=np.stack([cam_a, cam_b], 1).astype(np.int32),
                         frame=np.stack([t, t + offset], 1).astype(np.int64), offset=offset.astype(np.int32),
-                        sync=sync, flip=flip, flip_label=flip_label, jitter=jitter.astype(np.float32))
+                        sync=sync, flip=flip, flip_label=flip_label, jitter=jitter.astype(np.float32), mirror=mirror)
 
     def _draw_anchors(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
         """n (sequence, frame) anchors, uniform over every usable frame of every usable sequence."""
@@ -468,22 +476,24 @@ class PairSampler:
 
 def cross_pairs(plan: PairPlan, group_size: int) -> tuple[np.ndarray, np.ndarray]:
     """The extra pairs of a grouped plan (``SamplingConfig.group_size`` > 1): views of two different rows of one
-    group, from two different cameras, neither mirrored, whose label the plan fixes. Every row of a group shares
-    the anchor instant t and its view a lies at t; so two views at t are synchronized, and a view at t against a
-    view at t + d (d an unsynchronized row's offset, drawn and filtered against t) is not. Two views at two other
+    group, from two different cameras, neither mirrored against its row's rig, whose label the plan fixes. Every
+    row of a group shares the anchor instant t and its view a lies at t; so two views at t are synchronized, and a
+    view at t against a view at t + d (d an unsynchronized row's offset, drawn and filtered against t) is not. Two views at two other
     instants are left out (their offset passed no filter). Returns (view index pairs (K, 2) into the plan's 2N
     views, sync labels (K,)), both int64; empty when group_size is 1."""
     n = len(plan)
     if group_size <= 1 or n % group_size:
         return np.zeros((0, 2), np.int64), np.zeros(0, np.int64)
     row = np.repeat(np.arange(n), 2)
-    cam, frame, flipped = plan.cam.reshape(-1), plan.frame.reshape(-1), plan.flip.reshape(-1)
+    cam, frame = plan.cam.reshape(-1), plan.frame.reshape(-1)
+    mirror = np.repeat(plan.mirror, 2)
+    flipped = plan.flip.reshape(-1) ^ mirror  # mirrored against the rig the row is seen in
     anchor = np.repeat(plan.frame[:, 0], 2)
     i, j = np.triu_indices(2 * n, 1)
     same_group = row[i] // group_size == row[j] // group_size
     at_anchor_i, at_anchor_j = frame[i] == anchor[i], frame[j] == anchor[j]
     keep = (same_group & (row[i] != row[j]) & (cam[i] != cam[j]) & ~flipped[i] & ~flipped[j]
-            & (at_anchor_i | at_anchor_j))
+            & (mirror[i] == mirror[j]) & (at_anchor_i | at_anchor_j))
     i, j = i[keep], j[keep]
     return np.stack([i, j], 1).astype(np.int64), (frame[i] == frame[j]).astype(np.int64)
 

@@ -53,8 +53,9 @@ class PairNetConfig:
     dropout: float = 0.0  # dropout before the last Linear of each head
     zero_init_residual: bool = False  # zero the last BN gamma of each residual block (each starts as the identity)
     norm: str = "batch"  # normalisation layers: "batch" (the paper's) or "group" (independent of the batch)
-    input_norm: str = "none"  # before the stem: "none", or "person" (each view's channels standardised over its
-    #                          person pixels: a contrast stretch and white balance per view; see PersonStandardise)
+    input_norm: str = "none"  # before the stem: "none", "person" (each view's channels standardised over its
+    #                          person pixels: a contrast stretch and white balance per view; see PersonStandardise),
+    #                          "mask" (the person mask as a fourth input channel) or "person+mask" (both)
 
     def __post_init__(self):
         if self.depth not in ARCHITECTURES:

@@ -23,7 +23,7 @@ class PoseNetConfig:
     dropout: float = 0.0  # dropout before the last Linear of the head
     scale_mm: float = 1000.0  # the head predicts in units of scale_mm (metres by default) so initial outputs are sane
     norm: str = "batch"  # normalisation layers of the backbone: "batch" or "group" (must match the pre-trained one)
-    input_norm: str = "none"  # the backbone's input normalisation, "none" or "person" (must match the pre-trained one)
+    input_norm: str = "none"  # the backbone's input normalisation (resnet.INPUT_NORMS; must match the pre-trained one)
     frozen_stages: int | None = None  # Backbone.freeze(n): stem + first n stages frozen (the paper's transfer: 3); None: all trainable
 
 

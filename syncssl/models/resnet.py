@@ -50,8 +50,26 @@ class PersonStandardise(nn.Module):
         return centred / var.sqrt().clamp(min=self.FLOOR)
 
 
-# What a backbone does to its input before the stem: "none", or "person" (PersonStandardise).
-INPUT_NORMS: dict[str, Callable[[], nn.Module]] = {"none": nn.Identity, "person": PersonStandardise}
+class WithPersonMask(nn.Module):
+    """``inner``'s output and one more channel, the person mask (+1 person, -1 background fill): the outline stays
+    explicit where a person's colours are close to the fill (pale clothes on the grey the background becomes)."""
+
+    extra_channels = 1
+
+    def __init__(self, inner: nn.Module | None = None):
+        super().__init__()
+        self.inner = inner or nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        person = x.abs().sum(1, keepdim=True) > PersonStandardise.EMPTY
+        return torch.cat([self.inner(x), person.to(x.dtype) * 2 - 1], 1)
+
+
+# What a backbone does to its input before the stem: "none", "person" (PersonStandardise), "mask" (the image and
+# its person mask as a fourth channel) or "person+mask" (both).
+INPUT_NORMS: dict[str, Callable[[], nn.Module]] = {
+    "none": nn.Identity, "person": PersonStandardise, "mask": WithPersonMask,
+    "person+mask": lambda: WithPersonMask(PersonStandardise())}
 
 
 def input_norm_layer(name: str) -> Callable[[], nn.Module]:
@@ -158,7 +176,7 @@ class Backbone(nn.Module):
                  norm: str = "batch", input_norm: str = "none"):
         super().__init__()
         make_norm = norm_layer(norm)
-        self.input_norm = input_norm_layer(input_norm)()  # no parameters: state_dicts are the same either way
+        self.input_norm = input_norm_layer(input_norm)()  # no parameters (a mask channel widens the stem)
         if depth not in ARCHITECTURES:
             raise ValueError(f"unsupported ResNet depth {depth}; choose one of {sorted(ARCHITECTURES)}")
         if not width > 0:
@@ -167,7 +185,7 @@ class Backbone(nn.Module):
         self.depth, self.width, self.in_channels, self.norm = depth, float(width), in_channels, norm
         stem_channels = scaled_channels(64, width)
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, stem_channels, 7, 2, 3, bias=False),
+            nn.Conv2d(in_channels + getattr(self.input_norm, "extra_channels", 0), stem_channels, 7, 2, 3, bias=False),
             make_norm(stem_channels),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(3, 2, 1),

@@ -156,6 +156,10 @@ class PretextConfig:
     cross_weight: float = 1.0
     """Weight of the sync cross-entropy on a grouped batch's extra pairs (``sampling.group_size`` > 1), averaged
     over those pairs; no effect when the batch is not grouped."""
+    mirror_average: bool = True
+    """Evaluation scores each pair twice, as filmed and with both views mirrored (a mirrored rig films the same
+    instants, so the labels hold), and averages the probabilities; summary.json keeps the single-pass accuracies
+    beside (``*_single``). Measured on the default's model: held-out sync 0.757 against 0.732 single-pass."""
 
 
 @dataclass

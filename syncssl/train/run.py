@@ -85,17 +85,31 @@ def run_training(cfg) -> dict:
         distributed.teardown()
 
 
-def by_subject_text(by_subject: dict) -> str:
-    """{"S9": {"sync_acc": .65, "flip_acc": .6, ...}, ...} -> "S9 0.650 / 0.600, S11 ..."."""
-    f = lambda x: "-" if x is None else f"{x:.3f}"
-    return ", ".join(f"{s} {f(m.get('sync_acc'))} / {f(m.get('flip_acc'))}" for s, m in by_subject.items())
+def by_subject_text(by_subject: dict, min_pairs: int = 50) -> str:
+    """{"S9": {"sync_acc": .65, "flip_acc": .6, "sync_pairs": 374, ...}, ...} -> "S9 0.650 / 0.600, S11 ...".
+    People scored on fewer than ``min_pairs`` sync pairs each (an unlabelled pool's, ~10-20 pairs: noise) are
+    pooled into one pair-weighted entry."""
+    f = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+    few = {s: m for s, m in by_subject.items() if m.get("sync_pairs", min_pairs) < min_pairs}
+    parts = [f"{s} {f(m.get('sync_acc'))} / {f(m.get('flip_acc'))}" for s, m in by_subject.items() if s not in few]
+    if len(few) > 1:
+        def pooled(task):
+            n = sum(m.get(f"{task}_pairs", 0) for m in few.values() if m.get(f"{task}_acc") is not None)
+            hits = sum(m[f"{task}_acc"] * m[f"{task}_pairs"] for m in few.values() if m.get(f"{task}_acc") is not None)
+            return hits / n if n else None
+        pairs = sum(m.get("sync_pairs", 0) for m in few.values())
+        parts.append(f"{len(few)} others {f(pooled('sync'))} / {f(pooled('flip'))} ({pairs} sync pairs)")
+    elif few:
+        parts += [f"{s} {f(m.get('sync_acc'))} / {f(m.get('flip_acc'))}" for s, m in few.items()]
+    return ", ".join(parts)
 
 
 def print_summary(summary: dict, run_dir, title: str) -> None:
     from rich.console import Console
     from rich.table import Table
     table = Table(title=f"{title} summary", show_header=False)
-    fmt = {"heldout_sync_acc": "{:.3f}", "heldout_flip_acc": "{:.3f}", "seen_sync_acc": "{:.3f}",
+    fmt = {"heldout_sync_acc": "{:.3f}", "heldout_flip_acc": "{:.3f}", "heldout_sync_acc_single": "{:.3f}",
+           "heldout_flip_acc_single": "{:.3f}", "seen_sync_acc": "{:.3f}",
            "seen_flip_acc": "{:.3f}", "final_loss": "{:.4f}", "pairs_per_s": "{:.1f}", "data_wait_share": "{:.1%}",
            "mpjpe": "{:.1f} mm", "n_mpjpe": "{:.1f} mm", "p_mpjpe": "{:.1f} mm", "train_mpjpe": "{:.1f} mm"}
     for k, v in summary.items():

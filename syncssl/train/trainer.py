@@ -375,7 +375,7 @@ class Trainer:
                     last_eval = self.evaluate(self.cfg.data.eval_split)
                     self.logger.log(self.step, _scalars(last_eval), split="heldout")
                     bar.note(f"step {self.step}: held-out " + ", ".join(
-                        f"{k} {v:.3f}" for k, v in _scalars(last_eval).items()))
+                        f"{k} {v}" if isinstance(v, int) else f"{k} {v:.3f}" for k, v in _scalars(last_eval).items()))
                 if self.step % t.ckpt_every == 0 and self.step < stop:
                     self.save_checkpoint()
             self.wall_s += time.perf_counter() - t_wall
@@ -473,18 +473,26 @@ class PretextTrainer(Trainer):
         # single-view variant is scored on the task it is compared on (same-frame pairs would be identical images)
         multi = any(len(self.manifest.sequences[i].cameras) > 1 for i in self.manifest.split(split))
         sampling = dataclasses.replace(sampling or cfg.sampling, batch_size=per_rank, jitter_shift=0.0,
-                                       jitter_scale=0.0, single_view_share=0.0, group_size=1,
+                                       jitter_scale=0.0, single_view_share=0.0, group_size=1, mirror_pairs=0.0,
                                        mode="multiview" if multi else "single_view")
         pipe = self.pipeline(split, sampling, seed, source=self.eval_source(split))
         self.model.eval()
-        out: dict[str, list] = {k: [] for k in ("p_sync", "p_flip", "sync", "flip", "offset", "seq")}
+        mirror = cfg.pretext.mirror_average
+        keys = ("p_sync", "p_flip", "sync", "flip", "offset", "seq")
+        keys += ("p_sync_single", "p_flip_single") if mirror else ()
+        out: dict[str, list] = {k: [] for k in keys}
         steps = max(1, math.ceil(pairs / (per_rank * self.dist.world_size)))
         for step in range(steps):
             batch = pipe.batch(step)
             with self.autocast():
-                o = self.model(batch.images)
-            out["p_sync"].append(o["sync"].float().softmax(1)[:, 1].cpu())
-            out["p_flip"].append(o["flip"].float().softmax(1)[:, 1].cpu())
+                p = {k: v.float().softmax(1)[:, 1] for k, v in self.model(batch.images).items() if k != "embedding"}
+                if mirror:  # both views mirrored: the same instants filmed by a mirrored rig, the same labels
+                    m = self.model(batch.images.flip(-1))
+                    for k in ("sync", "flip"):
+                        out[f"p_{k}_single"].append(p[k].cpu())
+                        p[k] = (p[k] + m[k].float().softmax(1)[:, 1]) / 2
+            out["p_sync"].append(p["sync"].cpu())
+            out["p_flip"].append(p["flip"].cpu())
             for k in ("sync", "flip", "offset", "seq"):
                 out[k].append(getattr(batch, k).cpu())
         local = {k: torch.cat(v).numpy() for k, v in out.items()}
@@ -508,7 +516,11 @@ class PretextTrainer(Trainer):
             by_subject[subject] = {"sync_acc": float(sync_ok[s_rows].mean()) if s_rows.any() else None,
                                    "flip_acc": float(flip_ok[f_rows].mean()) if f_rows.any() else None,
                                    "sync_pairs": int(s_rows.sum()), "flip_pairs": int(f_rows.sum())}
-        return {"sync_acc": float(sync_ok[sync_rows].mean()), "flip_acc": float(flip_ok[flip_rows].mean()),
+        single = {}  # one pass per pair, when the headline is mirror-averaged
+        if "p_sync_single" in p:
+            single = {"sync_acc_single": float(((p["p_sync_single"] > 0.5) == (p["sync"] == 1))[sync_rows].mean()),
+                      "flip_acc_single": float(((p["p_flip_single"] > 0.5) == (p["flip"] == 1))[flip_rows].mean())}
+        return {"sync_acc": float(sync_ok[sync_rows].mean()), "flip_acc": float(flip_ok[flip_rows].mean()), **single,
                 "pairs": int(len(p["sync"])), "sync_pairs": int(sync_rows.sum()), "flip_pairs": int(flip_rows.sum()),
                 "by_subject": by_subject}
 
@@ -520,6 +532,7 @@ class PretextTrainer(Trainer):
             self.logger.log(self.step, _scalars(heldout), split="heldout")
         return {"heldout_sync_acc": heldout.get("sync_acc"), "heldout_flip_acc": heldout.get("flip_acc"),
                 "seen_sync_acc": seen.get("sync_acc"), "seen_flip_acc": seen.get("flip_acc"),
+                **{f"heldout_{k}": heldout[k] for k in ("sync_acc_single", "flip_acc_single") if k in heldout},
                 "heldout_pairs": heldout.get("pairs"),
                 "heldout_by_subject": heldout.get("by_subject"), "seen_by_subject": seen.get("by_subject")}
 
