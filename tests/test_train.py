@@ -383,6 +383,14 @@ def test_appearance_augmentation_keeps_a_pair_one_scene_and_starts_on_schedule()
         load_config("cpu-small", overrides=["data.aug_start=1.5"])
 
 
+def test_mask_channel_needs_the_background_fill():
+    assert load_config("cpu-small").model.input_norm == "mask"
+    for override in ("data.substitute=0.5", "data.background='off'"):
+        with pytest.raises(ConfigError, match="model.input_norm=mask finds the person by the fill"):
+            load_config("cpu-small", overrides=[override])
+    load_config("cpu-small", overrides=["data.substitute=0.5", "model.input_norm='person'"])  # no mask: fine
+
+
 def test_pretext_loss_trains_each_head_on_its_own_pairs_over_their_nominal_count():
     import dataclasses
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from syncssl.config import ConfigError
 from syncssl.data.dataset import DataError
 from syncssl.data.pose_sampling import ViewSampler, evaluation_plans, evaluation_views, label_budget
 from syncssl.eval.evaluate import run_evaluation
@@ -75,6 +76,19 @@ def test_finetune_takes_the_input_normalisation_the_backbone_was_pre_trained_wit
     finetune(tiny_dataset, run, "transfer.init='pretrained'", f"transfer.checkpoint='{pre}'", "train.steps=2")
     assert 'input_norm = "person"' in (run / "config.toml").read_text()
     assert "model.input_norm=person, as the backbone was pre-trained" in capsys.readouterr().out
+
+
+def test_finetune_takes_the_mask_channel_and_refuses_data_that_has_no_fill(tiny_dataset, tmp_path):
+    """A mask-channel backbone (a 4-channel stem) fine-tunes as it was pre-trained; with backgrounds substituted
+    the mask would read every pixel as the person, so that is refused, naming the checkpoint."""
+    pre = tmp_path / "pre"
+    pretrain(tiny_dataset, pre, "model.input_norm='mask'", "train.steps=2", "train.eval_every=0")
+    run = tmp_path / "ft"
+    finetune(tiny_dataset, run, "transfer.init='pretrained'", f"transfer.checkpoint='{pre}'", "train.steps=2")
+    assert 'input_norm = "mask"' in (run / "config.toml").read_text()
+    with pytest.raises(ConfigError, match=r"step-00000002 \(pre-trained with it\): model.input_norm=mask .* substitute"):
+        finetune(tiny_dataset, tmp_path / "ft2", "transfer.init='pretrained'", f"transfer.checkpoint='{pre}'",
+                 "train.steps=2", "data.substitute=0.5")
 
 
 def test_empty_or_unknown_evaluation_split_is_a_clear_error(tiny_dataset, tmp_path):

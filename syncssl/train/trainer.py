@@ -32,6 +32,7 @@ from ..data.dataset import DataError
 from ..data.loader import Prefetcher
 from ..models.pairnet import PairNet
 from . import checkpoint as ckpt
+from .config import common_problems
 from .data import build_pipeline, load_manifest, make_source, tile_spec
 from .distributed import Dist, all_reduce_sum, any_rank, gather_objects
 from .logger import MetricLogger, plot_curves
@@ -641,11 +642,15 @@ class PoseTrainer(Trainer):
             if path is None:
                 raise ckpt.CheckpointError(f"{x.checkpoint}: no pre-training checkpoint to initialise from")
             state = ckpt.load(path)
-            # the input normalisation has no weights, so load_backbone cannot see a mismatch: take the pre-training's
+            # the input normalisation has (almost) no weights, so load_backbone may not see a mismatch: take the
+            # pre-training's, and check it against this run's data settings as the config's validation would have
             input_norm = state.get("config", {}).get("model", {}).get("input_norm", "none")
             if input_norm != m.input_norm:
                 self.log(f"model.input_norm={input_norm}, as the backbone was pre-trained (not {m.input_norm})")
                 m.input_norm = input_norm  # so that config.toml and the checkpoints say what the model does
+                for problem in common_problems(self.cfg):
+                    if "input_norm" in problem:
+                        raise cfglib.ConfigError(f"{path} (pre-trained with it): {problem}")
         model = PoseNet(resnet(m.depth, m.width, norm=m.norm, input_norm=m.input_norm), m.num_joints, m.root, m.hidden,
                         m.dropout, torch.from_numpy(std), torch.from_numpy(mean))
         self.init_note = "random initialisation"
