@@ -352,3 +352,21 @@ def test_mask_channel_marks_the_person_and_widens_only_the_stem():
     assert masked.eval()(images(4, 32))["sync"].shape == (2, 2)
     pose = PoseNet.from_config(PoseNetConfig(depth=18, width=0.25, input_norm="mask"))
     assert pose.backbone.stem[0].weight.shape[1] == 4
+
+
+def test_grid_pooling_keeps_which_side_a_feature_is_on():
+    """pool="grid": the last map averaged over 2x2 cells and flattened (4x the features, the same ones on
+    average); a mirrored image puts its features in other cells."""
+    torch.manual_seed(0)
+    grid = PairNet(PairNetConfig(depth=18, width=0.25, pool="grid")).eval()
+    x = images(4, 64)
+    with torch.no_grad():
+        cells = grid.embed(x).view(4, -1, 2, 2)
+        mirrored = grid.embed(x.flip(-1)).view(4, -1, 2, 2)
+        pooled = grid.backbone.forward_features(x)
+    assert cells.shape[1] == grid.backbone.out_features and grid.embed_dim == 4 * grid.backbone.out_features
+    torch.testing.assert_close(cells.mean((2, 3)), pooled.mean((2, 3)), atol=1e-5, rtol=1e-5)  # the same features
+    assert grid(x)["sync"].shape == (2, 2)
+    assert not torch.allclose(cells, mirrored, atol=1e-3)  # where the features lie differs
+    with pytest.raises(ValueError, match="choose one of: avg, grid"):
+        PairNetConfig(pool="max")

@@ -429,3 +429,14 @@ def test_summary_pools_people_scored_on_few_pairs():
           "P02": {"sync_acc": 0.5, "flip_acc": None, "sync_pairs": 30, "flip_pairs": 0}}
     assert by_subject_text(by) == "S1 0.800 / 0.600, 2 others 0.625 / 0.500 (40 sync pairs)"
     assert by_subject_text({k: by[k] for k in ("S1", "P01")}) == "S1 0.800 / 0.600, P01 1.000 / 0.500"
+
+
+def test_checkpoint_without_an_option_added_since_loads_at_its_default(tiny_dataset, tmp_path):
+    trainer = PretextTrainer(tiny_config(tiny_dataset, tmp_path / "a", "train.resume='none'"), Dist(), progress=False)
+    state = trainer.state_dict()
+    del state["arch"]["pool"]  # a checkpoint from before `model.pool` existed: it pooled by average, the default
+    trainer.load_state_dict(state)
+    state["arch"]["pool"], state["arch"]["width"] = "avg", 0.5
+    with pytest.raises(ckpt.CheckpointError, match="does not match the config"):
+        trainer.load_state_dict(state)
+    trainer.close()

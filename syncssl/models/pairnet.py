@@ -5,6 +5,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .resnet import ARCHITECTURES, Backbone, input_norm_layer, norm_layer, resnet
@@ -38,6 +39,9 @@ def get_fusion(name: str) -> Fusion:
         raise ValueError(f"unknown fusion {name!r}; choose one of: {', '.join(FUSIONS)}") from None
 
 
+POOLS = {"avg": 1, "grid": 4}  # pooling -> embedding size / backbone features
+
+
 @dataclass
 class PairNetConfig:
     """Architecture of the pretext model (the trainer builds it from a preset)."""
@@ -49,6 +53,9 @@ class PairNetConfig:
     center: bool = False  # standardise each embedding dimension over the batch (BatchNorm1d, no affine, no ReLU)
     #                       before fusion: pooled ReLU features are all >= 0, so their product measures magnitude
     #                       more than agreement; centred, a_i * b_i > 0 exactly where the two views agree
+    pool: str = "avg"  # how the last feature map becomes a view's embedding: "avg" (global average, the paper's) or
+    #                   "grid" (averaged over a 2x2 grid and flattened: 4x the features, and they keep which side
+    #                   of the person a feature lies on, which a mirrored view swaps)
     head_hidden: int = 256  # hidden units of the sync and flip MLP heads; 0: each head is a single Linear layer
     dropout: float = 0.0  # dropout before the last Linear of each head
     zero_init_residual: bool = False  # zero the last BN gamma of each residual block (each starts as the identity)
@@ -67,6 +74,8 @@ class PairNetConfig:
             raise ValueError(f"width must be positive, got {self.width}")
         if self.embed_dim is not None and self.embed_dim <= 0:
             raise ValueError(f"embed_dim must be positive or None, got {self.embed_dim}")
+        if self.pool not in POOLS:
+            raise ValueError(f"unknown pool {self.pool!r}; choose one of: {', '.join(POOLS)}")
         if self.head_hidden < 0 or not 0 <= self.dropout < 1:
             raise ValueError(f"need head_hidden >= 0 and 0 <= dropout < 1, got {self.head_hidden}, {self.dropout}")
 
@@ -94,7 +103,7 @@ class PairNet(nn.Module):
         self.config = config = config or PairNetConfig()
         self.backbone = backbone or resnet(config.depth, config.width, zero_init_residual=config.zero_init_residual,
                                             norm=config.norm, input_norm=config.input_norm)
-        features = self.backbone.out_features
+        features = self.backbone.out_features * POOLS[config.pool]
         if config.embed_dim is None:
             self.project, self.embed_dim = nn.Identity(), features
         else:
@@ -110,7 +119,11 @@ class PairNet(nn.Module):
 
     def embed(self, images: Tensor) -> Tensor:
         """images (V, C, S, S) -> per-view embeddings (V, E): the pooled backbone features, projected if configured."""
-        return self.project(self.backbone(images))
+        if self.config.pool == "grid":
+            pooled = F.adaptive_avg_pool2d(self.backbone.forward_features(images), 2).flatten(1)
+        else:
+            pooled = self.backbone(images)
+        return self.project(pooled)
 
     def view_features(self, images: Tensor) -> Tensor:
         """images (V, C, S, S) -> what the fusion combines, per view (V, E): the embedding, centred if configured

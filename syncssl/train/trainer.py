@@ -259,7 +259,9 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict):
-        if state.get("arch") != self.arch():
+        # a key the checkpoint lacks is an option added since, which it was trained with at its default
+        saved = {**dataclasses.asdict(type(self.cfg.model)()), **state.get("arch", {})}
+        if saved != self.arch():
             raise ckpt.CheckpointError(f"checkpoint architecture {state.get('arch')} does not match the config "
                                        f"{self.arch()}")
         self.model.load_state_dict(state["model"])
