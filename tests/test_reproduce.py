@@ -49,3 +49,15 @@ def test_grid_covers_the_paper_ablations():
     row = next(r for r in GRID if r.views == "single")
     assert "sampling.mode='single_view'" in row.pretrain_overrides()
     assert Reproduction  # importable API
+
+
+def test_cpu_grid_keeps_the_model_it_was_measured_with():
+    """The committed grid was measured without the mask channel and with average pooling: the cpu preset pins them
+    against the main job's default, and every row's configs load (a mask would refuse the background-kept rows)."""
+    from syncssl.train.config import FinetuneConfig, load_config
+    p = PRESETS["cpu"]
+    for row in GRID:
+        cfg = load_config(p.pretrain_preset, None, [*p.pretrain_overrides, *row.pretrain_overrides()])
+        model = (cfg.model.input_norm, cfg.model.pool, cfg.train.steps, cfg.sampling.group_size)
+        assert model == ("none", "avg", 6000, 1), row.name
+        load_config(p.finetune_preset, None, [*p.finetune_overrides, *row.finetune_overrides()], cls=FinetuneConfig)
