@@ -41,8 +41,13 @@ class PersonStandardise(nn.Module):
     EMPTY = 1e-3  # |x| summed over the channels below this: background fill (about 0.1 grey level)
     FLOOR = 0.1  # the smallest std divided by, in normalised units (~6 grey levels): flat crops stay flat
 
+    @classmethod
+    def person_pixels(cls, x: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, 1, H, W) bool: the pixels the fused op did not replace by the background fill."""
+        return x.abs().sum(1, keepdim=True) > cls.EMPTY
+
     def forward(self, x: Tensor) -> Tensor:
-        person = (x.abs().sum(1, keepdim=True) > self.EMPTY).to(x.dtype)  # (B, 1, H, W)
+        person = self.person_pixels(x).to(x.dtype)  # (B, 1, H, W)
         count = person.sum((2, 3), keepdim=True).clamp(min=1)
         mean = (x * person).sum((2, 3), keepdim=True) / count
         centred = (x - mean) * person
@@ -61,7 +66,7 @@ class WithPersonMask(nn.Module):
         self.inner = inner or nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        person = x.abs().sum(1, keepdim=True) > PersonStandardise.EMPTY
+        person = PersonStandardise.person_pixels(x)
         return torch.cat([self.inner(x), person.to(x.dtype) * 2 - 1], 1)
 
 

@@ -91,16 +91,16 @@ def by_subject_text(by_subject: dict, min_pairs: int = 50) -> str:
     pooled into one pair-weighted entry."""
     f = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
     few = {s: m for s, m in by_subject.items() if m.get("sync_pairs", min_pairs) < min_pairs}
+    if len(few) < 2:  # pooling one person would only rename them
+        few = {}
     parts = [f"{s} {f(m.get('sync_acc'))} / {f(m.get('flip_acc'))}" for s, m in by_subject.items() if s not in few]
-    if len(few) > 1:
+    if few:
         def pooled(task):
-            n = sum(m.get(f"{task}_pairs", 0) for m in few.values() if m.get(f"{task}_acc") is not None)
-            hits = sum(m[f"{task}_acc"] * m[f"{task}_pairs"] for m in few.values() if m.get(f"{task}_acc") is not None)
-            return hits / n if n else None
+            scored = [m for m in few.values() if m.get(f"{task}_acc") is not None]
+            n = sum(m[f"{task}_pairs"] for m in scored)
+            return sum(m[f"{task}_acc"] * m[f"{task}_pairs"] for m in scored) / n if n else None
         pairs = sum(m.get("sync_pairs", 0) for m in few.values())
         parts.append(f"{len(few)} others {f(pooled('sync'))} / {f(pooled('flip'))} ({pairs} sync pairs)")
-    elif few:
-        parts += [f"{s} {f(m.get('sync_acc'))} / {f(m.get('flip_acc'))}" for s, m in few.items()]
     return ", ".join(parts)
 
 
