@@ -51,13 +51,23 @@ def test_grid_covers_the_paper_ablations():
     assert Reproduction  # importable API
 
 
-def test_cpu_grid_keeps_the_model_it_was_measured_with():
-    """The committed grid was measured without the mask channel and with average pooling: the cpu preset pins them
-    against the main job's default, and every row's configs load (a mask would refuse the background-kept rows)."""
+def test_cpu_grid_uses_the_main_jobs_model_where_a_row_can():
+    """The cpu preset pre-trains the main job's model (mask channel, grid pooling, grouped batches, 12000 steps)
+    except where a row cannot use a part of it; every row's configs load (a mask would refuse a kept background);
+    random init has the same input channels unless the row says RGB only. The preset of 2026-12-01 keeps its model."""
     from syncssl.train.config import FinetuneConfig, load_config
     p = PRESETS["cpu"]
     for row in GRID:
         cfg = load_config(p.pretrain_preset, None, [*p.pretrain_overrides, *row.pretrain_overrides()])
         model = (cfg.model.input_norm, cfg.model.pool, cfg.train.steps, cfg.sampling.group_size)
-        assert model == ("none", "avg", 6000, 1), row.name
-        load_config(p.finetune_preset, None, [*p.finetune_overrides, *row.finetune_overrides()], cls=FinetuneConfig)
+        assert model == ("none" if row.background == "kept" else "mask", "grid", 12000,
+                         1 if row.views == "temporal" else 4), row.name
+        ft = load_config(p.finetune_preset, None, [*p.finetune_overrides, *row.finetune_overrides()], cls=FinetuneConfig)
+        assert ft.model.input_norm == ("none" if row.background == "kept" or row.rgb_only else "mask"), row.name
+        assert ft.model.frozen_stages == row.frozen
+    assert p.dataset == "synthetic:small-pool"
+    old = PRESETS["cpu-2026-12-01"]
+    for row in GRID:
+        cfg = load_config(old.pretrain_preset, None, [*old.pretrain_overrides, *row.pretrain_overrides()])
+        assert (cfg.model.input_norm, cfg.model.pool, cfg.train.steps, cfg.sampling.group_size) == (
+            "none", "avg", 6000, 1), row.name

@@ -35,26 +35,36 @@ class Row:
     views: str = "multi"  # "multi" | "single" (a frame under two crops vs two instants) | "temporal" (two nearby
     #                       instants of one camera vs two distant ones)
     frozen: int = 3  # fine-tuning: stem and first k stages frozen (the paper: 3); 0: the whole backbone trains
+    rgb_only: bool = False  # random init: no mask channel even where the preset's model has one (a pre-trained
+    #                         backbone brings its own input channels)
     paper: str = ""  # the paper's MPJPE for this setting (S1 protocol), for the table
 
     def pretrain_overrides(self) -> list[str]:
         o = {"sync+flip": [], "sync": ["pretext.flip_weight=0"],
              "flip": ["pretext.sync_weight=0", "pretext.flip_weight=1"]}[self.pretext]
         o += [f"model.fusion='{self.fusion}'"]
-        o += ["data.background='off'"] if self.background == "kept" else []
+        o += self._background()
         o += ["sampling.mode='single_view'"] if self.views in ("single", "temporal") else []
-        o += [f"sampling.single_view_sync_window={TEMPORAL_WINDOW}"] if self.views == "temporal" else []
+        # two nearby instants of one camera have no shared anchor instant to group rows by
+        o += ["sampling.group_size=1", f"sampling.single_view_sync_window={TEMPORAL_WINDOW}"] \
+            if self.views == "temporal" else []
         return o
+
+    def _background(self) -> list[str]:
+        # the mask channel is read off the removed background: with the background kept there is none to read
+        return ["data.background='off'", "model.input_norm='none'"] if self.background == "kept" else []
 
     def pretrain_key(self) -> str:
         return f"pre-{self.pretext}-{self.background}-{self.fusion}-{self.views}".replace("+", "")
 
     def finetune_overrides(self) -> list[str]:
-        return (["data.background='off'"] if self.background == "kept" else []) + [f"model.frozen_stages={self.frozen}"]
+        return self._background() + [f"model.frozen_stages={self.frozen}"] + \
+            (["model.input_norm='none'"] if self.rgb_only else [])
 
     def finetune_key(self) -> str:
         base = self.pretrain_key() if self.init == "pretrained" else self.background
-        return f"ft-{self.init}-{base}" + ("" if self.frozen == 3 else f"-frozen{self.frozen}")
+        return (f"ft-{self.init}-{base}" + ("" if self.frozen == 3 else f"-frozen{self.frozen}")
+                + ("-rgb" if self.rgb_only else ""))
 
 
 TEMPORAL_WINDOW = 2  # frames (80 ms at 25 fps): "nearby" in the temporal single-view row; distant is >= 0.3 s
@@ -63,6 +73,7 @@ TEMPORAL_WINDOW = 2  # frames (80 ms at 25 fps): "nearby" in the temporal single
 GRID = (
     Row("random init, background removed", "random", paper="165.5"),
     Row("random init, full fine-tuning (no stage frozen)", "random", frozen=0),
+    Row("random init, full fine-tuning, RGB only (no mask channel)", "random", frozen=0, rgb_only=True),
     Row("self-supervised, full fine-tuning (no stage frozen)", "pretrained", frozen=0),
     Row("random init, background kept", "random", background="kept", paper="167.8"),
     Row("self-supervised (sync+flip, removed, prod, multi-view)", "pretrained", paper="104.9"),
@@ -83,27 +94,34 @@ RANDOM_ROWS = tuple(r.name for r in GRID if r.init == "random" and r.background 
 
 @dataclass(frozen=True)
 class Preset:
-    """How big each run is. Several seeds for the headline pair, where the difference matters most."""
+    """How big each run is. Several seeds for the headline pair, where the difference matters most, and for every
+    random-init baseline (a fine-tuning only: cheap)."""
 
     pretrain_preset: str
     finetune_preset: str
     pretrain_overrides: tuple[str, ...] = ()
     finetune_overrides: tuple[str, ...] = ()
     seeds: int = 1  # seeds of every row
-    headline_seeds: int = 3  # seeds of the headline rows (random init vs pre-trained)
+    headline_seeds: int = 3  # seeds of the headline rows (random init vs pre-trained) and the random-init rows
     dataset: str = "synthetic:small"
     note: str = ""
 
 
 PRESETS = {
-    # What the committed grid measured: 6000 pre-training steps, ungrouped batches, no mask channel, average pooling,
-    # the `small` dataset (the main job's default adds the unlabelled pool and grouped batches since 2026-12-05, which
-    # some rows cannot use, and the mask channel, which the background-kept rows cannot use, and grid pooling since
-    # 2026-12-06)
-    "cpu": Preset("cpu-small", "cpu-small", ("train.steps=6000", "sampling.group_size=1", "model.input_norm='none'",
-                                             "model.pool='avg'"), seeds=1, headline_seeds=3,
-                  note="about 3 hours on 2 CPU cores (the small synthetic dataset, a quarter-width ResNet-18, "
-                       "6000 pre-training steps)"),
+    # The main job's model (12000 steps on the `small-pool` dataset, grouped batches, mask channel, grid pooling) in
+    # every row that can take it; the rows themselves drop what they cannot use (background kept: the mask channel;
+    # temporal single-view: grouped batches). Random init gets the same model, mask channel included, unless the row
+    # says RGB only. Fine-tuning reads the same dataset (its labelled subjects are `small`'s, same videos).
+    # The grid of 2026-12-01 was measured with the model of then: "cpu-2026-12-01" keeps it.
+    "cpu": Preset("cpu-small", "cpu-small", finetune_overrides=("model.input_norm='mask'",), seeds=1,
+                  headline_seeds=3, dataset="synthetic:small-pool",
+                  note="about 2.5 hours on 2 AVX-512/bf16 CPU cores (the small-pool synthetic dataset, a "
+                       "quarter-width ResNet-18, 12000 pre-training steps)"),
+    "cpu-2026-12-01": Preset("cpu-small", "cpu-small", ("train.steps=6000", "sampling.group_size=1",
+                                                                  "model.input_norm='none'", "model.pool='avg'"),
+                             seeds=1, headline_seeds=3, dataset="synthetic:small",
+                             note="the grid as measured on 2026-12-01: about 3 hours on 2 CPU cores (the small "
+                                  "synthetic dataset, 6000 pre-training steps, no mask channel, average pooling)"),
     "gpu": Preset("gpu", "gpu", seeds=2, headline_seeds=3, dataset="synthetic:large",
                   note="one GPU node; scale train.steps to the budget"),
     "tiny": Preset("tiny", "tiny", ("train.eval_pairs=16",), ("transfer.pictures=0",), seeds=1, headline_seeds=2,
@@ -150,7 +168,7 @@ class Reproduction:
         runs = self.out / "runs"
         grid = [r for r in GRID if not self.only or any(o in r.name for o in self.only)]
         for row in grid:
-            seeds = self.preset.headline_seeds if row.name in HEADLINE else self.preset.seeds
+            seeds = self.preset.headline_seeds if row.name in HEADLINE or row.init == "random" else self.preset.seeds
             for seed in range(seeds):
                 seed_o = [f"train.seed={seed}"]
                 sync_acc = math.nan
