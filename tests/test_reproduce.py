@@ -17,13 +17,13 @@ def test_reproduce_writes_results_and_reuses_finished_runs(tiny_dataset, tmp_pat
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert list(rows[0]) == ["name", "init", "pretext", "background", "fusion", "views", "frozen", "seed", "mpjpe",
-                             "n_mpjpe", "p_mpjpe", "train_mpjpe", "sync_acc"]
+                             "n_mpjpe", "p_mpjpe", "train_mpjpe", "sync_acc", "flip_acc"]
     assert {r["name"] for r in rows} == set(HEADLINE)
     assert len(rows) == 2 * PRESETS["tiny"].headline_seeds
     for r in rows:
         assert math.isfinite(float(r["mpjpe"])) and float(r["mpjpe"]) > 0
         assert math.isfinite(float(r["train_mpjpe"])) and float(r["train_mpjpe"]) > 0  # S1's own frames
-        assert (r["init"] == "random") == math.isnan(float(r["sync_acc"]))
+        assert (r["init"] == "random") == math.isnan(float(r["sync_acc"])) == math.isnan(float(r["flip_acc"]))
     md = (out / "results.md").read_text()
     assert "**Headline:** pre-training" in md and "| paper MPJPE |" in md
     assert (out / "results.png").stat().st_size > 2000

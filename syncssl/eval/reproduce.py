@@ -171,12 +171,13 @@ class Reproduction:
             seeds = self.preset.headline_seeds if row.name in HEADLINE or row.init == "random" else self.preset.seeds
             for seed in range(seeds):
                 seed_o = [f"train.seed={seed}"]
-                sync_acc = math.nan
+                sync_acc = flip_acc = math.nan
                 finetune_o = [*seed_o, *row.finetune_overrides(), f"transfer.init='{row.init}'"]
                 if row.init == "pretrained":
                     pre_dir = runs / f"{row.pretrain_key()}-seed{seed}"
                     pre = self._run("pretrain", pre_dir, [*seed_o, *row.pretrain_overrides()])
                     sync_acc = pre.get("heldout_sync_acc") or math.nan
+                    flip_acc = pre.get("heldout_flip_acc") or math.nan
                     finetune_o.append(f"transfer.checkpoint='{pre_dir}'")
                 ft_name = f"{row.finetune_key()}-seed{seed}"
                 ft = self._run("finetune", runs / ft_name, finetune_o)
@@ -184,7 +185,7 @@ class Reproduction:
                                   "background": row.background, "fusion": row.fusion, "views": row.views,
                                   "frozen": row.frozen, "seed": seed, "mpjpe": ft["mpjpe"], "n_mpjpe": ft["n_mpjpe"],
                                   "p_mpjpe": ft["p_mpjpe"], "train_mpjpe": ft.get("train_mpjpe", math.nan),
-                                  "sync_acc": sync_acc, "paper_mpjpe": row.paper})
+                                  "sync_acc": sync_acc, "flip_acc": flip_acc, "paper_mpjpe": row.paper})
                 self.write()
         return self.rows
 
@@ -193,7 +194,7 @@ class Reproduction:
     def write(self):
         self.out.mkdir(parents=True, exist_ok=True)
         keys = ["name", "init", "pretext", "background", "fusion", "views", "frozen", "seed", "mpjpe", "n_mpjpe",
-                "p_mpjpe", "train_mpjpe", "sync_acc"]
+                "p_mpjpe", "train_mpjpe", "sync_acc", "flip_acc"]
         with open(self.out / "results.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
             w.writeheader()
@@ -207,7 +208,7 @@ class Reproduction:
         for name in dict.fromkeys(r["name"] for r in self.rows):
             rs = [r for r in self.rows if r["name"] == name]
             entry = {"name": name, "seeds": len(rs), "paper_mpjpe": rs[0]["paper_mpjpe"]}
-            for k in ("mpjpe", "n_mpjpe", "p_mpjpe", "train_mpjpe", "sync_acc"):
+            for k in ("mpjpe", "n_mpjpe", "p_mpjpe", "train_mpjpe", "sync_acc", "flip_acc"):
                 vals = [r[k] for r in rs if not (isinstance(r[k], float) and math.isnan(r[k]))]
                 entry[k] = statistics.mean(vals) if vals else math.nan
                 entry[k + "_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
@@ -238,10 +239,11 @@ class Reproduction:
                  f"Dataset `{p.dataset}`; pre-training preset `{p.pretrain_preset}`, fine-tuning preset "
                  f"`{p.finetune_preset}` (labels of S1, evaluation on the held-out subjects). Mean ± sample std over "
                  "seeds; the paper's MPJPE (Human3.6M, S1 protocol) for the direction.", "",
-                 "| configuration | seeds | MPJPE | N-MPJPE | P-MPJPE | S1 training MPJPE | held-out sync acc | paper MPJPE |",
+                 "| configuration | seeds | MPJPE | N-MPJPE | P-MPJPE | S1 training MPJPE | held-out sync / flip acc | "
+                 "paper MPJPE |",
                  "|---|---|---|---|---|---|---|---|"]
         for e in self.summary():
-            sync = "-" if math.isnan(e["sync_acc"]) else f"{e['sync_acc']:.3f}"
+            sync = "-" if math.isnan(e["sync_acc"]) else f"{e['sync_acc']:.3f} / {e['flip_acc']:.3f}"
             train = "-" if math.isnan(e["train_mpjpe"]) else f"{e['train_mpjpe']:.1f}"
             lines.append(f"| {e['name']} | {e['seeds']} | {e['mpjpe']:.1f} ± {e['mpjpe_std']:.1f} | "
                          f"{e['n_mpjpe']:.1f} ± {e['n_mpjpe_std']:.1f} | {e['p_mpjpe']:.1f} ± {e['p_mpjpe_std']:.1f} | "
