@@ -314,10 +314,11 @@ def test_heldout_accuracy_is_measured_on_the_papers_pairs_whatever_training_mixe
 
 
 def test_grouped_batches_train_the_sync_head_on_their_cross_pairs_too(tiny_dataset, tmp_path):
-    def step_grads(cross_weight):
+    def step_grads(cross_weight, sync_weight=1.0):
         torch.manual_seed(0)
-        cfg = tiny_config(tiny_dataset, tmp_path / f"w{cross_weight}", *EXACT, "train.batch_size=8",
-                          "sampling.group_size=4", f"pretext.cross_weight={cross_weight}", "train.resume='none'")
+        cfg = tiny_config(tiny_dataset, tmp_path / f"w{cross_weight}-{sync_weight}", *EXACT, "train.batch_size=8",
+                          "sampling.group_size=4", f"pretext.cross_weight={cross_weight}",
+                          f"pretext.sync_weight={sync_weight}", "train.resume='none'")
         trainer = PretextTrainer(cfg, Dist(), progress=False)
         batch = trainer.train_data.batch(0)
         assert batch.cross is not None and len(batch.cross) > 8  # more pairs than the batch's rows
@@ -332,6 +333,9 @@ def test_grouped_batches_train_the_sync_head_on_their_cross_pairs_too(tiny_datas
     assert "cross_acc" in m1["sums"] and "cross_loss" in m1["sums"]
     assert not torch.allclose(g0, g1)  # the cross pairs reach the sync head's gradient
     assert m1["loss"] > m0["loss"]
+    # the flip-only ablation: sync_weight=0 switches the cross pairs off too (the sync head learns nothing)
+    _, g_flip_only = step_grads(1.0, sync_weight=0.0)
+    assert torch.count_nonzero(g_flip_only) == 0
 
 
 def test_batcher_maps_cross_pairs_onto_the_views_that_decoded():

@@ -150,12 +150,14 @@ class TrainConfig:
 @dataclass
 class PretextConfig:
     sync_weight: float = 1.0
-    """Weight of the synchronization cross-entropy (0 switches the task off: the flip-only ablation)."""
+    """Weight of the synchronization cross-entropy (0 switches the task off, a grouped batch's extra pairs included:
+    the flip-only ablation)."""
     flip_weight: float = 1.0
     """Weight of the flip cross-entropy (0 switches the task off: the sync-only ablation)."""
     cross_weight: float = 1.0
     """Weight of the sync cross-entropy on a grouped batch's extra pairs (``sampling.group_size`` > 1), averaged
-    over those pairs; no effect when the batch is not grouped."""
+    over those pairs, relative to ``sync_weight`` (the extra pairs are the sync task too); no effect when the
+    batch is not grouped."""
     mirror_average: bool = True
     """Evaluation scores each pair twice, as filmed and with both views mirrored (a mirrored rig films the same
     instants, so the labels hold), and averages the probabilities; summary.json keeps the single-pass accuracies

@@ -462,7 +462,9 @@ class PretextTrainer(Trainer):
         if "cross_sync" in out:  # a grouped batch's extra pairs: the sync task again, on more pairs of the same views
             cross = F.cross_entropy(out["cross_sync"].float(), batch.cross_sync, reduction="none")
             n_cross = torch.tensor(float(len(cross)), device=cross.device)
-            loss = loss + self.cfg.pretext.cross_weight * cross.sum() / n_cross.clamp(min=1)
+            # scaled by sync_weight too: sync_weight=0 (the flip-only ablation) must switch all of sync off
+            weight = self.cfg.pretext.sync_weight * self.cfg.pretext.cross_weight
+            loss = loss + weight * cross.sum() / n_cross.clamp(min=1)
             sums.update(cross_loss=(cross.sum(), n_cross),
                         cross_acc=((out["cross_sync"].argmax(1) == batch.cross_sync).float().sum(), n_cross))
         return loss, sums
