@@ -166,6 +166,15 @@ def parse_override(text: str) -> dict:
     return out
 
 
+def _merge(into: dict, new: dict):
+    """Nested dict ``new`` into ``into``; a later value of the same key wins."""
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _merge(into[k], v)
+        else:
+            into[k] = v
+
+
 def load(cls, path: Path | None = None, overrides: list[str] = (), base=None):
     """``cls()`` (or ``base``), then the TOML file at ``path``, then the dotted overrides."""
     cfg = base if base is not None else cls()
@@ -182,8 +191,11 @@ def load(cls, path: Path | None = None, overrides: list[str] = (), base=None):
             raise ConfigError(f"{path}: not valid TOML ({e})") from None
         except ConfigError as e:
             raise ConfigError(f"{path}: {e}") from None
+    merged: dict = {}  # all overrides applied at once: a section's checks see its final values, in any order
     for o in overrides:
-        cfg = update(cfg, parse_override(o))
+        _merge(merged, parse_override(o))
+    if merged:
+        cfg = update(cfg, merged)
     validate = getattr(cfg, "validate", None)
     if validate:
         validate()

@@ -378,5 +378,7 @@ def test_mirrored_pairs_keep_their_labels_and_leave_other_draws_alone():
 def test_group_size_must_divide_the_batch_and_fit_the_variant():
     with pytest.raises(ValueError, match="group_size must be >= 1 and divide batch_size"):
         SamplingConfig(batch_size=10, group_size=4)
-    with pytest.raises(ValueError, match="temporal single-view"):
-        SamplingConfig(batch_size=8, group_size=4, mode="single_view", single_view_sync_window=2)
+    for window in (0, 2):  # cross pairs would join two cameras: multi-view pairs inside the single-view ablation
+        with pytest.raises(ValueError, match="single_view mode must not see"):
+            SamplingConfig(batch_size=8, group_size=4, mode="single_view", single_view_sync_window=window)
+    SamplingConfig(batch_size=8, group_size=1, mode="single_view")

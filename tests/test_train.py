@@ -230,6 +230,18 @@ def test_bad_config_values_get_clear_errors(override, message):
         load_config("cpu-small", None, [override])
 
 
+def test_overrides_are_checked_together_in_any_order():
+    """A section's checks see all overrides at once: single-view mode needs ungrouped batches, and which of the two
+    overrides comes first does not matter; the later of two values of one key wins."""
+    for order in (["sampling.mode='single_view'", "sampling.group_size=1"],
+                  ["sampling.group_size=1", "sampling.mode='single_view'"]):
+        cfg = load_config("cpu-small", None, order)
+        assert (cfg.sampling.mode, cfg.sampling.group_size) == ("single_view", 1)
+    with pytest.raises(ConfigError, match="single_view mode must not see"):
+        load_config("cpu-small", None, ["sampling.mode='single_view'"])  # the preset groups by 4
+    assert load_config("cpu-small", None, ["optim.lr=1e-3", "optim.lr=2e-4"]).optim.lr == 2e-4
+
+
 def test_cli_reports_config_errors_cleanly():
     result = CliRunner().invoke(cli.train, ["train.amp=fp8"])
     assert result.exit_code != 0 and "choose one of" in result.output and "Traceback" not in result.output

@@ -167,9 +167,11 @@ class SamplingConfig:
             raise ValueError(f"single_view_sync_window must be >= 0, got {self.single_view_sync_window}")
         if self.group_size < 1 or self.batch_size % self.group_size:
             raise ValueError(f"group_size must be >= 1 and divide batch_size ({self.batch_size}), got {self.group_size}")
-        if self.group_size > 1 and self.mode == "single_view" and self.single_view_sync_window > 0:
-            raise ValueError("group_size > 1 needs synchronized pairs at the anchor instant; the temporal single-view "
-                             "variant (single_view_sync_window > 0) puts them 1..window frames away")
+        if self.group_size > 1 and self.mode == "single_view":
+            # a group's cross pairs join views of different rows, i.e. of different cameras: multi-view pairs that
+            # the single-view ablation must not see (and the temporal variant has no shared anchor instant)
+            raise ValueError("group_size > 1 pairs the views of a group's rows across cameras, which single_view "
+                             "mode must not see: set sampling.group_size=1")
 
     def jitter_bounds(self, single_view: bool) -> tuple[float, float]:
         """(shift, log-scale) bounds of a view's crop jitter in a pair from one camera (single_view) or two."""

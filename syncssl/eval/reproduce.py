@@ -44,10 +44,9 @@ class Row:
              "flip": ["pretext.sync_weight=0", "pretext.flip_weight=1"]}[self.pretext]
         o += [f"model.fusion='{self.fusion}'"]
         o += self._background()
-        o += ["sampling.mode='single_view'"] if self.views in ("single", "temporal") else []
-        # two nearby instants of one camera have no shared anchor instant to group rows by
-        o += ["sampling.group_size=1", f"sampling.single_view_sync_window={TEMPORAL_WINDOW}"] \
-            if self.views == "temporal" else []
+        # ungrouped: a group's cross pairs would join views of different cameras, i.e. multi-view pairs
+        o += ["sampling.group_size=1", "sampling.mode='single_view'"] if self.views in ("single", "temporal") else []
+        o += [f"sampling.single_view_sync_window={TEMPORAL_WINDOW}"] if self.views == "temporal" else []
         return o
 
     def _background(self) -> list[str]:
