@@ -110,7 +110,8 @@ PRESETS = {
     # The main job's model (12000 steps on the `small-pool` dataset, grouped batches, mask channel, grid pooling) in
     # every row that can take it; the rows themselves drop what they cannot use (background kept: the mask channel;
     # single-view rows: grouped batches, whose cross pairs join two cameras). Random init gets the same model, mask
-    # channel included, unless the row says RGB only. Fine-tuning reads the same dataset (its labelled subjects are `small`'s, same videos).
+    # channel included, unless the row says RGB only. Fine-tuning reads the same dataset (its labelled subjects are
+    # `small`'s, same videos).
     # The grid of 2026-12-01 was measured with the model of then: "cpu-2026-12-01" keeps it.
     "cpu": Preset("cpu-small", "cpu-small", finetune_overrides=("model.input_norm='mask'",), seeds=1,
                   headline_seeds=3, dataset="synthetic:small-pool",
