@@ -605,14 +605,16 @@ def bench_sync(json_path, model_path, out, data_root, preset, data_seed, offset_
 @click.option("--only", multiple=True, help="Run only the configurations whose name contains this (repeatable).")
 @click.option("--pretrain", "extra_pretrain", multiple=True, help="Extra override for every pre-training run.")
 @click.option("--finetune", "extra_finetune", multiple=True, help="Extra override for every fine-tuning run.")
-def reproduce(preset, out, data_root, only, extra_pretrain, extra_finetune):
+@click.option("--seeds", type=click.IntRange(min=1), default=None,
+              help="Seeds of every row [default: the preset's, more for the headline pair and the baselines].")
+def reproduce(preset, out, data_root, only, extra_pretrain, extra_finetune, seeds):
     """The paper's ablations on the embedded dataset: initialisation, pretext tasks, background, fusion,
     multi- vs single-view; writes results.csv, results.md and results.png (interrupted runs resume)."""
     from pathlib import Path
     from .eval.reproduce import PRESETS, Reproduction
     from .train.run import USER_ERRORS
     rep = Reproduction(Path(out), PRESETS[preset], data_root, tuple(only), tuple(extra_pretrain), tuple(extra_finetune),
-                       log=lambda m: click.echo(f"[reproduce] {m}", err=True))
+                       seeds or 0, log=lambda m: click.echo(f"[reproduce] {m}", err=True))
     try:
         rep.run()
     except USER_ERRORS as e:

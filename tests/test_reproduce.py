@@ -16,7 +16,8 @@ def test_reproduce_writes_results_and_reuses_finished_runs(tiny_dataset, tmp_pat
     result = CliRunner().invoke(cli.reproduce, args)
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(open(out / "results.csv")))
-    assert list(rows[0]) == ["name", "init", "pretext", "background", "fusion", "views", "frozen", "seed", "mpjpe",
+    assert list(rows[0]) == ["name", "init", "pretext", "background", "fusion", "views", "frozen", "aug", "seed",
+                             "mpjpe",
                              "n_mpjpe", "p_mpjpe", "train_mpjpe", "sync_acc", "flip_acc"]
     assert {r["name"] for r in rows} == set(HEADLINE)
     assert len(rows) == 2 * PRESETS["tiny"].headline_seeds
@@ -43,7 +44,7 @@ def test_grid_covers_the_paper_ablations():
         assert word in names
     pretrained = [r for r in GRID if r.init == "pretrained"]
     # every pre-trained row is its own run, or shares one with a row that only fine-tunes differently
-    assert len({(r.pretrain_key(), r.frozen) for r in pretrained}) == len(pretrained)
+    assert len({(r.pretrain_key(), r.frozen, r.aug) for r in pretrained}) == len(pretrained)
     assert len({r.finetune_key() for r in GRID}) == len(GRID)
     assert {r.frozen for r in GRID} == {0, 3}  # the paper's protocol (3 stages frozen) and full fine-tuning
     row = next(r for r in GRID if r.views == "single")
@@ -65,9 +66,36 @@ def test_cpu_grid_uses_the_main_jobs_model_where_a_row_can():
         ft = load_config(p.finetune_preset, None, [*p.finetune_overrides, *row.finetune_overrides()], cls=FinetuneConfig)
         assert ft.model.input_norm == ("none" if row.background == "kept" or row.rgb_only else "mask"), row.name
         assert ft.model.frozen_stages == row.frozen
+        aug = (ft.data.aug_jitter, ft.data.aug_hue_deg, ft.data.aug_permute, ft.data.aug_grey)
+        assert (aug == (0.3, 180, 0.5, 0.2)) if row.aug else (aug == (0, 0, 0, 0)), row.name
+    assert {r.aug for r in GRID if r.name in HEADLINE} == {True}  # the headline: the fine-tuning default
+    assert not all(r.aug for r in GRID)  # and rows without it, to show what it does to each side
     assert p.dataset == "synthetic:small-pool"
     old = PRESETS["cpu-2026-12-01"]
     for row in GRID:
         cfg = load_config(old.pretrain_preset, None, [*old.pretrain_overrides, *row.pretrain_overrides()])
         assert (cfg.model.input_norm, cfg.model.pool, cfg.train.steps, cfg.sampling.group_size) == (
             "none", "avg", 6000, 1), row.name
+        ft = load_config(old.finetune_preset, None, [*old.finetune_overrides, *row.finetune_overrides()],
+                         cls=FinetuneConfig)
+        assert ft.data.aug_jitter == ft.data.aug_hue_deg == ft.data.aug_permute == ft.data.aug_grey == 0, row.name
+
+
+def test_seeds_option_sets_every_rows_seeds(tmp_path, monkeypatch):
+    """--seeds N runs N seeds of each row it selects (here a row with one seed by default); the runs themselves are
+    stood in for: this is about which runs the grid asks for."""
+    asked = []
+
+    def fake_run(self, kind, run_dir, overrides):
+        asked.append(run_dir.name)
+        return {"mpjpe": 100.0, "n_mpjpe": 90.0, "p_mpjpe": 80.0, "heldout_sync_acc": 0.9, "heldout_flip_acc": 0.8}
+    monkeypatch.setattr(Reproduction, "_run", fake_run)
+    monkeypatch.setattr(Reproduction, "plot", lambda self: None)
+    args = ["--preset", "tiny", "--out", str(tmp_path), "--only", "fusion: difference"]
+    assert CliRunner().invoke(cli.reproduce, args).exit_code == 0
+    assert asked == ["pre-syncflip-removed-diff-multi-seed0", "ft-pretrained-pre-syncflip-removed-diff-multi-seed0"]
+    asked.clear()
+    assert CliRunner().invoke(cli.reproduce, [*args, "--seeds", "3"]).exit_code == 0
+    assert [n for n in asked if n.startswith("ft-")] == [
+        f"ft-pretrained-pre-syncflip-removed-diff-multi-seed{s}" for s in range(3)]
+    assert len(list(csv.DictReader(open(tmp_path / "results.csv")))) == 3

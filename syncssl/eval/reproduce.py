@@ -37,6 +37,8 @@ class Row:
     frozen: int = 3  # fine-tuning: stem and first k stages frozen (the paper: 3); 0: the whole backbone trains
     rgb_only: bool = False  # random init: no mask channel even where the preset's model has one (a pre-trained
     #                         backbone brings its own input channels)
+    aug: bool = True  # fine-tuning with the fine-tuning preset's appearance augmentation; False: without any
+    many_seeds: bool = False  # run the preset's headline_seeds, as the headline pair and the random-init rows do
     paper: str = ""  # the paper's MPJPE for this setting (S1 protocol), for the table
 
     def pretrain_overrides(self) -> list[str]:
@@ -58,24 +60,27 @@ class Row:
 
     def finetune_overrides(self) -> list[str]:
         return self._background() + [f"model.frozen_stages={self.frozen}"] + \
-            (["model.input_norm='none'"] if self.rgb_only else [])
+            (["model.input_norm='none'"] if self.rgb_only else []) + ([] if self.aug else list(NO_APPEARANCE_AUG))
 
     def finetune_key(self) -> str:
         base = self.pretrain_key() if self.init == "pretrained" else self.background
         return (f"ft-{self.init}-{base}" + ("" if self.frozen == 3 else f"-frozen{self.frozen}")
-                + ("-rgb" if self.rgb_only else ""))
+                + ("-rgb" if self.rgb_only else "") + ("" if self.aug else "-noaug"))
 
 
+NO_APPEARANCE_AUG = ("data.aug_jitter=0", "data.aug_hue_deg=0", "data.aug_permute=0", "data.aug_grey=0")
 TEMPORAL_WINDOW = 2  # frames (80 ms at 25 fps): "nearby" in the temporal single-view row; distant is >= 0.3 s
 
 # The grid: the rows of the paper's ablation tables (DESIGN.md), with its MPJPE (mm) for reference.
 GRID = (
     Row("random init, background removed", "random", paper="165.5"),
+    Row("random init, background removed, fine-tuning without appearance augmentation", "random", aug=False),
     Row("random init, full fine-tuning (no stage frozen)", "random", frozen=0),
     Row("random init, full fine-tuning, RGB only (no mask channel)", "random", frozen=0, rgb_only=True),
     Row("self-supervised, full fine-tuning (no stage frozen)", "pretrained", frozen=0),
     Row("random init, background kept", "random", background="kept", paper="167.8"),
     Row("self-supervised (sync+flip, removed, prod, multi-view)", "pretrained", paper="104.9"),
+    Row("self-supervised, fine-tuning without appearance augmentation", "pretrained", aug=False, many_seeds=True),
     Row("self-supervised, background kept", "pretrained", background="kept", paper="138.4"),
     Row("only sync", "pretrained", pretext="sync", paper="126.7"),
     Row("only flip", "pretrained", pretext="flip", paper="129.9"),
@@ -119,7 +124,7 @@ PRESETS = {
                        "quarter-width ResNet-18, 12000 pre-training steps)"),
     "cpu-2026-12-01": Preset("cpu-small", "cpu-small", ("train.steps=6000", "sampling.group_size=1",
                                                                   "model.input_norm='none'", "model.pool='avg'"),
-                             seeds=1, headline_seeds=3, dataset="synthetic:small",
+                             NO_APPEARANCE_AUG, seeds=1, headline_seeds=3, dataset="synthetic:small",
                              note="the grid as measured on 2026-12-01: about 3 hours on 2 CPU cores (the small "
                                   "synthetic dataset, 6000 pre-training steps, no mask channel, average pooling)"),
     "gpu": Preset("gpu", "gpu", seeds=2, headline_seeds=3, dataset="synthetic:large",
@@ -137,6 +142,7 @@ class Reproduction:
     only: tuple[str, ...] = ()
     extra_pretrain: tuple[str, ...] = ()
     extra_finetune: tuple[str, ...] = ()
+    seeds: int = 0  # seeds of every row; 0: the preset's
     log: object = print
     rows: list[dict] = field(default_factory=list)
 
@@ -168,7 +174,8 @@ class Reproduction:
         runs = self.out / "runs"
         grid = [r for r in GRID if not self.only or any(o in r.name for o in self.only)]
         for row in grid:
-            seeds = self.preset.headline_seeds if row.name in HEADLINE or row.init == "random" else self.preset.seeds
+            many = row.name in HEADLINE or row.init == "random" or row.many_seeds
+            seeds = self.seeds or (self.preset.headline_seeds if many else self.preset.seeds)
             for seed in range(seeds):
                 seed_o = [f"train.seed={seed}"]
                 sync_acc = flip_acc = math.nan
@@ -183,7 +190,7 @@ class Reproduction:
                 ft = self._run("finetune", runs / ft_name, finetune_o)
                 self.rows.append({"name": row.name, "init": row.init, "pretext": row.pretext,
                                   "background": row.background, "fusion": row.fusion, "views": row.views,
-                                  "frozen": row.frozen, "seed": seed, "mpjpe": ft["mpjpe"], "n_mpjpe": ft["n_mpjpe"],
+                                  "frozen": row.frozen, "aug": row.aug, "seed": seed, "mpjpe": ft["mpjpe"], "n_mpjpe": ft["n_mpjpe"],
                                   "p_mpjpe": ft["p_mpjpe"], "train_mpjpe": ft.get("train_mpjpe", math.nan),
                                   "sync_acc": sync_acc, "flip_acc": flip_acc, "paper_mpjpe": row.paper})
                 self.write()
@@ -193,7 +200,7 @@ class Reproduction:
 
     def write(self):
         self.out.mkdir(parents=True, exist_ok=True)
-        keys = ["name", "init", "pretext", "background", "fusion", "views", "frozen", "seed", "mpjpe", "n_mpjpe",
+        keys = ["name", "init", "pretext", "background", "fusion", "views", "frozen", "aug", "seed", "mpjpe", "n_mpjpe",
                 "p_mpjpe", "train_mpjpe", "sync_acc", "flip_acc"]
         with open(self.out / "results.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
