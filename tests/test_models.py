@@ -231,6 +231,24 @@ def test_posenet_root_is_zero_and_outputs_are_sane():
         torch.testing.assert_close(shifted(images(1, 64))[0], expected)
 
 
+def test_grid_pooled_posenet_reads_what_the_grid_pooled_pairnet_embeds():
+    """pool="grid": the head reads the 2x2 cells of the last feature map, the features a grid-pooled PairNet was
+    pre-trained on; a mirrored image gives other features (a global average cannot tell left from right)."""
+    pairnet = PairNet(PairNetConfig(width=0.125, pool="grid")).eval()
+    pose = PoseNet.from_pairnet(pairnet, hidden=32, pool="grid").eval()
+    assert pose.head[0].in_features == 4 * pose.backbone.out_features == pairnet.embed_dim
+    x = images(2, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(pose.backbone.embed(x, "grid"), pairnet.embed(x))
+        mirrored = x.flip(-1)
+        avg, grid = pose.backbone.embed(x), pose.backbone.embed(x, "grid")
+        assert not torch.allclose(pose.backbone.embed(mirrored, "grid"), grid)
+        torch.testing.assert_close(grid.view(2, -1, 4).mean(-1), avg)  # the cells average to the global mean
+    assert pose(x).shape == (2, 17, 3)
+    with pytest.raises(ValueError, match="unknown pool 'max'"):
+        PoseNet(resnet(18, 0.125), hidden=8, pool="max")
+
+
 def test_posenet_from_pairnet_copies_the_backbone():
     pairnet = PairNet(PairNetConfig(width=0.125))
     pose = PoseNet.from_pairnet(pairnet, hidden=32)

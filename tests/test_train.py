@@ -230,6 +230,12 @@ def test_bad_config_values_get_clear_errors(override, message):
         load_config("cpu-small", None, [override])
 
 
+def test_bad_finetune_pool_gets_a_clear_error():
+    from syncssl.train.config import FinetuneConfig
+    with pytest.raises(ConfigError, match="model.pool must be one of avg, grid, got 'max'"):
+        load_config("cpu-small", None, ["model.pool='max'"], cls=FinetuneConfig)
+
+
 def test_overrides_are_checked_together_in_any_order():
     """A section's checks see all overrides at once: single-view mode needs ungrouped batches, and which of the two
     overrides comes first does not matter; the later of two values of one key wins."""

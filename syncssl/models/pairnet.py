@@ -5,10 +5,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .resnet import ARCHITECTURES, Backbone, input_norm_layer, norm_layer, resnet
+from .resnet import ARCHITECTURES, POOLS, Backbone, input_norm_layer, norm_layer, resnet
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,6 @@ def get_fusion(name: str) -> Fusion:
         raise ValueError(f"unknown fusion {name!r}; choose one of: {', '.join(FUSIONS)}") from None
 
 
-POOLS = {"avg": 1, "grid": 4}  # pooling -> embedding size / backbone features
 
 
 @dataclass
@@ -119,11 +117,7 @@ class PairNet(nn.Module):
 
     def embed(self, images: Tensor) -> Tensor:
         """images (V, C, S, S) -> per-view embeddings (V, E): the pooled backbone features, projected if configured."""
-        if self.config.pool == "grid":
-            pooled = F.adaptive_avg_pool2d(self.backbone.forward_features(images), 2).flatten(1)
-        else:
-            pooled = self.backbone(images)
-        return self.project(pooled)
+        return self.project(self.backbone.embed(images, self.config.pool))
 
     def view_features(self, images: Tensor) -> Tensor:
         """images (V, C, S, S) -> what the fusion combines, per view (V, E): the embedding, centred if configured

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from .pairnet import PairNet
-from .resnet import Backbone, resnet
+from .resnet import POOLS, Backbone, resnet
 
 
 @dataclass
@@ -24,25 +24,30 @@ class PoseNetConfig:
     scale_mm: float = 1000.0  # the head predicts in units of scale_mm (metres by default) so initial outputs are sane
     norm: str = "batch"  # normalisation layers of the backbone: "batch" or "group" (must match the pre-trained one)
     input_norm: str = "none"  # the backbone's input normalisation (resnet.INPUT_NORMS; must match the pre-trained one)
+    pool: str = "avg"  # how the last feature map becomes the head's input: resnet.POOLS ("avg": global average,
+    #                   "grid": 2x2 cells flattened, which keep where in the crop a feature lies)
     frozen_stages: int | None = None  # Backbone.freeze(n): stem + first n stages frozen (the paper's transfer: 3); None: all trainable
 
 
 class PoseNet(nn.Module):
     """image (B, 3, S, S) -> root-relative 3D joints (B, J, 3) in millimetres, camera coordinates.
 
-    head: pooled backbone features -> Linear -> ReLU -> Dropout -> Linear(J * 3); the raw output u is
+    head: pooled backbone features (``pool``: resnet.POOLS) -> Linear -> ReLU -> Dropout -> Linear(J * 3); the raw output u is
     mapped to ``mean_mm + u * scale_mm`` (``scale_mm`` a float, or a (J, 3) per-coordinate std from the
     dataset; ``mean_mm`` 0 or a (J, 3) mean pose), and the root joint is set to exactly 0. The last layer
     starts small, so an untrained model predicts about the mean pose.
     """
 
     def __init__(self, backbone: Backbone, num_joints: int = 17, root: int = 0, hidden: int = 1024,
-                 dropout: float = 0.0, scale_mm: float | Tensor = 1000.0, mean_mm: Tensor | None = None):
+                 dropout: float = 0.0, scale_mm: float | Tensor = 1000.0, mean_mm: Tensor | None = None,
+                 pool: str = "avg"):
         super().__init__()
         if not 0 <= root < num_joints:
             raise ValueError(f"root joint {root} is not one of the {num_joints} joints")
-        self.backbone, self.num_joints, self.root = backbone, num_joints, root
-        self.head = nn.Sequential(nn.Linear(backbone.out_features, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+        if pool not in POOLS:
+            raise ValueError(f"unknown pool {pool!r}; choose one of: {', '.join(POOLS)}")
+        self.backbone, self.num_joints, self.root, self.pool = backbone, num_joints, root, pool
+        self.head = nn.Sequential(nn.Linear(backbone.out_features * POOLS[pool], hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
                                   nn.Linear(hidden, num_joints * 3))
         nn.init.normal_(self.head[-1].weight, std=1e-3)
         nn.init.zeros_(self.head[-1].bias)
@@ -62,7 +67,8 @@ class PoseNet(nn.Module):
     def from_config(cls, config: PoseNetConfig) -> PoseNet:
         """A PoseNet with a fresh backbone (load pre-trained weights with ``load_backbone``: freezing survives it)."""
         backbone = resnet(config.depth, config.width, norm=config.norm, input_norm=config.input_norm)
-        model = cls(backbone, config.num_joints, config.root, config.hidden, config.dropout, config.scale_mm)
+        model = cls(backbone, config.num_joints, config.root, config.hidden, config.dropout, config.scale_mm,
+                    pool=config.pool)
         if config.frozen_stages is not None:
             model.backbone.freeze(config.frozen_stages)
         return model
@@ -73,5 +79,5 @@ class PoseNet(nn.Module):
         return cls(copy.deepcopy(pairnet.backbone), **head_kwargs)
 
     def forward(self, images: Tensor) -> Tensor:
-        raw = self.head(self.backbone(images)).view(-1, self.num_joints, 3)
+        raw = self.head(self.backbone.embed(images, self.pool)).view(-1, self.num_joints, 3)
         return (self.mean_mm + raw * self.scale_mm) * self.root_mask

@@ -18,6 +18,7 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 # Normalisation layers by name. "batch" is the paper's; "group" does not depend on the batch, so a DDP
 # run equals a single process with the same global batch exactly (BatchNorm's statistics are per rank,
@@ -27,6 +28,11 @@ NORMS: dict[str, Callable[[int], nn.Module]] = {
     "group": lambda channels: nn.GroupNorm(math.gcd(channels, 8), channels),
 }
 _NORM_TYPES = (nn.BatchNorm2d, nn.GroupNorm)
+
+# How the last feature map becomes an embedding -> the embedding's size / out_features. "avg": the global average
+# (the paper's); "grid": the averages over a 2x2 grid, flattened, which keep which side of the person a feature
+# lies on (a mirrored view swaps them; a left arm is told from a right one by where it is)
+POOLS = {"avg": 1, "grid": 4}
 
 
 class PersonStandardise(nn.Module):
@@ -248,6 +254,12 @@ class Backbone(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(B, in_channels, H, W) -> globally average-pooled embedding (B, out_features)."""
         return self.forward_features(x).mean(dim=(2, 3))
+
+    def embed(self, x: Tensor, pool: str = "avg") -> Tensor:
+        """(B, in_channels, H, W) -> embedding (B, POOLS[pool] * out_features), pooled as ``pool`` says."""
+        if pool == "grid":
+            return F.adaptive_avg_pool2d(self.forward_features(x), 2).flatten(1)
+        return self(x)
 
     # ------------------------------------------------------------------ freezing for transfer
 

@@ -14,6 +14,7 @@ from ..config import ConfigError, choices
 from ..data.sampling import SamplingConfig
 from ..models.pairnet import PairNetConfig
 from ..models.pose import PoseNetConfig
+from ..models.resnet import POOLS
 
 PRESETS_PACKAGE = "syncssl.train.presets"
 
@@ -233,6 +234,8 @@ class FinetuneConfig:
             problems.append("transfer.label_subjects is empty: name at least one labelled subject")
         if self.model.frozen_stages is not None and not 0 <= self.model.frozen_stages <= 4:
             problems.append(f"model.frozen_stages must be in 0..4 (or none), got {self.model.frozen_stages}")
+        if self.model.pool not in POOLS:
+            problems.append(f"model.pool must be one of {', '.join(POOLS)}, got {self.model.pool!r}")
         if x.eval_stride < 1 or not 0 <= x.flip <= 1:
             problems.append("transfer.eval_stride must be >= 1 and transfer.flip in [0, 1]")
         if problems:

@@ -656,7 +656,7 @@ class PoseTrainer(Trainer):
                     if "input_norm" in problem:
                         raise cfglib.ConfigError(f"{path} (pre-trained with it): {problem}")
         model = PoseNet(resnet(m.depth, m.width, norm=m.norm, input_norm=m.input_norm), m.num_joints, m.root, m.hidden,
-                        m.dropout, torch.from_numpy(std), torch.from_numpy(mean))
+                        m.dropout, torch.from_numpy(std), torch.from_numpy(mean), pool=m.pool)
         self.init_note = "random initialisation"
         if state is not None:
             load_backbone(state["model"], model, source=path)  # a clear error for another architecture
