@@ -597,9 +597,10 @@ def bench_sync(json_path, model_path, out, data_root, preset, data_seed, offset_
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--preset", type=click.Choice(["cpu", "cpu-2026-12-01", "gpu", "tiny"]), default="cpu", show_default=True,
-              help="cpu: about 2.5 hours on 2 cores; cpu-2026-12-01: the grid of that date (its older model); gpu: "
-                   "one GPU node; tiny: a smoke test in minutes.")
+@click.option("--preset", type=click.Choice(["cpu", "cpu-2026-12-06-morning", "cpu-2026-12-01", "gpu", "tiny"]),
+              default="cpu", show_default=True,
+              help="cpu: about 2.5 hours on 2 cores; cpu-2026-12-06-morning, cpu-2026-12-01: the grids of those dates "
+                   "(their older defaults); gpu: one GPU node; tiny: a smoke test in minutes.")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/reproduce", show_default=True)
 @click.option("--data-root", default="data", show_default=True, help="Where the embedded dataset is generated.")
 @click.option("--only", multiple=True, help="Run only the configurations whose name contains this (repeatable).")

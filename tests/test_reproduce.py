@@ -71,6 +71,15 @@ def test_cpu_grid_uses_the_main_jobs_model_where_a_row_can():
     assert {r.aug for r in GRID if r.name in HEADLINE} == {True}  # the headline: the fine-tuning default
     assert not all(r.aug for r in GRID)  # and rows without it, to show what it does to each side
     assert p.dataset == "synthetic:small-pool"
+    morning = PRESETS["cpu-2026-12-06-morning"]  # flip weight 0.25, fine-tuning without appearance augmentation
+    for row in GRID:
+        cfg = load_config(morning.pretrain_preset, None, [*morning.pretrain_overrides, *row.pretrain_overrides()])
+        assert cfg.pretext.flip_weight == {"sync+flip": 0.25, "sync": 0, "flip": 1}[row.pretext], row.name
+        assert cfg.model.input_norm == ("none" if row.background == "kept" else "mask"), row.name
+        ft = load_config(morning.finetune_preset, None, [*morning.finetune_overrides, *row.finetune_overrides()],
+                         cls=FinetuneConfig)
+        assert ft.data.aug_jitter == ft.data.aug_hue_deg == ft.data.aug_permute == ft.data.aug_grey == 0, row.name
+    assert load_config(p.pretrain_preset, None, list(p.pretrain_overrides)).pretext.flip_weight == 1
     old = PRESETS["cpu-2026-12-01"]
     for row in GRID:
         cfg = load_config(old.pretrain_preset, None, [*old.pretrain_overrides, *row.pretrain_overrides()])

@@ -117,11 +117,18 @@ PRESETS = {
     # single-view rows: grouped batches, whose cross pairs join two cameras). Random init gets the same model, mask
     # channel included, unless the row says RGB only. Fine-tuning reads the same dataset (its labelled subjects are
     # `small`'s, same videos).
-    # The grid of 2026-12-01 was measured with the model of then: "cpu-2026-12-01" keeps it.
+    # Earlier grids were measured with the defaults of then: "cpu-2026-12-06-morning" (flip weight 0.25, fine-tuning
+    # without appearance augmentation) and "cpu-2026-12-01" (the model before the mask channel) keep them.
     "cpu": Preset("cpu-small", "cpu-small", finetune_overrides=("model.input_norm='mask'",), seeds=1,
                   headline_seeds=3, dataset="synthetic:small-pool",
                   note="about 2.5 hours on 2 AVX-512/bf16 CPU cores (the small-pool synthetic dataset, a "
                        "quarter-width ResNet-18, 12000 pre-training steps)"),
+    "cpu-2026-12-06-morning": Preset("cpu-small", "cpu-small", ("pretext.flip_weight=0.25",),
+                                     ("model.input_norm='mask'", *NO_APPEARANCE_AUG), seeds=1, headline_seeds=3,
+                                     dataset="synthetic:small-pool",
+                                     note="the grid as measured on the morning of 2026-12-06: flip weight 0.25, "
+                                          "fine-tuning without appearance augmentation; about 2.5 hours on 2 "
+                                          "AVX-512/bf16 CPU cores"),
     "cpu-2026-12-01": Preset("cpu-small", "cpu-small", ("train.steps=6000", "sampling.group_size=1",
                                                                   "model.input_norm='none'", "model.pool='avg'"),
                              NO_APPEARANCE_AUG, seeds=1, headline_seeds=3, dataset="synthetic:small",
