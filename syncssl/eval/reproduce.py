@@ -197,8 +197,8 @@ class Reproduction:
                 ft = self._run("finetune", runs / ft_name, finetune_o)
                 self.rows.append({"name": row.name, "init": row.init, "pretext": row.pretext,
                                   "background": row.background, "fusion": row.fusion, "views": row.views,
-                                  "frozen": row.frozen, "aug": row.aug, "seed": seed, "mpjpe": ft["mpjpe"], "n_mpjpe": ft["n_mpjpe"],
-                                  "p_mpjpe": ft["p_mpjpe"], "train_mpjpe": ft.get("train_mpjpe", math.nan),
+                                  "frozen": row.frozen, "aug": row.aug, "seed": seed, "mpjpe": ft["mpjpe"],
+                                  "n_mpjpe": ft["n_mpjpe"], "p_mpjpe": ft["p_mpjpe"], "train_mpjpe": ft.get("train_mpjpe", math.nan),
                                   "sync_acc": sync_acc, "flip_acc": flip_acc, "paper_mpjpe": row.paper})
                 self.write()
         return self.rows
@@ -207,8 +207,8 @@ class Reproduction:
 
     def write(self):
         self.out.mkdir(parents=True, exist_ok=True)
-        keys = ["name", "init", "pretext", "background", "fusion", "views", "frozen", "aug", "seed", "mpjpe", "n_mpjpe",
-                "p_mpjpe", "train_mpjpe", "sync_acc", "flip_acc"]
+        keys = ["name", "init", "pretext", "background", "fusion", "views", "frozen", "aug", "seed", "mpjpe",
+                "n_mpjpe", "p_mpjpe", "train_mpjpe", "sync_acc", "flip_acc"]
         with open(self.out / "results.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
             w.writeheader()

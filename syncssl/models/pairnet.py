@@ -38,8 +38,6 @@ def get_fusion(name: str) -> Fusion:
         raise ValueError(f"unknown fusion {name!r}; choose one of: {', '.join(FUSIONS)}") from None
 
 
-
-
 @dataclass
 class PairNetConfig:
     """Architecture of the pretext model (the trainer builds it from a preset)."""

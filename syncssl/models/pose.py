@@ -32,8 +32,8 @@ class PoseNetConfig:
 class PoseNet(nn.Module):
     """image (B, 3, S, S) -> root-relative 3D joints (B, J, 3) in millimetres, camera coordinates.
 
-    head: pooled backbone features (``pool``: resnet.POOLS) -> Linear -> ReLU -> Dropout -> Linear(J * 3); the raw output u is
-    mapped to ``mean_mm + u * scale_mm`` (``scale_mm`` a float, or a (J, 3) per-coordinate std from the
+    head: pooled backbone features (``pool``: resnet.POOLS) -> Linear -> ReLU -> Dropout -> Linear(J * 3); the raw
+    output u is mapped to ``mean_mm + u * scale_mm`` (``scale_mm`` a float, or a (J, 3) per-coordinate std from the
     dataset; ``mean_mm`` 0 or a (J, 3) mean pose), and the root joint is set to exactly 0. The last layer
     starts small, so an untrained model predicts about the mean pose.
     """
@@ -47,8 +47,8 @@ class PoseNet(nn.Module):
         if pool not in POOLS:
             raise ValueError(f"unknown pool {pool!r}; choose one of: {', '.join(POOLS)}")
         self.backbone, self.num_joints, self.root, self.pool = backbone, num_joints, root, pool
-        self.head = nn.Sequential(nn.Linear(backbone.out_features * POOLS[pool], hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
-                                  nn.Linear(hidden, num_joints * 3))
+        self.head = nn.Sequential(nn.Linear(backbone.out_features * POOLS[pool], hidden), nn.ReLU(inplace=True),
+                                  nn.Dropout(dropout), nn.Linear(hidden, num_joints * 3))
         nn.init.normal_(self.head[-1].weight, std=1e-3)
         nn.init.zeros_(self.head[-1].bias)
         self.register_buffer("scale_mm", self._joint_tensor(scale_mm, "scale_mm"))

@@ -259,7 +259,9 @@ class Backbone(nn.Module):
         """(B, in_channels, H, W) -> embedding (B, POOLS[pool] * out_features), pooled as ``pool`` says."""
         if pool == "grid":
             return F.adaptive_avg_pool2d(self.forward_features(x), 2).flatten(1)
-        return self(x)
+        if pool == "avg":
+            return self(x)
+        raise ValueError(f"unknown pool {pool!r}; choose one of: {', '.join(POOLS)}")
 
     # ------------------------------------------------------------------ freezing for transfer
 
