@@ -184,7 +184,9 @@ class Reproduction:
 
     def run(self) -> list[dict]:
         runs = self.out / "runs"
-        grid = [r for r in GRID if not self.only or any(o in r.name for o in self.only)]
+        names = {r.name for r in GRID}  # an --only that names a row exactly selects that row, not its longer kin
+        grid = [r for r in GRID if not self.only or any(o == r.name or (o not in names and o in r.name)
+                                                        for o in self.only)]
         for row in grid:
             many = row.name in HEADLINE or row.init == "random" or row.many_seeds
             seeds = self.seeds or (self.preset.headline_seeds if many else self.preset.seeds)
