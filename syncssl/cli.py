@@ -603,7 +603,8 @@ def bench_sync(json_path, model_path, out, data_root, preset, data_seed, offset_
                    "(their older defaults); gpu: one GPU node; tiny: a smoke test in minutes.")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/reproduce", show_default=True)
 @click.option("--data-root", default="data", show_default=True, help="Where the embedded dataset is generated.")
-@click.option("--only", multiple=True, help="Run only the configuration of this name, or those whose name contains it (repeatable).")
+@click.option("--only", multiple=True,
+              help="Run only the configuration of this name, or those whose name contains it (repeatable).")
 @click.option("--pretrain", "extra_pretrain", multiple=True, help="Extra override for every pre-training run.")
 @click.option("--finetune", "extra_finetune", multiple=True, help="Extra override for every fine-tuning run.")
 @click.option("--seeds", type=click.IntRange(min=1), default=None,

@@ -17,8 +17,7 @@ def test_reproduce_writes_results_and_reuses_finished_runs(tiny_dataset, tmp_pat
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert list(rows[0]) == ["name", "init", "pretext", "background", "fusion", "views", "frozen", "aug", "seed",
-                             "mpjpe",
-                             "n_mpjpe", "p_mpjpe", "train_mpjpe", "sync_acc", "flip_acc"]
+                             "mpjpe", "n_mpjpe", "p_mpjpe", "train_mpjpe", "sync_acc", "flip_acc"]
     assert {r["name"] for r in rows} == set(HEADLINE)
     assert len(rows) == 2 * PRESETS["tiny"].headline_seeds
     for r in rows:
@@ -57,8 +56,8 @@ def test_grid_covers_the_paper_ablations():
 
 def test_cpu_grid_uses_the_main_jobs_model_where_a_row_can():
     """The cpu preset pre-trains the main job's model (mask channel, grid pooling, grouped batches, 12000 steps)
-    except where a row cannot use a part of it (single-view rows: ungrouped, as cross pairs span cameras); every row's configs load (a mask would refuse a kept background);
-    random init has the same input channels unless the row says RGB only. The preset of 2026-12-01 keeps its model."""
+    except where a row cannot use a part of it (single-view rows: ungrouped, as cross pairs span cameras); every
+    row's configs load (a mask would refuse a kept background); random init has the same input channels unless the row says RGB only. The preset of 2026-12-01 keeps its model."""
     from syncssl.train.config import FinetuneConfig, load_config
     p = PRESETS["cpu"]
     for row in GRID:

@@ -96,9 +96,9 @@ GRID = (
 )
 HEADLINE = ("random init, background removed", "self-supervised (sync+flip, removed, prod, multi-view)")
 RANDOM_ROWS = tuple(r.name for r in GRID if r.init == "random" and r.background == "removed")  # the baselines
+_HEADLINE_PRETRAIN = next(r for r in GRID if r.name == HEADLINE[1]).pretrain_key()
 # the headline's pre-training under each fine-tuning protocol
-PROTOCOL_ROWS = tuple(r.name for r in GRID if r.init == "pretrained" and
-                      r.pretrain_key() == next(g for g in GRID if g.name == HEADLINE[1]).pretrain_key())
+PROTOCOL_ROWS = tuple(r.name for r in GRID if r.init == "pretrained" and r.pretrain_key() == _HEADLINE_PRETRAIN)
 
 
 @dataclass(frozen=True)
