@@ -624,5 +624,28 @@ def reproduce(preset, out, data_root, only, extra_pretrain, extra_finetune, seed
     click.echo((Path(out) / "results.md").read_text())
 
 
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Where the fine-tuning runs, "
+              "transfer_curve.csv and transfer_curve.png go (finished runs there are reused).")
+@click.option("--preset", default="cpu-small", show_default=True, help="Fine-tuning preset (finetune-<name>).")
+@click.option("--finetune", "overrides", multiple=True,
+              help="Override for every fine-tuning run, e.g. data.dataset=... (repeatable).")
+def transfer_curve(runs, out, preset, overrides):
+    """Fine-tune from every kept checkpoint of pre-training RUNS: held-out MPJPE against the step and against the
+    pretext's held-out accuracy (does transfer follow the pretext?)."""
+    from pathlib import Path
+    from .eval.transfer_curve import transfer_curve as run_curve
+    from .train.run import USER_ERRORS
+    try:
+        rows = run_curve([Path(r) for r in runs], Path(out), preset, tuple(overrides),
+                         log=lambda m: click.echo(f"[transfer-curve] {m}", err=True))
+    except (*USER_ERRORS, FileNotFoundError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo("run                            step  sync   flip   MPJPE")
+    for r in rows:
+        click.echo(f"{r['run'][:30]:30} {r['step']:5d}  {r['sync_acc']:.3f}  {r['flip_acc']:.3f}  {r['mpjpe']:.1f}")
+
+
 if __name__ == "__main__":
     sys.exit(data())

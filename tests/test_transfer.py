@@ -154,3 +154,57 @@ def test_cross_rig_evaluation_on_another_synthetic_seed(tiny_dataset, pretrained
     assert json.loads((other / "dataset.json").read_text())["seed"] == 5
     assert (tiny_dataset / "dataset.json").read_bytes() == before  # the training data is untouched
     assert "seed5" in result["out"]
+
+
+def test_backbone_lr_scale_slows_only_the_backbone(tiny_dataset, pretrained, tmp_path):
+    """optim.backbone_lr_scale: the pre-trained backbone moves about that much less than at scale 1, the head alike."""
+    def moved(scale):
+        run = tmp_path / f"scale{scale}"
+        finetune(tiny_dataset, run, "transfer.init='pretrained'", f"transfer.checkpoint='{pretrained}'",
+                 "model.frozen_stages=0", f"optim.backbone_lr_scale={scale}", "optim.weight_decay=0")
+        after = torch.load(sorted((run / "checkpoints").glob("step-*"))[-1] / "state.pt", weights_only=False)["model"]
+        before = torch.load(sorted((pretrained / "checkpoints").glob("step-*"))[-1] / "state.pt", weights_only=False)["model"]
+        backbone = sum((after[k].float() - before[k].float()).abs().sum().item()
+                       for k in after if k.startswith("backbone.") and k.endswith(".weight"))
+        head = sum(after[k].float().abs().sum().item() for k in after if k.startswith("head."))
+        return backbone, head
+
+    backbone_full, head_full = moved(1.0)
+    backbone_slow, head_slow = moved(0.01)
+    assert 0 < backbone_slow < 0.05 * backbone_full  # Adam's steps scale with the lr
+    assert head_slow == pytest.approx(head_full, rel=0.5)  # the head still learns at optim.lr
+
+
+def test_backbone_lr_scale_must_be_positive(tiny_dataset, tmp_path):
+    with pytest.raises(ConfigError, match="backbone_lr_scale"):
+        finetune(tiny_dataset, tmp_path / "run", "optim.backbone_lr_scale=0")
+
+
+def test_transfer_curve_fine_tunes_every_evaluated_checkpoint(tiny_dataset, tmp_path):
+    """syncssl-transfer-curve: one fine-tuning per kept checkpoint with a held-out evaluation at its step, the
+    pretext's accuracy beside the MPJPE; finished fine-tunings are reused."""
+    from click.testing import CliRunner
+
+    from syncssl import cli
+    run = tmp_path / "pre"
+    pretrain(tiny_dataset, run, "train.eval_every=3", "train.keep_checkpoints=5")
+    out = tmp_path / "curve"
+    args = [str(run), "--out", str(out), "--preset", "tiny", "--finetune", f"data.dataset='{tiny_dataset}'"]
+    result = CliRunner().invoke(cli.transfer_curve, args)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("fine-tuning from") == 2
+    rows = (out / "transfer_curve.csv").read_text().splitlines()
+    assert rows[0] == "run,step,sync_acc,flip_acc,mpjpe,p_mpjpe,train_mpjpe" and len(rows) == 3
+    accuracy = {int(r.split(",")[0]): r.split(",")[1] for r in (run / "metrics_heldout.csv").read_text().splitlines()[1:]}
+    for row, step in zip(rows[1:], (3, 6)):
+        name, at, sync, *_, mpjpe = row.split(",")[:5]
+        assert (name, int(at)) == ("pre", step) and float(sync) == pytest.approx(float(accuracy[step]))
+        summary = json.loads((out / "pre" / f"step-{step:08d}" / "summary.json").read_text())
+        assert f"step-{step:08d}" in summary["init"] and float(mpjpe) == pytest.approx(summary["mpjpe"])
+    assert (out / "transfer_curve.png").stat().st_size > 5000
+    again = CliRunner().invoke(cli.transfer_curve, args)  # everything finished: nothing is fine-tuned again
+    assert again.exit_code == 0 and "fine-tuning from" not in again.output
+    finetuned = tmp_path / "ft"
+    finetune(tiny_dataset, finetuned)
+    wrong = CliRunner().invoke(cli.transfer_curve, [str(finetuned), "--out", str(out), "--preset", "tiny"])
+    assert wrong.exit_code != 0 and "not a pre-training run" in wrong.output

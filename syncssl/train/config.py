@@ -105,6 +105,9 @@ class OptimConfig:
     """SGD momentum (ignored by AdamW)."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this (0: off)."""
+    backbone_lr_scale: float = 1.0
+    """The backbone's trainable parameters learn at this multiple of lr, the heads at lr (fine-tuning: < 1 adapts
+    pre-trained stages without overwriting them)."""
 
 
 @dataclass
@@ -257,6 +260,8 @@ def common_problems(cfg) -> list[str]:
         (len(d.mean) == 3 and len(d.std) == 3 and min(d.std) > 0, "data.mean and data.std need 3 values, std > 0"),
         (0 <= o.min_lr <= o.lr, f"need 0 <= optim.min_lr <= optim.lr, got {o.min_lr}, {o.lr}"),
         (o.warmup_steps >= 0 and o.grad_clip >= 0, "optim.warmup_steps and optim.grad_clip must be >= 0"),
+        (o.backbone_lr_scale > 0, f"optim.backbone_lr_scale must be > 0 (freeze stages instead), got "
+                                  f"{o.backbone_lr_scale}"),
     ]
     if "mask" in cfg.model.input_norm:  # the mask is read off the background fill: it needs one, in every view
         checks.append((d.background != "off" and d.substitute == 0,

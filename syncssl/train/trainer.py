@@ -67,13 +67,18 @@ def lr_at(step: int, lr: float, min_lr: float, warmup_steps: int, total_steps: i
     return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * progress))
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on weights of convolutions and linear layers only, not on norms and biases."""
-    decay, no_decay = [], []
-    for p in model.parameters():
+def param_groups(model: torch.nn.Module, weight_decay: float, backbone_lr_scale: float = 1.0) -> list[dict]:
+    """Weight decay on weights of convolutions and linear layers only, not on norms and biases. Each group's
+    ``lr_scale`` multiplies the schedule's lr: ``backbone_lr_scale`` for ``model.backbone``'s parameters (1: one
+    pair of groups for the whole model, the layout of older checkpoints' optimizer state)."""
+    groups: dict[tuple[float, bool], list] = {}
+    for name, p in model.named_parameters():
         if p.requires_grad:
-            (decay if p.dim() > 1 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            scale = backbone_lr_scale if name.startswith("backbone.") else 1.0
+            groups.setdefault((scale, p.dim() > 1), []).append(p)
+    scales = [1.0] + ([backbone_lr_scale] if backbone_lr_scale != 1.0 else [])
+    return [{"params": groups.get((scale, decay), []), "weight_decay": weight_decay if decay else 0.0,
+             "lr_scale": scale} for scale in scales for decay in (True, False)]
 
 
 def head_rows(sampling, sync: torch.Tensor, flip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,7 +173,7 @@ class Trainer:
         self.forward = torch.compile(forward) if t.compile else forward
 
         o = cfg.optim
-        groups = param_groups(self.model, o.weight_decay)
+        groups = param_groups(self.model, o.weight_decay, o.backbone_lr_scale)
         if o.name == "adamw":
             self.optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=(0.9, 0.999), fused=self.device.type == "cuda")
         else:
@@ -305,8 +310,9 @@ class Trainer:
     def train_step(self, batch) -> dict:
         """Forward, backward, clip, step. Returns detached device tensors (no host sync) and `skipped`."""
         o = self.cfg.optim
+        lr = lr_at(self.step, o.lr, o.min_lr, o.warmup_steps, self.cfg.train.steps)
         for g in self.optimizer.param_groups:
-            g["lr"] = lr_at(self.step, o.lr, o.min_lr, o.warmup_steps, self.cfg.train.steps)
+            g["lr"] = lr * g.get("lr_scale", 1.0)
         self.model.train()
         # BatchNorm's running statistics change in the forward pass: keep a copy so that a skipped
         # (non-finite) step leaves no trace, not even NaN statistics (copied into buffers kept for it: no allocation)
