@@ -162,8 +162,8 @@ def test_backbone_lr_scale_slows_only_the_backbone(tiny_dataset, pretrained, tmp
         run = tmp_path / f"scale{scale}"
         finetune(tiny_dataset, run, "transfer.init='pretrained'", f"transfer.checkpoint='{pretrained}'",
                  "model.frozen_stages=0", f"optim.backbone_lr_scale={scale}", "optim.weight_decay=0")
-        after = torch.load(sorted((run / "checkpoints").glob("step-*"))[-1] / "state.pt", weights_only=False)["model"]
-        before = torch.load(sorted((pretrained / "checkpoints").glob("step-*"))[-1] / "state.pt", weights_only=False)["model"]
+        after, before = (torch.load(sorted((r / "checkpoints").glob("step-*"))[-1] / "state.pt",
+                                    weights_only=False)["model"] for r in (run, pretrained))
         backbone = sum((after[k].float() - before[k].float()).abs().sum().item()
                        for k in after if k.startswith("backbone.") and k.endswith(".weight"))
         head = sum(after[k].float().abs().sum().item() for k in after if k.startswith("head."))
@@ -195,7 +195,8 @@ def test_transfer_curve_fine_tunes_every_evaluated_checkpoint(tiny_dataset, tmp_
     assert result.output.count("fine-tuning from") == 2
     rows = (out / "transfer_curve.csv").read_text().splitlines()
     assert rows[0] == "run,step,sync_acc,flip_acc,mpjpe,p_mpjpe,train_mpjpe" and len(rows) == 3
-    accuracy = {int(r.split(",")[0]): r.split(",")[1] for r in (run / "metrics_heldout.csv").read_text().splitlines()[1:]}
+    heldout = (run / "metrics_heldout.csv").read_text().splitlines()[1:]
+    accuracy = {int(r.split(",")[0]): r.split(",")[1] for r in heldout}
     for row, step in zip(rows[1:], (3, 6)):
         name, at, sync, *_, mpjpe = row.split(",")[:5]
         assert (name, int(at)) == ("pre", step) and float(sync) == pytest.approx(float(accuracy[step]))

@@ -146,6 +146,15 @@ PRESETS = {
 }
 
 
+def finished_summary(run_dir: Path) -> dict | None:
+    """The summary of a run that finished (its summary.json says complete); None: absent, damaged or unfinished."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # absent, or damaged (not UTF-8, not JSON): run it again
+        return None
+    return summary if isinstance(summary, dict) and summary.get("complete") else None
+
+
 @dataclass
 class Reproduction:
     out: Path
@@ -159,15 +168,10 @@ class Reproduction:
     rows: list[dict] = field(default_factory=list)
 
     def _run(self, kind: str, run_dir: Path, overrides: list[str]) -> dict:
-        done = run_dir / "summary.json"
-        if done.exists():
-            try:
-                summary = json.loads(done.read_text(encoding="utf-8"))
-            except ValueError:  # damaged (not UTF-8, not JSON): run it again
-                summary = {}
-            if isinstance(summary, dict) and summary.get("complete"):
-                self.log(f"reusing {run_dir}")
-                return summary
+        summary = finished_summary(run_dir)
+        if summary is not None:
+            self.log(f"reusing {run_dir}")
+            return summary
         p = self.preset
         common = [f"data.dataset='{p.dataset}'", f"data.data_root='{self.data_root}'", f"train.run_dir='{run_dir}'"]
         if kind == "pretrain":

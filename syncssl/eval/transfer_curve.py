@@ -13,13 +13,13 @@ Writes ``DIR/<run>/step-N/`` (one fine-tuning run each; finished ones are reused
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 from ..figures import pyplot, save_figure
 from ..train import checkpoint as ckpt
 from ..train.config import FinetuneConfig, load_config
 from ..train.run import run_training
+from .reproduce import finished_summary
 
 COLUMNS = ("run", "step", "sync_acc", "flip_acc", "mpjpe", "p_mpjpe", "train_mpjpe")
 
@@ -37,14 +37,6 @@ def pretext_accuracy(run: Path) -> dict[int, dict]:
     return {int(float(r["step"])): r for r in rows}
 
 
-def _complete(run_dir: Path) -> dict | None:
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return summary if isinstance(summary, dict) and summary.get("complete") else None
-
-
 def transfer_curve(runs: list[Path], out: Path, finetune_preset: str = "cpu-small", overrides: tuple[str, ...] = (),
                    log=print) -> list[dict]:
     """Fine-tune from each checkpoint of each pre-training run in ``runs`` that has a held-out evaluation at its
@@ -58,7 +50,7 @@ def transfer_curve(runs: list[Path], out: Path, finetune_preset: str = "cpu-smal
                                     f"(steps evaluated: {sorted(accuracy)[:8]})")
         for step, path in kept:
             run_dir = out / run.name / path.name
-            summary = _complete(run_dir)
+            summary = finished_summary(run_dir)
             if summary is None:
                 log(f"fine-tuning from {path}")
                 cfg = load_config(finetune_preset, None, [f"train.run_dir='{run_dir}'", "transfer.init='pretrained'",
