@@ -34,10 +34,11 @@ def data():
 # syncssl-data synth: the choices mirror syncssl.data.synthetic.PRESETS (kept literal so that the CLI starts
 # without importing the renderer; a test checks they agree).
 @data.command()
-@click.option("--preset", type=click.Choice(["tiny", "small", "small-pool", "small-many", "large"]), default="small",
-              show_default=True, help="tiny: seconds, for tests; small: the default, ~3 min on 2 cores; small-pool: "
-                                      "small + 24 unlabelled people for pre-training, ~9 min; small-many: small's "
-                                      "frames spread over 33 people, ~3 min; large: for GPU runs.")
+@click.option("--preset", type=click.Choice(["tiny", "small", "small-pool", "small-pool-48", "small-many", "large"]),
+              default="small", show_default=True,
+              help="tiny: seconds, for tests; small: ~3 min on 2 cores; small-pool (the main job's): small + 24 "
+                   "unlabelled people for pre-training; small-pool-48: 48 of them, ~4 min; small-many: small's "
+                   "frames spread over 33 people, ~3 min; large: for GPU runs.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Output folder (default: data/synthetic-<preset> under the current directory).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same poses and calibration.")

@@ -16,8 +16,8 @@ def test_reproduce_writes_results_and_reuses_finished_runs(tiny_dataset, tmp_pat
     result = CliRunner().invoke(cli.reproduce, args)
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(open(out / "results.csv")))
-    assert list(rows[0]) == ["name", "init", "pretext", "background", "fusion", "views", "frozen", "aug", "seed",
-                             "mpjpe", "n_mpjpe", "p_mpjpe", "train_mpjpe", "sync_acc", "flip_acc"]
+    assert list(rows[0]) == ["name", "init", "pretext", "background", "fusion", "views", "frozen", "aug", "tuned",
+                             "seed", "mpjpe", "n_mpjpe", "p_mpjpe", "train_mpjpe", "sync_acc", "flip_acc"]
     assert {r["name"] for r in rows} == set(HEADLINE)
     assert len(rows) == 2 * PRESETS["tiny"].headline_seeds
     for r in rows:
@@ -43,7 +43,7 @@ def test_grid_covers_the_paper_ablations():
         assert word in names
     pretrained = [r for r in GRID if r.init == "pretrained"]
     # every pre-trained row is its own run, or shares one with a row that only fine-tunes differently
-    assert len({(r.pretrain_key(), r.frozen, r.aug) for r in pretrained}) == len(pretrained)
+    assert len({(r.pretrain_key(), r.frozen, r.aug, r.tuned) for r in pretrained}) == len(pretrained)
     assert len({r.finetune_key() for r in GRID}) == len(GRID)
     assert {r.frozen for r in GRID} == {0, 2, 3}  # the paper's protocol (3 stages frozen), 2, full fine-tuning
     for init in ("random", "pretrained"):  # each protocol for both sides, so that the best of each can be compared
@@ -70,6 +70,10 @@ def test_cpu_grid_uses_the_main_jobs_model_where_a_row_can():
         assert ft.model.frozen_stages == row.frozen
         aug = (ft.data.aug_jitter, ft.data.aug_hue_deg, ft.data.aug_permute, ft.data.aug_grey)
         assert (aug == (0.3, 180, 0.5, 0.2)) if row.aug else (aug == (0, 0, 0, 0)), row.name
+        schedule = (ft.train.steps, ft.optim.lr, ft.model.pool)
+        assert schedule == ((3000, 0.003, "grid") if row.tuned else (1500, 1e-3, "avg")), row.name
+    # the tuned fine-tuning on both sides, so that the best protocol of each can be compared
+    assert {r.init for r in GRID if r.tuned} == {"random", "pretrained"}
     assert {r.aug for r in GRID if r.name in HEADLINE} == {True}  # the headline: the fine-tuning default
     assert not all(r.aug for r in GRID)  # and rows without it, to show what it does to each side
     assert p.dataset == "synthetic:small-pool"

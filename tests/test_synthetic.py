@@ -303,6 +303,11 @@ def test_holds_exist_and_all_actions_are_covered():
     assert pool.train_subjects + pool.test_subjects == PRESETS["small"].subjects
     assert len(pool.train_subjects + pool.pool) >= 29
     assert {s.action for s in plan_sequences(pool) if s.split == "pool"} == set(ACTIONS)
+    # twice the pool: the same labelled protocol and the same first 24 people, 24 more
+    pool48 = PRESETS["small-pool-48"]
+    assert pool48.pool[:24] == pool.pool and len(pool48.pool) == 48
+    assert [x for x in plan_sequences(pool48) if x.split != "pool"] == [
+        x for x in plan_sequences(pool) if x.split != "pool"]
     # small's frames over more people: as many sequences and frames, S1 and the held-out subjects as in small
     many, small = PRESETS["small-many"], PRESETS["small"]
     specs = plan_sequences(many)
@@ -324,7 +329,7 @@ def test_cli_choices_match_the_presets():
 
 
 def test_unknown_preset_codec_action_are_clear_errors(tmp_path):
-    with pytest.raises(ValueError, match="tiny, small, small-pool, small-many, large"):
+    with pytest.raises(ValueError, match="tiny, small, small-pool, small-pool-48, small-many, large"):
         get_preset("huge")
     with pytest.raises(ValueError, match="mjpeg, h264, vp9"):
         generate_report(tmp_path / "x", "tiny", codec="xvid", progress=False)
