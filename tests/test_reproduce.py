@@ -34,6 +34,24 @@ def test_reproduce_writes_results_and_reuses_finished_runs(tiny_dataset, tmp_pat
     assert again.exit_code == 0, again.output
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/summary.json")} == stamps
     assert list(csv.DictReader(open(out / "results.csv"))) == rows
+    # runs are found by name, so one trained with other settings must not stand in: a clear error, nothing trained
+    other = CliRunner().invoke(cli.reproduce, [*args, "--finetune", "optim.lr=0.005"])
+    assert other.exit_code != 0 and "another configuration" in other.output and "optim.lr: " in other.output
+    assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/summary.json")} == stamps
+
+
+def test_config_changes_reads_options_added_since_as_their_default(tmp_path):
+    from syncssl import config as cfglib
+    from syncssl.eval.reproduce import config_changes
+    from syncssl.train.config import load_config
+    cfg = load_config("tiny", None, [f"train.run_dir='{tmp_path}'"])
+    saved = cfglib.to_toml(cfg).replace("backbone_lr_scale = 1.0\n", "")  # a run from before that option
+    (tmp_path / "config.toml").write_text(saved)
+    assert config_changes(tmp_path, load_config("tiny", None, ["train.run_dir='elsewhere'"])) == []
+    assert config_changes(tmp_path, load_config("tiny", None, ["optim.backbone_lr_scale=0.1"])) == [
+        "optim.backbone_lr_scale: 1.0 there, 0.1 now"]
+    (tmp_path / "config.toml").unlink()
+    assert config_changes(tmp_path, cfg) == ["its config.toml is missing or unreadable"]
 
 
 def test_grid_covers_the_paper_ablations():

@@ -15,9 +15,11 @@ import json
 import math
 import statistics
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import config as cfglib
 from ..figures import pyplot, save_figure
 from ..train.config import FinetuneConfig, load_config
 from ..train.run import run_training
@@ -164,6 +166,26 @@ def finished_summary(run_dir: Path) -> dict | None:
     return summary if isinstance(summary, dict) and summary.get("complete") else None
 
 
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def config_changes(run_dir: Path, cfg) -> list[str]:
+    """How ``cfg`` differs from the config the run in ``run_dir`` was trained with, its run folder aside (compared as
+    both are saved; an option the saved config lacks was added since, and the run had its default)."""
+    try:
+        saved = _flat(tomllib.loads((run_dir / "config.toml").read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return ["its config.toml is missing or unreadable"]
+    now = _flat(tomllib.loads(cfglib.to_toml(cfg)))
+    default = _flat(tomllib.loads(cfglib.to_toml(type(cfg)())))
+    return [f"{k}: {saved.get(k, default.get(k))!r} there, {v!r} now" for k, v in now.items()
+            if k != "train.run_dir" and saved.get(k, default.get(k)) != v]
+
+
 @dataclass
 class Reproduction:
     out: Path
@@ -177,10 +199,6 @@ class Reproduction:
     rows: list[dict] = field(default_factory=list)
 
     def _run(self, kind: str, run_dir: Path, overrides: list[str]) -> dict:
-        summary = finished_summary(run_dir)
-        if summary is not None:
-            self.log(f"reusing {run_dir}")
-            return summary
         p = self.preset
         common = [f"data.dataset='{p.dataset}'", f"data.data_root='{self.data_root}'", f"train.run_dir='{run_dir}'"]
         if kind == "pretrain":
@@ -189,6 +207,17 @@ class Reproduction:
         else:
             cfg = load_config(p.finetune_preset, None, [*common, *p.finetune_overrides, *overrides,
                                                         *self.extra_finetune], cls=FinetuneConfig)
+        summary = finished_summary(run_dir)
+        if summary is not None:
+            # runs are found by name: one trained with other settings (another preset, --pretrain / --finetune
+            # overrides) must not stand in for this one
+            changes = config_changes(run_dir, cfg)
+            if changes:
+                raise cfglib.ConfigError(
+                    f"{run_dir} finished with another configuration than this grid asks for ({'; '.join(changes[:4])}"
+                    f"{'; ...' if len(changes) > 4 else ''}): give another --out, or remove that run to train it again")
+            self.log(f"reusing {run_dir}")
+            return summary
         self.log(f"{kind}: {run_dir.name} ({' '.join(overrides) or 'preset defaults'})")
         t0 = time.perf_counter()
         summary = run_training(cfg)
