@@ -137,7 +137,7 @@ PRESETS = {
     # without appearance augmentation) and "cpu-2026-12-01" (the model before the mask channel) keep them.
     "cpu": Preset("cpu-small", "cpu-small", finetune_overrides=("model.input_norm='mask'",), seeds=1,
                   headline_seeds=3, dataset="synthetic:small-pool",
-                  note="about 2.5 hours on 2 AVX-512/bf16 CPU cores (the small-pool synthetic dataset, a "
+                  note="about 2.7 hours on 2 AVX-512/bf16 CPU cores (the small-pool synthetic dataset, a "
                        "quarter-width ResNet-18, 12000 pre-training steps)"),
     "cpu-2026-12-06-morning": Preset("cpu-small", "cpu-small", ("pretext.flip_weight=0.25",),
                                      ("model.input_norm='mask'", *NO_APPEARANCE_AUG), seeds=1, headline_seeds=3,
