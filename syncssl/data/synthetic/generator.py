@@ -124,7 +124,8 @@ PRESETS = {
     # (its "pretrain" split): unlabelled video is the cheap part, and many people are what make the features
     # about the pose rather than about five persons. 104 sequences, 50k camera-frames; ~9 min on two cores.
     "small-pool": replace(SMALL, name="small-pool", pool_subjects=24, pool_actions=2),
-    # twice the pool (48 people, P01-P24 as in `small-pool`): what more unlabelled people buy (2026-12-06)
+    # twice the pool (48 people, P01-P24 as in `small-pool`), to measure what more unlabelled people buy: at the main
+    # job's 12000 steps, nothing (2026-12-06, seed 0: fine-tuned 113.1 mm against 107.7; generation +~1 min)
     "small-pool-48": replace(SMALL, name="small-pool-48", pool_subjects=48, pool_actions=2),
     # `small`'s frames spread over more people at the same cost: S1 (whose labels fine-tune) performs every action,
     # S5-S8 (never labelled in the protocol) two each, and 24 unlabelled pool people one each: 56 sequences, 26.9k
