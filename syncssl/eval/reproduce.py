@@ -15,7 +15,6 @@ import json
 import math
 import statistics
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,24 +166,17 @@ def finished_summary(run_dir: Path) -> dict | None:
     return summary if isinstance(summary, dict) and summary.get("complete") else None
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
-
-
 def config_changes(run_dir: Path, cfg) -> list[str]:
-    """How ``cfg`` differs from the config the run in ``run_dir`` was trained with, its run folder aside (compared as
-    both are saved; an option the saved config lacks was added since, and the run had its default)."""
+    """How ``cfg`` differs from the config the run in ``run_dir`` was trained with, its run folder aside. The saved
+    config.toml is loaded as any config file is (an option it lacks was added since: the run had its default), and
+    both are compared as written there."""
     try:
-        saved = _flat(tomllib.loads((run_dir / "config.toml").read_text(encoding="utf-8")))
-    except (OSError, ValueError):
+        saved = cfglib.load(type(cfg), run_dir / "config.toml")
+    except cfglib.ConfigError:
         return ["its config.toml is missing or unreadable"]
-    now = _flat(tomllib.loads(cfglib.to_toml(cfg)))
-    default = _flat(tomllib.loads(cfglib.to_toml(type(cfg)())))
-    return [f"{k}: {saved.get(k, default.get(k))!r} there, {v!r} now" for k, v in now.items()
-            if k != "train.run_dir" and saved.get(k, default.get(k)) != v]
+    then = {key: value for key, value, _ in cfglib.describe(type(cfg), obj=saved)}
+    return [f"{key}: {then[key]} there, {value} now" for key, value, _ in cfglib.describe(type(cfg), obj=cfg)
+            if key != "train.run_dir" and then[key] != value]
 
 
 @dataclass
