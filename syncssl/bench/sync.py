@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..provenance import env_block
+
 
 def long_preset(preset: str, margin_frames: int, frames: int | None = None):
     """The preset's held-out subjects only, ``2 * margin_frames`` longer than ``frames`` (default: the preset's)."""
@@ -121,6 +123,7 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
     if evaluate:
         report["eval"] = _evaluate(model, loaded, shifted, unshifted, result, out, eval_pairs, dev, apply_offsets, log)
     report["seconds"] = round(time.perf_counter() - t0, 1)
+    report["env"] = env_block()
     (out / "sync_bench.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     plot_benchmark(report, out / "sync_bench.png")
     return report

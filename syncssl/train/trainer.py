@@ -31,6 +31,7 @@ from .. import config as cfglib
 from ..data.dataset import DataError
 from ..data.loader import Prefetcher
 from ..models.pairnet import PairNet
+from ..provenance import env_block
 from . import checkpoint as ckpt
 from .config import common_problems
 from .data import build_pipeline, load_manifest, make_source, tile_spec
@@ -409,6 +410,7 @@ class Trainer:
             "data": self.data_description(),
             "resumed_from": self.resumed_from,
             "complete": done,
+            "env": env_block(),  # commit, versions, machine, date: where this result came from
         }
         if self.dist.is_main:
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
