@@ -81,5 +81,5 @@ def env_block() -> dict:
         "python": platform.python_version(),
         "cpu": cpu(),
         "gpu": gpu(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
