@@ -16,7 +16,7 @@ r < 0.01 through 0 at r = 0.06 to -3.4 at r = 0.3-0.5.
 
 Each instant's cue is then averaged over the offsets within ``smooth_s`` of each offset. Box points are noisy by a
 few pixels and a walker moves a few centimetres per frame, so the raw cue peaks a frame or three off the truth and,
-added as it is, pulled the classifier's sharp peaks apart (fewer cameras placed: 33 of 48 against 39, session 4).
+added as it is, pulled the classifier's sharp peaks apart (fewer cameras placed: 33 of 48 against 39, 2026-12-02).
 Smoothed, it can only say *which* of the classifier's peaks is the instant (a gait cycle apart they differ by a
 metre), while the classifier alone places that peak to the frame.
 """

@@ -13,7 +13,7 @@ Boxes are ``x0 y0 x1 y1`` in pixel edges (the whole frame is (0, 0, W, H)) aroun
 :func:`syncssl.data.boxes.boxes_from_masks` gives them; NaN where the person is out of view.
 
 Frame rate: 25 fps. Human3.6M films at 50 fps, but consecutive frames at 50 fps are nearly identical and
-would double the files and the rendering time; 25 fps keeps the small preset within its time budget. The
+would double the files and the rendering time; 25 fps keeps the small preset quick to render. The
 sampler scales its time offsets with ``dataset.json``'s fps (the paper's 4 < |d| < 128 frames at 50 fps
 become 2 < |d| < 64 here).
 
