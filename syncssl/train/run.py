@@ -113,7 +113,7 @@ def print_summary(summary: dict, run_dir, title: str) -> None:
            "seen_flip_acc": "{:.3f}", "final_loss": "{:.4f}", "pairs_per_s": "{:.1f}", "data_wait_share": "{:.1%}",
            "mpjpe": "{:.1f} mm", "n_mpjpe": "{:.1f} mm", "p_mpjpe": "{:.1f} mm", "train_mpjpe": "{:.1f} mm"}
     for k, v in summary.items():
-        if k == "per_action":
+        if k in ("per_action", "env"):  # env: provenance, kept in summary.json
             continue
         if k.endswith("_by_subject") and isinstance(v, dict):
             table.add_row(k.replace("_by_subject", " sync / flip by subject"), by_subject_text(v))
