@@ -273,7 +273,8 @@ def training_command(kind: str):
         "train": """Self-supervised pre-training: are two views synchronized, is one mirrored?
 
         With no arguments it pre-trains on the embedded small-pool synthetic dataset (Human3.6M's seven subjects
-        plus 24 unlabelled people; generated and prepared when absent) and reports held-out sync and flip accuracy. Dotted overrides follow, e.g. `optim.lr=3e-4 model.depth=34`.""",
+        plus 24 unlabelled people; generated and prepared when absent) and reports held-out sync and flip
+        accuracy. Dotted overrides follow, e.g. `optim.lr=3e-4 model.depth=34`.""",
         "finetune": """Transfer to 3D pose: fine-tune a pre-trained backbone (or a random one) with few labels.
 
         By default: the backbone of runs/pretrain, labels of S1 only, evaluated on the held-out subjects
@@ -416,8 +417,9 @@ def _write_json(path, result: dict):
     if path:
         import json
         from pathlib import Path
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
         from .provenance import env_block
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps({**result, "env": env_block()}, indent=2, default=str) + "\n")
         click.echo(f"wrote {path}", err=True)
 
