@@ -71,3 +71,12 @@ def test_import_syncssl_does_not_import_torch():
 def test_python_m_syncssl_answers_h():
     run = subprocess.run([sys.executable, "-m", "syncssl", "data", "-h"], capture_output=True, text=True)
     assert run.returncode == 0 and "prepare" in run.stdout, run.stderr
+
+
+def test_workers_of_syncssl_train_get_the_subcommand_arguments_only():
+    # `syncssl train --nproc 2 ...` relaunches `python -m syncssl.train ...`: without the subcommand's name
+    with click.Context(cli.main, info_name="syncssl") as parent, click.Context(cli.train, info_name="train",
+                                                                               parent=parent):
+        assert cli._worker_args(["train", "--nproc", "2", "train.steps=3"]) == ["train.steps=3"]
+    with click.Context(cli.train, info_name="syncssl-train"):
+        assert cli._worker_args(["--nproc=2", "train.steps=3"]) == ["train.steps=3"]
