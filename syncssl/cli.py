@@ -110,7 +110,8 @@ def preview(dataset, out, sequence_key, instants):
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=str))
 @click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Folder for the prepared files (default: DATASET/prepared).")
-@click.option("--force", is_flag=True, help="Rebuild even if the manifest is up to date.")
+@click.option("--force", is_flag=True, help="Rebuild even if the manifest is up to date; prepare into an --out that "
+                                            "prepare did not make (replacing files only at its own paths).")
 @click.option("--preset", default="cpu-small", show_default=True,
               help="The training preset whose crop size, jitter and background removal the tiles and the measured "
                    "op mask are made for (syncssl-train then reuses them).")

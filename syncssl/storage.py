@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import shutil
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -84,11 +85,15 @@ def translate_disk_errors(path: str | Path, what: str):
     except (OSError, RuntimeError) as e:
         cause = disk_error_of(e)
         free = free_bytes(path)
-        if cause is None and isinstance(e, RuntimeError) and any(w in str(e) for w in _TORCH_WRITE_FAILED) \
+        # torch's writer loses the errno; a worker process writing memory-mapped files is killed (SIGBUS) by a
+        # full disk and the pool only says it broke: in both, a nearly full disk is the cause
+        died = isinstance(e, BrokenProcessPool)
+        if cause is None and isinstance(e, RuntimeError) and (died or any(w in str(e) for w in _TORCH_WRITE_FAILED)) \
                 and free is not None and free < _NEARLY_FULL:
             cause = OSError(errno.ENOSPC, "No space left on device")
         if cause is None:
             raise
         where = Path(cause.filename) if isinstance(cause.filename, str) and cause.errno != errno.ENOSPC else Path(path)
-        left = f" ({_size(free)} free)" if free is not None and cause.errno == errno.ENOSPC else ""
+        left = f" ({_size(free)} free{'; a worker process died writing' if died else ''})" \
+            if free is not None and cause.errno == errno.ENOSPC else ""
         raise DiskError(where, f"{DISK_ERRNOS[cause.errno]} {where} while writing {what}{left}") from None

@@ -85,8 +85,11 @@ def test_prepare_names_a_video_damaged_in_the_middle(tmp_path):
     from syncssl.data.prepare import prepare
     folder, video = noise_session(tmp_path / "rig", "h264")
     damage(video, 10)
-    with pytest.raises(DataError) as e:
+    with pytest.raises(DataError) as e:  # its NAL framing gives it away before any decoding
         prepare(open_dataset(folder), tmp_path / "prepared")
+    assert e.value.path == video and e.value.problem.startswith("corrupt: frame 10 is damaged (h264 data: a NAL unit")
+    with pytest.raises(DataError) as e:  # and the decoding pass, given the dataset unchecked
+        prepare(open_dataset(folder, verify="none"), tmp_path / "prepared")
     assert e.value.path == video and e.value.problem.startswith("corrupt: frame 10 does not decode")
 
 def test_full_size_avi_with_a_damaged_frame_is_corrupt_not_truncated(tmp_path):

@@ -59,14 +59,16 @@ def read_calibration(path: Path) -> list[Camera]:
             raise DataError(path, f"camera table [{key}] lacks {', '.join(missing)}")
         if table.get("fisheye", False):
             raise DataError(path, f"camera [{key}] is a fisheye camera, which syncssl does not support")
-        values = {k: _numbers(path, key, k, table[k], shape) for k, shape in _SHAPES.items()}
+        rotation = _rotation(path, key, table["rotation"])
+        values = {k: _numbers(path, key, k, table[k], shape) for k, shape in _SHAPES.items() if k != "rotation"}
         w, h = values["size"]
         if w != int(w) or h != int(h) or w <= 0 or h <= 0:
             raise DataError(path, f"camera [{key}]: size {table['size']} is not a positive whole number of pixels")
+        _check_intrinsics(path, key, values["matrix"])
         try:
             cam = Camera(
                 name=str(table.get("name", key)), size=(int(w), int(h)), K=values["matrix"],
-                dist=values["distortions"], R=rodrigues_to_matrix(values["rotation"]),
+                dist=values["distortions"], R=rotation,
                 t=values["translation"] * 1000.0, model=str(table.get("lens_model", "opencv")),
             )
         except (ValueError, TypeError) as e:
@@ -77,7 +79,51 @@ def read_calibration(path: Path) -> list[Camera]:
     names = [c.name for c in cameras]
     if len(set(names)) != len(names):
         raise DataError(path, f"camera names repeat: {names}")
+    _check_distances(path, cameras)
     return cameras
+
+
+MAX_RIG_METRES = 500.0  # a capture rig's cameras stand closer than this to each other and to the world origin
+
+
+def _rotation(path: Path, camera: str, value) -> np.ndarray:
+    """The world -> camera rotation: a Rodrigues vector (the format's own), or a 3x3 matrix that must be a rotation."""
+    try:
+        a = np.asarray(value, np.float64)
+    except (ValueError, TypeError):
+        a = None
+    if a is not None and a.shape == (3, 3) and np.isfinite(a).all():
+        if np.abs(a @ a.T - np.eye(3)).max() > 1e-3 or np.linalg.det(a) < 0:
+            raise DataError(path, f"camera [{camera}]: rotation is a 3x3 matrix that is not a rotation (not "
+                                  f"orthonormal with determinant +1: det {np.linalg.det(a):.3g})")
+        return a
+    return rodrigues_to_matrix(_numbers(path, camera, "rotation", value, (3,)))
+
+
+def _check_intrinsics(path: Path, camera: str, K: np.ndarray) -> None:
+    if K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise DataError(path, f"camera [{camera}]: focal lengths must be positive pixels, got fx {K[0, 0]:g}, "
+                              f"fy {K[1, 1]:g} (matrix = [[fx, 0, cx], [0, fy, cy], [0, 0, 1]])")
+    if not np.allclose(K[2], [0, 0, 1]) or K[1, 0] != 0:
+        raise DataError(path, f"camera [{camera}]: matrix is not a camera matrix [[fx, s, cx], [0, fy, cy], [0, 0, 1]]: "
+                              f"got {K.tolist()}")
+
+
+def _check_distances(path: Path, cameras: list[Camera]) -> None:
+    """Translations are metres: a rig whose cameras stand kilometres apart is in millimetres, and cameras on one
+    point are not a calibrated rig."""
+    centres = {c.name: -c.R.T @ c.t / 1000.0 for c in cameras}  # metres (Camera keeps millimetres)
+    far = max(centres, key=lambda n: np.linalg.norm(centres[n]))
+    spread = max((np.linalg.norm(centres[a] - centres[b]) for a in centres for b in centres), default=0.0)
+    if np.linalg.norm(centres[far]) > MAX_RIG_METRES or spread > MAX_RIG_METRES:
+        raise DataError(path, f"translations look like millimetres: camera {far} stands "
+                              f"{np.linalg.norm(centres[far]):.0f} m from the world origin (cameras up to {spread:.0f} m "
+                              "apart); calibration.toml holds metres: divide every translation by 1000")
+    for i, a in enumerate(cameras):
+        for b in cameras[i + 1:]:
+            if np.linalg.norm(centres[a.name] - centres[b.name]) < 1e-3:
+                raise DataError(path, f"cameras {a.name} and {b.name} stand on one point (their translations put "
+                                      "them less than 1 mm apart): not a calibrated rig")
 
 
 def _fmt(v) -> str:

@@ -151,10 +151,38 @@ def read_dataset_json(path: Path) -> dict:
         raise DataError(path, f"expected a JSON object with name, fps, subjects and splits, got a "
                               f"{type(meta).__name__}")
     for key, typ in (("name", str), ("fps", (int, float)), ("subjects", list), ("splits", dict)):
-        if not isinstance(meta.get(key), typ):
+        if not isinstance(meta.get(key), typ) or isinstance(meta.get(key), bool):
             raise DataError(path, f"field {key!r} is missing or not a {getattr(typ, '__name__', 'number')}")
+    _check_fields(path, meta)
     meta.setdefault("skeleton", "h36m17")
     return meta
+
+
+SKELETONS = ("h36m17",)
+MAX_FPS = 1000.0  # above any camera a pose rig uses: a larger value is a typo (or frames per minute)
+
+
+def _check_fields(path: Path, meta: dict) -> None:
+    """The values of dataset.json's fields, each refused with the field named (types are checked before)."""
+    fps = meta["fps"]
+    if not (0 < fps <= MAX_FPS):  # NaN fails too
+        raise DataError(path, f"field 'fps' must be a frame rate in (0, {MAX_FPS:g}] frames per second, got {fps!r}")
+    if not meta["name"].strip():
+        raise DataError(path, "field 'name' is empty")
+    subjects = meta["subjects"]
+    if not subjects or not all(isinstance(s, str) and s.strip() for s in subjects):
+        raise DataError(path, f"field 'subjects' must be a non-empty list of subject folder names, got {subjects!r}")
+    repeated = sorted({s for s in subjects if subjects.count(s) > 1})
+    if repeated:
+        raise DataError(path, f"field 'subjects' names {', '.join(repeated)} more than once")
+    for split, members in meta["splits"].items():
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            raise DataError(path, f"split {split!r} must be a list of subject names, got {members!r}")
+    skeleton = meta.get("skeleton", "h36m17")
+    if skeleton not in SKELETONS:
+        raise DataError(path, f"field 'skeleton' is {skeleton!r}; syncssl knows {', '.join(SKELETONS)}")
+    if not isinstance(meta.get("actions", {}), dict):
+        raise DataError(path, "field 'actions' must map \"<subject>/<sequence>\" or \"<sequence>\" to an action name")
 
 
 # ---------------------------------------------------------------- ground-truth masks (synthetic data)

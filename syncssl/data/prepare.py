@@ -45,6 +45,7 @@ from .crops import MaskSettings
 from .dataset import DataError, Dataset, Sequence, View, load_masks
 from .manifest import (MANIFEST_NAME, BackgroundInfo, Manifest, PreparedCamera, PreparedSequence, arrays_file,
                        fingerprint, fingerprint_changes, safe_name, same_calibration, write_png)
+from .owned import OwnedFolder, as_folder
 from .tiles import (TileLayout, TileSpec, allocate, block_crc, check, encode_jpeg, resolve_format, tile_folder,
                     write_block, write_meta)
 from .video import CODECS, VIDEO_EXTENSIONS, VideoWriter, iter_frames, probe, read_frames_at
@@ -57,6 +58,7 @@ MOTION_GAP_S = 0.08  # masks this far apart are compared for motion: at 1/2 reso
 #                      static frames at 80 ms, 74-84% at 40 ms)
 SILHOUETTE = 16  # cells along each side of the box-normalised silhouette kept per frame and camera
 REPORT_NAME = "report.json"
+PREVIEW_NAME = "masks_preview.png"
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,8 @@ def prepare(dataset: Dataset, out: Path | None = None, options: PrepareOptions |
     tiles: the tile set to make (or check); None: no tiles (the loader then decodes videos). mask, crop_size:
     the op's background removal and crop size that training uses, at which the op's mask is measured
     (``report.json``'s ``op_mask``). workers: processes decoding videos in parallel (default: every core).
+    force: rebuild even if up to date, and write into an ``out`` that prepare did not make (see
+    :mod:`syncssl.data.owned`: files prepare did not write are never deleted, with or without it).
     """
     t0 = time.perf_counter()
     options = options or PrepareOptions()
@@ -147,11 +151,12 @@ def prepare(dataset: Dataset, out: Path | None = None, options: PrepareOptions |
     up_to_date = manifest is not None
     tiles = resolve_spec(tiles, dataset) if tiles else None
     tile_dir, tiles_note = (tile_folder(out, tiles) if tiles else None), ""
+    owned = OwnedFolder.open(out, force)  # prepare removes or replaces only what it wrote itself
     if manifest is None:
+        planned = _planned_files(dataset, out, options, tile_dir)
         try:
             out.mkdir(parents=True, exist_ok=True)
-            (out / ".write-test").touch()
-            (out / ".write-test").unlink()
+            owned.claim(planned)  # recorded before they are written: a killed run still owns its partial files
         except OSError as e:
             raise DataError(out, f"cannot write the prepared files here ({e.strerror}); choose another --out") from None
         with translate_disk_errors(out, "the prepared data"):  # a full disk is said in one line, naming the place
@@ -162,8 +167,9 @@ def prepare(dataset: Dataset, out: Path | None = None, options: PrepareOptions |
             if tiles:
                 _finish_tiles(manifest, tiles, tile_dir)
                 tiles_note = f"cut in the decoding pass ({manifest.stats['tiles']['note']})"
-            _remove_stale_files(out, manifest, keep_tiles=tile_dir)
+            owned.keep_only(planned)  # what an earlier build wrote and this one did not
     elif tiles:
+        owned.claim([as_folder(tile_dir)])
         with translate_disk_errors(tile_dir, "the tiles"):
             tiles_note = _ensure_tiles(dataset, manifest, tiles, tile_dir, workers, log)
     with translate_disk_errors(out, "the prepare report"):
@@ -178,20 +184,16 @@ def resolve_spec(spec: TileSpec, dataset) -> TileSpec:
     return resolve_format(spec, count)
 
 
-def _remove_stale_files(out: Path, manifest: Manifest, keep_tiles: Path | None):
-    """Arrays, backgrounds, transcoded videos and tile sets of an earlier build that this manifest no longer names
-    (tile sets are cut for one manifest: after a rebuild, only the one just cut is current)."""
-    import shutil
-    keep = {arrays_file(out, s.subject, s.name).absolute() for s in manifest.sequences}
-    keep |= {Path(b.path).absolute() for b in manifest.backgrounds.values()}
-    keep |= {Path(c.video).absolute() for s in manifest.sequences for c in s.cameras}
-    for sub, pattern in (("arrays", "*.npz"), ("backgrounds", "*.png"), ("videos", "**/*")):
-        for f in (out / sub).glob(pattern):
-            if f.is_file() and f.absolute() not in keep:
-                f.unlink()
-    for d in (out / "tiles").glob("*"):
-        if d.is_dir() and (keep_tiles is None or d.absolute() != Path(keep_tiles).absolute()):
-            shutil.rmtree(d)
+def _planned_files(dataset: Dataset, out: Path, options: PrepareOptions, tile_dir: Path | None) -> list:
+    """Every path a build writes under ``out`` (the tile set as a whole folder)."""
+    paths = [out / name for name in (MANIFEST_NAME, MANIFEST_NAME + ".tmp", REPORT_NAME, REPORT_NAME + ".tmp",
+                                     PREVIEW_NAME)]
+    paths += [arrays_file(out, s.subject, s.name) for s in dataset.sequences]
+    paths += [out / "backgrounds" / f"{gid}.png" for gid in _background_groups(dataset.sequences)]
+    target = TRANSCODES[options.transcode]
+    if target is not None:
+        paths += [_transcode_path(out, s, v, target[0]) for s in dataset.sequences for v in s.views]
+    return paths + ([as_folder(tile_dir)] if tile_dir is not None else [])
 
 
 # ---------------------------------------------------------------- the build
@@ -497,7 +499,7 @@ class _Build:
         w, h = v.camera.size
         if w % 2 or h % 2:
             raise DataError(v.video, f"frames are {w}x{h}; transcoding needs even sizes (4:2:0), use --transcode none")
-        video = self.out / "videos" / safe_name(s.subject) / safe_name(s.name) / (safe_name(v.name) + CODECS[target][0])
+        video = _transcode_path(self.out, s, v, target)
         video.parent.mkdir(parents=True, exist_ok=True)
         sizes["after_paths"] = sizes.get("after_paths", []) + [video]
         return video, target, s.num_frames, (video, s.fps, target, kw)
@@ -530,6 +532,8 @@ class _Build:
         against the first median in many samples, always in one place; a moving person never is)."""
         for g in groups.values():
             model, info = models[g.id], infos[g.id]
+            if model.persistence is None:  # the rig's empty scene: no temporal median, so no ghost to look for
+                continue
             region = ghost_region(model.persistence)
             if region.mean() > 0.002:
                 ys, xs = np.nonzero(region)
@@ -666,6 +670,10 @@ def _borrow_across_subjects(groups: dict[str, _Group], models: dict[str, Backgro
         models[gid] = replace(m, image=image, unreliable=m.unreliable & ~filled)
         out[gid] = (used, float(filled.mean()))
     return out
+
+
+def _transcode_path(out: Path, s: Sequence, v: View, target: str) -> Path:
+    return out / "videos" / safe_name(s.subject) / safe_name(s.name) / (safe_name(v.name) + CODECS[target][0])
 
 
 def _intra_only(v: View) -> bool:
@@ -891,7 +899,7 @@ def _write_report(manifest: Manifest, out: Path, tiles: TileSpec | None, tile_di
     store = TileStore(tile_dir) if tiles else None
     log("measuring the op's mask at the training settings")
     op_mask, rows = _op_mask(manifest, store, mask, crop_size, manifest.options.get("quality_frames", 8) or 8)
-    _write_preview(out / "masks_preview.png", rows, mask)
+    _write_preview(out / PREVIEW_NAME, rows, mask)
     report = dict(quality=manifest.quality, op_mask=op_mask,
                   op_mask_settings=dict(asdict(mask), crop_size=crop_size, views="tiles" if tiles else "frames",
                                         what="IoU of the op's alpha >= 0.5 vs the ground-truth mask seen at crop "

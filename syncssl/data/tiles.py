@@ -147,6 +147,8 @@ def allocate(folder: Path, spec: TileSpec, count: int) -> None:
     for name in names:
         with open(folder / name, "ab") as f:
             f.truncate(count * spec.bytes_per_tile())
+            if count and hasattr(os, "posix_fallocate"):  # reserve the blocks now: a full disk then fails here with ENOSPC, not in a worker's
+                os.posix_fallocate(f.fileno(), 0, count * spec.bytes_per_tile())  # memory-mapped write (SIGBUS)
 
 
 def open_rows(folder: Path, spec: TileSpec, count: int, name: str = "frames.u8", mode: str = "r") -> np.memmap:

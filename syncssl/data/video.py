@@ -16,6 +16,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from .damage import FrameCheck, FramingCheck, decoder_errors, describe, logged_error
 from .dataset import DataError
 
 # codec -> (container extension, pixel format, encoder)
@@ -101,8 +102,9 @@ def probe(path: Path, verify: str = "ends") -> VideoInfo:
     verify: "none"; "ends" decodes the first and the last frame; "all" decodes every frame.
     A truncated file (fewer packets than its header promises, or a last frame that does not decode) and a
     corrupt one (a frame that does not decode, or frames the demuxer cannot read in a full-size file) raise
-    :class:`DataError` naming the file and, where known, the frame. Only "all" sees damage in the middle of
-    a file whose packets are all present.
+    :class:`DataError` naming the file and, where known, the frame. Damage (:mod:`syncssl.data.damage`): every
+    mode but "none" checks each packet's framing; "all" also has every frame judged by the decoder (errors,
+    corrupt flags, concealment) and, for MJPEG, by a second JPEG decoder; damaged frames are counted and refused.
     """
     path = Path(path)
     with _open(path) as c:
@@ -129,27 +131,52 @@ def probe(path: Path, verify: str = "ends") -> VideoInfo:
         to_check = {"none": [], "ends": [0, last] if last else [0], "all": range(len(packets))}[verify]
         width, height = s.codec_context.width, s.codec_context.height
         decoded, silent = 0, None
-        for i in to_check:
-            try:
-                frames = s.codec_context.decode(packets[i])
-            except _DECODE_ERRORS as e:
-                if i == last and verify == "ends" and _ends_at_eof(path, packets[i]):
-                    raise DataError(path, f"truncated or corrupt: the last frame ({i}) does not decode "
-                                          f"({av_error_text(e)})") from None
-                raise DataError(path, f"corrupt: frame {i} does not decode ({av_error_text(e)})") from None
-            decoded += len(frames)
-            if not frames and silent is None and keyframes == len(packets):
-                silent = i  # intra-only: every packet gives its frame at once, so an empty one was dropped
-            for f in frames:
-                width, height = f.width, f.height
+        damaged: dict[int, str] = {}  # frame -> what gives its damage away (syncssl.data.damage)
+        check_frame = FrameCheck(s)
+        with decoder_errors() as logs:
+            for i in to_check:
+                seen = len(logs)
+                try:
+                    frames = s.codec_context.decode(packets[i])
+                except _DECODE_ERRORS as e:
+                    if i == last and verify == "ends" and _ends_at_eof(path, packets[i]):
+                        raise DataError(path, f"truncated or corrupt: the last frame ({i}) does not decode "
+                                              f"({av_error_text(e)})") from None
+                    raise DataError(path, f"corrupt: frame {i} does not decode ({av_error_text(e)})") from None
+                decoded += len(frames)
+                if not frames and silent is None and keyframes == len(packets):
+                    silent = i  # intra-only: every packet gives its frame at once, so an empty one was dropped
+                for f in frames:
+                    width, height = f.width, f.height
+                # "ends" decodes the last frame without its references: only a whole decode can judge it
+                if verify == "all" or i == 0 or keyframes == len(packets):
+                    why = logged_error(logs, seen) or next(
+                        (w for f in frames if (w := check_frame(f, bytes(packets[i])))), None)
+                    if why:
+                        damaged[i] = why
         if verify == "all":
-            try:
-                decoded += len(s.codec_context.decode(None))
-            except _DECODE_ERRORS as e:
-                raise DataError(path, f"corrupt: flushing the decoder failed ({av_error_text(e)})") from None
+            with decoder_errors() as logs:
+                try:
+                    rest = s.codec_context.decode(None)  # frames a threaded decoder still held
+                except _DECODE_ERRORS as e:
+                    raise DataError(path, f"corrupt: flushing the decoder failed ({av_error_text(e)})") from None
+                for k, f in enumerate(rest):
+                    why = logged_error(logs, 0) or check_frame(f, None)
+                    if why:
+                        damaged.setdefault(decoded + k, why)
+            decoded += len(rest)
             if decoded != len(packets):
                 first = f"frame {silent} does not decode; " if silent is not None else ""
                 raise DataError(path, f"corrupt: {first}{len(packets)} frames stored but {decoded} decoded")
+        if verify != "none":
+            framing = FramingCheck(s)
+            if framing.active:
+                for i, p in enumerate(packets):
+                    why = framing(bytes(p))
+                    if why:
+                        damaged.setdefault(i, why)
+        if damaged:
+            raise DataError(path, describe(damaged, len(packets)))
     return VideoInfo(path, codec, int(width), int(height), len(packets), fps, keyframes == len(packets))
 
 
@@ -243,19 +270,30 @@ def iter_frames(path: Path, count: int, start: int = 0) -> Iterator[np.ndarray]:
     """
     path = Path(path)
     n = -start  # frames delivered, counted from ``start``: the skipped ones are decoded (in order) and dropped
-    with _open(path) as c:
+    with _open(path) as c, decoder_errors() as logs:
         if not c.streams.video:
             raise DataError(path, "holds no video stream (corrupt, truncated, or not a video)")
-        promised = int(c.streams.video[0].frames or 0)
+        s = c.streams.video[0]
+        promised = int(s.frames or 0)
+        framing, check_frame = FramingCheck(s), FrameCheck(s)
+        damage = None  # what gives away damage in a packet whose frame has not come out yet
         with _decoding(path, lambda: n + start):
-            frames = c.decode(c.streams.video[0])
-            while n < count:
-                f = next(frames, None)
-                if f is None:
+            for packet in c.demux(s):
+                data = bytes(packet) if packet.size else None
+                seen = len(logs)
+                frames = s.codec_context.decode(packet if data else None)  # a decode error is said first
+                damage = damage or (framing(data) if data else None) or logged_error(logs, seen)
+                for f in frames:
+                    damage = damage or check_frame(f, data)
+                    if damage:
+                        raise DataError(path, describe({n + start: damage}, promised))
+                    if n >= 0:
+                        yield _rgb(f)
+                    n += 1
+                    if n >= count:
+                        break
+                if n >= count:
                     break
-                if n >= 0:
-                    yield _rgb(f)
-                n += 1
     if n < count:
         got = n + start
         damaged = f" of the {promised} its header promises (damaged or truncated)" if promised > got else ""

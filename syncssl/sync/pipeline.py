@@ -270,17 +270,19 @@ class _Plan:
 
 
 def _plan(seq: Sequence, manifest, index: dict[str, int], options: SyncOptions) -> _Plan:
-    ref = _reference(seq, options.reference)
-    cams = [ref] + [v.name for v in seq.views if v.name != ref]
     fps = seq.fps
     span, min_overlap = _span(options, fps)
     lengths, usable, boxes = {}, {}, {}
-    for c in cams:
+    for c in seq.camera_names:
         p = manifest.sequences[index[c]]
         lengths[c] = p.num_frames
         boxes[c] = None if p.tight is None else p.tight[:, 0]
         found = np.isfinite(p.tight).all(-1)[:, 0] if p.tight is not None else np.ones(p.num_frames, bool)
         usable[c] = ~np.asarray(p.static, bool) & found  # a static frame matches every instant of a still person
+    ref = _reference(seq, options.reference)
+    if options.reference is None and not usable[ref].any():  # a dark or empty camera cannot be everyone's reference
+        ref = next((c for c in seq.camera_names if usable[c].any()), ref)
+    cams = [ref] + [c for c in seq.camera_names if c != ref]
     pairs = []
     for a, b in ((ref, c) for c in cams[1:]):
         check_span(seq, a, b, lengths[a], lengths[b], span, min_overlap, fps, options.max_offset_s)
@@ -375,6 +377,12 @@ def synchronize(dataset: str | Path, model: LoadedModel, options: SyncOptions | 
     for s in seqs:
         index = {v.name: index_of[f"{s.subject}/{s.name}@{v.name}"] for v in s.views}
         plans.append(_plan(s, manifest, index, options))
+        unusable = [c for c in plans[-1].cameras if not plans[-1].usable[c].any()]
+        if unusable:
+            notes.append(f"{s.key}: camera(s) {', '.join(unusable)} have no usable frame (no person found, or nobody "
+                         f"moves): they cannot be synchronized; the others are measured against "
+                         f"{plans[-1].reference}")
+            log(notes[-1])
         if options.geometry is not None and not plans[-1].geometry:
             notes.append(f"{s.key}: the geometric cue is off (prepare found no person boxes for camera(s) "
                          f"{', '.join(c for c, b in plans[-1].boxes.items() if b is None)}: no background model)")

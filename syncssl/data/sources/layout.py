@@ -180,6 +180,27 @@ def _padding(a: int, b: int, other_a: int, other_b: int) -> bool:
     return other_a == other_b and 0 < abs(a - b) < _PADDING and max(a, b) % 8 == 0
 
 
+def _check_rates(folder: Path, rates: dict[Path, float]) -> None:
+    """Cameras of one sequence are paired frame by frame: one that runs at another rate is not synchronous."""
+    known = {p: r for p, r in rates.items() if r > 0}
+    groups: dict[float, list[Path]] = {}
+    for p, r in known.items():
+        key = next((k for k in groups if abs(r - k) <= 0.01 * k), r)  # 29.97 and 30 are one rate
+        groups.setdefault(key, []).append(p)
+    if len(groups) < 2:
+        return
+    said = ", ".join(f"{p.name} {r:g} fps" for p, r in known.items())
+    small = sorted(groups.values(), key=len)
+    if len(small[0]) < len(small[1]):  # one rate is the odd one out: name its video
+        odd = small[0][0]
+        others = max(groups, key=lambda k: len(groups[k]))
+        raise DataError(odd, f"runs at {known[odd]:g} fps but the other cameras of its sequence at {others:g} fps "
+                             f"({said}): frames are paired by index, so its frames would not be synchronous with "
+                             f"theirs; re-encode it at {others:g} fps or leave the camera out")
+    raise DataError(folder, f"the cameras run at different frame rates ({said}): frames are paired by index, so they "
+                            "would not be synchronous; re-encode the videos at one rate")
+
+
 def read_or_skip(read, label: str, skip_broken: bool, notes: list[str]):
     """``read()``, or None with a note when it raises a DataError and ``skip_broken`` is set."""
     try:
@@ -222,6 +243,7 @@ def read_sequence(folder: Path, *, subject: str, name: str, action: str, fps: fl
     views = [v for v in recorded if v.name not in left_out]
     synced = sync is not None
 
+    _check_rates(folder, {v.video: rates[v.video.name] for v in views})
     if fps is None:
         known = [r for r in rates.values() if r > 0]
         if not known:
@@ -377,6 +399,14 @@ def _check_boxes(path: Path, boxes: np.ndarray, num_views: int) -> np.ndarray:
         raise DataError(path, f"expected numeric boxes, got dtype {boxes.dtype}")
     if np.isinf(boxes).any():
         raise DataError(path, "boxes hold infinite values (use NaN for a frame without a person)")
+    nan = np.isnan(boxes.astype(np.float64))
+    partly = nan.any(-1) & ~nan.all(-1)
+    inverted = ~nan.any(-1) & ((boxes[..., 2] < boxes[..., 0]) | (boxes[..., 3] < boxes[..., 1]))
+    for bad, what in ((partly, "is partly NaN (a box is four numbers, or four NaN without a person)"),
+                      (inverted, "ends before it starts (boxes are x0 y0 x1 y1 with x1 >= x0, y1 >= y0)")):
+        if bad.any():
+            t, c = (int(i) for i in np.argwhere(bad)[0])
+            raise DataError(path, f"the box of frame {t}, camera column {c} {what}: {boxes[t, c].tolist()}")
     return boxes.astype(np.float32, copy=False)
 
 

@@ -1,0 +1,270 @@
+"""Damaged frames: what gives them away, and the rule syncssl applies to them.
+
+Three witnesses, each where it is cheap enough:
+
+- **the bitstream's own framing**, per packet, without decoding (every probe, so the default ``inspect`` too):
+  a JPEG (MJPEG frame) runs SOI, well-formed marker segments, entropy-coded data in which 0xFF is only ever
+  escaped or a restart marker, restart markers in order and exactly as many as its MCUs call for, then EOI;
+  an H.264 / HEVC packet of an MP4 / MKV is tiled exactly by its NAL units' length prefixes, and every NAL
+  header is valid;
+- **FFmpeg's decoder**, per frame (``inspect --deep`` and prepare's decoding pass, which decode every frame):
+  a decode error, a frame it flags corrupt, or an error it logs while decoding (concealment, a damaged slice
+  or block: ``concealing 12 DC, 12 AC, 12 MV errors``, ``error count: 67``);
+- for MJPEG, **a second, independent JPEG decoder** (libjpeg-turbo through Pillow): after damage the two
+  resynchronise differently, so their luma disagrees by far more than rounding (clean frames: < 0.5 grey levels
+  in every 8x8 block; damaged: tens).
+
+Damage that still decodes as a valid bitstream, the same in both decoders, is invisible to every decoder.
+
+The rule (:data:`RULE`): a video with any damaged frame is refused, naming the file, the frames and the witness.
+"""
+from __future__ import annotations
+
+import io
+import threading
+from contextlib import contextmanager
+
+import av
+import numpy as np
+
+RULE = "a video with damaged frames is refused: replace it or re-encode it from an undamaged copy"
+LUMA_TOLERANCE = 6.0  # grey levels an 8x8 block's mean may differ between two JPEG decoders (clean: < 0.5)
+_QUIET = frozenset({"swscaler", "swresample"})  # colour conversion chatter, not the decoder's
+
+
+def describe(damaged: dict[int, str], total: int, limit: int = 3) -> str:
+    """"frame 10 is damaged (why)" or "3 of 40 frames are damaged (frame 10: why; ...)", then the rule."""
+    items = sorted(damaged.items())
+    if len(items) == 1:
+        (i, why), = items
+        return f"corrupt: frame {i} is damaged ({why}); {RULE}"
+    shown = "; ".join(f"frame {i}: {why}" for i, why in items[:limit]) + ("; ..." if len(items) > limit else "")
+    return f"corrupt: {len(items)} of {total} frames are damaged ({shown}); {RULE}"
+
+
+# ---------------------------------------------------------------- FFmpeg's error log
+
+
+_log_lock = threading.Lock()
+_log_users = 0
+_log_saved = None
+
+
+@contextmanager
+def decoder_errors():
+    """FFmpeg's error-level messages while inside, as a list of (level, name, text) that grows as they come;
+    callers take ``len()`` before and after a decode call to see what that call logged."""
+    global _log_users, _log_saved
+    with _log_lock:
+        if _log_users == 0:
+            _log_saved = av.logging.get_level()
+            if _log_saved is None or _log_saved < av.logging.ERROR:
+                av.logging.set_level(av.logging.ERROR)
+        _log_users += 1
+    try:
+        with av.logging.Capture(local=False) as logs:  # decoder threads log too
+            yield logs
+    finally:
+        with _log_lock:
+            _log_users -= 1
+            if _log_users == 0:
+                av.logging.set_level(_log_saved)
+
+
+def logged_error(logs, since: int) -> str | None:
+    """The first decoder error logged from index ``since`` on, as one line."""
+    for level, name, text in list(logs)[since:]:
+        if level <= av.logging.ERROR and name not in _QUIET:
+            return f"the {name} decoder reports: {' '.join(text.split())}"
+    return None
+
+
+# ---------------------------------------------------------------- framing
+
+
+def jpeg_problem(data: bytes) -> str | None:
+    """What is wrong with the marker structure of one MJPEG packet (one JPEG, or one per field), or None."""
+    a = np.frombuffer(data, np.uint8)
+    end = len(a)
+    while end > 0 and a[end - 1] == 0:  # padding after EOI
+        end -= 1
+    pos = 0
+    while pos < end:
+        problem, pos = _one_jpeg(a, pos, end)
+        if problem:
+            return f"JPEG data: {problem}"
+    return None
+
+
+def _is_restart(m):
+    return (m >= 0xD0) & (m <= 0xD7)
+
+
+def _one_jpeg(a: np.ndarray, pos: int, end: int) -> tuple[str | None, int]:
+    """(problem or None, where the next JPEG would start) for the JPEG at ``pos``."""
+    if end - pos < 4 or a[pos] != 0xFF or a[pos + 1] != 0xD8:
+        return f"no start-of-image marker at byte {pos}", end
+    i, sof, interval = pos + 2, None, 0
+    while True:
+        while i + 1 < end and a[i] == 0xFF and a[i + 1] == 0xFF:
+            i += 1  # fill bytes before a marker
+        if i + 2 > end or a[i] != 0xFF:
+            return f"a marker segment is broken at byte {i}", end
+        m = int(a[i + 1])
+        if m == 0xD9:
+            return None, i + 2
+        length = int(a[i + 2]) << 8 | int(a[i + 3]) if i + 4 <= end else 0
+        if length < 2 or i + 2 + length > end or m in (0x00, 0x01, 0xD8) or _is_restart(m):
+            return f"marker 0x{m:02x} at byte {i} does not start a valid segment", end
+        seg = a[i + 4:i + 2 + length]
+        if m in (0xC0, 0xC1, 0xC2) and len(seg) >= 6:
+            sof = (m, seg)
+        elif m == 0xDD and len(seg) >= 2:
+            interval = int(seg[0]) << 8 | int(seg[1])
+        i += 2 + length
+        if m != 0xDA:
+            continue
+        # the entropy-coded data runs to the first 0xFF that is neither stuffing (0xFF00) nor a restart marker
+        data = a[i:end]
+        ff = np.flatnonzero(data[:-1] == 0xFF)
+        after = data[ff + 1]
+        stops = ff[(after != 0x00) & (after != 0xFF) & ~_is_restart(after)]
+        if not len(stops):
+            return "the entropy-coded data runs to the end without an end-of-image marker", end
+        k = int(stops[0])
+        ns = int(seg[0]) if len(seg) else 0
+        problem = _restart_problem(after[(ff < k) & _is_restart(after)], interval, sof, ns)
+        if problem:
+            return problem, end
+        i += k
+        whole = sof is not None and sof[0] != 0xC2 and ns == int(sof[1][5])  # one scan holds every component
+        if whole and int(data[k + 1]) not in (0xD9, 0xDC):  # then only EOI (or DNL) may follow it
+            return f"marker 0x{int(data[k + 1]):02x} inside the entropy-coded data at byte {i}", end
+
+
+def _restart_problem(rst: np.ndarray, interval: int, sof, ns: int) -> str | None:
+    """Restart markers must count RST0..RST7 in turn and, in a sequential frame's one scan of every component,
+    number exactly ceil(MCUs / interval) - 1."""
+    if len(rst) and not interval:
+        return f"{len(rst)} restart markers in a frame without a restart interval"
+    wrong = np.flatnonzero(rst - 0xD0 != np.arange(len(rst)) % 8)
+    if len(wrong):
+        k = int(wrong[0])
+        return f"restart marker {k} is out of sequence (RST{int(rst[k]) - 0xD0} where RST{k % 8} belongs)"
+    if not interval or sof is None or sof[0] == 0xC2:
+        return None
+    seg = sof[1]
+    h, w, nf = int(seg[1]) << 8 | int(seg[2]), int(seg[3]) << 8 | int(seg[4]), int(seg[5])
+    if ns != nf or not h or not w or len(seg) < 6 + 3 * nf:
+        return None  # one scan per component, or the height given later (DNL): no simple count
+    factors = [(int(seg[7 + 3 * c]) >> 4 or 1, int(seg[7 + 3 * c]) & 15 or 1) for c in range(nf)]
+    hmax, vmax = max(f[0] for f in factors), max(f[1] for f in factors)
+    mcus = -(-w // (8 * hmax)) * -(-h // (8 * vmax)) if nf > 1 else -(-w // 8) * -(-h // 8)
+    expected = -(-mcus // interval) - 1
+    if len(rst) != expected:
+        return f"{len(rst)} restart markers where the frame's {mcus} MCUs call for {expected}"
+    return None
+
+
+def nal_length_size(codec: str, extradata: bytes | None) -> int | None:
+    """Bytes of each NAL unit's length prefix in MP4 / MKV framing (avcC / hvcC), None for Annex B or others."""
+    if not extradata or extradata[0] != 1:
+        return None
+    if codec == "h264" and len(extradata) >= 7:
+        return (extradata[4] & 3) + 1
+    if codec == "hevc" and len(extradata) >= 23:
+        return (extradata[21] & 3) + 1
+    return None
+
+
+def nal_problem(codec: str, data: bytes, size: int) -> str | None:
+    """What is wrong with the NAL framing of one H.264 / HEVC packet, or None."""
+    pos = 0
+    while pos < len(data):
+        if pos + size > len(data):
+            return f"{codec} data: a NAL length prefix is cut off at byte {pos}"
+        n = int.from_bytes(data[pos:pos + size], "big")
+        pos += size
+        if n == 0 or pos + n > len(data):
+            return f"{codec} data: a NAL unit of {n} bytes at byte {pos} does not fit the packet of {len(data)} bytes"
+        head = data[pos]
+        bad = head & 0x80 or (codec == "h264" and (head & 0x1F == 0 or head & 0x1F >= 24)) or \
+            (codec == "hevc" and (n < 2 or (head >> 1) & 0x3F >= 48 or data[pos + 1] & 7 == 0))
+        if bad:
+            return f"{codec} data: invalid NAL unit header 0x{head:02x} at byte {pos}"
+        pos += n
+    return None
+
+
+class FramingCheck:
+    """The per-packet framing check of one video stream (None-returning for codecs without one)."""
+
+    def __init__(self, stream):
+        ctx = stream.codec_context
+        self.codec = ctx.name
+        self.nal_size = nal_length_size(self.codec, ctx.extradata)
+
+    @property
+    def active(self) -> bool:
+        return self.codec == "mjpeg" or self.nal_size is not None
+
+    def __call__(self, data: bytes) -> str | None:
+        if self.codec == "mjpeg":
+            return jpeg_problem(data)
+        if self.nal_size is not None:
+            return nal_problem(self.codec, data, self.nal_size)
+        return None
+
+
+# ---------------------------------------------------------------- per decoded frame
+
+
+class FrameCheck:
+    """The per-frame witnesses of one video: FFmpeg's corrupt flag and, for MJPEG, a second JPEG decoder."""
+
+    def __init__(self, stream):
+        self.cross_check = stream.codec_context.name == "mjpeg"
+        self._trusted = False  # the second decoder agreed on a frame: disagreeing later means damage
+
+    def __call__(self, frame, data: bytes | None) -> str | None:
+        if getattr(frame, "is_corrupt", False):
+            return "the decoder flags the frame corrupt"
+        if not self.cross_check or data is None:
+            return None
+        blocks = _luma_disagreement(frame, data)
+        if blocks is None:  # the second decoder cannot read this kind of JPEG: it cannot witness
+            if not self._trusted:
+                self.cross_check = False
+                return None
+            return "a second JPEG decoder (libjpeg-turbo) cannot read it"
+        n, worst = blocks
+        if n and self._trusted:
+            return f"a second JPEG decoder disagrees in {n} 8x8 blocks, by up to {worst:.0f} grey levels"
+        if not n:
+            self._trusted = True
+        elif not self._trusted:
+            self.cross_check = False  # the very first frame disagrees: a JPEG variant the two read differently
+        return None
+
+
+def _luma_disagreement(frame, data: bytes) -> tuple[int, float] | None:
+    """(8x8 blocks whose mean luma differs by more than LUMA_TOLERANCE, the largest difference) between FFmpeg's
+    frame and libjpeg-turbo's decode of the same JPEG; None when libjpeg-turbo cannot read it."""
+    from PIL import Image
+    name = frame.format.name
+    if not (name.startswith(("yuv", "gray"))):
+        return None
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.draft("L", im.size)  # luma only: what FFmpeg's first plane holds, no colour conversion on either side
+            other = np.asarray(im.convert("L"), np.float32)
+    except (OSError, SyntaxError, ValueError):
+        return None
+    plane = frame.planes[0]
+    ours = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :plane.width]
+    h, w = min(ours.shape[0], other.shape[0]) // 8 * 8, min(ours.shape[1], other.shape[1]) // 8 * 8
+    if (h, w) == (0, 0) or abs(ours.shape[0] - other.shape[0]) > 16 or abs(ours.shape[1] - other.shape[1]) > 16:
+        return None
+    diff = np.abs(ours[:h, :w].astype(np.float32) - other[:h, :w]).reshape(h // 8, 8, w // 8, 8).mean((1, 3))
+    bad = diff > LUMA_TOLERANCE
+    return int(bad.sum()), float(diff.max())
