@@ -348,7 +348,8 @@ def headline_text(result: dict) -> str:
             continue
         verdict = "met" if e["met"] else "not met"
         parts.append(f"{label}: {e['pretrained_mpjpe']:.1f} mm ({e['protocols']['pretrained']}) against "
-                     f"{e['random_mpjpe']:.1f} mm ({e['protocols']['random']}) on the test people, a gain of "
+                     f"{e['random_mpjpe']:.1f} mm ({e['protocols']['random']}; means over the test people's views), "
+                     f"a gain of "
                      f"{e['text']}; goal >= {100 * e['goal']:.0f}% with every lower bound above "
                      f"{100 * e['floor']:.0f}%: {verdict}")
     return "; ".join(parts) + "."
@@ -365,7 +366,8 @@ def person_table(people: list[dict], paper: str) -> str:
             continue
         random, pretrained, _, seeds, subjects = comparison(people, protocol)
         lines += [f"## {title}: {protocol['pretrained']} against {protocol['random']} ({len(seeds)} seeds)", "",
-                  "| person | random init | pre-trained | gain | gain, lowest / highest seed |", "|---|---|---|---|---|"]
+                  "| person | random init | pre-trained | gain | gain, lowest / highest seed |",
+                  "|---|---|---|---|---|"]
         for i, subject in enumerate(subjects):
             r, p = random[:, i], pretrained[:, i]
             per_seed = 1 - p / r
