@@ -39,11 +39,13 @@ def data():
 # syncssl-data synth: the choices mirror syncssl.data.synthetic.PRESETS (kept literal so that the CLI starts
 # without importing the renderer; a test checks they agree).
 @data.command()
-@click.option("--preset", type=click.Choice(["tiny", "small", "small-pool", "small-pool-48", "small-many", "large"]),
+@click.option("--preset", type=click.Choice(["tiny", "small", "small-pool", "small-pool-48", "small-many", "large",
+                                            "small-pool-eval", "tiny-eval", "large-eval"]),
               default="small", show_default=True,
               help="tiny: seconds, for tests; small: ~3 min on 2 cores; small-pool (the main job's): small + 24 "
                    "unlabelled people for pre-training; small-pool-48: 48 of them, ~4 min; small-many: small's "
-                   "frames spread over 33 people, ~3 min; large: for GPU runs.")
+                   "frames spread over 33 people, ~3 min; large: for GPU runs; *-eval: the same and the validation "
+                   "and further test people of docs/reproduction.md.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Output folder (default: data/synthetic-<preset> under the current directory).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same poses and calibration.")
@@ -622,11 +624,18 @@ def bench_sync(json_path, model_path, out, data_root, preset, data_seed, offset_
 @click.option("--pretrain", "extra_pretrain", multiple=True, help="Extra override for every pre-training run.")
 @click.option("--finetune", "extra_finetune", multiple=True, help="Extra override for every fine-tuning run.")
 @click.option("--seeds", type=click.IntRange(min=1), default=None,
-              help="Seeds of every row [default: the preset's, more for the headline pair and the baselines].")
-def reproduce(preset, out, data_root, only, extra_pretrain, extra_finetune, seeds):
+              help="Seeds of every row [default: the preset's, more for the headline pair and the baselines]; with "
+                   "--grid: the grid's first N seeds.")
+@click.option("--grid", default=None, help="Run a declared search instead of the ablation grid (docs/"
+              "reproduction.md): a grid name (cpu, gpu, tiny: syncssl/eval/grids/*.toml) or a TOML file. Each side's "
+              "fine-tuning protocol is chosen on the validation people, the chosen and the paper's read on test.")
+def reproduce(preset, out, data_root, only, extra_pretrain, extra_finetune, seeds, grid):
     """The paper's ablations on the embedded dataset: initialisation, pretext tasks, background, fusion,
-    multi- vs single-view; writes results.csv, results.md and results.png (interrupted runs resume)."""
+    multi- vs single-view; writes results.csv, results.md and results.png (interrupted runs resume). With --grid,
+    random init against pre-training, each at its best on validation people, with intervals on test people."""
     from pathlib import Path
+    if grid:
+        return _reproduce_grid(grid, Path(out), data_root, only, extra_pretrain, extra_finetune, seeds)
     from .eval.reproduce import PRESETS, Reproduction
     from .train.run import USER_ERRORS
     rep = Reproduction(Path(out), PRESETS[preset], data_root, tuple(only), tuple(extra_pretrain), tuple(extra_finetune),
@@ -636,6 +645,19 @@ def reproduce(preset, out, data_root, only, extra_pretrain, extra_finetune, seed
     except USER_ERRORS as e:
         raise click.ClickException(str(e)) from None
     click.echo((Path(out) / "results.md").read_text())
+
+
+def _reproduce_grid(grid, out, data_root, only, extra_pretrain, extra_finetune, seeds):
+    from .eval.protocol import Evaluation, load_grid
+    from .train.run import USER_ERRORS
+    if only:
+        raise click.UsageError("--only selects rows of the ablation grid; a --grid runs its whole declared search")
+    try:
+        Evaluation(load_grid(grid), out, data_root, seeds or 0, tuple(extra_pretrain), tuple(extra_finetune),
+                   log=lambda m: click.echo(f"[reproduce] {m}", err=True)).run()
+    except USER_ERRORS as e:
+        raise click.ClickException(str(e)) from None
+    click.echo((out / "results.md").read_text())
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

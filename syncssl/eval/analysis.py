@@ -118,19 +118,25 @@ def evaluate_pose(trainer: PoseTrainer, out: Path, split: str, pictures: int = 6
         metric.update(pred, batch.target, batch.action)
         kept.append((batch.index, pred.cpu().numpy(), batch.target.cpu().numpy()))
     result = metric.compute()
-    result = {"split": split, **result}
+    index, pred, target = (np.concatenate([k[i] for k in kept]) for i in range(3))  # a split is never empty
+    result = {"split": split, **result, "by_subject": errors_by_subject(trainer.manifest, index, pred, target)}
     if trainer.dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
         if pictures and kept:
-            index = np.concatenate([k[0] for k in kept])
-            pred = np.concatenate([k[1] for k in kept])
-            target = np.concatenate([k[2] for k in kept])
             chosen = np.linspace(0, len(index) - 1, min(pictures, len(index))).round().astype(int)
             draw_pose_overlays(trainer.manifest, index[chosen], pred[chosen], target[chosen], out / "pose_overlays.png")
             draw_skeletons_3d(pred[chosen], target[chosen], out / "pose_3d.png",
                               [f"{trainer.manifest.sequences[s].key} cam {c} t={t}" for s, c, t in index[chosen]])
     return result
+
+
+def errors_by_subject(manifest, index: np.ndarray, pred: np.ndarray, target: np.ndarray) -> dict:
+    """Per person: MPJPE (mm) over their evaluated views, and how many (this rank's share under DDP)."""
+    error = np.linalg.norm(pred.astype(np.float64) - target, axis=-1).mean(-1)
+    subject = np.array([manifest.sequences[int(s)].subject for s in index[:, 0]])
+    return {name: {"mpjpe": float(error[subject == name].mean()), "frames": int((subject == name).sum())}
+            for name in sorted(set(subject.tolist()))}
 
 
 def _draw_skeleton(ax, joints2d: np.ndarray, style: str = "-", alpha: float = 1.0, lw: float = 2.0):

@@ -179,6 +179,27 @@ def config_changes(run_dir: Path, cfg) -> list[str]:
             if key != "train.run_dir" and then[key] != value]
 
 
+def train_or_reuse(cfg, run_dir: Path, kind: str, detail: str, log=print) -> dict:
+    """The summary of the ``kind`` ("pretrain", "finetune") run in ``run_dir``: trained with ``cfg`` now (logged
+    with ``detail``), or reused if it finished with ``cfg``."""
+    summary = finished_summary(run_dir)
+    if summary is not None:
+        # runs are found by name: one trained with other settings (another preset, --pretrain / --finetune
+        # overrides) must not stand in for this one
+        changes = config_changes(run_dir, cfg)
+        if changes:
+            raise cfglib.ConfigError(
+                f"{run_dir} finished with another configuration than this grid asks for ({'; '.join(changes[:4])}"
+                f"{'; ...' if len(changes) > 4 else ''}): give another --out, or remove that run to train it again")
+        log(f"reusing {run_dir}")
+        return summary
+    log(f"{kind}: {run_dir.name} ({detail})")
+    t0 = time.perf_counter()
+    summary = run_training(cfg)
+    log(f"{kind}: {run_dir.name} done in {time.perf_counter() - t0:.0f} s")
+    return summary
+
+
 @dataclass
 class Reproduction:
     out: Path
@@ -200,23 +221,7 @@ class Reproduction:
         else:
             cfg = load_config(p.finetune_preset, None, [*common, *p.finetune_overrides, *overrides,
                                                         *self.extra_finetune], cls=FinetuneConfig)
-        summary = finished_summary(run_dir)
-        if summary is not None:
-            # runs are found by name: one trained with other settings (another preset, --pretrain / --finetune
-            # overrides) must not stand in for this one
-            changes = config_changes(run_dir, cfg)
-            if changes:
-                raise cfglib.ConfigError(
-                    f"{run_dir} finished with another configuration than this grid asks for ({'; '.join(changes[:4])}"
-                    f"{'; ...' if len(changes) > 4 else ''}): give another --out, or remove that run to train it "
-                    "again")
-            self.log(f"reusing {run_dir}")
-            return summary
-        self.log(f"{kind}: {run_dir.name} ({' '.join(overrides) or 'preset defaults'})")
-        t0 = time.perf_counter()
-        summary = run_training(cfg)
-        self.log(f"{kind}: {run_dir.name} done in {time.perf_counter() - t0:.0f} s")
-        return summary
+        return train_or_reuse(cfg, run_dir, kind, ' '.join(overrides) or 'preset defaults', self.log)
 
     def run(self) -> list[dict]:
         runs = self.out / "runs"

@@ -115,6 +115,11 @@ def print_summary(summary: dict, run_dir, title: str) -> None:
     for k, v in summary.items():
         if k in ("per_action", "env"):  # env: provenance, kept in summary.json
             continue
+        if k == "paper_offsets":
+            from ..eval.pretext import summary_rows
+            for row in summary_rows(v):
+                table.add_row(*row)
+            continue
         if k.endswith("_by_subject") and isinstance(v, dict):
             table.add_row(k.replace("_by_subject", " sync / flip by subject"), by_subject_text(v))
             continue

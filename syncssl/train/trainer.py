@@ -539,11 +539,13 @@ class PretextTrainer(Trainer):
 
     def summarize(self, done: bool, last_eval: dict) -> dict:
         """Held-out (unseen subjects) and seen-subject accuracy at the end."""
+        from ..eval.pretext import paper_summary
         heldout = self.evaluate(self.cfg.data.eval_split) if done or not last_eval else last_eval
         seen = self.evaluate(self.train_split) if done else {}
         if done:
             self.logger.log(self.step, _scalars(heldout), split="heldout")
-        return {"heldout_sync_acc": heldout.get("sync_acc"), "heldout_flip_acc": heldout.get("flip_acc"),
+        return {**(paper_summary(self) if done else {}),  # single pass at the paper's offsets, on val and test
+                "heldout_sync_acc": heldout.get("sync_acc"), "heldout_flip_acc": heldout.get("flip_acc"),
                 "seen_sync_acc": seen.get("sync_acc"), "seen_flip_acc": seen.get("flip_acc"),
                 **{f"heldout_{k}": heldout[k] for k in ("sync_acc_single", "flip_acc_single") if k in heldout},
                 "heldout_pairs": heldout.get("pairs"),

@@ -98,7 +98,8 @@ class Subject:
     """One synthetic person: body proportions, thickness, clothing, handedness."""
 
     name: str  # Human3.6M-style name, e.g. "S1"
-    split: str  # "train", "test" or "pool" (unlabelled pre-training subjects): a name only, the look does not depend on it
+    split: str  # "train", "test", "val" or "pool" (unlabelled pre-training subjects): a name only, the look does not
+    #             depend on it
     offsets: np.ndarray  # (NUM_JOINTS, 3) rest bone vectors in the parent's frame, mm (row 0 unused)
     radii: dict  # primitive name -> radius (capsules, mm) or (3,) radii (ellipsoids, mm)
     look: Look
@@ -126,8 +127,8 @@ def subject_rng(seed: int, name: str) -> np.random.Generator:
 
 def make_subject(name: str, split: str, seed: int) -> Subject:
     """The subject ``name`` of the dataset made with ``seed``: same arguments, same subject."""
-    if split not in ("train", "test", "pool"):
-        raise ValueError(f"subject {name}: split must be 'train', 'test' or 'pool', got {split!r}")
+    if split not in ("train", "test", "pool", "val"):
+        raise ValueError(f"subject {name}: split must be 'train', 'test', 'pool' or 'val', got {split!r}")
     rng = subject_rng(seed, name)
     # Proportions: one overall scale and one factor per bone group: about +-10% per bone in total.
     scale = rng.uniform(0.93, 1.07)

@@ -82,6 +82,10 @@ class Preset:
     pool_frames: int = 0  # frames per pool sequence (0: num_frames)
     other_train_actions: int = 0  # action types of each training subject after the first (0: actions_per_subject);
     #                               the first (S1: its labels fine-tune) always performs actions_per_subject
+    val_subjects: int = 0  # generated validation people (V01, V02, ...), the "val" split: labelled, never pre-trained
+    #                        on, where every choice is made (docs/reproduction.md)
+    extra_test_subjects: int = 0  # generated people (T01, T02, ...) added to the "test" split beside test_subjects
+    heldout_actions: int = 2  # action types each generated validation or test person performs (rotated over the types)
 
     def __post_init__(self):
         unknown = [a for a in self.actions if a not in ACTIONS]
@@ -91,6 +95,8 @@ class Preset:
             raise ValueError(f"preset {self.name}: actions_per_subject must be 1..{len(self.actions)}")
         if not 0 <= self.other_train_actions <= len(self.actions):
             raise ValueError(f"preset {self.name}: other_train_actions must be 0..{len(self.actions)}")
+        if not 1 <= self.heldout_actions <= len(self.actions):
+            raise ValueError(f"preset {self.name}: heldout_actions must be 1..{len(self.actions)}")
         if self.size[0] % 2 or self.size[1] % 2:
             raise ValueError(f"preset {self.name}: frame size {self.size} must be even")
 
@@ -99,8 +105,16 @@ class Preset:
         return tuple(f"P{i + 1:02d}" for i in range(self.pool_subjects))
 
     @property
+    def val(self) -> tuple[str, ...]:
+        return tuple(f"V{i + 1:02d}" for i in range(self.val_subjects))
+
+    @property
+    def extra_test(self) -> tuple[str, ...]:
+        return tuple(f"T{i + 1:02d}" for i in range(self.extra_test_subjects))
+
+    @property
     def subjects(self) -> tuple[str, ...]:
-        return self.train_subjects + self.test_subjects + self.pool
+        return self.train_subjects + self.test_subjects + self.pool + self.val + self.extra_test
 
     @property
     def num_sequences(self) -> int:
@@ -137,7 +151,21 @@ PRESETS = {
     "large": Preset(name="large", train_subjects=("S1", "S2", "S3", "S4") + H36M_TRAIN[1:],
                     test_subjects=H36M_TEST, actions=ACTIONS, actions_per_subject=len(ACTIONS), repetitions=1,
                     num_frames=250, num_cameras=6, size=(640, 480), area_radius=1400.0),
+    # `small-pool` and the people of an honest evaluation (docs/reproduction.md): 8 validation people (V01-V08, the
+    # "val" split, where every choice is made) and 6 more test people (T01-T06, tested beside S9 and S11), two takes
+    # of 4.8 s each, appearance from the same distribution. Everyone of `small-pool` keeps their videos byte for byte
+    # (each person's draws are seeded by their own name), so its runs are unchanged; 132 sequences, +28 on small-pool
+    "small-pool-eval": replace(SMALL, name="small-pool-eval", pool_subjects=24, pool_actions=2, val_subjects=8,
+                               extra_test_subjects=6, heldout_actions=2),
+    # `tiny` with two validation people and one more test person, one take each: the honest protocol's tests
+    "tiny-eval": Preset(name="tiny-eval", train_subjects=("S1", "S5"), test_subjects=("S9",),
+                        actions=("Walking", "Waving"), actions_per_subject=2, repetitions=1,
+                        num_frames=40, num_cameras=4, size=(160, 128), val_subjects=2, extra_test_subjects=1,
+                        heldout_actions=1),
 }
+# `large` and the people of an honest evaluation, as `small-pool-eval` adds them to `small-pool`
+PRESETS["large-eval"] = replace(PRESETS["large"], name="large-eval", val_subjects=8, extra_test_subjects=6,
+                                heldout_actions=3)
 
 
 def get_preset(preset: str | Preset) -> Preset:
@@ -151,7 +179,7 @@ def get_preset(preset: str | Preset) -> Preset:
 @dataclass(frozen=True)
 class SequenceSpec:
     subject: str
-    split: str  # "train" or "test"
+    split: str  # "train", "test", "pool" or "val"
     action: str
     name: str  # "<Action>_<NN>"
 
@@ -162,9 +190,12 @@ def plan_sequences(preset: Preset) -> list[SequenceSpec]:
     over all types (every type appears in a split as soon as the split has enough subject-actions)."""
     n = len(preset.actions)
     specs = []
+    # generated validation and test people come last, so that adding them changes no one else's sequences
     for split, subjects, k in (("train", preset.train_subjects, preset.actions_per_subject),
                                ("test", preset.test_subjects, preset.actions_per_subject),
-                               ("pool", preset.pool, min(preset.pool_actions, n))):
+                               ("pool", preset.pool, min(preset.pool_actions, n)),
+                               ("val", preset.val, preset.heldout_actions),
+                               ("test", preset.extra_test, preset.heldout_actions)):
         for i, subject in enumerate(subjects):
             start = int(round(i * n / len(subjects)))
             k_i = preset.other_train_actions if split == "train" and i > 0 and preset.other_train_actions else k
@@ -354,7 +385,8 @@ def _run_one(args) -> SequenceStats:
 def dataset_meta(preset: Preset, seed: int, codec: str, specs: list[SequenceSpec]) -> dict:
     return dict(
         name=f"synthetic-{preset.name}", fps=preset.fps, skeleton="h36m17", subjects=list(preset.subjects),
-        splits={"train": list(preset.train_subjects), "test": list(preset.test_subjects),
+        splits={"train": list(preset.train_subjects), "test": list(preset.test_subjects + preset.extra_test),
+                **({"val": list(preset.val)} if preset.val else {}),
                 **({"pool": list(preset.pool), "pretrain": list(preset.train_subjects + preset.pool)}
                    if preset.pool else {})},
         source="synthetic", preset=preset.name, seed=seed, codec=codec,
