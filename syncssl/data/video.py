@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 
+from ..optional import av
 from .dataset import DataError
 
 # codec -> (container extension, pixel format, encoder)
@@ -58,8 +58,9 @@ def av_error_text(e: Exception) -> str:
 
 
 # What PyAV raises for damaged data: FFmpegError (InvalidDataError is also a ValueError), and ValueError from
-# frame conversion. DataError is a ValueError too: it is re-raised untouched.
-_DECODE_ERRORS = (av.error.FFmpegError, ValueError)
+# frame conversion. DataError is a ValueError too: it is re-raised untouched. (A function: PyAV loads on first use.)
+def _decode_errors() -> tuple:
+    return av.error.FFmpegError, ValueError
 
 
 @contextmanager
@@ -70,7 +71,7 @@ def _decoding(path: Path, frame):
         yield
     except DataError:
         raise
-    except _DECODE_ERRORS as e:
+    except _decode_errors() as e:
         raise DataError(path, f"corrupt: frame {frame()} does not decode ({av_error_text(e)})") from None
 
 
@@ -132,7 +133,7 @@ def probe(path: Path, verify: str = "ends") -> VideoInfo:
         for i in to_check:
             try:
                 frames = s.codec_context.decode(packets[i])
-            except _DECODE_ERRORS as e:
+            except _decode_errors() as e:
                 if i == last and verify == "ends" and _ends_at_eof(path, packets[i]):
                     raise DataError(path, f"truncated or corrupt: the last frame ({i}) does not decode "
                                           f"({av_error_text(e)})") from None
@@ -145,7 +146,7 @@ def probe(path: Path, verify: str = "ends") -> VideoInfo:
         if verify == "all":
             try:
                 decoded += len(s.codec_context.decode(None))
-            except _DECODE_ERRORS as e:
+            except _decode_errors() as e:
                 raise DataError(path, f"corrupt: flushing the decoder failed ({av_error_text(e)})") from None
             if decoded != len(packets):
                 first = f"frame {silent} does not decode; " if silent is not None else ""
