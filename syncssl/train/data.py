@@ -19,6 +19,7 @@ from ..data.loader import Appearance, PairBatcher, TileViews, VideoViews, ViewAs
 from ..data.manifest import MANIFEST_NAME, Manifest
 from ..data.sampling import PairSampler, SamplerSequence, SamplingConfig
 from ..data.tiles import TileSpec, TileStore
+from ..parallel import threads_per_process
 from .distributed import Dist, any_rank, barrier
 
 SYNTHETIC = "synthetic:"
@@ -175,8 +176,7 @@ def make_pipeline_decoder(manifest: Manifest, data_cfg, device: torch.device, wo
     samples = {c.codec: c.video for s in manifest.sequences for c in s.cameras}  # one file per codec, for the probe
     codecs = set(samples)
     # processes on one node share its cores: give each an equal part for decoding threads
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
-    threads = max(1, (os.cpu_count() or 1) // max(1, local))
+    threads = threads_per_process(int(os.environ.get("LOCAL_WORLD_SIZE", world_size)))
     decoder = make_decoder(data_cfg.decoder, "cuda" if device.type == "cuda" else "cpu", codecs,
                            policy=FailurePolicy(max_failure_share=data_cfg.max_decode_failures),
                            num_threads=threads, samples=samples)

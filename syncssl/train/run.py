@@ -11,6 +11,7 @@ from ..config import ConfigError
 from ..data.dataset import DataError
 from ..data.decode.base import TooManyDecodeFailures
 from ..models.resnet import CheckpointMismatch
+from ..parallel import threads_per_process
 from . import distributed
 from .checkpoint import CheckpointError
 from .config import FinetuneConfig
@@ -25,8 +26,7 @@ def _cpu_threads(cfg, d: distributed.Dist):
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     elif d.device.type == "cpu" and d.world_size > 1:
-        local = int(os.environ.get("LOCAL_WORLD_SIZE", d.world_size))
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+        torch.set_num_threads(threads_per_process(int(os.environ.get("LOCAL_WORLD_SIZE", d.world_size))))
 
 
 def check_world_size(cfg, world_size: int, how: str = "") -> None:
