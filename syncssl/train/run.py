@@ -18,7 +18,8 @@ from .config import FinetuneConfig
 from .trainer import NonFiniteLoss, PoseTrainer, PretextTrainer
 
 # errors a user can fix: the command line shows their message, not a traceback
-USER_ERRORS = (DataError, ConfigError, CheckpointError, CheckpointMismatch, NonFiniteLoss, TooManyDecodeFailures)
+USER_ERRORS = (DataError, ConfigError, CheckpointError, CheckpointMismatch, NonFiniteLoss, TooManyDecodeFailures,
+               distributed.PeerLost, distributed.WaitedTooLong)
 
 
 def _cpu_threads(cfg, d: distributed.Dist):
@@ -75,7 +76,13 @@ def run_training(cfg) -> dict:
     trainer = None
     try:
         trainer = (PoseTrainer if isinstance(cfg, FinetuneConfig) else PretextTrainer)(cfg, d)
-        summary = trainer.train()
+        try:
+            summary = trainer.train()
+        except Exception as e:
+            lost = distributed.peer_lost(e, d)  # a traceback from inside gloo or NCCL says little: say what happened
+            if lost is None:
+                raise
+            raise lost from e
         if d.is_main:
             print_summary(summary, trainer.run_dir, f"syncssl-{'finetune' if isinstance(cfg, FinetuneConfig) else 'train'}")
         return summary
