@@ -1,11 +1,51 @@
 """Worker processes for the CPU-heavy data work (rendering the synthetic data, prepare's decoding pass)."""
 from __future__ import annotations
 
+import math
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def usable_cpus(cgroup: str = "/sys/fs/cgroup") -> int:
+    """The CPUs this process may use: its affinity mask (taskset, SLURM's binding) capped by the cgroup's CPU quota
+    (a container's or a job's ``cpu.max``, v2; ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``, v1), rounded up.
+    ``os.cpu_count()`` counts the machine's cores: on a cluster node shared by eight jobs, eight times too many.
+
+    Size thread pools with this; processes sharing a node divide it further (:func:`threads_per_process`)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_quota(cgroup)
+    return max(1, min(cpus, math.ceil(quota)) if quota else cpus)
+
+
+def _cgroup_quota(root: str) -> float | None:
+    """CPUs allowed by the cgroup's quota, or None when unlimited or unknown."""
+    try:
+        text = open(os.path.join(root, "cpu.max")).read().split()  # "max 100000" or "200000 100000"
+        quota, period = text[0], text[1]
+    except (OSError, IndexError):
+        try:
+            quota = open(os.path.join(root, "cpu", "cpu.cfs_quota_us")).read().strip()  # -1: unlimited
+            period = open(os.path.join(root, "cpu", "cpu.cfs_period_us")).read().strip()
+        except OSError:
+            return None
+    try:
+        q, p = float(quota), float(period)
+    except ValueError:  # "max"
+        return None
+    return q / p if q > 0 and p > 0 else None
+
+
+def threads_per_process(local_processes: int | None = None) -> int:
+    """An equal share of :func:`usable_cpus` for each of the ``local_processes`` on this node (default: torchrun's
+    LOCAL_WORLD_SIZE, else 1)."""
+    local = local_processes or int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    return max(1, usable_cpus() // max(1, local))
 
 
 class Workers:

@@ -151,6 +151,20 @@ def test_triton_kernel_compiles_for_a_gpu(kernel, bg_mode, shadow, clean, out_ty
     source = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs=constants)
     compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"enable_fp_fusion": True})
     assert compiled.asm.get("cubin")
+    # every division correctly rounded, as the reference's: `/` compiles to div.full / div.approx (2 ulp), which
+    # an emulation showed breaks the fp32 tolerance of the mode-2 cases
+    ptx = compiled.asm["ptx"]
+    assert "div.rn.f32" in ptx and "div.approx" not in ptx and "div.full" not in ptx
+
+
+def test_triton_kernels_do_not_specialise_on_per_batch_sizes():
+    # the bank's frame and background counts change from batch to batch: a value of 1 or a multiple of 16 must not
+    # compile another kernel variant mid-training (the launcher passes them as plain ints)
+    pytest.importorskip("triton")
+    from syncssl.ops.triton_assemble import PER_BATCH, _assemble_pairs_kernel, _clean_kernel
+
+    for fn in (_assemble_pairs_kernel, _clean_kernel):
+        assert {p.name for p in fn.params if p.do_not_specialize} == set(PER_BATCH) == {"num_frames", "num_backgrounds"}
 
 
 @pytest.mark.gpu

@@ -2,6 +2,8 @@
 import json
 import math
 
+import pytest
+import torch
 from click.testing import CliRunner
 
 from syncssl import cli
@@ -40,3 +42,38 @@ def test_bench_data_reports_the_data_path_ratios(tmp_path):
     if r["decode_pyav_over_torchcodec"] is None:  # it does not load here: the reason is said
         assert r["decode"]["skipped"]["torchcodec"]
     assert "decode_pyav_over_opencv" in result.output and "goal" in result.output
+
+
+def test_bench_data_on_a_gpu_machine_runs_the_gpu_providers_only(tmp_path, monkeypatch):
+    import syncssl.bench.assemble as assemble
+    import syncssl.bench.decode as decode
+
+    devices = []
+
+    def fake_assemble(device, **kw):
+        devices.append(str(device))
+        return {"device": device, "cases": [], "assemble_triton_over_copy": 0.8}
+
+    def no_decode(*a, **kw):
+        raise AssertionError("the CPU decoders must not run on a GPU machine")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(cli, "_device_name", lambda: "a GPU")
+    monkeypatch.setattr(assemble, "run_assemble_benchmark", fake_assemble)
+    monkeypatch.setattr(assemble, "print_assemble_table", lambda *a, **kw: None)
+    monkeypatch.setattr(decode, "run_decode_benchmark", no_decode)
+    result = CliRunner().invoke(cli.bench, ["data", "--quick", "--json", str(tmp_path / "d.json")])
+    assert result.exit_code == 0, result.output
+    assert devices == ["cuda"]
+    r = json.loads((tmp_path / "d.json").read_text())
+    assert r["assemble_triton_over_copy"] == 0.8 and r["assemble_cpp_over_copy"] is None and r["assemble"]["skipped"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_assemble_benchmark_on_the_gpu():
+    from syncssl.bench.assemble import DEFAULT_CASES, run_assemble_benchmark
+
+    r = run_assemble_benchmark("cuda", sizes=DEFAULT_CASES[:1], repeats=1, providers_wanted=("triton", "eager"))
+    providers = r["cases"][0]["providers"]
+    assert set(providers) == {"triton", "eager"} and r["assemble_triton_over_copy"] > 0

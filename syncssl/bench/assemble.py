@@ -141,7 +141,7 @@ def eager_assemble(frames, frame_hw, src, boxes, flip, backgrounds, bg_index, fi
     """
     mean_, std_ = mean.view(1, 3, 1, 1), std.view(1, 3, 1, 1)
     fill_ = fill.view(1, 3, 1, 1)
-    neighbours = torch.ones(1, 1, 3, 3)
+    neighbours = torch.ones(1, 1, 3, 3, device=frames.device)
     neighbours[0, 0, 1, 1] = 0
     hw = frame_hw.tolist()
     outs = []

@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import av
 
+from ..optional import av
 from ..data.synthetic import generate_report, get_preset, plan_sequences, render_sequence
 from ..data.video import CODECS, VideoWriter
 

@@ -14,15 +14,15 @@ decoded camera-frames/s of the video path. Timed steps exclude warm-up steps.
 """
 from __future__ import annotations
 
-import os
 import time
 
-import av
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..models.pairnet import PairNet
+from ..optional import av
+from ..parallel import usable_cpus
 from ..train.config import load_config
 from ..train.distributed import Dist
 from ..train.trainer import PretextTrainer
@@ -150,7 +150,7 @@ def _naive(trainer, cfg, steps: int, warmup: int, dev: torch.device, workers: in
     plans = [sampler.plan(s) for s in range(steps + warmup)]
     dataset = NaivePairs(trainer.manifest, trainer.train_data.sequences, plans, cfg.data.crop_size, cfg.data.mean,
                          cfg.data.std, cfg.data.bg_threshold_scale)
-    workers = min(4, os.cpu_count() or 1) if workers is None else workers
+    workers = min(4, usable_cpus()) if workers is None else workers
     loader = torch.utils.data.DataLoader(dataset, batch_size=pairs, num_workers=workers, shuffle=False)
     torch.manual_seed(0)
     model = PairNet(cfg.model).to(dev)  # fp32, NCHW

@@ -35,7 +35,7 @@ from typing import Callable
 import numpy as np
 
 from ..figures import pyplot, save_figure
-from ..parallel import Workers
+from ..parallel import Workers, usable_cpus
 from ..storage import translate_disk_errors
 from .background import (BackgroundModel, borrow_background, describe_region, foreground_masks, ghost_region,
                          mask_iou, model_from_empty_scene, model_from_images, morphology_radius, sample_indices)
@@ -130,7 +130,7 @@ def prepare(dataset: Dataset, out: Path | None = None, options: PrepareOptions |
     mask = mask or MaskSettings()
     out = Path(out) if out is not None else Path(dataset.root) / "prepared"
     log = log or (lambda msg: None)
-    workers = max(1, workers or os.cpu_count() or 1)
+    workers = max(1, workers or usable_cpus())
     if not dataset.sequences:
         raise DataError(dataset.root, "the dataset holds no sequences to prepare")
     fp = fingerprint(dataset, dict(asdict(options), algorithm=ALGORITHM_VERSION))

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..parallel import usable_cpus
 from .dataset import DataError
 
 TILES_VERSION = 1
@@ -330,7 +331,7 @@ class TileStore:
             from nvidia.dali import fn, types
             from nvidia.dali.pipeline import Pipeline
             size = max(batch, getattr(self._local, "batch", 0))
-            pipe = Pipeline(batch_size=size, num_threads=max(1, min(4, os.cpu_count() or 1)), device_id=None,
+            pipe = Pipeline(batch_size=size, num_threads=max(1, min(4, usable_cpus())), device_id=None,
                             exec_async=False, exec_pipelined=False, prefetch_queue_depth=1)
             with pipe:
                 encoded = fn.external_source(name="encoded", dtype=types.UINT8, ndim=1)

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 
 from .damage import FrameCheck, FramingCheck, decoder_errors, describe, logged_error
+from ..optional import av
 from .dataset import DataError
 
 # codec -> (container extension, pixel format, encoder)
@@ -59,8 +59,9 @@ def av_error_text(e: Exception) -> str:
 
 
 # What PyAV raises for damaged data: FFmpegError (InvalidDataError is also a ValueError), and ValueError from
-# frame conversion. DataError is a ValueError too: it is re-raised untouched.
-_DECODE_ERRORS = (av.error.FFmpegError, ValueError)
+# frame conversion. DataError is a ValueError too: it is re-raised untouched. (A function: PyAV loads on first use.)
+def _decode_errors() -> tuple:
+    return av.error.FFmpegError, ValueError
 
 
 @contextmanager
@@ -71,7 +72,7 @@ def _decoding(path: Path, frame):
         yield
     except DataError:
         raise
-    except _DECODE_ERRORS as e:
+    except _decode_errors() as e:
         raise DataError(path, f"corrupt: frame {frame()} does not decode ({av_error_text(e)})") from None
 
 
@@ -138,7 +139,7 @@ def probe(path: Path, verify: str = "ends") -> VideoInfo:
                 seen = len(logs)
                 try:
                     frames = s.codec_context.decode(packets[i])
-                except _DECODE_ERRORS as e:
+                except _decode_errors() as e:
                     if i == last and verify == "ends" and _ends_at_eof(path, packets[i]):
                         raise DataError(path, f"truncated or corrupt: the last frame ({i}) does not decode "
                                               f"({av_error_text(e)})") from None
@@ -158,7 +159,7 @@ def probe(path: Path, verify: str = "ends") -> VideoInfo:
             with decoder_errors() as logs:
                 try:
                     rest = s.codec_context.decode(None)  # frames a threaded decoder still held
-                except _DECODE_ERRORS as e:
+                except _decode_errors() as e:
                     raise DataError(path, f"corrupt: flushing the decoder failed ({av_error_text(e)})") from None
                 for k, f in enumerate(rest):
                     why = logged_error(logs, 0) or check_frame(f, None)

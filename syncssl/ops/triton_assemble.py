@@ -11,10 +11,14 @@ writes each pixel's class to a (V, S, S) uint8 map, and a second launch on the s
 neighbourhoods and rewrites only the pixels whose alpha the clean-up changes (their loads are masked to them).
 Nothing is read back to the host, so a launch never waits for the GPU.
 
+Every division is ``tl.div_rn`` (correctly rounded, as the reference's): ``/`` compiles to approximate division
+(``div.full.f32``, 2 ulp), which breaks the float32 tolerance of the tests.
+
 Runs under ``TRITON_INTERPRET=1`` on CPU tensors too (the tests do that). Not yet verified on a real GPU.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -70,8 +74,8 @@ def _taps(frame_hw_ptr, src_ptr, boxes_ptr, flip_ptr, view, row, col, pix_ok, nu
     flipped = tl.load(flip_ptr + view) != 0
     steps = size * 1.0  # float; no method calls on int arguments (Triton turns an argument equal to 1 into a constant)
     col_src = tl.where(flipped, size - 1 - col, col)
-    x = x0 + (col_src.to(tl.float32) + 0.5) * ((x1 - x0) / steps) - 0.5
-    y = y0 + (row.to(tl.float32) + 0.5) * ((y1 - y0) / steps) - 0.5
+    x = x0 + (col_src.to(tl.float32) + 0.5) * tl.div_rn(x1 - x0, steps) - 0.5
+    y = y0 + (row.to(tl.float32) + 0.5) * tl.div_rn(y1 - y0, steps) - 0.5
     # Clamping changes nothing that matters (beyond it every tap is outside) and keeps huge or NaN boxes safe.
     x = tl.minimum(tl.maximum(x, -2.0), valid_w.to(tl.float32) + 1.0)
     y = tl.minimum(tl.maximum(y, -2.0), valid_h.to(tl.float32) + 1.0)
@@ -112,6 +116,18 @@ def _dot(a, b, chan_ok):
 
 
 @triton.jit
+def _normalise(value, mean, std):
+    """(value / 255 - mean) / std of a [BLOCK, 4] tile, with correctly rounded divisions as the reference's."""
+    return tl.div_rn(tl.div_rn(value, tl.full(value.shape, 255.0, tl.float32)) - mean[None, :],
+                     tl.broadcast_to(std[None, :], value.shape))
+
+
+# Per-batch sizes (the bank's frame and background counts) are not specialised on: a value of 1 or a multiple of 16
+# would otherwise compile another variant of the kernel in the middle of training.
+PER_BATCH = ["num_frames", "num_backgrounds"]
+
+
+@triton.jit(do_not_specialize=PER_BATCH)
 def _assemble_pairs_kernel(
     frames_ptr, frame_hw_ptr, src_ptr, boxes_ptr, flip_ptr, backgrounds_ptr, bg_index_ptr, fill_index_ptr,
     fill_ptr, mean_ptr, std_ptr, bg_threshold_ptr, out_ptr, classes_ptr,
@@ -159,17 +175,17 @@ def _assemble_pairs_kernel(
         if BG_MODE == 1:
             alpha = foreground.to(tl.float32)
         else:
-            alpha = tl.where(shadow, 0.0, tl.minimum(tl.maximum(0.5 + (d - threshold) / bg_softness, 0.0), 1.0))
+            alpha = tl.where(shadow, 0.0, tl.minimum(tl.maximum(0.5 + tl.div_rn(d - threshold, bg_softness), 0.0), 1.0))
         value = alpha[:, None] * value + (1 - alpha[:, None]) * fillv
 
     mean = tl.load(mean_ptr + chan, mask=chan_ok, other=0.0)
     std = tl.load(std_ptr + chan, mask=chan_ok, other=1.0)
-    normalised = (value / 255.0 - mean[None, :]) / std[None, :]
+    normalised = _normalise(value, mean, std)
     out_offsets = view * (size * size * 3) + pix[:, None] * 3 + chan[None, :]
     tl.store(out_ptr + out_offsets, normalised.to(out_ptr.dtype.element_ty), mask=pix_ok[:, None] & chan_ok[None, :])
 
 
-@triton.jit
+@triton.jit(do_not_specialize=PER_BATCH)
 def _clean_kernel(
     frames_ptr, frame_hw_ptr, src_ptr, boxes_ptr, flip_ptr, backgrounds_ptr, fill_index_ptr, fill_ptr, mean_ptr,
     std_ptr, out_ptr, classes_ptr,
@@ -209,7 +225,7 @@ def _clean_kernel(
         value = tl.where(to_frame[:, None], value, fillv)
         mean = tl.load(mean_ptr + chan, mask=chan_ok, other=0.0)
         std = tl.load(std_ptr + chan, mask=chan_ok, other=1.0)
-        normalised = (value / 255.0 - mean[None, :]) / std[None, :]
+        normalised = _normalise(value, mean, std)
         out_offsets = view * (size * size * 3) + pix[:, None] * 3 + chan[None, :]
         tl.store(out_ptr + out_offsets, normalised.to(out_ptr.dtype.element_ty), mask=fix[:, None] & chan_ok[None, :])
 
@@ -238,18 +254,20 @@ def assemble_pairs_triton(frames, frame_hw, src, boxes, flip, backgrounds, bg_in
     # Without the clean-up no class map is written: frames stands in as a uint8 pointer that is never accessed.
     classes = torch.empty((views, size, size), dtype=torch.uint8, device=frames.device) if cleaning else frames
     grid = (views * triton.cdiv(size * size, BLOCK),)
-    _assemble_pairs_kernel[grid](
-        frames, frame_hw, src, boxes, flip, backgrounds, bg_index.contiguous(), fill_index, fill, mean, std,
-        bg_threshold.contiguous(), out, classes,
-        num_frames, num_backgrounds, height, width, size, float(bg_softness), float(shadow_min),
-        1.0 + float(shadow_chroma) ** 2,
-        BG_MODE=int(bg_mode), SHADOW_TEST=bg_mode != 0 and shadow_chroma > 0, CLASSES=cleaning, BLOCK=BLOCK,
-        num_warps=NUM_WARPS, enable_fp_fusion=True,  # a*b+c as FMA: faster, ~1 ulp
-    )
-    if cleaning:
-        _clean_kernel[grid](
-            frames, frame_hw, src, boxes, flip, backgrounds, fill_index, fill, mean, std, out, classes,
-            num_frames, num_backgrounds, height, width, size,
-            BLOCK=BLOCK, num_warps=NUM_WARPS, enable_fp_fusion=True,
+    # Triton launches on the current device: make it the tensors' (a prefetch thread starts on device 0)
+    with torch.cuda.device(frames.device) if frames.is_cuda else contextlib.nullcontext():
+        _assemble_pairs_kernel[grid](
+            frames, frame_hw, src, boxes, flip, backgrounds, bg_index.contiguous(), fill_index, fill, mean, std,
+            bg_threshold.contiguous(), out, classes,
+            num_frames, num_backgrounds, height, width, size, float(bg_softness), float(shadow_min),
+            1.0 + float(shadow_chroma) ** 2,
+            BG_MODE=int(bg_mode), SHADOW_TEST=bg_mode != 0 and shadow_chroma > 0, CLASSES=cleaning, BLOCK=BLOCK,
+            num_warps=NUM_WARPS, enable_fp_fusion=True,  # a*b+c as FMA: faster, ~1 ulp
         )
+        if cleaning:
+            _clean_kernel[grid](
+                frames, frame_hw, src, boxes, flip, backgrounds, fill_index, fill, mean, std, out, classes,
+                num_frames, num_backgrounds, height, width, size,
+                BLOCK=BLOCK, num_warps=NUM_WARPS, enable_fp_fusion=True,
+            )
     return out

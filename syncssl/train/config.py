@@ -149,6 +149,8 @@ class TrainConfig:
     """Consecutive non-finite losses (each step skipped) before the run stops with an error."""
     max_steps_this_run: int = 0
     """Stop (with a checkpoint) after this many steps of this process, e.g. to test resume (0: no limit)."""
+    data_wait_s: float = 7200.0
+    """Multi-process runs: how long the other processes wait for rank 0 to generate and prepare the dataset."""
 
 
 @dataclass

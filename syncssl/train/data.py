@@ -2,11 +2,13 @@
 person tiles), and build the sampler -> view source -> fused-op pipeline of each split.
 
 Only one process generates and prepares (global rank 0; on a node that cannot see its files afterwards,
-that node's local rank 0 does it again): the others wait at a barrier, then read the same manifest.
+that node's local rank 0 does it again): the others wait for its word on the job's key-value store (not in a
+collective: NCCL's timeout would end a long generation with an opaque error), then read the same manifest.
 """
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +21,8 @@ from ..data.loader import Appearance, PairBatcher, TileViews, VideoViews, ViewAs
 from ..data.manifest import MANIFEST_NAME, Manifest
 from ..data.sampling import PairSampler, SamplerSequence, SamplingConfig
 from ..data.tiles import TileSpec, TileStore
-from .distributed import Dist, any_rank, barrier
+from ..parallel import threads_per_process
+from .distributed import Dist, announce, await_announcement, node_rank
 
 SYNTHETIC = "synthetic:"
 
@@ -86,28 +89,43 @@ def _materialise(data_cfg, spec: TileSpec | None, log) -> None:
             f"{k} {v['iou']:.2f}/{v['body_lost']:.0%}" for k, v in op.items()))
 
 
-def load_manifest(data_cfg, dist: Dist, spec: TileSpec | None = None, log=print) -> Prepared:
-    """The prepared manifest (and tile set), made by one process per filesystem while the others wait."""
+def load_manifest(data_cfg, dist: Dist, spec: TileSpec | None = None, log=print, wait_s: float = 7200.0) -> Prepared:
+    """The prepared manifest (and tile set), made by one process per filesystem while the others wait for it (at
+    most ``wait_s`` seconds) on the job's key-value store."""
     from ..data.prepare import resolve_spec
     path = prepared_folder(data_cfg) / MANIFEST_NAME
-    error = None
-    if dist.is_main:
-        try:
-            _materialise(data_cfg, spec, log)
-        except Exception as e:  # noqa: BLE001 - re-raised below, once every rank knows
-            error = e
-    if any_rank(error is not None, dist):  # a collective: no rank waits forever for a failed rank 0
-        raise error if error is not None else RuntimeError("rank 0 failed to prepare the dataset (see its error)")
-    barrier(dist)
-    if not path.exists() and dist.local_rank == 0:  # this node does not share rank 0's filesystem
-        _materialise(data_cfg, spec, log)
-    barrier(dist)
+    what = f"rank 0 to generate and prepare the dataset {dataset_root(data_cfg)}"
+    _prepare_once("data", dist.is_main, data_cfg, spec, log, dist, what, wait_s)
+    if not path.exists():  # this node does not share rank 0's filesystem: its first process prepares a copy
+        _prepare_once(f"data-node{node_rank()}", dist.local_rank == 0, data_cfg, spec, log, dist,
+                      f"this node's first process to prepare its copy of {dataset_root(data_cfg)}", wait_s)
     manifest = Manifest.load(path)
     folder = None
     if spec is not None:
         from ..data.tiles import tile_folder
         folder = tile_folder(prepared_folder(data_cfg), resolve_spec(spec, manifest))
     return Prepared(manifest, folder)
+
+
+_rounds: Counter = Counter()  # announcements of each key so far: every process counts alike, so a second trainer
+# in the same job waits for its own round, not the first one's
+
+
+def _prepare_once(key: str, mine: bool, data_cfg, spec, log, dist: Dist, what: str, wait_s: float) -> None:
+    """One process prepares (``mine``) and announces the outcome; the others wait for it and share a failure."""
+    _rounds[key] += 1
+    key = f"{key}-{_rounds[key]}"
+    if mine:
+        try:
+            _materialise(data_cfg, spec, log)
+        except BaseException as e:
+            announce(key, f"{type(e).__name__}: {e}", dist)
+            raise
+        announce(key, "ok", dist)
+        return
+    outcome = await_announcement(key, dist, what, wait_s, "train.data_wait_s")
+    if outcome != "ok":
+        raise DataError(dataset_root(data_cfg), f"not prepared: the process preparing it failed ({outcome})")
 
 
 @dataclass
@@ -175,8 +193,7 @@ def make_pipeline_decoder(manifest: Manifest, data_cfg, device: torch.device, wo
     samples = {c.codec: c.video for s in manifest.sequences for c in s.cameras}  # one file per codec, for the probe
     codecs = set(samples)
     # processes on one node share its cores: give each an equal part for decoding threads
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
-    threads = max(1, (os.cpu_count() or 1) // max(1, local))
+    threads = threads_per_process(int(os.environ.get("LOCAL_WORLD_SIZE", world_size)))
     decoder = make_decoder(data_cfg.decoder, "cuda" if device.type == "cuda" else "cpu", codecs,
                            policy=FailurePolicy(max_failure_share=data_cfg.max_decode_failures),
                            num_threads=threads, samples=samples)

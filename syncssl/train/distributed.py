@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime
 import os
+import sys
+import time
 from dataclasses import dataclass
 
 import torch
@@ -36,9 +38,9 @@ def setup(device: str = "auto", timeout_s: float = 1800.0) -> Dist:
     use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
     if use_cuda and not torch.cuda.is_available():
         raise RuntimeError("train.device=cuda but CUDA is not available; use train.device=cpu or auto")
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
-        dev = torch.device("cuda", local_rank)
+    if use_cuda:  # modulo: a launcher that shows each process only its own GPU (CUDA_VISIBLE_DEVICES) makes it 0
+        dev = torch.device("cuda", local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(dev)
     else:
         dev = torch.device("cpu")
     if world > 1 and not dist.is_initialized():
@@ -87,3 +89,66 @@ def gather_objects(obj, d: Dist) -> list:
 def barrier(d: Dist):
     if d.enabled:
         dist.barrier()
+
+
+class PeerLost(RuntimeError):
+    """Another process of the job stopped (its node failed or was killed) or cannot be reached."""
+
+
+class WaitedTooLong(TimeoutError):
+    """A process waited longer than its setting allows for another one's work."""
+
+
+# what gloo and NCCL say when a peer process is gone (the connection closed, or a collective timed out)
+_PEER_SIGNS = ("connection closed by peer", "connection reset by peer", "broken pipe", "timed out", "timeout",
+               "socket closed", "nccl communicator was aborted", "connection refused")
+
+
+def peer_lost(error: BaseException, d: Dist) -> PeerLost | None:
+    """A clear error for ``error`` when it says that another process of a multi-process job is gone, else None."""
+    text = str(error).lower()
+    if not d.enabled or not (isinstance(error, getattr(dist, "DistError", ())) or
+                             any(sign in text for sign in _PEER_SIGNS)):
+        return None
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return PeerLost(f"rank {d.rank}: another process of the job stopped or cannot be reached (a node failed or was "
+                    f"killed), so this one stops too ({first}). Rerun the same command to resume from the last "
+                    "checkpoint (train.resume=auto)")
+
+
+def node_rank() -> int:
+    """This node's index in the job (torchrun's GROUP_RANK)."""
+    if "GROUP_RANK" in os.environ:
+        return int(os.environ["GROUP_RANK"])
+    return int(os.environ.get("RANK", 0)) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+
+
+def announce(key: str, value: str, d: Dist) -> None:
+    """Tell every process of the job that ``key`` is done (``value``: "ok" or an error message)."""
+    if d.enabled:
+        dist.distributed_c10d._get_default_store().set(f"syncssl/{key}", value)
+
+
+def await_announcement(key: str, d: Dist, what: str, timeout_s: float, setting: str, say=None) -> str:
+    """Wait for :func:`announce` of ``key`` in the job's key-value store (not in a collective, whose NCCL timeout
+    would end a long wait with an opaque error), saying what this process waits for every few minutes; returns the
+    announced value. ``setting`` names the option that sets ``timeout_s``."""
+    if not d.enabled:
+        return "ok"
+    say = say or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    store = dist.distributed_c10d._get_default_store()
+    t0 = next_note = time.monotonic()
+    while True:
+        try:
+            if store.check([f"syncssl/{key}"]):
+                return store.get(f"syncssl/{key}").decode()
+        except Exception as e:  # noqa: BLE001 - the store went away with the process that hosts it
+            raise PeerLost(f"rank {d.rank}: lost the job's store while waiting for {what} ({e})") from None
+        waited = time.monotonic() - t0
+        if waited > timeout_s:
+            raise WaitedTooLong(f"rank {d.rank}: gave up after {waited / 60:.0f} min waiting for {what} ({setting}="
+                               f"{timeout_s:g}); raise it, or do that step once beforehand")
+        if time.monotonic() >= next_note and d.local_rank == 0:
+            say(f"rank {d.rank}: waiting for {what} ({waited / 60:.0f} of at most {timeout_s / 60:.0f} min)")
+            next_note += 300
+        time.sleep(0.5)

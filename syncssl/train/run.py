@@ -11,13 +11,15 @@ from ..config import ConfigError
 from ..data.dataset import DataError
 from ..data.decode.base import TooManyDecodeFailures
 from ..models.resnet import CheckpointMismatch
+from ..parallel import threads_per_process
 from . import distributed
 from .checkpoint import CheckpointError
 from .config import FinetuneConfig
 from .trainer import NonFiniteLoss, PoseTrainer, PretextTrainer
 
 # errors a user can fix: the command line shows their message, not a traceback
-USER_ERRORS = (DataError, ConfigError, CheckpointError, CheckpointMismatch, NonFiniteLoss, TooManyDecodeFailures)
+USER_ERRORS = (DataError, ConfigError, CheckpointError, CheckpointMismatch, NonFiniteLoss, TooManyDecodeFailures,
+               distributed.PeerLost, distributed.WaitedTooLong)
 
 
 def _cpu_threads(cfg, d: distributed.Dist):
@@ -25,8 +27,7 @@ def _cpu_threads(cfg, d: distributed.Dist):
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     elif d.device.type == "cpu" and d.world_size > 1:
-        local = int(os.environ.get("LOCAL_WORLD_SIZE", d.world_size))
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+        torch.set_num_threads(threads_per_process(int(os.environ.get("LOCAL_WORLD_SIZE", d.world_size))))
 
 
 def check_world_size(cfg, world_size: int, how: str = "") -> None:
@@ -75,7 +76,13 @@ def run_training(cfg) -> dict:
     trainer = None
     try:
         trainer = (PoseTrainer if isinstance(cfg, FinetuneConfig) else PretextTrainer)(cfg, d)
-        summary = trainer.train()
+        try:
+            summary = trainer.train()
+        except Exception as e:
+            lost = distributed.peer_lost(e, d)  # a traceback from inside gloo or NCCL says little: say what happened
+            if lost is None:
+                raise
+            raise lost from e
         if d.is_main:
             print_summary(summary, trainer.run_dir, f"syncssl-{'finetune' if isinstance(cfg, FinetuneConfig) else 'train'}")
         return summary

@@ -153,7 +153,8 @@ class Trainer:
         self.amp_dtype, use_scaler = resolve_amp(t.amp, self.device)
         self.input_dtype = self.amp_dtype or torch.float32  # the fused op writes the compute dtype directly
 
-        self.prepared = load_manifest(cfg.data, dist, tile_spec(cfg.data, *self.jitter()), self.log)
+        self.prepared = load_manifest(cfg.data, dist, tile_spec(cfg.data, *self.jitter()), self.log,
+                                      t.data_wait_s)
         self.manifest = self.prepared.manifest
         self.train_split = self.manifest.resolve_split(cfg.data.train_split)
         for split in (self.train_split, cfg.data.eval_split):

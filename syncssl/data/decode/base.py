@@ -15,10 +15,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-import av
 import numpy as np
 import torch
 
+from ...optional import av
 from ..dataset import DataError
 
 log = logging.getLogger("syncssl.decode")

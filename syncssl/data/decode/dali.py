@@ -15,13 +15,13 @@ seen. A batch that fails is rerun file by file to name the culprit; the pipeline
 from __future__ import annotations
 
 import io
-import os
 from fractions import Fraction
 
-import av
 import numpy as np
 import torch
 
+from ...optional import av
+from ...parallel import usable_cpus
 from ..dataset import DataError
 from .base import DALI_CPU_CODECS, NVDEC_CODECS, ContainerCache, DecoderBase, FailurePolicy, Job, OpenVideo, VideoIndex
 
@@ -60,7 +60,7 @@ class DALIDecoder(DecoderBase):
         self.device = device
         self.title = "DALI on CPU" if device == "cpu" else "DALI on GPU (NVDEC)"
         self.supported_codecs = DALI_CPU_CODECS if device == "cpu" else NVDEC_CODECS
-        self.num_threads = max(1, int(num_threads or os.cpu_count() or 1))
+        self.num_threads = max(1, int(num_threads or usable_cpus()))
         self._batch_size = max(1, int(max_batch_size))
         self._containers = ContainerCache(max_open)
         self._pipe = None

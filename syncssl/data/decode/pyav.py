@@ -8,13 +8,12 @@ libavcodec and the colour conversion release the GIL.
 """
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
-import av
 import numpy as np
-from av.video.reformatter import VideoReformatter
 
+from ...optional import av
+from ...parallel import usable_cpus
 from ..dataset import DataError
 from ..video import av_error_text
 from .base import ContainerCache, DecoderBase, FailurePolicy, Job, OpenVideo, VideoIndex
@@ -30,7 +29,7 @@ class PyAVDecoder(DecoderBase):
 
     def __init__(self, policy: FailurePolicy | None = None, num_threads: int | None = None, max_open: int = 256):
         super().__init__(policy)
-        self.num_threads = max(1, int(num_threads or os.cpu_count() or 1))
+        self.num_threads = max(1, int(num_threads or usable_cpus()))
         self._containers = ContainerCache(max_open)
         self._pool = ThreadPoolExecutor(self.num_threads, "pyav-decode") if self.num_threads > 1 else None
 
@@ -66,7 +65,10 @@ class PyAVDecoder(DecoderBase):
 def decode_sorted(handle: OpenVideo, index: VideoIndex, wanted: np.ndarray) -> tuple[np.ndarray, int]:
     """Frames ``wanted`` (sorted, unique, in range) of one file as uint8 (m, H, W, 3), and the frames decoded."""
     container, stream = handle.container, handle.stream
-    convert = handle.extra.setdefault("rgb", VideoReformatter())  # reused: keeps its colour-conversion context
+    if "rgb" not in handle.extra:  # reused: keeps its colour-conversion context
+        from av.video.reformatter import VideoReformatter
+        handle.extra["rgb"] = VideoReformatter()
+    convert = handle.extra["rgb"]
     out = np.empty((len(wanted), index.height, index.width, 3), np.uint8)
     slot = {int(w): j for j, w in enumerate(wanted)}
     filled = np.zeros(len(wanted), bool)

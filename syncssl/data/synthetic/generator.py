@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ...geometry import Camera
-from ...parallel import Workers
+from ...parallel import Workers, usable_cpus
 from ..calibration import write_calibration
 from ..dataset import DataError, save_masks, write_dataset_json
 from ..video import CODECS, VideoWriter
@@ -414,7 +414,7 @@ def generate_report(root: Path, preset: str | Preset = "small", seed: int = 0, c
         if not force:
             raise DataError(root, "already exists; pass force=True (--force) to regenerate it")
         _check_replaceable(root)
-    workers = max(1, int(workers or os.cpu_count() or 1))
+    workers = max(1, int(workers or usable_cpus()))
     specs = plan_sequences(preset)
     partial = root.absolute().with_name(root.absolute().name + ".partial")
     if partial.exists():
