@@ -42,8 +42,13 @@ class PixelScorer:
         return -(a - b).abs().mean(1) * 10
 
 
+# The stub's own numbers for the domain check (what it reads on its own kind of data): far-apart instants read
+# unsynchronized, cross-camera log-odds between -10 and 0.
+STUB_REFERENCE = dict(same_frame_sync=0.0, far_apart_unsync=1.0, cross_q05=-10.0, cross_q50=-3.0, cross_q95=0.0)
+
+
 def stub_model() -> LoadedModel:
-    return LoadedModel(PixelScorer(), load_config("tiny"), None, 0)
+    return LoadedModel(PixelScorer(), load_config("tiny"), None, 0, reference=STUB_REFERENCE)
 
 
 def mirror_rig(src_seq: Path, out: Path, cameras=("cam_a", "cam_b", "cam_c")) -> Path:
@@ -405,8 +410,11 @@ def test_mirror_rig_offsets_are_recovered_exactly(mirror_session):
     assert (out / "sync.csv").read_text().count("\n") == 4 and (out / "scores.png").stat().st_size > 1000
 
 
-def test_mirrored_scoring_averages_the_mirror_images_pass(mirror_session, tmp_path):
+def test_mirrored_scoring_averages_the_mirror_images_pass(mirror_session, tmp_path, monkeypatch):
     """--mirrored embeds every view a second time, mirrored, and scores the mirrored pairs too."""
+    from syncssl.sync import domain, pipeline
+    monkeypatch.setattr(pipeline, "_domain_checks",  # its own sample of crops is not what is counted here
+                        lambda model, plans, *a: {p.seq.key: domain.DomainCheck(True) for p in plans})
     class Recording(PixelScorer):
         def __init__(self):
             self.batches = []
@@ -465,9 +473,11 @@ def test_undetermined_cameras_are_reported_and_left_out(mirror_session, tmp_path
             return torch.zeros(len(a))
 
     session, _ = mirror_session
-    model = dataclasses.replace(stub_model(), scorer=Blind())
+    # its own data never asked it about far-apart instants: inside its domain, and blind
+    model = dataclasses.replace(stub_model(), scorer=Blind(), reference=dict(STUB_REFERENCE, far_apart_unsync=0.5))
     result = synchronize(session, model, SyncOptions(max_offset_s=0.24, **FAST), out=tmp_path / "out",
                          progress=False, log=lambda m: None)
+    assert result.sequences[0].domain.inside
     assert all(not c.estimate.determined for c in result.sequences[0].cameras[1:])
     from rich.console import Console
     console = Console(record=True, width=200)
@@ -484,6 +494,30 @@ def test_undetermined_cameras_are_reported_and_left_out(mirror_session, tmp_path
     sf = read_sync_file(work)
     assert sf.excluded == ("cam_b", "cam_c") and sf.start == {"cam_a": 0}
     assert open_dataset(work).sequences[0].camera_names == ["cam_a"]
+
+
+def test_out_of_domain_scores_are_not_determined(mirror_session, tmp_path):
+    """A classifier whose log-odds lie far outside its own range (as the synthetic model's on real footage) is not
+    trusted, even though its peaks would be right: nothing is committed, and the reason says why."""
+    class Loud(PixelScorer):
+        def log_odds(self, a, b):
+            return super().log_odds(a, b) * 100 - 300
+
+    session, _ = mirror_session
+    model = dataclasses.replace(stub_model(), scorer=Loud())
+    result = synchronize(session, model, SyncOptions(max_offset_s=0.24, **FAST), out=tmp_path / "out",
+                         progress=False, log=lambda m: None)
+    seq = result.sequences[0]
+    assert not seq.domain.inside and "outside" in seq.domain.reasons[0]
+    assert all(not c.estimate.determined for c in seq.cameras[1:])  # its (right) peaks are not even looked at
+    assert all("outside its domain" in c.estimate.reason for c in seq.cameras[1:])
+    assert any("outside its domain" in n for n in result.notes)
+    doc = json.loads((tmp_path / "out" / "sync.json").read_text())
+    assert doc["sequences"][0]["domain"]["inside"] is False
+    # the same scores, in range: committed
+    inside = synchronize(session, stub_model(), SyncOptions(max_offset_s=0.24, **FAST), out=tmp_path / "in",
+                         progress=False, log=lambda m: None)
+    assert [c.estimate.offset for c in inside.sequences[0].cameras[1:]] == [3, -2]
 
 
 def test_force_applies_the_best_peak_of_an_undetermined_camera(mirror_session, tmp_path):
@@ -559,13 +593,14 @@ def test_cli_runs_with_the_stub(mirror_session, monkeypatch, tmp_path):
     assert r.exit_code == 0, r.output
     assert "+3" in r.output and "applied:" in r.output and "add up" in r.output
     assert read_sync_file(work).start == {"cam_a": 2, "cam_b": 5, "cam_c": 0}
-    assert {p.name for p in (tmp_path / "out").iterdir()} >= {"sync.json", "sync.csv", "scores.png", "prepared"}
+    assert {p.name for p in (tmp_path / "out").iterdir()} >= {"sync.json", "sync.csv", "scores.png"}
+    assert (work / "sync-prepared" / "manifest.json").is_file()  # beside the data: every later run reuses it
     options = lambda: json.loads((tmp_path / "out" / "sync.json").read_text())["options"]  # noqa: E731
-    assert options()["geometry"]["weight"] > 0  # the geometric cue is on by default, and recorded
+    assert options()["cue"] == "fused" and options()["tolerance_s"] == 0.04  # recorded
     r = CliRunner().invoke(cli.sync, [str(work), "--model", str(work), "--max-offset", "0.24", "--adapt", "0",
-                                      "--no-geometry", "--out", str(tmp_path / "out")], catch_exceptions=False)
+                                      "--cue", "classifier", "--out", str(tmp_path / "out2")], catch_exceptions=False)
     assert r.exit_code == 0, r.output
-    assert options()["geometry"] is None
+    assert json.loads((tmp_path / "out2" / "sync.json").read_text())["options"]["cue"] == "classifier"
     r = CliRunner(env={"COLUMNS": "250"}).invoke(cli.data, ["inspect", str(work)])
     assert r.exit_code == 0 and "sync offsets" in r.output and "cam_b 5" in r.output, r.output
     r = CliRunner().invoke(cli.sync, [str(work), "--model", str(work), "--max-offset", "9"])
@@ -681,14 +716,14 @@ def test_adapt_fine_tunes_a_copy_and_searches_again(mirror_session, tmp_path):
     from syncssl.models.pairnet import PairNet
 
     class StubPairNet(PairNetScorer):  # searches with the pixel stub, adapts the real model
-        embed, log_odds = PixelScorer.embed, PixelScorer.log_odds
+        embed, log_odds, flip_log_odds = PixelScorer.embed, PixelScorer.log_odds, None
 
     session, _ = mirror_session
     cfg = load_config("tiny")
     torch.manual_seed(0)
     net = PairNet(cfg.model)
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    model = LoadedModel(StubPairNet(net), cfg, None, 0)
+    model = LoadedModel(StubPairNet(net), cfg, None, 0, reference=STUB_REFERENCE)
     options = SyncOptions(max_offset_s=0.24, **dict(FAST, adapt_steps=3))
     result = synchronize(session, model, options, out=tmp_path / "out", progress=False, log=lambda m: None)
     rep = result.adapted
