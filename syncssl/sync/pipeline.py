@@ -535,10 +535,7 @@ def _adapt_and_search(model: LoadedModel, plans: list[_Plan], first: list[Sequen
     """--adapt: fine-tune a copy of the model on the pairs of the cameras the first search committed (see
     :mod:`.adapt`), search again with it, and keep the first search's estimates beside the new ones.
 
-    The adapted model learnt the first answers, so it cannot vouch for them: in the second search its classifier
-    counts in the scores but not as a confirmation, a committed camera the second search moves is no longer
-    committed, and a camera the first search left undetermined is committed only on evidence the adaptation did
-    not touch (the geometry and a camera triplet)."""
+    The adapted model learnt the first answers, so it cannot vouch for them (see :func:`merge_adapted`)."""
     from .adapt import adapt
     if not isinstance(model.scorer, PairNetScorer):
         raise ValueError("--adapt fine-tunes the model: it needs a PairNet scorer")
@@ -554,18 +551,29 @@ def _adapt_and_search(model: LoadedModel, plans: list[_Plan], first: list[Sequen
     log(report.describe())
     results, views = search_all(PairNetScorer(tuned, model.scorer.amp_dtype), checks, independent=False)
     for r, f in zip(results, first):
-        for c, fc in zip(r.cameras, f.cameras):
-            c.first = fc.estimate
-            if c.estimate.status == "reference" or not fc.estimate.determined:
-                continue
-            e = c.estimate
-            if not e.determined or abs(e.offset - fc.estimate.offset) > search.tolerance_frames(options.tolerance_s,
-                                                                                                 r.fps):
-                c.estimate = dataclasses.replace(
-                    e, offset=None, status="not determined",
-                    reason=f"the adapted model moves it from the first search's {fc.estimate.offset:+d} frames to "
-                           f"{e.best if e.best is not None else 'nowhere'}: the two searches disagree")
+        merge_adapted(f.cameras, r.cameras, search.tolerance_frames(options.tolerance_s, r.fps))
     return results, views, report
+
+
+def merge_adapted(first: list[CameraResult], second: list[CameraResult], tolerance: int) -> None:
+    """The second search's cameras (``second``, in place) after adapting on the first's committed ones. The
+    adapted model learnt the first answers, so it can neither vouch for them nor raise them: a camera the first
+    search committed keeps the first search's estimate and support, or is no longer committed when the second
+    search moves its peak; one the first search left undetermined stands as the second search committed it, where
+    the adapted classifier counted in the scores but not as a confirmation (only the geometry and the camera
+    loops confirm it)."""
+    for fc, c in zip(first, second):
+        c.first = fc.estimate
+        if c.estimate.status == "reference" or not fc.estimate.determined:
+            continue
+        best = c.estimate.best
+        if best is not None and abs(best - fc.estimate.offset) <= tolerance:
+            c.estimate = fc.estimate
+        else:
+            c.estimate = dataclasses.replace(
+                c.estimate, offset=None, status="not determined",
+                reason=f"the adapted model moves it from the first search's {fc.estimate.offset:+d} frames to "
+                       f"{'nowhere' if best is None else f'{best:+d}'}: the two searches disagree")
 
 
 def _embed(plans: list[_Plan], assembler, scorer: PairScorer, batch: int, progress: bool, mirrored: bool = False):
