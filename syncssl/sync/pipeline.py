@@ -1,9 +1,9 @@
-"""``syncssl-sync``: the time offsets of an unsynchronized rig from the pre-trained sync classifier.
+"""``syncssl-sync``: the time offsets of an unsynchronized rig from the sync classifier and the silhouettes' geometry.
 
 1. The dataset (or bare session) is opened as it is (an applied ``sync.toml`` included: what is measured is then
    the residual), with cameras of any lengths; every camera becomes a single-camera sequence of its whole length,
    and that is prepared like any dataset (backgrounds, person boxes, per-camera static frames, tiles) into
-   ``<out>/prepared``. No labels are read.
+   ``<dataset>/sync-prepared``, where every later run reuses it. No labels are read.
 2. Every frame a score needs is embedded once through the fused data path (tiles or video -> ViewAssembler ->
    ``assemble_pairs``, unflipped, no jitter, no augmentation) and the model's backbone. PairNet scores a pair as
    ``sync_head(fuse(e_a, e_b))`` of per-view embeddings, and in eval mode an embedding depends on its own view

@@ -61,23 +61,22 @@ def outline_points(mask: np.ndarray, scale: int = 1) -> np.ndarray:
     ys, xs = np.nonzero(mask)
     if not len(xs):
         return np.zeros((0, 2))
-    H, W = mask.shape
-    pts = []
-    rows = np.unique(ys)
-    left = np.full(H, W, np.int64)
-    right = np.full(H, -1, np.int64)
-    np.minimum.at(left, ys, xs)
-    np.maximum.at(right, ys, xs)
-    yc = (rows + 0.5) * scale - 0.5
-    pts += [np.stack([left[rows] * scale - 0.5, yc], 1), np.stack([(right[rows] + 1) * scale - 0.5, yc], 1)]
-    cols = np.unique(xs)
-    top = np.full(W, H, np.int64)
-    bottom = np.full(W, -1, np.int64)
-    np.minimum.at(top, xs, ys)
-    np.maximum.at(bottom, xs, ys)
-    xc = (cols + 0.5) * scale - 0.5
-    pts += [np.stack([xc, top[cols] * scale - 0.5], 1), np.stack([xc, (bottom[cols] + 1) * scale - 0.5], 1)]
-    return np.concatenate(pts).astype(np.float32)
+    rows, left, right = _ends(ys, xs, mask.shape[0])
+    cols, top, bottom = _ends(xs, ys, mask.shape[1])
+    yc, xc = (rows + 0.5) * scale - 0.5, (cols + 0.5) * scale - 0.5
+    # the outer pixel edges (a pixel of the small mask covers scale x scale pixels)
+    return np.concatenate([np.stack([left * scale - 0.5, yc], 1), np.stack([(right + 1) * scale - 0.5, yc], 1),
+                           np.stack([xc, top * scale - 0.5], 1), np.stack([xc, (bottom + 1) * scale - 0.5], 1)]
+                          ).astype(np.float32)
+
+
+def _ends(keys: np.ndarray, values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every distinct key in [0, n): the key, and the smallest and largest value paired with it."""
+    lo, hi = np.full(n, np.iinfo(np.int64).max), np.full(n, -1)
+    np.minimum.at(lo, keys, values)
+    np.maximum.at(hi, keys, values)
+    present = np.unique(keys)
+    return present, lo[present], hi[present]
 
 
 def outline_scale(size: tuple[int, int]) -> int:
