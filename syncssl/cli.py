@@ -338,11 +338,18 @@ def evaluate(path, out, split, pairs, stride, pictures, device, dataset, data_se
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=str))
-@click.option("--model", "model_path", required=True, type=click.Path(exists=True, path_type=str),
-              help="A pre-training run folder (its newest checkpoint) or a checkpoint folder.")
+@click.option("--model", "model_path", default=None, type=click.Path(exists=True, path_type=str),
+              help="A pre-training run folder (its newest checkpoint) or a checkpoint folder (not needed with "
+                   "--cue geometry).")
+@click.option("--cue", type=click.Choice(["fused", "classifier", "geometry"]), default="fused", show_default=True,
+              help="What scores an offset: the sync classifier's log-odds plus the silhouettes' epipolar tangency "
+                   "(fused), or either alone.")
 @click.option("--reference", default=None, help="Camera the others are measured against (default: the first).")
-@click.option("--max-offset", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
-              help="Search offsets within +-this many seconds of the reference.")
+@click.option("--max-offset", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Search offsets within +-this many seconds of the reference (default: what the recordings allow, "
+                   "up to 5 s).")
+@click.option("--tolerance", type=click.FloatRange(min=0, min_open=True), default=0.04, show_default=True,
+              help="Seconds within which two estimates agree (resampled peaks, cues, triplets).")
 @click.option("--instants", type=click.IntRange(min=1), default=512, show_default=True,
               help="Instants sampled per camera (evenly over its moving frames).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None,
@@ -357,8 +364,8 @@ def evaluate(path, out, split, pairs, stride, pictures, device, dataset, data_se
 @click.option("--independent", is_flag=True,
               help="Each camera from its pair with the reference alone (default: every camera jointly, from all pairs).")
 @click.option("--min-support", type=click.FloatRange(0, 1, min_open=True), default=0.9, show_default=True,
-              help="Share of bootstrap resamples that must put the peak within 1 frame for an offset to count as "
-                   "determined.")
+              help="Share of bootstrap resamples that must put the peak within --tolerance for an offset to count "
+                   "as determined.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap resampling.")
 @click.option("--mirrored", is_flag=True,
               help="Also score every pair with both views mirrored and average the log-odds (twice the embedding "
@@ -368,39 +375,39 @@ def evaluate(path, out, split, pairs, stride, pictures, device, dataset, data_se
                    "a first search determined (no labels), then search again with it (0: off, a single search).")
 @click.option("--adapt-lr", type=click.FloatRange(0, min_open=True), default=1e-4, show_default=True,
               help="Peak learning rate of --adapt.")
-@click.option("--geometry/--no-geometry", default=True, show_default=True,
-              help="Add the rig's epipolar geometry to the classifier's log-odds: the top and bottom of the person's "
-                   "box must lie on each other's epipolar lines (calibration and person boxes, no labels). It tells "
-                   "which of several similar peaks is the instant, e.g. a walker's gait cycles.")
 @click.option("--source", type=click.Choice(["tiles", "video"]), default=None,
               help="Where the pixels come from (default: what the model was trained on).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Processes decoding videos in the preparation (default: every core).")
-def sync(dataset, model_path, reference, max_offset, instants, out, apply_, force, sequences, independent,
-         min_support, seed, mirrored, adapt_steps, adapt_lr, geometry, source, device, workers):
-    """Find each camera's time offset to a reference camera with the pre-trained sync classifier.
+              help="Processes decoding videos in the preparation (default: --threads).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Threads of the embedding (default: the CPUs this process may use, affinity and cgroup quota).")
+def sync(dataset, model_path, cue, reference, max_offset, tolerance, instants, out, apply_, force, sequences,
+         independent, min_support, seed, mirrored, adapt_steps, adapt_lr, source, device, workers, threads):
+    """Find each camera's time offset to a reference camera from the sync classifier and the silhouettes' geometry.
 
     DATASET is a dataset root or a bare session folder (calibration.toml + videos); no labels are needed. For
-    every candidate offset the classifier's sync log-odds are averaged over many instants; the peak is the
-    offset, reported with a bootstrap interval and support, or as not determined when it does not stand out.
+    every candidate offset the cues' scores are averaged over many instants; the peak is the offset, committed
+    only when independent evidence agrees (and the classifier is inside its domain on this footage), else "not
+    determined" with the reason.
     Writes sync.json, sync.csv and a PNG of the score against the offset for every camera pair; offset d means
     the camera's frame t + d shows the reference's frame t.
     """
     import torch
     from .sync import SyncOptions, apply_offsets, load_model, render_table, synchronize
-    from .sync.epipolar import EpipolarCue
     from .train.run import USER_ERRORS
     dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     if dev == "cuda" and not torch.cuda.is_available():
         raise click.ClickException("--device cuda: CUDA is not available")
+    if model_path is None and cue != "geometry":
+        raise click.UsageError(f"--cue {cue} needs --model (only --cue geometry works without one)")
     options = SyncOptions(reference=reference, max_offset_s=max_offset, instants=instants, joint=not independent,
                           min_support=min_support, seed=seed, sequences=tuple(sequences), mirrored=mirrored,
-                          adapt_steps=adapt_steps, adapt_lr=adapt_lr,
-                          geometry=EpipolarCue() if geometry else None)
+                          adapt_steps=adapt_steps if model_path else 0, adapt_lr=adapt_lr, cue=cue,
+                          tolerance_s=tolerance, threads=threads)
     log = lambda msg: click.echo(msg, err=True)  # noqa: E731
     try:
-        model = load_model(model_path, dev)
+        model = load_model(model_path, dev) if model_path else None
         result = synchronize(dataset, model, options, out=out, device=dev, source=source, workers=workers, log=log)
         render_table(result)
         if apply_:
@@ -573,8 +580,9 @@ def bench_decode(json_path, root, pairs, batches, repeats, seed):
 
 @bench.command("sync")
 @json_option
-@click.option("--model", "model_path", required=True, type=click.Path(exists=True),
-              help="A pre-training run folder or checkpoint (the default syncssl-train's: runs/pretrain).")
+@click.option("--model", "model_path", default=None, type=click.Path(exists=True),
+              help="A pre-training run folder or checkpoint (the default syncssl-train's: runs/pretrain); not needed "
+                   "with --cue geometry.")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/bench-sync", show_default=True)
 @click.option("--data-root", default="data", show_default=True,
               help="Where the held-out subjects are rendered (longer than the preset; cached).")
@@ -593,14 +601,14 @@ def bench_decode(json_path, root, pairs, batches, repeats, seed):
 @click.option("--adapt-lr", type=click.FloatRange(0, min_open=True), default=1e-4, show_default=True)
 @click.option("--frames", type=click.IntRange(min=2), default=None,
               help="Each camera's recording length in frames (default: the preset's; longer ones are rendered).")
-@click.option("--geometry/--no-geometry", default=True, show_default=True,
-              help="syncssl-sync --geometry: add the rig's epipolar geometry to the classifier's log-odds.")
+@click.option("--cue", type=click.Choice(["fused", "classifier", "geometry"]), default="fused", show_default=True,
+              help="syncssl-sync --cue (geometry needs no --model).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=None)
 @click.option("--eval", "evaluate", is_flag=True,
               help="Also syncssl-eval's held-out sync accuracy: unshifted, shifted, shifted with the offsets applied.")
 def bench_sync(json_path, model_path, out, data_root, preset, data_seed, offset_seed, max_offset, search_margin,
-               instants, mirrored, adapt_steps, adapt_lr, frames, geometry, device, workers, evaluate):
+               instants, mirrored, adapt_steps, adapt_lr, frames, cue, device, workers, evaluate):
     """syncssl-sync on the held-out subjects with seeded random camera offsets: the share recovered within 1 frame
     (sync_bench.json, sync_bench.png in OUT)."""
     from .bench.sync import print_sync_table, run_sync_benchmark
@@ -609,7 +617,7 @@ def bench_sync(json_path, model_path, out, data_root, preset, data_seed, offset_
         result = run_sync_benchmark(model_path, out=out, data_root=data_root, preset=preset, data_seed=data_seed,
                                     offset_seed=offset_seed, max_offset_s=max_offset, search_margin_s=search_margin,
                                     instants=instants, mirrored=mirrored, adapt_steps=adapt_steps,
-                                    adapt_lr=adapt_lr, frames=frames, geometry=geometry, device=device,
+                                    adapt_lr=adapt_lr, frames=frames, cue=cue, device=device,
                                     workers=workers,
                                     evaluate=evaluate, log=lambda m: click.echo(m, err=True))
     except USER_ERRORS as e:

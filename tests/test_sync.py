@@ -42,8 +42,13 @@ class PixelScorer:
         return -(a - b).abs().mean(1) * 10
 
 
+# The stub's own numbers for the domain check (what it reads on its own kind of data): far-apart instants read
+# unsynchronized, cross-camera log-odds between -10 and 0.
+STUB_REFERENCE = dict(same_frame_sync=0.0, far_apart_unsync=1.0, cross_q05=-10.0, cross_q50=-3.0, cross_q95=0.0)
+
+
 def stub_model() -> LoadedModel:
-    return LoadedModel(PixelScorer(), load_config("tiny"), None, 0)
+    return LoadedModel(PixelScorer(), load_config("tiny"), None, 0, reference=STUB_REFERENCE)
 
 
 def mirror_rig(src_seq: Path, out: Path, cameras=("cam_a", "cam_b", "cam_c")) -> Path:
@@ -405,8 +410,11 @@ def test_mirror_rig_offsets_are_recovered_exactly(mirror_session):
     assert (out / "sync.csv").read_text().count("\n") == 4 and (out / "scores.png").stat().st_size > 1000
 
 
-def test_mirrored_scoring_averages_the_mirror_images_pass(mirror_session, tmp_path):
+def test_mirrored_scoring_averages_the_mirror_images_pass(mirror_session, tmp_path, monkeypatch):
     """--mirrored embeds every view a second time, mirrored, and scores the mirrored pairs too."""
+    from syncssl.sync import domain, pipeline
+    monkeypatch.setattr(pipeline, "_domain_checks",  # its own sample of crops is not what is counted here
+                        lambda model, plans, *a: {p.seq.key: domain.DomainCheck(True) for p in plans})
     class Recording(PixelScorer):
         def __init__(self):
             self.batches = []
@@ -465,9 +473,11 @@ def test_undetermined_cameras_are_reported_and_left_out(mirror_session, tmp_path
             return torch.zeros(len(a))
 
     session, _ = mirror_session
-    model = dataclasses.replace(stub_model(), scorer=Blind())
+    # its own data never asked it about far-apart instants: inside its domain, and blind
+    model = dataclasses.replace(stub_model(), scorer=Blind(), reference=dict(STUB_REFERENCE, far_apart_unsync=0.5))
     result = synchronize(session, model, SyncOptions(max_offset_s=0.24, **FAST), out=tmp_path / "out",
                          progress=False, log=lambda m: None)
+    assert result.sequences[0].domain.inside
     assert all(not c.estimate.determined for c in result.sequences[0].cameras[1:])
     from rich.console import Console
     console = Console(record=True, width=200)
@@ -484,6 +494,30 @@ def test_undetermined_cameras_are_reported_and_left_out(mirror_session, tmp_path
     sf = read_sync_file(work)
     assert sf.excluded == ("cam_b", "cam_c") and sf.start == {"cam_a": 0}
     assert open_dataset(work).sequences[0].camera_names == ["cam_a"]
+
+
+def test_out_of_domain_scores_are_not_determined(mirror_session, tmp_path):
+    """A classifier whose log-odds lie far outside its own range (as the synthetic model's on real footage) is not
+    trusted, even though its peaks would be right: nothing is committed, and the reason says why."""
+    class Loud(PixelScorer):
+        def log_odds(self, a, b):
+            return super().log_odds(a, b) * 100 - 300
+
+    session, _ = mirror_session
+    model = dataclasses.replace(stub_model(), scorer=Loud())
+    result = synchronize(session, model, SyncOptions(max_offset_s=0.24, **FAST), out=tmp_path / "out",
+                         progress=False, log=lambda m: None)
+    seq = result.sequences[0]
+    assert not seq.domain.inside and "outside" in seq.domain.reasons[0]
+    assert all(not c.estimate.determined for c in seq.cameras[1:])  # its (right) peaks are not even looked at
+    assert all("outside its domain" in c.estimate.reason for c in seq.cameras[1:])
+    assert any("outside its domain" in n for n in result.notes)
+    doc = json.loads((tmp_path / "out" / "sync.json").read_text())
+    assert doc["sequences"][0]["domain"]["inside"] is False
+    # the same scores, in range: committed
+    inside = synchronize(session, stub_model(), SyncOptions(max_offset_s=0.24, **FAST), out=tmp_path / "in",
+                         progress=False, log=lambda m: None)
+    assert [c.estimate.offset for c in inside.sequences[0].cameras[1:]] == [3, -2]
 
 
 def test_force_applies_the_best_peak_of_an_undetermined_camera(mirror_session, tmp_path):
@@ -559,13 +593,14 @@ def test_cli_runs_with_the_stub(mirror_session, monkeypatch, tmp_path):
     assert r.exit_code == 0, r.output
     assert "+3" in r.output and "applied:" in r.output and "add up" in r.output
     assert read_sync_file(work).start == {"cam_a": 2, "cam_b": 5, "cam_c": 0}
-    assert {p.name for p in (tmp_path / "out").iterdir()} >= {"sync.json", "sync.csv", "scores.png", "prepared"}
+    assert {p.name for p in (tmp_path / "out").iterdir()} >= {"sync.json", "sync.csv", "scores.png"}
+    assert (work / "sync-prepared" / "manifest.json").is_file()  # beside the data: every later run reuses it
     options = lambda: json.loads((tmp_path / "out" / "sync.json").read_text())["options"]  # noqa: E731
-    assert options()["geometry"]["weight"] > 0  # the geometric cue is on by default, and recorded
+    assert options()["cue"] == "fused" and options()["tolerance_s"] == 0.04  # recorded
     r = CliRunner().invoke(cli.sync, [str(work), "--model", str(work), "--max-offset", "0.24", "--adapt", "0",
-                                      "--no-geometry", "--out", str(tmp_path / "out")], catch_exceptions=False)
+                                      "--cue", "classifier", "--out", str(tmp_path / "out2")], catch_exceptions=False)
     assert r.exit_code == 0, r.output
-    assert options()["geometry"] is None
+    assert json.loads((tmp_path / "out2" / "sync.json").read_text())["options"]["cue"] == "classifier"
     r = CliRunner(env={"COLUMNS": "250"}).invoke(cli.data, ["inspect", str(work)])
     assert r.exit_code == 0 and "sync offsets" in r.output and "cam_b 5" in r.output, r.output
     r = CliRunner().invoke(cli.sync, [str(work), "--model", str(work), "--max-offset", "9"])
@@ -681,14 +716,14 @@ def test_adapt_fine_tunes_a_copy_and_searches_again(mirror_session, tmp_path):
     from syncssl.models.pairnet import PairNet
 
     class StubPairNet(PairNetScorer):  # searches with the pixel stub, adapts the real model
-        embed, log_odds = PixelScorer.embed, PixelScorer.log_odds
+        embed, log_odds, flip_log_odds = PixelScorer.embed, PixelScorer.log_odds, None
 
     session, _ = mirror_session
     cfg = load_config("tiny")
     torch.manual_seed(0)
     net = PairNet(cfg.model)
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    model = LoadedModel(StubPairNet(net), cfg, None, 0)
+    model = LoadedModel(StubPairNet(net), cfg, None, 0, reference=STUB_REFERENCE)
     options = SyncOptions(max_offset_s=0.24, **dict(FAST, adapt_steps=3))
     result = synchronize(session, model, options, out=tmp_path / "out", progress=False, log=lambda m: None)
     rep = result.adapted
@@ -714,29 +749,18 @@ def _rig_camera(name: str, eye) -> "Camera":
     return Camera(name, (1000, 1000), K, np.array([0.05, -0.02, 0.001, 0.0005, 0.0]), R, t)
 
 
-def _person_box(cam, ground_xy, height=1750.0) -> np.ndarray:
-    """The box whose top-centre and bottom-centre are the projections of a standing person's head and feet."""
-    head, feet = cam.project(np.array([[*ground_xy, height], [*ground_xy, 0.0]]))
-    half, xc = 0.2 * (feet[1] - head[1]), (head[0] + feet[0]) / 2
-    return np.array([xc - half, head[1], xc + half, feet[1]])
-
-
-def test_epipolar_error_vanishes_for_one_instant_and_grows_as_the_person_moves():
+def test_essential_matrix_relates_the_two_images_of_a_world_point():
     from syncssl.sync import epipolar
     a, b = _rig_camera("a", [4500, 300, 1500]), _rig_camera("b", [-600, 4200, 1700])
-    # the essential matrix: the two normalised images of any world point satisfy x_b^T E x_a = 0
     X = np.random.default_rng(0).uniform([-1500, -1500, 0], [1500, 1500, 2000], (20, 3))
     xa = epipolar.normalised(a, a.project(X))
     xb = epipolar.normalised(b, b.project(X))
     h = lambda x: np.concatenate([x, np.ones((len(x), 1))], 1)
     assert np.abs(np.einsum("ni,ij,nj->n", h(xb), epipolar.essential(a, b), h(xa))).max() < 1e-9
-    # a vertical person: box points on the lines at one instant; a metre's walk leaves them far off
-    here = epipolar.epipolar_error(a, b, _person_box(a, [0, 0]), _person_box(b, [0, 0]))
-    moved = [epipolar.epipolar_error(a, b, _person_box(a, [0, 0]), _person_box(b, step))
-             for step in ([300, 0], [1000, 0], [0, 1000])]
-    assert here < 1e-4 and moved[0] > 0.01 and min(moved[1:]) > 0.05 and moved[1] > moved[0]
-    with pytest.raises(ValueError, match="boxes"):
-        epipolar.box_points(np.zeros((3, 5)))
+    # one viewpoint (a mirror rig, two copies of one camera) has no epipolar geometry: the pipeline skips the cue
+    assert epipolar.has_baseline(a, b) and not epipolar.has_baseline(a, dataclasses.replace(a, name="copy"))
+    with pytest.raises(ValueError, match="pixels"):
+        epipolar.normalised(a, np.zeros((3, 5)))
 
 
 def test_smoothed_cue_keeps_its_gaps_and_averages_over_neighbouring_offsets():
@@ -752,27 +776,3 @@ def test_smoothed_cue_keeps_its_gaps_and_averages_over_neighbouring_offsets():
             window = x[i, max(0, k - half): k + half + 1]
             want = np.nan if np.isnan(x[i, k]) else np.nanmean(window)
             assert np.isnan(got[i, k]) if np.isnan(want) else got[i, k] == pytest.approx(want)
-
-
-def test_cue_matrix_scores_every_instant_and_offset_of_a_walk():
-    from syncssl.sync import epipolar
-    a, b = _rig_camera("a", [4500, 300, 1500]), _rig_camera("b", [-600, 4200, 1700])
-    T = 60
-    path = np.stack([np.linspace(-1500, 1500, T), np.zeros(T)], 1)  # a straight walk, 1.25 m/s at 25 fps
-    boxes_a = np.stack([_person_box(a, p) for p in path])
-    boxes_b = np.stack([_person_box(b, p) for p in path])
-    boxes_b[7] = np.nan  # no person found in that frame
-    instants, offsets = np.arange(10, 50, 3), np.arange(-8, 9)
-    for smooth_s in (0.0, 0.08):  # 2 frames at 25 fps
-        cue = epipolar.EpipolarCue(weight=2.0, smooth_s=smooth_s)
-        m = epipolar.cue_matrix(cue, a, b, boxes_a, boxes_b, instants, offsets, 25.0)
-        assert m.shape == (len(instants), len(offsets)) and m.dtype == np.float32
-        assert np.isnan(m[instants[:, None] + offsets[None, :] == 7]).all()  # NaN stays NaN, smoothed too
-        curve = np.nanmean(m, 0)  # the walk is where the cue peaks (flat-topped: clipped at its ceiling)
-        assert curve[offsets == 0][0] == pytest.approx(curve.max()) and curve[[0, -1]].max() < curve.max() - 1
-    assert np.isnan(epipolar.cue_matrix(epipolar.EpipolarCue(), a, b, boxes_a, boxes_b, np.array([T - 2]),
-                                        np.array([5]), 25.0)).all()  # b's frame T + 3 does not exist
-    # one viewpoint (a mirror rig, two copies of one camera) has no epipolar geometry: the pipeline skips the cue
-    assert epipolar.has_baseline(a, b) and not epipolar.has_baseline(a, dataclasses.replace(a, name="copy"))
-    with pytest.raises(ValueError, match="weight"):
-        epipolar.EpipolarCue(weight=0)

@@ -57,7 +57,7 @@ def ensure_long_render(data_root: Path, preset: str, margin_frames: int, seed: i
 def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = "small", data_seed: int = 0,
                        offset_seed: int = 0, max_offset_s: float = 2.0, search_margin_s: float = 0.2,
                        instants: int = 512, mirrored: bool = False, adapt_steps: int = 300, adapt_lr: float = 1e-4,
-                       frames: int | None = None, geometry: bool = True, device: str = "auto",
+                       frames: int | None = None, cue: str = "fused", device: str = "auto",
                        workers: int | None = None, evaluate: bool = False, eval_pairs: int = 1024,
                        log=print) -> dict:
     import torch
@@ -65,7 +65,6 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
     from ..data.sources import open_dataset
     from ..data.synthetic import PRESETS
     from ..sync import SyncOptions, apply_offsets, load_model, render_table, synchronize
-    from ..sync.epipolar import EpipolarCue
     from ..sync.inject import random_offsets, shift_dataset
     t0 = time.perf_counter()
     base = PRESETS[preset]
@@ -89,10 +88,12 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
         log(f"writing {root}")
         shift_dataset(long_root, root, offsets, first=span, length=frames, splits=splits)
     dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
-    loaded = load_model(model, dev)
+    if model is None and cue != "geometry":
+        from ..config import ConfigError
+        raise ConfigError(f"--cue {cue} needs --model (only --cue geometry works without one)")
+    loaded = load_model(model, dev) if model is not None else None
     options = SyncOptions(max_offset_s=max_offset_s + search_margin_s, instants=instants, seed=offset_seed,
-                          mirrored=mirrored, adapt_steps=adapt_steps, adapt_lr=adapt_lr,
-                          geometry=EpipolarCue() if geometry else None)
+                          mirrored=mirrored, adapt_steps=adapt_steps if loaded else 0, adapt_lr=adapt_lr, cue=cue)
     result = synchronize(shifted, loaded, options, out=out / "sync", device=dev, workers=workers, log=log,
                          truth=truth)
     render_table(result)
@@ -111,11 +112,12 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
     report = dict(
         what="share of cameras whose offset syncssl-sync recovers within 1 frame (undetermined = miss), offsets "
              f"injected uniformly in [-{max_offset_s:g}, {max_offset_s:g}] s on the held-out subjects",
-        model=str(loaded.checkpoint), model_step=loaded.step, device=_device(dev),
+        model=str(loaded.checkpoint) if loaded else None, model_step=loaded.step if loaded else None,
+        device=_device(dev),
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), preset=preset,
         data=str(long_root), data_seed=data_seed, offset_seed=offset_seed, max_offset_s=max_offset_s,
         max_offset_frames=span, search_max_offset_s=options.max_offset_s, min_support=options.min_support,
-        geometry=None if options.geometry is None else dataclasses.asdict(options.geometry),
+        cue=cue, tangency=dataclasses.asdict(options.tangency), tolerance_s=options.tolerance_s,
         instants_per_camera=instants, mirrored=mirrored, sequences=len(result.sequences),
         adapted=dataclasses.asdict(result.adapted) if result.adapted is not None else None,
         cameras=len(rows), frames_per_camera=frames, sync_seconds=result.seconds,
@@ -136,7 +138,8 @@ def _summarise(rows: list[dict]) -> dict:
         return dict(within_1_frame=float(np.mean(det & (np.abs(np.nan_to_num(err, nan=1e9)) <= 1))),
                     exact=float(np.mean(det & (np.nan_to_num(err, nan=1e9) == 0))), determined=float(det.mean()),
                     within_1_frame_of_determined=float(np.mean(np.abs(err[det]) <= 1)) if det.any() else None,
-                    median_abs_error_determined=float(np.median(np.abs(err[det]))) if det.any() else None)
+                    median_abs_error_determined=float(np.median(np.abs(err[det]))) if det.any() else None,
+                    wrong_committed=int(np.sum(det & (np.abs(np.nan_to_num(err, nan=0)) > 1))))
     def hit_share(selected: list[dict]) -> float | None:  # joint estimates within 1 frame; None for no camera
         hits = [r["joint"] is not None and abs(r["joint"] - r["truth"]) <= 1 for r in selected]
         return float(np.mean(hits)) if hits else None
@@ -222,12 +225,13 @@ def print_sync_table(report: dict, console=None) -> None:
     console = console or Console()
     t = Table(title=f"syncssl-bench sync: {report['cameras']} cameras of {report['sequences']} held-out sequences, "
                     f"offsets within +-{report['max_offset_s']:g} s (seed {report['offset_seed']})")
-    for c in ("estimate", "within 1 frame", "exact", "determined", "within 1 frame of determined"):
+    for c in ("estimate", "within 1 frame", "exact", "determined", "within 1 frame of determined", "committed wrong"):
         t.add_column(c, justify="right" if c != "estimate" else "left")
     for key, label in (("joint", "joint (every pair)"), ("direct", "reference pair only")):
         r = report[key]
         t.add_row(label, f"{r['within_1_frame']:.1%}", f"{r['exact']:.1%}", f"{r['determined']:.1%}",
-                  "-" if r["within_1_frame_of_determined"] is None else f"{r['within_1_frame_of_determined']:.1%}")
+                  "-" if r["within_1_frame_of_determined"] is None else f"{r['within_1_frame_of_determined']:.1%}",
+                  str(r["wrong_committed"]))
     console.print(t)
     if report.get("first_search"):
         first = report["first_search"]

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from ..data.calibration import match_cameras, read_calibration
+from ..data.calibration import match_cameras, read_calibration, write_calibration
 from ..data.dataset import DataError, load_masks, read_dataset_json, save_masks
 from ..data.sources.layout import find_videos
-from ..data.video import CODECS, probe, read_frames, write_video
+from ..data.video import CODECS, iter_frames, probe, read_frames, write_video
 
 
 def random_offsets(cameras: list[str], reference: str, max_frames: int, rng: np.random.Generator) -> dict[str, int]:
@@ -72,6 +73,40 @@ def shift_sequence(src: Path, dst: Path, offsets: dict[str, int], *, first: int 
                 n = length - int(trim_end.get(c, 0))
                 save_masks(dst / "masks" / f"{c}.npz", load_masks(mask, slice(starts[c], starts[c] + n)))
     return dict(offsets=offsets, first=first, length=length, starts=starts)
+
+
+def cut_session(src: Path, dst: Path, cuts: dict[str, int], *, scale: int = 1, codec: str = "mjpeg",
+                frames: int | None = None) -> dict[str, int]:
+    """A bare session (calibration + videos) in which camera c lost its first ``cuts[c]`` frames, as a camera that
+    started recording late looks; every frame shrunk ``scale`` times (block means; the calibration with it), at
+    most ``frames`` frames per camera kept. Returns the true offsets against the first camera (its frame t + d
+    shows the first camera's frame t): ``cuts[first] - cuts[c]``."""
+    from ..data.prepare import downsample
+    src, dst = Path(src), Path(dst)
+    cams = read_calibration(src / "calibration.toml")
+    names = [c.name for c in cams]
+    unknown = sorted(set(cuts) - set(names))
+    if unknown:
+        raise DataError(src, f"cuts for unknown cameras {unknown}; cameras are {', '.join(names)}")
+    if scale < 1:
+        raise ValueError(f"scale must be >= 1, got {scale}")
+    videos, _ = match_cameras(names, find_videos(src))
+    (dst / "videos").mkdir(parents=True, exist_ok=True)
+    scaled = []
+    for cam in cams:
+        K = cam.K.copy()
+        K[:2] /= scale
+        K[:2, 2] = (cam.K[:2, 2] + 0.5) / scale - 0.5  # a block's mean sits at its centre (pixel centres are integers)
+        scaled.append(replace(cam, K=K, size=(cam.size[0] // scale, cam.size[1] // scale)))
+        info = probe(videos[cam.name], verify="none")
+        cut = int(cuts.get(cam.name, 0))
+        n = info.num_frames - cut if frames is None else min(frames, info.num_frames - cut)
+        if n <= 0:
+            raise DataError(videos[cam.name], f"cutting {cut} frames leaves nothing of its {info.num_frames}")
+        shrunk = (downsample(f, scale) for f in iter_frames(videos[cam.name], n, cut))
+        write_video(dst / "videos" / f"{cam.name}{CODECS[codec][0]}", shrunk, info.fps or 25.0, codec)
+    write_calibration(dst / "calibration.toml", scaled)
+    return {c: int(cuts.get(names[0], 0)) - int(cuts.get(c, 0)) for c in names}
 
 
 def shift_dataset(src: Path, dst: Path, offsets: dict[str, dict[str, int]], *, first: int | None = None,

@@ -1,16 +1,21 @@
-"""``syncssl-sync``: the time offsets of an unsynchronized rig from the pre-trained sync classifier.
+"""``syncssl-sync``: the time offsets of an unsynchronized rig from the sync classifier and the silhouettes' geometry.
 
 1. The dataset (or bare session) is opened as it is (an applied ``sync.toml`` included: what is measured is then
    the residual), with cameras of any lengths; every camera becomes a single-camera sequence of its whole length,
    and that is prepared like any dataset (backgrounds, person boxes, per-camera static frames, tiles) into
-   ``<out>/prepared``. No labels are read.
+   ``<dataset>/sync-prepared``, where every later run reuses it. No labels are read.
 2. Every frame a score needs is embedded once through the fused data path (tiles or video -> ViewAssembler ->
    ``assemble_pairs``, unflipped, no jitter, no augmentation) and the model's backbone. PairNet scores a pair as
    ``sync_head(fuse(e_a, e_b))`` of per-view embeddings, and in eval mode an embedding depends on its own view
    only, so scoring (a at t, b at t + d) for every instant and offset from cached embeddings is exactly the
    model's forward pass on those pairs, at the cost of one backbone pass per frame instead of one per pair.
-3. For every camera pair, the per-instant log-odds matrix (instants x offsets) goes to :mod:`.search`: each
-   pair's curve and peak, every camera against the reference jointly, and the triplet check.
+3. For every camera pair, the per-instant score matrix (instants x offsets) of each cue goes to :mod:`.search`:
+   the classifier's log-odds (when :mod:`.domain` finds the model inside its domain on this footage) plus the
+   silhouettes' epipolar tangency (:mod:`.tangency`); each pair's curve and peak, every camera against the
+   reference jointly, and the triplet check.
+4. A camera is committed only when independent evidence agrees (:func:`confirm`): the fused estimate is stable
+   under resampling, no cue significantly prefers another offset, and at least two of the classifier, the
+   geometry and a consistent camera triplet confirm it. Otherwise it is "not determined", with the reason.
 """
 from __future__ import annotations
 
@@ -26,10 +31,30 @@ import numpy as np
 import torch
 
 from ..data.dataset import DataError, Dataset, Sequence
-from . import epipolar, search
-from .epipolar import EpipolarCue
+from . import domain, search, tangency
+from .epipolar import has_baseline
+from .tangency import TangencyCue
 
 ANY_LENGTH = 10 ** 9  # frame tolerance: an unsynchronized rig's cameras may differ in length by anything
+DEFAULT_MAX_OFFSET_S = 5.0  # without --max-offset: what the recordings allow, up to this
+CUES = ("fused", "classifier", "geometry")
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity mask, and the cgroup's CPU quota where one is set."""
+    import math
+    import os
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:
+        n = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, math.floor(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
 
 
 class PairScorer(Protocol):
@@ -70,6 +95,13 @@ class PairNetScorer:
             logits = self.model.sync_head(self.model.fusion.fuse(a, b)).float()
         return logits[:, 1] - logits[:, 0]
 
+    @torch.no_grad()
+    def flip_log_odds(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """(N,) log P(flipped) - log P(not flipped) of embedded pairs (the domain check's mirror question)."""
+        with self._autocast():
+            logits = self.model.flip_head(self.model.fusion.fuse(a, b)).float()
+        return logits[:, 1] - logits[:, 0]
+
 
 @dataclass
 class LoadedModel:
@@ -78,6 +110,8 @@ class LoadedModel:
     checkpoint: Path
     step: int
     input_dtype: torch.dtype = torch.float32
+    reference: dict | None = None  # the domain check's numbers on the model's own data (None: domain.json, made
+    #                                from the model's prepared data when it is on this machine)
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
@@ -108,12 +142,13 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedMo
 @dataclass(frozen=True)
 class SyncOptions:
     reference: str | None = None  # camera the others are measured against (default: each sequence's first)
-    max_offset_s: float = 2.0  # search offsets in [-max, max] seconds against the reference
+    max_offset_s: float | None = None  # search offsets in [-max, max] seconds against the reference (None: what the
+    #                recordings allow with half the shorter one and min_overlap_s in common, up to DEFAULT_MAX_OFFSET_S)
     instants: int = 512  # instants sampled per camera (evenly over its moving frames)
     replicates: int = 200  # bootstrap resamples of the instants (per pair)
     joint_replicates: int = 64  # ... for the joint estimate (a search over every camera per resample)
-    min_support: float = 0.9  # share of resamples that must agree within ``tolerance`` for "determined"
-    tolerance: int = 1  # frames
+    min_support: float = 0.9  # share of resamples that must agree within ``tolerance_s`` for "determined"
+    tolerance_s: float = 0.04  # how far an estimate may lie from another and still agree (1 frame at 25 fps)
     min_overlap_s: float = 0.5  # every searched offset must leave the recordings at least this much in common
     joint: bool = True  # every camera at once from all pairs (else: each camera from its reference pair only)
     seed: int = 0  # bootstrap resampling
@@ -126,13 +161,18 @@ class SyncOptions:
     #                         (on 3 draws of the benchmark's offsets: +2, +10 and +15 points of cameras placed by
     #                         the classifier alone; -4, 0 and +12.5 points with the geometric cue)
     adapt_lr: float = 1e-4  # its peak learning rate (warm-up, then cosine to 0)
-    geometry: EpipolarCue | None = EpipolarCue()  # add the rig's epipolar geometry to every pair's log-odds (the
-    #                person's head and feet on each other's epipolar lines, smoothed over the offsets; calibration and
-    #                person boxes, no labels): it tells a walker's gait cycles apart. None: the classifier alone
+    cue: str = "fused"  # "fused": the classifier's log-odds plus the silhouettes' epipolar tangency; "classifier";
+    #                     "geometry" (no model needed)
+    tangency: TangencyCue = TangencyCue()
+    threads: int | None = None  # torch threads of the embedding (default: the CPUs this process may use)
 
     def __post_init__(self):
-        if not self.max_offset_s > 0:
+        if self.max_offset_s is not None and not self.max_offset_s > 0:
             raise ValueError(f"max_offset_s must be > 0, got {self.max_offset_s}")
+        if self.cue not in CUES:
+            raise ValueError(f"cue must be one of {', '.join(CUES)}, got {self.cue!r}")
+        if not self.tolerance_s > 0:
+            raise ValueError(f"tolerance_s must be > 0, got {self.tolerance_s}")
         if self.instants < 1 or self.replicates < 1 or self.batch_size < 2:
             raise ValueError("instants and replicates must be >= 1, batch_size >= 2")
         if not 0 < self.min_support <= 1:
@@ -168,6 +208,8 @@ class SequenceResult:
     left_out: tuple[str, ...] = ()  # cameras that sync.toml already excluded (not measured here)
     figure: Path | None = None
     truth: dict[str, int] | None = None  # known offsets (benchmarks), drawn in the figure
+    cue_curves: dict = field(default_factory=dict)  # (a, b) -> {cue name: Curve}: each cue alone
+    domain: object = None  # the classifier's DomainCheck on this sequence's cameras (None: not used)
 
     @property
     def determined(self) -> bool:
@@ -225,24 +267,43 @@ def overlap_frames(len_a: int, len_b: int, d: int) -> int:
     return max(0, min(len_a, len_b - d) - max(0, -d))
 
 
-def check_span(seq: Sequence, a: str, b: str, len_a: int, len_b: int, span: int, min_overlap: int, fps: float,
-               max_offset_s: float):
-    """Refuse a search range the recordings cannot hold: at +-span frames they must still share min_overlap."""
-    worst = min(overlap_frames(len_a, len_b, span), overlap_frames(len_a, len_b, -span))
-    if worst >= min_overlap:
-        return
-    allowed = min(len_a, len_b) - min_overlap
-    hint = (f"the largest --max-offset these recordings allow is {allowed / fps:.2f} s ({allowed} frames)"
-            if allowed > 0 else "they are too short to synchronize")
-    raise DataError(seq.folder or seq.key, f"{seq.key}: --max-offset {max_offset_s:g} s ({span} frames) is larger "
-                                           f"than the recordings' overlap: {b} holds {len_b} frames and {a} {len_a}, "
-                                           f"so at an offset of {span} frames they would share {worst} frames, fewer "
-                                           f"than {min_overlap} ({min_overlap / fps:.2f} s); {hint}")
+def search_spans(seqs: list[Sequence], options: SyncOptions) -> dict[str, int]:
+    """Frames searched each way per sequence. Without --max-offset: the most every pair with the reference allows
+    (keeping min_overlap_s in common), up to DEFAULT_MAX_OFFSET_S. With it: refused when any pair cannot hold it,
+    in one message naming every pair's limit."""
+    spans, refused = {}, []
+    for seq in seqs:
+        ref = seq.view(_reference(seq, options.reference))
+        min_overlap = _min_overlap(options, seq.fps)
+        shared = {v.name: min(ref.num_frames - ref.start, v.num_frames - v.start) for v in seq.views if v is not ref}
+        limits = {c: n - min_overlap for c, n in shared.items()}
+        allowed = min(limits.values())
+        if options.max_offset_s is None:  # every offset scored on at least half of the shorter recording
+            span = min(allowed, min(shared.values()) // 2, int(round(DEFAULT_MAX_OFFSET_S * seq.fps)))
+        else:
+            span = max(1, int(round(options.max_offset_s * seq.fps)))
+        if span < 1 or span > allowed:
+            refused.append((seq, ref.name, limits, span, min_overlap))
+        spans[seq.key] = span
+    if refused:
+        lines = []
+        for seq, ref, limits, span, min_overlap in refused:
+            pairs = ", ".join(f"{c} {max(0, n) / seq.fps:.2f} s ({max(0, n)} frames)" for c, n in limits.items())
+            lines.append(f"{seq.key} against {ref}: {pairs}")
+        asked = ("no offset leaves them" if options.max_offset_s is None else
+                 f"--max-offset {options.max_offset_s:g} s is larger than the recordings' overlap allows:")
+        raise DataError(refused[0][0].folder or refused[0][0].key,
+                        f"{asked} the largest --max-offset each camera allows (keeping {options.min_overlap_s:g} s in "
+                        f"common) is " + "; ".join(lines)
+                        + (f"; the largest --max-offset for all is "
+                           f"{max(0, min(min(r[2].values()) / r[0].fps for r in refused)):.2f} s" if options.max_offset_s
+                           else ""))
+    return spans
 
 
-def _span(options: SyncOptions, fps: float) -> tuple[int, int]:
-    """(frames searched each way, frames the recordings must share at every searched offset)."""
-    return max(1, int(round(options.max_offset_s * fps))), max(2, int(round(options.min_overlap_s * fps)))
+def _min_overlap(options: SyncOptions, fps: float) -> int:
+    """Frames the recordings must share at every searched offset."""
+    return max(2, int(round(options.min_overlap_s * fps)))
 
 
 def _instants(usable: np.ndarray, n: int) -> np.ndarray:
@@ -265,28 +326,25 @@ class _Plan:
     instants: dict[str, np.ndarray]
     pairs: list[tuple[str, str, np.ndarray]]  # (a, b, offsets of b against a)
     span: int
-    boxes: dict[str, np.ndarray | None]  # (T, 4) the person's box prepare found in each frame, pixels (NaN: none)
-    geometry: bool  # the geometric cue is added (asked for, and every camera has person boxes)
+    tolerance: int  # frames: options.tolerance_s at this sequence's rate
+    outlines: dict[str, tangency.Outlines] | None = None  # silhouettes per camera (None: no geometric cue)
 
 
-def _plan(seq: Sequence, manifest, index: dict[str, int], options: SyncOptions) -> _Plan:
-    fps = seq.fps
-    span, min_overlap = _span(options, fps)
-    lengths, usable, boxes = {}, {}, {}
+def _plan(seq: Sequence, manifest, index: dict[str, int], options: SyncOptions, span: int) -> _Plan:
+    min_overlap = _min_overlap(options, seq.fps)
+    lengths, usable = {}, {}
     for c in seq.camera_names:
         p = manifest.sequences[index[c]]
         lengths[c] = p.num_frames
-        boxes[c] = None if p.tight is None else p.tight[:, 0]
         found = np.isfinite(p.tight).all(-1)[:, 0] if p.tight is not None else np.ones(p.num_frames, bool)
         usable[c] = ~np.asarray(p.static, bool) & found  # a static frame matches every instant of a still person
     ref = _reference(seq, options.reference)
     if options.reference is None and not usable[ref].any():  # a dark or empty camera cannot be everyone's reference
         ref = next((c for c in seq.camera_names if usable[c].any()), ref)
     cams = [ref] + [c for c in seq.camera_names if c != ref]
-    pairs = []
-    for a, b in ((ref, c) for c in cams[1:]):
-        check_span(seq, a, b, lengths[a], lengths[b], span, min_overlap, fps, options.max_offset_s)
-        pairs.append((a, b, np.arange(-span, span + 1)))
+    pairs = [(ref, c, np.arange(-span, span + 1)) for c in cams[1:]]
+    if options.max_offset_s is None:  # as the default span: half of the shorter recording in common
+        min_overlap = max(min_overlap, min(lengths.values()) // 2)
     for i, a in enumerate(cams[1:]):
         for b in cams[i + 2:]:
             # two cameras each up to span from the reference lie up to 2 span apart; cut to what they share
@@ -295,8 +353,8 @@ def _plan(seq: Sequence, manifest, index: dict[str, int], options: SyncOptions) 
             if hi >= lo:
                 pairs.append((a, b, np.arange(lo, hi + 1)))
     instants = {c: _instants(usable[c], options.instants) for c in cams}
-    geometry = options.geometry is not None and all(b is not None for b in boxes.values())
-    return _Plan(seq, ref, cams, index, lengths, usable, instants, pairs, span, boxes, geometry)
+    return _Plan(seq, ref, cams, index, lengths, usable, instants, pairs, span,
+                 search.tolerance_frames(options.tolerance_s, seq.fps))
 
 
 def _needed(plan: _Plan) -> dict[str, np.ndarray]:
@@ -313,23 +371,44 @@ def _needed(plan: _Plan) -> dict[str, np.ndarray]:
     return {c: need[c] & plan.usable[c] for c in plan.cameras}
 
 
-def synchronize(dataset: str | Path, model: LoadedModel, options: SyncOptions | None = None, *,
+def synchronize(dataset: str | Path, model: LoadedModel | None, options: SyncOptions | None = None, *,
                 out: str | Path | None = None, prepared: str | Path | None = None, device: str | torch.device = "cpu",
                 source: str | None = None, workers: int | None = None, log=print, progress: bool = True,
                 truth: dict[str, dict[str, int]] | None = None) -> SyncResult:
     """Measure every camera's offset against the reference in every sequence of ``dataset``; write sync.json,
-    sync.csv and one figure per sequence into ``out`` (default ``<dataset>/sync``). ``source``: "tiles" or
-    "video" (default: what the model was trained on). ``truth``: known offsets per sequence key (benchmarks)."""
+    sync.csv and one figure per sequence into ``out`` (default ``<dataset>/sync``). ``model`` may be None with
+    ``options.cue == "geometry"``. ``prepared``: where each camera's preparation goes (default
+    ``<dataset>/sync-prepared``, kept across runs whatever ``out``: prepare reuses it while the videos and its
+    settings match; ``<out>/prepared`` where the dataset folder is read-only). ``source``: "tiles" or "video"
+    (default: what the model was trained on). ``truth``: known offsets per sequence key (benchmarks)."""
+    t0 = time.perf_counter()
+    options = options or SyncOptions()
+    if model is None and options.cue != "geometry":
+        raise ValueError(f"--cue {options.cue} needs a model (--model); --cue geometry needs none")
+    dataset = Path(dataset)
+    out = Path(out) if out is not None else dataset / "sync"
+    prepared = Path(prepared) if prepared is not None else _prepared_folder(dataset, out)
+    device = torch.device(device)
+    threads = options.threads or available_cpus()
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)  # the embedding runs in this thread; prepare's workers are single-threaded
+    try:
+        return _synchronize(dataset, model, options, out, prepared, device, source, workers or threads, log,
+                            progress, truth, t0)
+    finally:
+        torch.set_num_threads(torch_threads)
+
+
+def _prepared_folder(dataset: Path, out: Path) -> Path:
+    import os
+    return dataset / "sync-prepared" if os.access(dataset, os.W_OK) else out / "prepared"
+
+
+def _synchronize(dataset, model, options, out, prepared, device, source, workers, log, progress, truth, t0):
     from ..data.prepare import prepare
     from ..data.sources import open_dataset
     from ..train.data import Prepared, make_assembler, make_source, mask_settings, tile_spec
 
-    t0 = time.perf_counter()
-    options = options or SyncOptions()
-    dataset = Path(dataset)
-    out = Path(out) if out is not None else dataset / "sync"
-    prepared = Path(prepared) if prepared is not None else out / "prepared"
-    device = torch.device(device)
     ds = open_dataset(dataset, frame_tolerance=ANY_LENGTH)
     notes = []
     seqs = []
@@ -347,23 +426,21 @@ def synchronize(dataset: str | Path, model: LoadedModel, options: SyncOptions | 
                                      f"{', '.join(s.key for s in ds.sequences[:8])}{' ...' if len(ds.sequences) > 8 else ''}")
     if not seqs:
         raise DataError(dataset, "no sequence with two or more cameras to synchronize")
-    for s in seqs:  # a wrong --reference or a search range the recordings cannot hold fail before the preparation
-        ref = s.view(_reference(s, options.reference))
-        span, min_overlap = _span(options, s.fps)
-        for v in s.views:
-            if v is not ref:
-                check_span(s, ref.name, v.name, ref.num_frames - ref.start, v.num_frames - v.start, span, min_overlap,
-                           s.fps, options.max_offset_s)
+    # a wrong --reference or a search range the recordings cannot hold fail before the preparation
+    spans = search_spans(seqs, options)
     sub = dataclasses.replace(ds, sequences=seqs)
 
-    cfg = model.cfg
-    data_cfg = dataclasses.replace(cfg.data, substitute=0.0,  # the real background, removed: no random fill
-                                   **({"source": source} if source else {}))
-    shift, scale = cfg.sampling.max_jitter()  # tiles cut as the model's training cut them
+    if model is not None:
+        cfg = model.cfg
+        data_cfg = dataclasses.replace(cfg.data, substitute=0.0,  # the real background, removed: no random fill
+                                       **({"source": source} if source else {}))
+        shift, scale = cfg.sampling.max_jitter()  # tiles cut as the model's training cut them
+        kw = dict(tiles=tile_spec(data_cfg, shift, scale), mask=mask_settings(data_cfg), crop_size=data_cfg.crop_size)
+    else:
+        kw = {}  # geometry alone: backgrounds and masks, no tiles
+    kw["workers"] = workers
     per_camera = camera_dataset(sub)
     log(f"preparing {len(per_camera.sequences)} camera recordings of {len(seqs)} sequences into {prepared}")
-    kw = dict(tiles=tile_spec(data_cfg, shift, scale), mask=mask_settings(data_cfg), crop_size=data_cfg.crop_size,
-              workers=workers)
     if progress:  # prepare says a line per video: one status line that updates, as syncssl-data prepare shows it
         from rich.console import Console
         with Console(stderr=True).status("preparing the cameras") as status:
@@ -376,37 +453,64 @@ def synchronize(dataset: str | Path, model: LoadedModel, options: SyncOptions | 
     plans = []
     for s in seqs:
         index = {v.name: index_of[f"{s.subject}/{s.name}@{v.name}"] for v in s.views}
-        plans.append(_plan(s, manifest, index, options))
+        plans.append(_plan(s, manifest, index, options, spans[s.key]))
         unusable = [c for c in plans[-1].cameras if not plans[-1].usable[c].any()]
         if unusable:
             notes.append(f"{s.key}: camera(s) {', '.join(unusable)} have no usable frame (no person found, or nobody "
                          f"moves): they cannot be synchronized; the others are measured against "
                          f"{plans[-1].reference}")
             log(notes[-1])
-        if options.geometry is not None and not plans[-1].geometry:
-            notes.append(f"{s.key}: the geometric cue is off (prepare found no person boxes for camera(s) "
-                         f"{', '.join(c for c, b in plans[-1].boxes.items() if b is None)}: no background model)")
-            log(notes[-1])
+    if options.cue != "classifier":
+        with_bg = [i for i, p in enumerate(manifest.sequences) if p.cameras[0].background_id in manifest.backgrounds]
+        outlines = tangency.silhouette_outlines(manifest, with_bg, prepared / "outlines", workers, log)
+        for plan in plans:
+            missing = [c for c in plan.cameras if plan.index[c] not in outlines]
+            if missing:
+                notes.append(f"{plan.seq.key}: no geometric cue (no background model, so no silhouettes, for "
+                             f"{', '.join(missing)})")
+                log(notes[-1])
+            else:
+                plan.outlines = {c: outlines[plan.index[c]] for c in plan.cameras}
+
+    if model is None:
+        results = [_search(plan, {}, None, options, np.random.default_rng(options.seed)) for plan in plans]
+        for r in results:
+            r.truth = (truth or {}).get(r.key)
+        result = SyncResult(dataset=dataset, checkpoint=None, options=options, sequences=results, device=str(device),
+                            source="silhouettes (no model)", seconds=0.0, views_embedded=0, notes=notes)
+        result.seconds = round(time.perf_counter() - t0, 2)
+        write_outputs(result, out)
+        return result
 
     indices = list(range(len(manifest.sequences)))
     pipe = Prepared(manifest, report.tiles)
     src = make_source(pipe, indices, data_cfg, device, 1, log)
     assembler = make_assembler(manifest, indices, data_cfg, src, device, model.input_dtype, 0)
     where = f"tiles {report.tiles.name}" if report.tiles else f"video via {src.decoder.name} ({src.decoder.device})"
-    def search_all(scorer: PairScorer) -> tuple[list[SequenceResult], int]:
+
+    def search_all(scorer: PairScorer, checks: dict | None, independent: bool = True
+                   ) -> tuple[list[SequenceResult], int]:
         embeddings, mirrored, views = _embed(plans, assembler, scorer, options.batch_size, progress, options.mirrored)
         rng = np.random.default_rng(options.seed)  # every search resamples the same instants
-        found = [_search(plan, embeddings, scorer, options, rng, device, mirrored) for plan in plans]
+        found = [_search(plan, embeddings, scorer, options, rng, mirrored, checks[plan.seq.key] if checks else None,
+                         classifier_votes=independent) for plan in plans]
         for r in found:
             r.truth = (truth or {}).get(r.key)
         return found, views
 
     adapted = None
     try:
-        results, views = search_all(model.scorer)
+        checks = _domain_checks(model, plans, assembler, device, log)
+        for key, check in checks.items():
+            if not check.inside:
+                geometry = options.cue == "fused" and next(p for p in plans if p.seq.key == key).outlines
+                notes.append(f"{key}: {check.describe()}; " + ("the classifier is left out, the geometry alone "
+                                                               "decides" if geometry else "it is not used"))
+                log(notes[-1])
+        results, views = search_all(model.scorer, checks)
         if options.adapt_steps > 0:
-            results, more, adapted = _adapt_and_search(model, plans, results, assembler, options, search_all, log,
-                                                       progress)
+            results, more, adapted = _adapt_and_search(model, plans, results, assembler, options, search_all, checks,
+                                                       log, progress)
             views += more
     finally:
         if hasattr(src, "decoder"):
@@ -419,10 +523,27 @@ def synchronize(dataset: str | Path, model: LoadedModel, options: SyncOptions | 
     return result
 
 
+def _domain_checks(model: LoadedModel, plans: list[_Plan], assembler, device, log) -> dict[str, domain.DomainCheck]:
+    """Per sequence: is the classifier inside its domain on these cameras (see :mod:`.domain`)?"""
+    reference = model.reference if model.reference is not None else domain.make_reference(model, device, log)
+    rng = np.random.default_rng(0)
+    checks = {}
+    for plan in plans:
+        far = domain.far_frames(model.cfg, plan.seq.fps)
+        images = {}
+        for c in plan.cameras:
+            frames = domain.sample_frames(plan.usable[c], far)
+            images[c] = domain.crops(assembler, [(plan.index[c], 0, int(t)) for t in frames])
+        checks[plan.seq.key] = domain.compare(domain.statistics(model.scorer, images, rng), reference)
+    return checks
+
+
 def _adapt_and_search(model: LoadedModel, plans: list[_Plan], first: list[SequenceResult], assembler,
-                      options: SyncOptions, search_all, log, progress: bool):
-    """--adapt: fine-tune a copy of the model on the pairs of the cameras the first search determined (see
-    :mod:`.adapt`), search again with it, and keep the first search's estimates beside the new ones."""
+                      options: SyncOptions, search_all, checks, log, progress: bool):
+    """--adapt: fine-tune a copy of the model on the pairs of the cameras the first search committed (see
+    :mod:`.adapt`), search again with it, and keep the first search's estimates beside the new ones.
+
+    The adapted model learnt the first answers, so it cannot vouch for them (see :func:`merge_adapted`)."""
     from .adapt import adapt
     if not isinstance(model.scorer, PairNetScorer):
         raise ValueError("--adapt fine-tunes the model: it needs a PairNet scorer")
@@ -436,11 +557,31 @@ def _adapt_and_search(model: LoadedModel, plans: list[_Plan], first: list[Sequen
     if tuned is None:
         return first, 0, None
     log(report.describe())
-    results, views = search_all(PairNetScorer(tuned, model.scorer.amp_dtype))
+    results, views = search_all(PairNetScorer(tuned, model.scorer.amp_dtype), checks, independent=False)
     for r, f in zip(results, first):
-        for c, fc in zip(r.cameras, f.cameras):
-            c.first = fc.estimate
+        merge_adapted(f.cameras, r.cameras, search.tolerance_frames(options.tolerance_s, r.fps))
     return results, views, report
+
+
+def merge_adapted(first: list[CameraResult], second: list[CameraResult], tolerance: int) -> None:
+    """The second search's cameras (``second``, in place) after adapting on the first's committed ones. The
+    adapted model learnt the first answers, so it can neither vouch for them nor raise them: a camera the first
+    search committed keeps the first search's estimate and support, or is no longer committed when the second
+    search moves its peak; one the first search left undetermined stands as the second search committed it, where
+    the adapted classifier counted in the scores but not as a confirmation (only the geometry and the camera
+    loops confirm it)."""
+    for fc, c in zip(first, second):
+        c.first = fc.estimate
+        if c.estimate.status == "reference" or not fc.estimate.determined:
+            continue
+        best = c.estimate.best
+        if best is not None and abs(best - fc.estimate.offset) <= tolerance:
+            c.estimate = fc.estimate
+        else:
+            c.estimate = dataclasses.replace(
+                c.estimate, offset=None, status="not determined",
+                reason=f"the adapted model moves it from the first search's {fc.estimate.offset:+d} frames to "
+                       f"{'nowhere' if best is None else f'{best:+d}'}: the two searches disagree")
 
 
 def _embed(plans: list[_Plan], assembler, scorer: PairScorer, batch: int, progress: bool, mirrored: bool = False):
@@ -515,10 +656,14 @@ def score_matrix(scorer: PairScorer, ea: torch.Tensor, eb: torch.Tensor, instant
     return L
 
 
-def _search(plan: _Plan, embeddings: dict, scorer: PairScorer, options: SyncOptions, rng,
-            device, mirrored: dict | None = None) -> SequenceResult:
-    curves, pairs = {}, {}
+def _search(plan: _Plan, embeddings: dict, scorer: PairScorer | None, options: SyncOptions, rng,
+            mirrored: dict | None = None, check: domain.DomainCheck | None = None,
+            classifier_votes: bool = True) -> SequenceResult:
+    """Every pair's curve from the cues in use, the joint estimate, then :func:`confirm`."""
+    curves, pairs, cue_curves = {}, {}, {}
     missing = torch.full((1, 1), float("nan"))
+    trusted = scorer is not None and (check is None or check.inside)
+    use_classifier = trusted and options.cue in ("fused", "classifier")
 
     def scores(table: dict, a: str, b: str, offsets) -> np.ndarray:
         ea = table.get(plan.index[a], missing.expand(plan.lengths[a], 1))
@@ -526,36 +671,108 @@ def _search(plan: _Plan, embeddings: dict, scorer: PairScorer, options: SyncOpti
         return score_matrix(scorer, ea, eb, plan.instants[a], offsets, plan.usable[b])
 
     for a, b, offsets in plan.pairs:
-        L = scores(embeddings, a, b, offsets)
-        if mirrored is not None:  # the same pairs with both views mirrored
-            L = (L + scores(mirrored, a, b, offsets)) / 2
+        parts = {}
+        if use_classifier:
+            L = scores(embeddings, a, b, offsets)
+            if mirrored is not None:  # the same pairs with both views mirrored
+                L = (L + scores(mirrored, a, b, offsets)) / 2
+            parts["classifier"] = L
         cam_a, cam_b = plan.seq.view(a).camera, plan.seq.view(b).camera
-        if plan.geometry and epipolar.has_baseline(cam_a, cam_b):
-            # usable frames have a box, so the cue exists wherever L does
-            L = L + epipolar.cue_matrix(options.geometry, cam_a, cam_b, plan.boxes[a], plan.boxes[b],
-                                        plan.instants[a], offsets, plan.seq.fps)
+        if plan.outlines is not None and options.cue != "classifier" and has_baseline(cam_a, cam_b):
+            pencil = tangency.Pencil(cam_a, cam_b)
+            wa = pencil.wedges(0, plan.outlines[a])
+            wb = pencil.wedges(1, plan.outlines[b])
+            wb[~plan.usable[b][:len(wb)]] = np.nan
+            G = tangency.cue_matrix(options.tangency, wa, wb, plan.instants[a], offsets, plan.seq.fps)
+            if np.isfinite(G).any():
+                parts["geometry"] = G
+        if parts:
+            L = sum(parts.values()) if len(parts) > 1 else next(iter(parts.values()))
+            if len(parts) > 1:  # fused: only where every cue scored
+                L = np.where(np.isfinite(parts.get("classifier", 0)) & np.isfinite(parts.get("geometry", 0)), L, np.nan)
+        else:
+            L = np.full((len(plan.instants[a]), len(offsets)), np.nan, np.float32)
         curve = search.Curve(a, b, offsets, L)
         curves[(a, b)] = curve
+        cue_curves[(a, b)] = {k: search.Curve(a, b, offsets, v) for k, v in parts.items()}
         pairs[(a, b)] = search.analyse_curve(curve, rng=rng, replicates=options.replicates,
-                                             min_support=options.min_support, tolerance=options.tolerance,
+                                             min_support=options.min_support, tolerance=plan.tolerance,
                                              edge=a == plan.reference)
     ref = plan.reference
     direct = {b: pairs[(ref, b)] for b in plan.cameras[1:]}
     if options.joint and len(plan.cameras) > 2:
         chosen = search.joint_offsets(plan.cameras, ref, curves, plan.span, rng=rng,
                                       replicates=options.joint_replicates, min_support=options.min_support,
-                                      tolerance=options.tolerance,
+                                      tolerance=plan.tolerance,
                                       start={c: e.best or 0 for c, e in direct.items()}, direct=direct)
     else:
         chosen = direct
+    triplets = search.triplet_checks(plan.cameras, pairs, plan.tolerance, sizes=(3, 4))
+    voters = [c for c in ("classifier", "geometry") if c != "classifier" or classifier_votes]
     cams = [CameraResult(ref, search.Estimate(0, 0, "reference"), search.Estimate(0, 0, "reference"),
                          plan.lengths[ref])]
-    cams += [CameraResult(c, chosen[c], direct[c], plan.lengths[c]) for c in plan.cameras[1:]]
+    cams += [CameraResult(c, confirm(c, chosen, cue_curves, triplets, pairs, plan.tolerance, voters,
+                                     None if trusted or scorer is None else check),
+                          direct[c], plan.lengths[c]) for c in plan.cameras[1:]]
     return SequenceResult(key=plan.seq.key, folder=plan.seq.folder, fps=plan.seq.fps, reference=ref, span=plan.span,
-                          cameras=cams, pairs=pairs, curves=curves,
-                          triplets=search.triplet_checks(plan.cameras, pairs, options.tolerance),
+                          cameras=cams, pairs=pairs, curves=curves, triplets=triplets,
                           applied={v.name: v.start for v in plan.seq.views} if plan.seq.sync_file else {},
-                          left_out=plan.seq.left_out)
+                          left_out=plan.seq.left_out, cue_curves=cue_curves, domain=check)
+
+
+def confirm(camera: str, chosen: dict[str, search.Estimate], cue_curves: dict, triplets: list[search.Triplet],
+            pairs: dict[tuple[str, str], search.Estimate], tolerance: int, voters: list[str],
+            outside: domain.DomainCheck | None = None) -> search.Estimate:
+    """Commit ``camera``'s estimate only when independent evidence agrees: no cue significantly prefers another
+    offset on any pair with this camera (at the offsets the joint hypothesis implies), and at least two of the
+    classifier, the geometry and a consistent camera triplet confirm it. ``voters``: the cues that may confirm.
+    The evidence is kept in ``extra["evidence"]``."""
+    est = chosen[camera]
+    hypothesis = {c: e.best for c, e in chosen.items()}
+    say: dict[str, list[str]] = {"confirms": [], "contradicts": []}
+    detail = {}
+    for cue in voters:
+        verdicts = []
+        for (a, b), by_cue in cue_curves.items():
+            if camera not in (a, b) or cue not in by_cue or hypothesis.get(a) is None or hypothesis.get(b) is None:
+                continue
+            v = search.vote(by_cue[cue], hypothesis[b] - hypothesis[a], tolerance)
+            verdicts.append(v.verdict)
+            detail[f"{cue} {a}-{b}"] = dict(verdict=v.verdict, z=None if np.isnan(v.z) else round(v.z, 2),
+                                            elsewhere=v.elsewhere)
+            if v.verdict == "contradicts":
+                say["contradicts"].append(f"the {cue} prefers {v.elsewhere:+d} frames for {b} against {a} "
+                                          f"(z {v.z:.1f})")
+        if "confirms" in verdicts:
+            say["confirms"].append(cue)
+    mine = [t for t in triplets if camera in t.cameras]
+    def on_hypothesis(t: search.Triplet) -> bool:  # every pair of the loop where the joint estimate puts it
+        edges = [tuple(sorted((t.cameras[i], t.cameras[(i + 1) % len(t.cameras)]), key=order.get))
+                 for i in range(len(t.cameras))]
+        return all(abs(pairs[k].offset - (hypothesis[k[1]] - hypothesis[k[0]])) <= tolerance for k in edges)
+
+    order = {c: i for i, c in enumerate(chosen)}
+    agree = [t for t in mine if t.consistent and on_hypothesis(t)]
+    if agree:
+        say["confirms"].append("loop " + "+".join(agree[0].cameras))
+    for t in mine:
+        if not t.consistent:
+            say["contradicts"].append(f"the offsets of {'+'.join(t.cameras)} do not add up (off by {t.residual:+d})")
+    est = dataclasses.replace(est, extra={**est.extra, "evidence": dict(confirmed_by=say["confirms"],
+                                                                          contradicted_by=say["contradicts"],
+                                                                          votes=detail)})
+    reason = est.reason
+    if est.determined and say["contradicts"]:
+        reason = "the evidence disagrees: " + "; ".join(say["contradicts"])
+    elif est.determined and len(say["confirms"]) < 2:
+        got = say["confirms"][0] if say["confirms"] else "nothing"
+        reason = (f"only one line of evidence ({got}) confirms it; a commitment needs two of the classifier, "
+                  "the geometry and a consistent camera triplet")
+    if outside is not None and reason:  # the classifier could have counted, had it been inside its domain
+        reason += f" ({outside.describe()})"
+    if reason != est.reason or est.determined and reason:
+        est = dataclasses.replace(est, offset=None, status="not determined", reason=reason)
+    return est
 
 
 # ---------------------------------------------------------------- outputs
@@ -569,7 +786,8 @@ def _est_json(e: search.Estimate, fps: float) -> dict:
                 margin=None if np.isnan(e.margin) else round(e.margin, 4),
                 peak_log_odds=None if np.isnan(e.score) else round(e.score, 4),
                 runner_up_frames=e.second, instants=e.instants,
-                **({"from": e.extra["from"], "joint": e.extra["joint"]} if "from" in e.extra else {}))
+                **({"from": e.extra["from"], "joint": e.extra["joint"]} if "from" in e.extra else {}),
+                **({"evidence": e.extra["evidence"]} if "evidence" in e.extra else {}))
 
 
 def result_json(result: SyncResult) -> dict:
@@ -580,6 +798,8 @@ def result_json(result: SyncResult) -> dict:
             key=s.key, folder=str(s.folder) if s.folder else None, fps=s.fps, reference=s.reference,
             search_frames=[-s.span, s.span], applied_offsets=s.applied or None, truth=s.truth,
             determined=s.determined, figure=str(s.figure) if s.figure else None,
+            domain=None if s.domain is None else dict(inside=s.domain.inside, reasons=s.domain.reasons,
+                                                      footage=s.domain.footage, reference=s.domain.reference),
             cameras=[dict(camera=c.camera, frames=c.frames, **_est_json(c.estimate, s.fps),
                           direct=_est_json(c.direct, s.fps),
                           **({"first_search": _est_json(c.first, s.fps)} if c.first is not None else {}))

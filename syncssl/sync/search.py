@@ -215,12 +215,14 @@ def _judge(est: Estimate, offsets: np.ndarray, min_support: float, edge: bool, t
 
 
 def _lookup(curve: Curve, diff: np.ndarray, score: np.ndarray | None = None) -> np.ndarray:
-    """curve's score at integer offsets ``diff`` (any shape); -inf outside its range or where nothing scored."""
+    """curve's score at integer offsets ``diff`` (any shape); outside its range or where nothing scored, its mean
+    score: a pair that cannot be scored at a hypothesis says nothing for or against it."""
     score = curve.score if score is None else score
+    neutral = float(np.nanmean(score)) if np.isfinite(score).any() else 0.0
     k = diff - curve.offsets[0]
     inside = (k >= 0) & (k < len(curve.offsets))
-    vals = np.where(inside, score[np.clip(k, 0, len(score) - 1)], -np.inf)
-    return np.where(np.isfinite(vals), vals, -np.inf)
+    vals = np.where(inside, score[np.clip(k, 0, len(score) - 1)], neutral)
+    return np.where(np.isfinite(vals), vals, neutral)
 
 
 def _joint_best(cameras: list[str], reference: str, curves: dict, scores: dict, span: int,
@@ -291,7 +293,7 @@ def joint_offsets(cameras: list[str], reference: str, curves: dict[tuple[str, st
                        instants=d.instants if d else 0, second=d.second if d else None)
         pairs = [k for k in curves if c in k]
         if all(not np.isfinite(curves[k].score).any() for k in pairs):
-            est.offset, est.status, est.reason = None, "not determined", "no pair with this camera could be scored"
+            est = Estimate(None, None, "not determined", "no pair with this camera could be scored")
         elif direct is not None and all(_flat(curves[k]) for k in pairs):
             est.offset, est.status, est.reason = None, "not determined", "flat: no peak stands out in any pair"
             est.support, est.interval = float("nan"), None
@@ -317,24 +319,82 @@ def _flat(curve: Curve) -> bool:
     return not np.isfinite(s).any() or float(np.nanmax(s) - np.nanmin(s)) <= 1e-6
 
 
+# ---------------------------------------------------------------- does a cue agree?
+
+
+def tolerance_frames(tolerance_s: float, fps: float) -> int:
+    """A time tolerance in whole frames (at least 1): 40 ms is 1 frame at 25 fps, 2 at 50 and 60 fps."""
+    return max(1, int(np.floor(tolerance_s * fps + 1e-6)))
+
+
+@dataclass
+class Vote:
+    """What one cue says about an offset: "confirms" (its best there, significantly above any other offset),
+    "contradicts" (significantly below another offset), or "silent"."""
+
+    verdict: str
+    z: float = float("nan")  # paired z of (best within tolerance of the offset) - (best elsewhere), over instants
+    elsewhere: int | None = None  # the best offset outside the tolerance
+
+
+def vote(curve: Curve, d: int, tolerance: int, z_min: float = 2.0, min_instants: int = 8) -> Vote:
+    """Does ``curve`` agree with offset ``d``? A paired test over instants: every instant scored at both offsets
+    compares the curve's best offset within ``tolerance`` of d with its best offset outside that peak (its lobe, and
+    twice the tolerance around it)."""
+    score, offsets = curve.score, curve.offsets
+    near = np.abs(offsets - d) <= tolerance
+    if not np.isfinite(score[near]).any():
+        return Vote("silent")
+    k_in = int(np.flatnonzero(near)[np.nanargmax(score[near])])
+    lo, hi = lobe(score, k_in)  # the other offsets of the same peak are no alternative to it, nor are those
+    near[lo:hi + 1] = True      # within twice the tolerance (a cue's resolution)
+    near |= np.abs(offsets - offsets[k_in]) <= 2 * tolerance
+    if not np.isfinite(score[~near]).any():
+        return Vote("silent")
+    k_out = int(np.flatnonzero(~near)[np.nanargmax(score[~near])])
+    x = curve.log_odds[:, k_in] - curve.log_odds[:, k_out]
+    x = x[np.isfinite(x)]
+    if len(x) < min_instants:
+        return Vote("silent", elsewhere=int(offsets[k_out]))
+    z = float(x.mean() / max(x.std(ddof=1) / np.sqrt(len(x)), 1e-9))
+    verdict = "confirms" if z >= z_min else "contradicts" if z <= -z_min else "silent"
+    return Vote(verdict, z, int(offsets[k_out]))
+
+
 # ---------------------------------------------------------------- consistency
 
 
 @dataclass
 class Triplet:
-    cameras: tuple[str, str, str]
-    residual: int  # d(a->b) + d(b->c) - d(a->c), frames: 0 when the pairwise offsets add up
+    """A loop of cameras (three, or four where a pair of the three cannot be scored, such as two cameras facing
+    each other across the person): the pairwise offsets around it must add up to 0."""
+
+    cameras: tuple[str, ...]
+    residual: int  # the pairwise offsets summed around the loop, frames: 0 when they add up
     consistent: bool
 
 
-def triplet_checks(cameras: list[str], pairs: dict[tuple[str, str], Estimate], tolerance: int = 1) -> list[Triplet]:
-    """For every triplet a < b < c (camera order) whose three pair estimates are determined: do they add up
-    (within ``tolerance`` frames per pair)? ``pairs`` maps (a, b) in camera order to b's offset against a."""
+def triplet_checks(cameras: list[str], pairs: dict[tuple[str, str], Estimate], tolerance: int = 1,
+                   sizes: tuple[int, ...] = (3,)) -> list[Triplet]:
+    """For every loop of ``sizes`` cameras whose pair estimates are all determined: do they add up (within
+    ``tolerance`` frames per pair but one: the estimates' rounding can add up)? ``pairs`` maps (a, b) in camera
+    order to b's offset against a."""
+    order = {c: i for i, c in enumerate(cameras)}
+
+    def offset(a: str, b: str) -> int | None:
+        e = pairs.get((a, b)) if order[a] < order[b] else pairs.get((b, a))
+        if e is None or not e.determined:
+            return None
+        return e.offset if order[a] < order[b] else -e.offset
+
     out = []
-    for a, b, c in itertools.combinations(cameras, 3):
-        ab, bc, ac = pairs.get((a, b)), pairs.get((b, c)), pairs.get((a, c))
-        if not (ab and bc and ac and ab.determined and bc.determined and ac.determined):
-            continue
-        r = ab.offset + bc.offset - ac.offset
-        out.append(Triplet((a, b, c), int(r), abs(r) <= tolerance * 2))  # two estimates' rounding can add up
+    for k in sizes:
+        for loop in itertools.permutations(cameras, k):
+            if order[loop[0]] != min(order[c] for c in loop) or order[loop[1]] > order[loop[-1]]:
+                continue  # each loop once: from its first camera, in one direction
+            steps = [offset(loop[i], loop[(i + 1) % k]) for i in range(k)]
+            if any(d is None for d in steps):
+                continue
+            r = int(sum(steps))
+            out.append(Triplet(tuple(loop), r, abs(r) <= tolerance * (k - 1)))
     return out

@@ -1,0 +1,161 @@
+"""syncssl-sync commits an offset only when independent evidence agrees: the silhouettes' epipolar tangency, the
+commitment rule, --adapt's limits, time tolerances and the search range. Tiny data only."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from syncssl.data.dataset import DataError
+from syncssl.sync import SyncOptions, search, synchronize, tangency
+from syncssl.sync.inject import shift_sequence
+from syncssl.sync.pipeline import CameraResult, confirm, merge_adapted, search_spans
+
+FAST = dict(replicates=40, joint_replicates=16, adapt_steps=0)
+
+
+# ---------------------------------------------------------------- the tangency cue
+
+
+def _camera(name: str, eye):
+    from syncssl.geometry import Camera
+    from syncssl.geometry.camera import look_at
+    R, t = look_at(np.asarray(eye, float), [0, 0, 900])
+    K = np.array([[1100.0, 0, 500], [0, 1100.0, 500], [0, 0, 1]])
+    return Camera(name, (1000, 1000), K, np.array([0.05, -0.02, 0.001, 0.0005, 0.0]), R, t)
+
+
+def _body(t: int, rng) -> np.ndarray:
+    """A cloud of points on a person who sways, bends and raises an arm over time (mm, world)."""
+    pts = rng.uniform([-200, -150, 0], [200, 150, 1750], (400, 3))
+    pts[:, 0] += 300 * np.sin(0.3 * t) * pts[:, 2] / 1750  # bending sideways
+    arm = np.linspace(0, 1, 40)[:, None] * np.array([700 * np.cos(0.2 * t), 0, 700 * np.sin(0.2 * t)])
+    return np.concatenate([pts, arm + [0, 0, 1450]])
+
+
+def test_tangent_planes_of_one_instant_coincide_and_part_as_the_body_moves():
+    a, b = _camera("a", [4500, 300, 1500]), _camera("b", [-600, 4200, 1700])
+    pencil = tangency.Pencil(a, b)
+    rng = np.random.default_rng(0)
+    bodies = [_body(t, rng) for t in range(40)]
+    outlines = [tangency.Outlines(np.concatenate([c.project(x) for x in bodies]).astype(np.float32),
+                                  np.arange(0, 441 * 41, 441)) for c in (a, b)]
+    wa, wb = pencil.wedges(0, outlines[0]), pencil.wedges(1, outlines[1])
+    assert np.abs(wa - wb).max() < 1e-4  # the same instant: the same two tangent planes, seen from either camera
+    r = tangency.tangency_residual(wa[:, None], wb[None]).mean(-1)  # every pairing of instants
+    assert np.diagonal(r).max() < 1e-5 and np.median(r[~np.eye(40, dtype=bool)]) > 100 * np.diagonal(r).max()
+    shift = 3  # b's frame t + 3 shows a's frame t
+    wb_late = np.concatenate([np.full((shift, 2), np.nan), wb])[:40]
+    L = tangency.cue_matrix(tangency.TangencyCue(), wa, wb_late, np.arange(40), np.arange(-8, 9), 25.0)
+    assert np.arange(-8, 9)[np.nanargmax(np.nanmean(L, 0))] == shift
+
+
+def test_the_tangency_cue_recovers_known_offsets_on_a_rig_without_labels(tiny_dataset, tmp_path):
+    """The embedded rig, shifted and stripped of its labels (a bare session): geometry alone, no model, from the
+    silhouettes prepare's background models give. On the tiny preset (35 frames of 320x240 per camera) every best
+    peak lies within 2 frames of the truth and nothing is committed wrong; the exact recovery from exact
+    silhouettes is the test above."""
+    truth = {"cam_01": 0, "cam_02": 3, "cam_03": 0, "cam_04": -2}
+    session = tmp_path / "session"
+    shift_sequence(tiny_dataset / "S9" / "Walking_01", session, truth, labels=False)
+    assert not list(session.glob("*.npy")) and not (session / "masks").exists()
+    result = synchronize(session, None, SyncOptions(cue="geometry", max_offset_s=0.24, threads=1, **FAST),
+                         progress=False, log=lambda m: None)
+    (seq,) = result.sequences
+    got = {c.camera: c.estimate for c in seq.cameras}
+    assert all(abs(e.best - truth[c]) <= 2 for c, e in got.items()), {c: e.best for c, e in got.items()}
+    assert all(e.offset == truth[c] for c, e in got.items() if e.determined)
+    assert all(e.reason for e in got.values() if not e.determined)
+    assert result.checkpoint is None and "silhouettes" in result.source
+    with pytest.raises(ValueError, match="needs a model"):
+        synchronize(session, None, SyncOptions(cue="fused"), progress=False, log=lambda m: None)
+
+
+# ---------------------------------------------------------------- the commitment rule and --adapt
+
+
+def _curve(a: str, b: str, peak: int, rng, n: int = 60, span: int = 10, height: float = 2.0):
+    offsets = np.arange(-span, span + 1)
+    L = rng.normal(0, 0.5, (n, len(offsets))) + height * np.exp(-0.5 * (offsets - peak) ** 2)
+    return search.Curve(a, b, offsets, L.astype(np.float32))
+
+
+def test_a_planted_wrong_answer_is_not_confirmed_by_the_model_that_learnt_it():
+    """An adapted classifier that learnt a wrong first answer (cam_b at +4; the truth is 0) peaks there again, with
+    all the support it likes; the geometry peaks at the truth. The classifier may not vouch (it is not independent
+    of the answer), the geometry contradicts: not determined. With the classifier allowed to vote, the geometry
+    still contradicts it."""
+    rng = np.random.default_rng(0)
+    cue_curves = {("cam_a", "cam_b"): {"classifier": _curve("cam_a", "cam_b", 4, rng, height=6.0),
+                                       "geometry": _curve("cam_a", "cam_b", 0, rng)}}
+    chosen = {"cam_a": search.Estimate(0, 0, "reference"), "cam_b": search.Estimate(4, 4, "ok", support=0.98)}
+    for voters in (["geometry"], ["classifier", "geometry"]):
+        est = confirm("cam_b", chosen, cue_curves, [], {}, 1, voters)
+        assert not est.determined and "geometry prefers" in est.reason, est.reason
+    # the same classifier on the truth, the geometry agreeing: committed (two lines of evidence)
+    cue_curves[("cam_a", "cam_b")]["classifier"] = _curve("cam_a", "cam_b", 0, rng, height=6.0)
+    right = {"cam_a": chosen["cam_a"], "cam_b": search.Estimate(0, 0, "ok", support=0.98)}
+    assert confirm("cam_b", right, cue_curves, [], {}, 1, ["classifier", "geometry"]).offset == 0
+    alone = confirm("cam_b", right, cue_curves, [], {}, 1, ["geometry"])  # one line of evidence is not enough
+    assert not alone.determined and "only one line of evidence (geometry)" in alone.reason
+
+
+def test_adapt_never_raises_or_moves_a_first_answer():
+    def cams(*estimates):
+        return [CameraResult("cam_a", search.Estimate(0, 0, "reference"), None, 40)] + [
+            CameraResult(f"cam_{c}", e, None, 40) for c, e in zip("bcd", estimates)]
+
+    first = cams(search.Estimate(3, 3, "ok", support=0.91),  # committed
+                 search.Estimate(5, 5, "ok", support=0.92),  # committed; the adapted model moves it
+                 search.Estimate(None, 7, "not determined", "the peak is not stable"))  # wrong, never committed
+    second = cams(search.Estimate(3, 3, "ok", support=1.0),
+                  search.Estimate(9, 9, "ok", support=1.0),
+                  search.Estimate(None, 7, "not determined", "only one line of evidence (nothing) confirms it"))
+    merge_adapted(first, second, tolerance=1)
+    b, c, d = (x.estimate for x in second[1:])
+    assert b.offset == 3 and b.support == 0.91  # kept, with the first search's support: not raised
+    assert not c.determined and "two searches disagree" in c.reason
+    assert not d.determined and d.best == 7  # the adapted model's conviction does not commit it
+    assert all(x.first is f.estimate for x, f in zip(second, first))
+
+
+# ---------------------------------------------------------------- time, not frames; the search range
+
+
+@pytest.mark.parametrize("fps,seconds,frames", [(25, 0.04, 1), (50, 0.04, 2), (60, 0.04, 2), (30, 0.04, 1),
+                                                (100, 0.04, 4), (10, 0.04, 1), (60, 0.1, 6)])
+def test_tolerances_are_in_time(fps, seconds, frames):
+    assert search.tolerance_frames(seconds, fps) == frames
+
+
+def test_a_right_peak_at_60_fps_is_stable_within_40_ms():
+    """A peak whose resamples spread over +-2 frames at 60 fps (+-33 ms) is stable within 40 ms."""
+    rng = np.random.default_rng(3)
+    offsets = np.arange(-20, 21)
+    L = rng.normal(0, 1.0, (80, len(offsets))) + 1.2 * np.exp(-0.5 * (offsets / 1.5) ** 2)
+    curve = search.Curve("a", "b", offsets, L.astype(np.float32))
+    one = search.analyse_curve(curve, rng=np.random.default_rng(0), tolerance=1)
+    two = search.analyse_curve(curve, rng=np.random.default_rng(0), tolerance=search.tolerance_frames(0.04, 60))
+    assert two.support > one.support and abs(two.best) <= 2
+
+
+class _Seq:
+    def __init__(self, key, lengths, fps=60.0):
+        self.key, self.folder, self.fps = key, None, fps
+        self.views = [SimpleNamespace(name=c, num_frames=n, start=0) for c, n in lengths.items()]
+
+    def view(self, name):
+        return next(v for v in self.views if v.name == name)
+
+
+def test_the_search_range_defaults_to_the_recordings_and_a_refusal_names_every_pair():
+    seqs = [_Seq("s/one", {"cam_01": 100, "cam_02": 93, "cam_03": 70}), _Seq("s/two", {"cam_01": 100, "cam_02": 80})]
+    assert search_spans(seqs, SyncOptions()) == {"s/one": 35, "s/two": 40}  # half the shorter one in common
+    assert search_spans(seqs, SyncOptions(max_offset_s=0.5)) == {"s/one": 30, "s/two": 30}
+    with pytest.raises(DataError) as e:
+        search_spans(seqs, SyncOptions(max_offset_s=1.0))  # 60 frames: too many for every pair but one
+    msg = str(e.value)
+    for part in ("cam_02 1.05 s (63 frames)", "cam_03 0.67 s (40 frames)", "s/two against cam_01: cam_02 0.83 s",
+                 "the largest --max-offset for all is 0.67 s"):
+        assert part in msg, msg
