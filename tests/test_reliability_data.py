@@ -744,10 +744,10 @@ def test_a_dark_reference_camera_hands_the_reference_on(tmp_path):
     dark = SimpleNamespace(num_frames=T, static=~moving | True, tight=np.full((T, 1, 4), np.nan, np.float32))
     lit = SimpleNamespace(num_frames=T, static=moving, tight=box)
     manifest = SimpleNamespace(sequences=[dark, lit, lit])
-    plan = _plan(s, manifest, {"cam_01": 0, "cam_02": 1, "cam_03": 2}, SyncOptions(max_offset_s=0.4))
+    plan = _plan(s, manifest, {"cam_01": 0, "cam_02": 1, "cam_03": 2}, SyncOptions(max_offset_s=0.4), 10)
     assert plan.reference == "cam_02" and plan.cameras == ["cam_02", "cam_01", "cam_03"]
     assert not plan.usable["cam_01"].any() and plan.usable["cam_03"].all()
     # asked for by name, the dark camera stays the reference (the user's choice)
     plan = _plan(s, manifest, {"cam_01": 0, "cam_02": 1, "cam_03": 2},
-                 SyncOptions(max_offset_s=0.4, reference="cam_01"))
+                 SyncOptions(max_offset_s=0.4, reference="cam_01"), 10)
     assert plan.reference == "cam_01"
