@@ -110,8 +110,7 @@ def _check_intrinsics(path: Path, camera: str, K: np.ndarray) -> None:
 
 
 def _check_distances(path: Path, cameras: list[Camera]) -> None:
-    """Translations are metres: a rig whose cameras stand kilometres apart is in millimetres, and cameras on one
-    point are not a calibrated rig."""
+    """Translations are metres: a rig whose cameras stand kilometres apart is in millimetres."""
     centres = {c.name: -c.R.T @ c.t / 1000.0 for c in cameras}  # metres (Camera keeps millimetres)
     far = max(centres, key=lambda n: np.linalg.norm(centres[n]))
     spread = max((np.linalg.norm(centres[a] - centres[b]) for a in centres for b in centres), default=0.0)
@@ -119,11 +118,6 @@ def _check_distances(path: Path, cameras: list[Camera]) -> None:
         raise DataError(path, f"translations look like millimetres: camera {far} stands "
                               f"{np.linalg.norm(centres[far]):.0f} m from the world origin (cameras up to {spread:.0f} m "
                               "apart); calibration.toml holds metres: divide every translation by 1000")
-    for i, a in enumerate(cameras):
-        for b in cameras[i + 1:]:
-            if np.linalg.norm(centres[a.name] - centres[b.name]) < 1e-3:
-                raise DataError(path, f"cameras {a.name} and {b.name} stand on one point (their translations put "
-                                      "them less than 1 mm apart): not a calibrated rig")
 
 
 def _fmt(v) -> str:
