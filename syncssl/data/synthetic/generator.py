@@ -95,8 +95,8 @@ class Preset:
             raise ValueError(f"preset {self.name}: actions_per_subject must be 1..{len(self.actions)}")
         if not 0 <= self.other_train_actions <= len(self.actions):
             raise ValueError(f"preset {self.name}: other_train_actions must be 0..{len(self.actions)}")
-        if not 1 <= self.heldout_actions <= len(self.actions):
-            raise ValueError(f"preset {self.name}: heldout_actions must be 1..{len(self.actions)}")
+        if self.heldout_actions < 1:
+            raise ValueError(f"preset {self.name}: heldout_actions must be >= 1")
         if self.size[0] % 2 or self.size[1] % 2:
             raise ValueError(f"preset {self.name}: frame size {self.size} must be even")
 
@@ -194,8 +194,8 @@ def plan_sequences(preset: Preset) -> list[SequenceSpec]:
     for split, subjects, k in (("train", preset.train_subjects, preset.actions_per_subject),
                                ("test", preset.test_subjects, preset.actions_per_subject),
                                ("pool", preset.pool, min(preset.pool_actions, n)),
-                               ("val", preset.val, preset.heldout_actions),
-                               ("test", preset.extra_test, preset.heldout_actions)):
+                               ("val", preset.val, min(preset.heldout_actions, n)),
+                               ("test", preset.extra_test, min(preset.heldout_actions, n))):
         for i, subject in enumerate(subjects):
             start = int(round(i * n / len(subjects)))
             k_i = preset.other_train_actions if split == "train" and i > 0 and preset.other_train_actions else k
