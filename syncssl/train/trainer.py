@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import random
+import signal
 import time
 from pathlib import Path
 
@@ -422,7 +423,7 @@ class Trainer:
             saved = f"checkpoint {self.ckpt_dir / f'step-{self.step:08d}'} written" if self.step > start else \
                 "no step since the last checkpoint"
             raise Interrupted(f"stopped by {signals.name or 'a signal on another process'} at step {self.step} of "
-                              f"{t.steps}; {saved}: the same command resumes it", signals.signum or 15)
+                              f"{t.steps}; {saved}: the same command resumes it", signals.signum or signal.SIGTERM)
         if self.nonfinite_total * 2 > self.step:
             raise NonFiniteLoss(f"{self.nonfinite_total} of {self.step} steps were skipped as non-finite: the run did "
                                 f"not train; lower optim.lr (now {self.cfg.optim.lr:g}), keep optim.grad_clip > 0, or "
