@@ -15,6 +15,13 @@ import sys
 import click
 
 
+def failure(e: Exception) -> click.ClickException:
+    """A user error as click's one-line ``Error: ...``; a run stopped by a signal exits with 128 + its number."""
+    error = click.ClickException(str(e))
+    error.exit_code = getattr(e, "exit_code", 1)
+    return error
+
+
 def user_errors(fn):
     """Turn the package's bad-input errors into a clean ``Error: ...`` and exit code 1."""
     @functools.wraps(fn)
@@ -229,7 +236,11 @@ def training_command(kind: str):
     @click.option("--run-dir", default=None, help="Run directory (train.run_dir).")
     @click.option("--resume", default=None, help="auto | none | a checkpoint or run folder (train.resume).")
     @click.option("--steps", type=click.IntRange(min=1), default=None, help="Optimizer steps (train.steps).")
-    def command(overrides, config_file, help_config, preset, gpus, nproc, run_dir, resume, steps):
+    @click.option("--force", is_flag=True, help="Replace the run the run directory holds (its checkpoints, logs and "
+                  "summary are deleted) instead of refusing to mix two runs.")
+    @click.option("--allow-changes", is_flag=True, help="Continue the run the run directory (or --resume) holds even "
+                  "though its configuration differs (the differences are listed).")
+    def command(overrides, config_file, help_config, preset, gpus, nproc, run_dir, resume, steps, force, allow_changes):
         import os
         from .config import ConfigError
         from .train.config import FinetuneConfig, PretrainConfig, load_config
@@ -252,25 +263,29 @@ def training_command(kind: str):
             return
         workers = gpus or nproc or 1
         if "LOCAL_RANK" not in os.environ:  # not yet launched: check what would fail in every worker
+            from .train import runfolder
             from .train.run import check_run_dir, check_world_size
-            try:
-                check_world_size(cfg, workers, f" of --{'gpus' if gpus else 'nproc'} {workers}")
-                check_run_dir(cfg.train.run_dir)
-            except ConfigError as e:
-                raise click.ClickException(str(e)) from None
-        if workers > 1 and "LOCAL_RANK" not in os.environ:
             if gpus:
                 import torch
                 if torch.cuda.device_count() < gpus:
                     raise click.ClickException(f"--gpus {gpus}: only {torch.cuda.device_count()} CUDA devices "
-                                               "visible; use --nproc N to run N CPU processes")
+                                               "visible; use --nproc N to run N CPU processes, or leave --gpus out "
+                                               "to train on this machine's CPU")
+            try:
+                check_world_size(cfg, workers, f" of --{'gpus' if gpus else 'nproc'} {workers}")
+                check_run_dir(cfg.train.run_dir)
+                runfolder.check_training(cfg.train.run_dir, cfg, "finetune" if kind == "finetune" else "pretrain",
+                                         force, allow_changes)
+            except (ConfigError, runfolder.RunFolderError) as e:
+                raise click.ClickException(str(e)) from None
+        if workers > 1 and "LOCAL_RANK" not in os.environ:
             extra = ['train.device="cpu"'] if nproc else []
             sys.exit(_launch_workers(workers, _worker_args(sys.argv[1:]) + extra, module))
         from .train.run import USER_ERRORS, run_training
         try:
-            run_training(cfg)
+            run_training(cfg, replace=force, allow_changes=allow_changes)
         except USER_ERRORS as e:
-            raise click.ClickException(str(e)) from None
+            raise failure(e) from None
 
     command.help = {
         "train": """Self-supervised pre-training: are two views synchronized, is one mirrored?
@@ -305,7 +320,8 @@ finetune = training_command("finetune")
               help="Evaluate on another dataset (cross-rig): a dataset folder or synthetic:<preset>.")
 @click.option("--data-seed", type=int, default=None,
               help="With a synthetic dataset: its seed (another seed is another rig, other people and motions).")
-def evaluate(path, out, split, pairs, stride, pictures, device, dataset, data_seed):
+@click.option("--force", is_flag=True, help="Replace what OUT holds: the evaluation of another run, split or dataset.")
+def evaluate(path, out, split, pairs, stride, pictures, device, dataset, data_seed, force):
     """Evaluate a run directory or checkpoint.
 
     A fine-tuned pose model: MPJPE, N-MPJPE and P-MPJPE (mm) per action and averaged, pose overlays and 3D
@@ -318,7 +334,7 @@ def evaluate(path, out, split, pairs, stride, pictures, device, dataset, data_se
     from .train.run import USER_ERRORS
     try:
         result = run_evaluation(path, out, split, pairs, stride, pictures, device, dataset=dataset,
-                                data_seed=data_seed)
+                                data_seed=data_seed, force=force)
     except USER_ERRORS as e:
         raise click.ClickException(str(e)) from None
     console = Console()
@@ -657,7 +673,7 @@ def reproduce(preset, out, data_root, only, extra_pretrain, extra_finetune, seed
     try:
         rep.run()
     except USER_ERRORS as e:
-        raise click.ClickException(str(e)) from None
+        raise failure(e) from None
     click.echo((Path(out) / "results.md").read_text())
 
 
@@ -691,7 +707,7 @@ def transfer_curve(runs, out, preset, overrides):
         rows = run_curve([Path(r) for r in runs], Path(out), preset, tuple(overrides),
                          log=lambda m: click.echo(f"[transfer-curve] {m}", err=True))
     except (*USER_ERRORS, FileNotFoundError) as e:
-        raise click.ClickException(str(e)) from None
+        raise failure(e) from None
     click.echo("run                            step  sync   flip   MPJPE")
     for r in rows:
         click.echo(f"{r['run'][:30]:30} {r['step']:5d}  {r['sync_acc']:.3f}  {r['flip_acc']:.3f}  {r['mpjpe']:.1f}")

@@ -12,6 +12,7 @@ DiskError is a DataError, so every command shows it as ``Error: no space left on
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -97,3 +98,21 @@ def translate_disk_errors(path: str | Path, what: str):
         left = f" ({_size(free)} free{'; a worker process died writing' if died else ''})" \
             if free is not None and cause.errno == errno.ENOSPC else ""
         raise DiskError(where, f"{DISK_ERRNOS[cause.errno]} {where} while writing {what}{left}") from None
+
+
+def write_text_atomic(path: str | Path, text: str, what: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file and a rename: a reader sees the old file or the new one,
+    never half of one; a full disk is a :class:`DiskError` naming ``path``, and the old file stays."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with translate_disk_errors(path, what):
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    return path

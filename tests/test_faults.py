@@ -413,7 +413,7 @@ def test_too_many_decode_failures_is_one_line_naming_the_files(tmp_path, monkeyp
     # the command line shows it as one clean error
     from syncssl.train import run
 
-    def failing(cfg):
+    def failing(cfg, **options):
         raise TooManyDecodeFailures(line)
     monkeypatch.setattr(run, "run_training", failing)
     res = CliRunner().invoke(cli.train, ["--preset", "tiny", f"train.run_dir='{tmp_path / 'run'}'"])

@@ -222,7 +222,7 @@ def test_cli_nproc_launches_two_workers_through_torchrun(tiny_dataset, tmp_path)
     ("train.stepz=3", "unknown config key 'train.stepz'; valid keys here:"),
     ("nosection.x=1", "unknown config key 'nosection'"),
     ("train.steps=abc", "train.steps: expected int"),
-    ("data.substitute=2", "data.substitute is a share in [0, 1]"),
+    ("data.substitute=2", "data.substitute must be in [0, 1], got 2.0"),
     ("train", "not of the form section.key=value"),
 ])
 def test_bad_config_values_get_clear_errors(override, message):

@@ -146,6 +146,8 @@ class SamplingConfig:
     #                            it doubles the poses and removes "this one image looks mirrored" as a flip cue
     max_redraws: int = 64  # anchors redrawn for a row whose anchor has no partner passing the pose filter
 
+    checks_batch = True  # group_size must divide batch_size (a trainer that sets the batch itself checks its own)
+
     def __post_init__(self):
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
@@ -165,7 +167,9 @@ class SamplingConfig:
             raise ValueError(f"min_silhouette_change must be in [0, 1), got {self.min_silhouette_change}")
         if self.single_view_sync_window < 0:
             raise ValueError(f"single_view_sync_window must be >= 0, got {self.single_view_sync_window}")
-        if self.group_size < 1 or self.batch_size % self.group_size:
+        if self.group_size < 1:
+            raise ValueError(f"group_size must be >= 1, got {self.group_size}")
+        if self.checks_batch and self.batch_size % self.group_size:
             raise ValueError(f"group_size must be >= 1 and divide batch_size ({self.batch_size}), got {self.group_size}")
         if self.group_size > 1 and self.mode == "single_view":
             # a group's cross pairs join views of different rows, i.e. of different cameras: multi-view pairs that

@@ -20,7 +20,6 @@ if every offset were 0.
 from __future__ import annotations
 
 import json
-import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,8 +94,5 @@ def write_sync_file(folder: Path, start: dict[str, int], *, reference: str | Non
         lines.append(f"excluded = {json.dumps(list(excluded))}  # offset not determined: left out of the sequence")
     lines.append("[offsets]")
     lines += [f"{json.dumps(cam)} = {n}  # frames" for cam, n in start.items()]
-    path = Path(folder) / SYNC_NAME
-    tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
-    return path
+    from ..storage import write_text_atomic  # (storage imports the data package)
+    return write_text_atomic(Path(folder) / SYNC_NAME, "\n".join(lines) + "\n", "the cameras' offsets")

@@ -5,7 +5,7 @@ import dataclasses
 from pathlib import Path
 
 from ..train import checkpoint as ckpt
-from ..train import distributed
+from ..train import distributed, runfolder
 from ..train.config import FinetuneConfig, PretrainConfig, config_from_dict
 from ..train.trainer import PoseTrainer, PretextTrainer
 from .analysis import evaluate_pose, evaluate_pretext
@@ -22,12 +22,16 @@ def resolve_checkpoint(path: Path) -> Path:
 
 def run_evaluation(path: Path, out: Path | None = None, split: str | None = None, pairs: int = 1024,
                    stride: int | None = None, pictures: int = 6, device: str = "auto",
-                   data_root: str | None = None, dataset: str | None = None, data_seed: int | None = None) -> dict:
+                   data_root: str | None = None, dataset: str | None = None, data_seed: int | None = None,
+                   force: bool = False) -> dict:
     """Evaluate the checkpoint at ``path`` (a pose model: 3D errors; a pretext model: sync analysis).
 
     dataset, data_seed: evaluate on another dataset than the one trained on (cross-rig evaluation): a dataset
     folder, or ``synthetic:<preset>`` with ``data_seed`` (another seed: another rig, other people and motions).
-    It is prepared (tiles included) with the run's own data settings."""
+    It is prepared (tiles included) with the run's own data settings.
+
+    ``out`` is an evaluation's own folder: a training run's folder is refused, and one holding the evaluation of
+    another run, split or dataset unless ``force``."""
     checkpoint = resolve_checkpoint(path)
     state = ckpt.load(checkpoint)
     pose = state.get("arch", {}).get("model") == "PoseNet"
@@ -47,10 +51,22 @@ def run_evaluation(path: Path, out: Path | None = None, split: str | None = None
         cfg = dataclasses.replace(cfg, train=train, data=data, transfer=transfer)
     else:
         cfg = dataclasses.replace(cfg, train=train, data=data)
+    # one evaluation folder per run and data: a newer checkpoint of the same run replaces its evaluation
+    identity = {"run": str(checkpoint.absolute().parent.parent), "split": split or "", "dataset": data.dataset,
+                "data_seed": data.synthetic_seed}
+    runfolder.check_identity(out, "eval", identity, "--out", force)
+    with runfolder.locked(out, "syncssl-eval"):
+        runfolder.check_identity(out, "eval", identity, "--out", force)
+        runfolder.write_marker(out, "eval", command="syncssl-eval", checkpoint=str(checkpoint), **identity)
+        return _evaluate(checkpoint, cfg, out, pose, split, pairs, pictures, device, data)
+
+
+def _evaluate(checkpoint: Path, cfg, out: Path, pose: bool, split, pairs, pictures, device, data) -> dict:
     d = distributed.setup(device)
     trainer = None
     try:
-        trainer = (PoseTrainer if pose else PretextTrainer)(cfg, d, progress=False)
+        # the config is the checkpoint's, changed on purpose (where to write, what to read): not a resume to check
+        trainer = (PoseTrainer if pose else PretextTrainer)(cfg, d, progress=False, allow_changes=None)
         trainer.log(f"evaluating {checkpoint} (step {trainer.step}) -> {out}")
         if pose:
             result = evaluate_pose(trainer, out, split or cfg.data.eval_split, pictures)

@@ -6,22 +6,26 @@ Each run lives in its own folder under ``<out>/runs``; a finished run (its summa
 reused, so an interrupted reproduction continues where it stopped.
 
 Writes ``results.csv`` (one row per configuration and seed), ``results.md`` (means and spreads next to
-the directions the paper reports) and ``results.png``.
+the directions the paper reports) and ``results.png``. The rows already in ``results.csv`` stay: a run of some
+rows (``--only``) adds or replaces those, and the tables never lose the others. ``<out>`` holds one grid: its
+preset and extra overrides are recorded (``run.json``), and another one is refused.
 """
 from __future__ import annotations
 
 import csv
-import json
+import io
 import math
 import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import config as cfglib
 from ..figures import pyplot, save_figure
+from ..storage import write_text_atomic
 from ..train.config import FinetuneConfig, load_config
+from ..train import runfolder
 from ..train.run import run_training
+from ..train.runfolder import config_changes, finished_summary  # noqa: F401 (this module's API before runfolder's)
 
 
 @dataclass(frozen=True)
@@ -157,40 +161,42 @@ PRESETS = {
 }
 
 
-def finished_summary(run_dir: Path) -> dict | None:
-    """The summary of a run that finished (its summary.json says complete); None: absent, damaged or unfinished."""
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # absent, or damaged (not UTF-8, not JSON): run it again
-        return None
-    return summary if isinstance(summary, dict) and summary.get("complete") else None
+COLUMNS = ("name", "init", "pretext", "background", "fusion", "views", "frozen", "aug", "tuned", "seed", "mpjpe",
+           "n_mpjpe", "p_mpjpe", "train_mpjpe", "sync_acc", "flip_acc")
 
 
-def config_changes(run_dir: Path, cfg) -> list[str]:
-    """How ``cfg`` differs from the config the run in ``run_dir`` was trained with, its run folder aside. The saved
-    config.toml is loaded as any config file is (an option it lacks was added since: the run had its default), and
-    both are compared as written there."""
+def read_rows(path: Path) -> list[dict]:
+    """The rows of an earlier results.csv, typed as the grid makes them (the paper's MPJPE from the grid)."""
     try:
-        saved = cfglib.load(type(cfg), run_dir / "config.toml")
-    except cfglib.ConfigError:
-        return ["its config.toml is missing or unreadable"]
-    then = {key: value for key, value, _ in cfglib.describe(type(cfg), obj=saved)}
-    return [f"{key}: {then[key]} there, {value} now" for key, value, _ in cfglib.describe(type(cfg), obj=cfg)
-            if key != "train.run_dir" and then[key] != value]
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise runfolder.RunFolderError(f"{path}: cannot be read ({e}); move it away to start the table afresh")
+    if not set(COLUMNS) <= set(reader.fieldnames or ()):
+        raise runfolder.RunFolderError(f"{path}: not a table of syncssl-reproduce (its columns: "
+                                       f"{', '.join(reader.fieldnames or ())}); move it away to start the table afresh")
+    paper = {r.name: r.paper for r in GRID}
+    typed = []
+    for r in rows:
+        try:
+            typed.append({**r, "frozen": int(r["frozen"]), "seed": int(r["seed"]), "aug": r["aug"] == "True",
+                          "tuned": r["tuned"] == "True", "paper_mpjpe": paper.get(r["name"], ""),
+                          **{k: float(r[k]) for k in COLUMNS[10:]}})
+        except (KeyError, TypeError, ValueError) as e:
+            raise runfolder.RunFolderError(f"{path}: row {len(typed) + 1} is not a row of syncssl-reproduce ({e!r}); "
+                                           "move the file away to start the table afresh") from None
+    return typed
 
 
 def train_or_reuse(cfg, run_dir: Path, kind: str, detail: str, log=print) -> dict:
     """The summary of the ``kind`` ("pretrain", "finetune") run in ``run_dir``: trained with ``cfg`` now (logged
-    with ``detail``), or reused if it finished with ``cfg``."""
-    summary = finished_summary(run_dir)
+    with ``detail``), or reused if it finished with ``cfg``. Runs are found by name: one trained with other settings
+    (another preset, --pretrain / --finetune overrides) is refused, never stands in for this one."""
+    summary = runfolder.reuse_finished(run_dir, cfg)
     if summary is not None:
-        # runs are found by name: one trained with other settings (another preset, --pretrain / --finetune
-        # overrides) must not stand in for this one
-        changes = config_changes(run_dir, cfg)
-        if changes:
-            raise cfglib.ConfigError(
-                f"{run_dir} finished with another configuration than this grid asks for ({'; '.join(changes[:4])}"
-                f"{'; ...' if len(changes) > 4 else ''}): give another --out, or remove that run to train it again")
         log(f"reusing {run_dir}")
         return summary
     log(f"{kind}: {run_dir.name} ({detail})")
@@ -223,7 +229,24 @@ class Reproduction:
                                                         *self.extra_finetune], cls=FinetuneConfig)
         return train_or_reuse(cfg, run_dir, kind, ' '.join(overrides) or 'preset defaults', self.log)
 
+    def identity(self) -> dict:
+        """What makes the grid's rows comparable: recorded in ``<out>/run.json``, and a second call must agree."""
+        name = next((k for k, v in PRESETS.items() if v == self.preset), self.preset.note)
+        return {"preset": name, "pretrain": " ".join(self.extra_pretrain),
+                "finetune": " ".join(self.extra_finetune)}
+
     def run(self) -> list[dict]:
+        self._claim()  # before anything is written
+        with runfolder.locked(self.out, "syncssl-reproduce"):
+            self._claim()  # again: what a process that held the lock did meanwhile counts
+            runfolder.write_marker(self.out, "reproduce", command="syncssl-reproduce", **self.identity())
+            return self._run_grid()
+
+    def _claim(self):
+        runfolder.check_identity(self.out, "reproduce", self.identity(), "--out", force_flag=None)
+        self.rows = read_rows(self.out / "results.csv")  # the rows of earlier calls stay
+
+    def _run_grid(self) -> list[dict]:
         runs = self.out / "runs"
         names = {r.name for r in GRID}  # an --only that names a row exactly selects that row, not its longer kin
         grid = [r for r in GRID if not self.only or any(o == r.name or (o not in names and o in r.name)
@@ -243,6 +266,7 @@ class Reproduction:
                     finetune_o.append(f"transfer.checkpoint='{pre_dir}'")
                 ft_name = f"{row.finetune_key()}-seed{seed}"
                 ft = self._run("finetune", runs / ft_name, finetune_o)
+                self.rows = [r for r in self.rows if (r["name"], r["seed"]) != (row.name, seed)]
                 self.rows.append({"name": row.name, "init": row.init, "pretext": row.pretext,
                                   "background": row.background, "fusion": row.fusion, "views": row.views,
                                   "frozen": row.frozen, "aug": row.aug, "tuned": row.tuned, "seed": seed,
@@ -256,13 +280,14 @@ class Reproduction:
 
     def write(self):
         self.out.mkdir(parents=True, exist_ok=True)
-        keys = ["name", "init", "pretext", "background", "fusion", "views", "frozen", "aug", "tuned", "seed", "mpjpe",
-                "n_mpjpe", "p_mpjpe", "train_mpjpe", "sync_acc", "flip_acc"]
-        with open(self.out / "results.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
-            w.writeheader()
-            w.writerows(self.rows)
-        (self.out / "results.md").write_text(self.markdown())
+        order = {r.name: i for i, r in enumerate(GRID)}
+        self.rows.sort(key=lambda r: (order.get(r["name"], len(order)), r["seed"]))
+        text = io.StringIO()
+        w = csv.DictWriter(text, fieldnames=COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(self.rows)
+        write_text_atomic(self.out / "results.csv", text.getvalue(), "the grid's results")
+        write_text_atomic(self.out / "results.md", self.markdown(), "the grid's results")
         self.plot()
 
     def summary(self) -> list[dict]:

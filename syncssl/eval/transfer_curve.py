@@ -7,19 +7,21 @@ evaluations to keep every step's checkpoint.
 
     syncssl-transfer-curve RUN [RUN ...] --out DIR [--finetune OVERRIDE ...]
 
-Writes ``DIR/<run>/step-N/`` (one fine-tuning run each; finished ones are reused), ``DIR/transfer_curve.csv`` and
-``DIR/transfer_curve.png``.
+Writes ``DIR/<run>/step-N/`` (one fine-tuning run each; finished ones trained with the same settings are reused),
+``DIR/transfer_curve.csv`` (rows of earlier calls for other runs or steps stay) and ``DIR/transfer_curve.png``.
 """
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 from ..figures import pyplot, save_figure
+from ..storage import write_text_atomic
 from ..train import checkpoint as ckpt
+from ..train import runfolder
 from ..train.config import FinetuneConfig, load_config
 from ..train.run import run_training
-from .reproduce import finished_summary
 
 COLUMNS = ("run", "step", "sync_acc", "flip_acc", "mpjpe", "p_mpjpe", "train_mpjpe")
 
@@ -40,33 +42,68 @@ def pretext_accuracy(run: Path) -> dict[int, dict]:
 def transfer_curve(runs: list[Path], out: Path, finetune_preset: str = "cpu-small", overrides: tuple[str, ...] = (),
                    log=print) -> list[dict]:
     """Fine-tune from each checkpoint of each pre-training run in ``runs`` that has a held-out evaluation at its
-    step; returns (and writes) one row per checkpoint."""
-    rows = []
+    step; returns (and writes) one row per checkpoint, merged with the rows ``out`` already holds."""
+    plan = evaluated_checkpoints(runs)  # the inputs are checked before the output folder is touched
+    identity = {"preset": finetune_preset, "finetune": " ".join(overrides)}
+    runfolder.check_identity(out, "transfer-curve", identity, "--out", force_flag=None)
+    with runfolder.locked(out, "syncssl-transfer-curve"):
+        runfolder.check_identity(out, "transfer-curve", identity, "--out", force_flag=None)
+        runfolder.write_marker(out, "transfer-curve", command="syncssl-transfer-curve", **identity)
+        rows = _curve(plan, out, finetune_preset, overrides, log)
+        new = {(r["run"], r["step"]) for r in rows}
+        rows = [r for r in read_rows(out / "transfer_curve.csv") if (r["run"], r["step"]) not in new] + rows
+        text = io.StringIO()
+        writer = csv.DictWriter(text, COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text_atomic(out / "transfer_curve.csv", text.getvalue(), "the transfer curve")
+        plot(rows, out / "transfer_curve.png")
+    return rows
+
+
+def read_rows(path: Path) -> list[dict]:
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+    except FileNotFoundError:
+        return []
+    try:
+        if not set(COLUMNS) <= set(reader.fieldnames or ()):
+            raise ValueError(f"its columns: {', '.join(reader.fieldnames or ())}")
+        return [{**r, "step": int(r["step"]), **{k: float(r[k]) if r[k] else None for k in COLUMNS[2:]}}
+                for r in rows]
+    except (KeyError, TypeError, ValueError) as e:
+        raise runfolder.RunFolderError(f"{path}: not a table of syncssl-transfer-curve ({e!r}); move it away to "
+                                       "start afresh") from None
+
+
+def evaluated_checkpoints(runs) -> list[tuple[Path, int, Path, dict]]:
+    """(run, step, checkpoint, the held-out evaluation's row at that step) of every kept checkpoint that has one."""
+    plan = []
     for run in map(Path, runs):
         accuracy = pretext_accuracy(run)
         kept = [(step, path) for step, path in ckpt.list_checkpoints(run / "checkpoints") if step in accuracy]
         if not kept:
             raise FileNotFoundError(f"{run}: no checkpoint at a step of its held-out evaluation "
                                     f"(steps evaluated: {sorted(accuracy)[:8]})")
-        for step, path in kept:
-            run_dir = out / run.name / path.name
-            summary = finished_summary(run_dir)
-            if summary is None:
-                log(f"fine-tuning from {path}")
-                cfg = load_config(finetune_preset, None, [f"train.run_dir='{run_dir}'", "transfer.init='pretrained'",
-                                                          f"transfer.checkpoint='{path}'", *overrides],
-                                  cls=FinetuneConfig)
-                summary = run_training(cfg)
-            pretext = accuracy[step]
-            rows.append({"run": run.name, "step": step, "sync_acc": float(pretext["sync_acc"]),
-                         "flip_acc": float(pretext["flip_acc"]), "mpjpe": summary["mpjpe"],
-                         "p_mpjpe": summary["p_mpjpe"], "train_mpjpe": summary.get("train_mpjpe")})
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "transfer_curve.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    plot(rows, out / "transfer_curve.png")
+        plan += [(run, step, path, accuracy[step]) for step, path in kept]
+    return plan
+
+
+def _curve(plan, out: Path, finetune_preset: str, overrides: tuple[str, ...], log) -> list[dict]:
+    rows = []
+    for run, step, path, pretext in plan:
+        run_dir = out / run.name / path.name
+        cfg = load_config(finetune_preset, None, [f"train.run_dir='{run_dir}'", "transfer.init='pretrained'",
+                                                  f"transfer.checkpoint='{path}'", *overrides], cls=FinetuneConfig)
+        summary = runfolder.reuse_finished(run_dir, cfg)
+        if summary is None:
+            log(f"fine-tuning from {path}")
+            summary = run_training(cfg)
+        rows.append({"run": run.name, "step": step, "sync_acc": float(pretext["sync_acc"]),
+                     "flip_acc": float(pretext["flip_acc"]), "mpjpe": summary["mpjpe"],
+                     "p_mpjpe": summary["p_mpjpe"], "train_mpjpe": summary.get("train_mpjpe")})
     return rows
 
 

@@ -951,8 +951,14 @@ def apply_offsets(result: SyncResult, log=print, force: bool = False) -> list[Pa
         if force and any(c.estimate.best is None for c in s.cameras if not c.estimate.determined):
             log(f"{s.key}: not applied: {', '.join(undetermined)} not determined and without any peak")
             continue
-        if undetermined and force:
-            log(f"{s.key}: applying the best peak of {', '.join(undetermined)}, which is not determined (--force)")
+        # a peak that is not determined moves no offset already applied: --apply --force twice changes nothing
+        stay = [c for c in undetermined if c in s.applied] if force else []
+        if stay:
+            log(f"{s.key}: {', '.join(stay)} not determined: the offset already applied stays (--force applies a "
+                "best peak only to videos without a sync.toml)")
+        if force and set(undetermined) - set(stay):
+            log(f"{s.key}: applying the best peak of {', '.join(c for c in undetermined if c not in stay)}, which "
+                "is not determined (--force)")
         left_out = [] if force else undetermined
         if left_out:
             alone = len(left_out) == len(s.cameras) - 1
@@ -960,7 +966,8 @@ def apply_offsets(result: SyncResult, log=print, force: bool = False) -> list[Pa
                 + (" (only the reference is left: it forms no multi-view pairs)" if alone else "")
                 + f" (see {s.figure}; --force applies the best peak instead)")
         kept = [c for c in s.cameras if c.camera not in left_out]
-        offset = {c.camera: c.estimate.offset if c.estimate.determined else c.estimate.best for c in kept}
+        offset = {c.camera: c.estimate.offset if c.estimate.determined else 0 if c.camera in stay else
+                  c.estimate.best for c in kept}
         # a camera's frame t + offset shows the reference's frame t: it skips that many more frames than it
         start = {c.camera: s.applied.get(c.camera, 0) + offset[c.camera] for c in kept}
         low = min(start.values())
@@ -978,6 +985,10 @@ def apply_offsets(result: SyncResult, log=print, force: bool = False) -> list[Pa
                    + ", ".join(f"{c.camera} {measured(c)}" for c in s.cameras[1:]))
         # an earlier file's exclusions stay: the search read the sequence without those cameras
         excluded = list(s.left_out) + left_out
-        written.append(write_sync_file(s.folder, start, reference=s.reference, fps=s.fps, comment=comment,
-                                       excluded=excluded))
+        try:
+            written.append(write_sync_file(s.folder, start, reference=s.reference, fps=s.fps, comment=comment,
+                                           excluded=excluded))
+        except OSError as e:  # a full disk, a read-only folder, a folder where the file goes...
+            raise DataError(s.folder / "sync.toml", f"cannot be written ({e.strerror or e}); the offsets of {s.key} "
+                            "are not applied") from None
     return written

@@ -5,6 +5,8 @@ Resolution order: the dataclass defaults < the preset (``--preset``, default ``c
 """
 from __future__ import annotations
 
+import math
+import dataclasses
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -171,11 +173,19 @@ class PretextConfig:
     +0.025), flip +0.007; it doubles the cost of evaluation only."""
 
 
+@dataclass(frozen=True)
+class TrainSampling(SamplingConfig):
+    """Pre-training's sampling: each step draws train.batch_size / processes pairs, whatever batch_size says here,
+    so group_size is checked against that batch (PretrainConfig.validate, run.check_world_size)."""
+
+    checks_batch = False
+
+
 @dataclass
 class PretrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     pretext: PretextConfig = field(default_factory=PretextConfig)
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    sampling: TrainSampling = field(default_factory=TrainSampling)
     model: PairNetConfig = field(default_factory=lambda: PairNetConfig(depth=18, width=0.25))
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -183,15 +193,16 @@ class PretrainConfig:
     def validate(self):
         p = self.pretext
         problems = common_problems(self)
-        if p.sync_weight < 0 or p.flip_weight < 0 or p.sync_weight + p.flip_weight == 0:
-            problems.append("pretext.sync_weight and pretext.flip_weight must be >= 0 and not both 0")
-        if p.cross_weight < 0:
-            problems.append("pretext.cross_weight must be >= 0")
+        if p.sync_weight + p.flip_weight == 0:
+            problems.append("pretext.sync_weight and pretext.flip_weight must not both be 0")
         for section in (self.model, self.sampling):  # their own checks live in __post_init__
             try:
                 section.__post_init__()
             except ValueError as e:
                 problems.append(str(e))
+        if self.sampling.group_size >= 1 and self.train.batch_size % self.sampling.group_size:
+            problems.append(f"sampling.group_size {self.sampling.group_size} must divide the batch in use, "
+                            f"train.batch_size {self.train.batch_size}")
         if problems:
             raise ConfigError("invalid config: " + "; ".join(problems))
 
@@ -233,44 +244,93 @@ class FinetuneConfig:
     def validate(self):
         x = self.transfer
         problems = common_problems(self)
-        if not 0 < x.label_fraction <= 1:
-            problems.append(f"transfer.label_fraction must be in (0, 1], got {x.label_fraction}")
         if not x.label_subjects:
             problems.append("transfer.label_subjects is empty: name at least one labelled subject")
-        if self.model.frozen_stages is not None and not 0 <= self.model.frozen_stages <= 4:
-            problems.append(f"model.frozen_stages must be in 0..4 (or none), got {self.model.frozen_stages}")
         if self.model.pool not in POOLS:
             problems.append(f"model.pool must be one of {', '.join(POOLS)}, got {self.model.pool!r}")
-        if x.eval_stride < 1 or not 0 <= x.flip <= 1:
-            problems.append("transfer.eval_stride must be >= 1 and transfer.flip in [0, 1]")
         if problems:
             raise ConfigError("invalid config: " + "; ".join(problems))
 
 
+@dataclass(frozen=True)
+class Range:
+    """The valid values of a numeric config key: finite, and within [low, high] (an open end excludes it)."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, v) -> bool:
+        return math.isfinite(v) and (v > self.low if self.low_open else v >= self.low) and \
+            (v < self.high if self.high_open else v <= self.high)
+
+    def __str__(self) -> str:
+        if self.high == math.inf:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+AT_LEAST_0, AT_LEAST_1, POSITIVE, SHARE = Range(0), Range(1), Range(0, low_open=True), Range(0, 1)
+BELOW_1 = Range(0, 1, high_open=True)
+# every numeric config key (a test checks that none is missing), checked at the door: one line naming the key and
+# the value in use, instead of a traceback (or a silent run) later
+RANGES = {
+    "data.synthetic_seed": AT_LEAST_0, "data.crop_size": Range(16), "data.bg_threshold_scale": POSITIVE,
+    "data.bg_softness": POSITIVE, "data.shadow_min": SHARE, "data.shadow_chroma": AT_LEAST_0, "data.substitute": SHARE,
+    "data.aug_jitter": BELOW_1, "data.aug_hue_deg": Range(0, 180), "data.aug_permute": SHARE, "data.aug_grey": SHARE,
+    "data.aug_start": BELOW_1, "data.prefetch": AT_LEAST_1, "data.workers": AT_LEAST_1,
+    "data.max_decode_failures": SHARE,
+    "pretext.sync_weight": AT_LEAST_0, "pretext.flip_weight": AT_LEAST_0, "pretext.cross_weight": AT_LEAST_0,
+    "sampling.batch_size": AT_LEAST_1, "sampling.sync_fraction": SHARE, "sampling.flip_fraction": SHARE,
+    "sampling.single_view_share": SHARE, "sampling.min_offset": POSITIVE, "sampling.max_offset": POSITIVE,
+    "sampling.min_silhouette_change": BELOW_1, "sampling.label_min_pose_change_mm": AT_LEAST_0,
+    "sampling.jitter_shift": AT_LEAST_0, "sampling.jitter_scale": AT_LEAST_0,
+    "sampling.single_view_jitter_shift": AT_LEAST_0, "sampling.single_view_jitter_scale": AT_LEAST_0,
+    "sampling.single_view_sync_window": AT_LEAST_0, "sampling.group_size": AT_LEAST_1,
+    "sampling.mirror_pairs": SHARE, "sampling.max_redraws": AT_LEAST_0,
+    "model.depth": Range(18, 50), "model.width": POSITIVE, "model.embed_dim": AT_LEAST_1,
+    "model.head_hidden": AT_LEAST_0, "model.dropout": BELOW_1, "model.num_joints": AT_LEAST_1,
+    "model.root": AT_LEAST_0, "model.hidden": AT_LEAST_1, "model.scale_mm": POSITIVE,
+    "model.frozen_stages": Range(0, 4),
+    "transfer.label_fraction": Range(0, 1, low_open=True), "transfer.eval_stride": AT_LEAST_1, "transfer.flip": SHARE,
+    "transfer.jitter_shift": AT_LEAST_0, "transfer.jitter_scale": AT_LEAST_0, "transfer.pictures": AT_LEAST_0,
+    "optim.lr": POSITIVE, "optim.min_lr": AT_LEAST_0, "optim.warmup_steps": AT_LEAST_0,
+    "optim.weight_decay": AT_LEAST_0, "optim.momentum": BELOW_1, "optim.grad_clip": AT_LEAST_0,
+    "optim.backbone_lr_scale": POSITIVE,
+    "train.steps": AT_LEAST_1, "train.batch_size": AT_LEAST_1, "train.seed": AT_LEAST_0, "train.threads": AT_LEAST_0,
+    "train.log_every": AT_LEAST_1, "train.eval_every": AT_LEAST_0, "train.eval_pairs": AT_LEAST_1,
+    "train.ckpt_every": AT_LEAST_1, "train.keep_checkpoints": AT_LEAST_1, "train.max_nonfinite": AT_LEAST_1,
+    "train.max_steps_this_run": AT_LEAST_0,
+}
+
+
+def range_problems(cfg) -> list[str]:
+    """"<key> must be <range>, got <value>" for every numeric value outside its range (None: an optional key unset)."""
+    problems = []
+    for section in dataclasses.fields(cfg):
+        for f in dataclasses.fields(getattr(cfg, section.name)):
+            key, value = f"{section.name}.{f.name}", getattr(getattr(cfg, section.name), f.name)
+            if key in RANGES and value is not None and value not in RANGES[key]:
+                finite = "" if math.isfinite(value) else "a finite number "
+                problems.append(f"{key} must be {finite}{RANGES[key]}, got {value!r}")
+    return problems
+
+
 def common_problems(cfg) -> list[str]:
-    """Checks shared by the pre-training and the transfer configs."""
+    """Checks shared by the pre-training and the transfer configs: each numeric value's range, then the keys that
+    must agree with each other."""
     t, d, o = cfg.train, cfg.data, cfg.optim
     checks = [
-        (t.steps >= 1 and t.batch_size >= 1, "train.steps and train.batch_size must be >= 1"),
-        (d.crop_size >= 16, f"data.crop_size must be >= 16, got {d.crop_size}"),
-        (0 <= d.substitute <= 1, f"data.substitute is a share in [0, 1], got {d.substitute}"),
-        (d.bg_softness > 0 and d.bg_threshold_scale > 0, "data.bg_softness and data.bg_threshold_scale must be > 0"),
-        (0 <= d.shadow_min <= 1 and d.shadow_chroma >= 0, "need 0 <= data.shadow_min <= 1, data.shadow_chroma >= 0"),
-        (0 <= d.aug_jitter < 1 and d.aug_hue_deg >= 0 and 0 <= d.aug_permute <= 1 and 0 <= d.aug_grey <= 1,
-         "need 0 <= data.aug_jitter < 1, data.aug_hue_deg >= 0, data.aug_permute and data.aug_grey in [0, 1]"),
-        (0 <= d.aug_start < 1, "need 0 <= data.aug_start < 1"),
         (len(d.mean) == 3 and len(d.std) == 3 and min(d.std) > 0, "data.mean and data.std need 3 values, std > 0"),
-        (0 <= o.min_lr <= o.lr, f"need 0 <= optim.min_lr <= optim.lr, got {o.min_lr}, {o.lr}"),
-        (o.warmup_steps >= 0 and o.grad_clip >= 0, "optim.warmup_steps and optim.grad_clip must be >= 0"),
-        (o.backbone_lr_scale > 0, f"optim.backbone_lr_scale must be > 0 (freeze stages instead), got "
-                                  f"{o.backbone_lr_scale}"),
+        (o.min_lr <= o.lr, f"need optim.min_lr <= optim.lr, got {o.min_lr}, {o.lr}"),
     ]
     if "mask" in cfg.model.input_norm:  # the mask is read off the background fill: it needs one, in every view
         checks.append((d.background != "off" and d.substitute == 0,
                        f"model.input_norm={cfg.model.input_norm} finds the person by the fill the fused op puts where "
                        f"it removed the background: it needs data.background on (got {d.background!r}) and "
                        f"data.substitute=0 (got {d.substitute:g}; substituted backgrounds would read as person)"))
-    return [problem for ok, problem in checks if not ok]
+    return range_problems(cfg) or [problem for ok, problem in checks if not ok]
 
 
 PRESET_PREFIX = {PretrainConfig: "", FinetuneConfig: "finetune-"}

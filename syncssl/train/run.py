@@ -1,6 +1,7 @@
 """The thin entry point behind ``syncssl-train`` (and ``python -m syncssl.train`` under torchrun)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -12,14 +13,16 @@ from ..data.dataset import DataError
 from ..data.decode.base import TooManyDecodeFailures
 from ..models.resnet import CheckpointMismatch
 from ..parallel import threads_per_process
-from . import distributed
+from . import checkpoint as ckpt
+from . import distributed, runfolder
 from .checkpoint import CheckpointError
 from .config import FinetuneConfig
+from .signals import Interrupted
 from .trainer import NonFiniteLoss, PoseTrainer, PretextTrainer
 
 # errors a user can fix: the command line shows their message, not a traceback
 USER_ERRORS = (DataError, ConfigError, CheckpointError, CheckpointMismatch, NonFiniteLoss, TooManyDecodeFailures,
-               distributed.PeerLost, distributed.WaitedTooLong)
+               distributed.PeerLost, distributed.WaitedTooLong, runfolder.RunFolderError, Interrupted)
 
 
 def _cpu_threads(cfg, d: distributed.Dist):
@@ -37,6 +40,10 @@ def check_world_size(cfg, world_size: int, how: str = "") -> None:
         lo, hi = b // world_size * world_size, -(-b // world_size) * world_size
         raise ConfigError(f"train.batch_size {b} is not divisible by the {world_size} processes{how}: each takes "
                           f"batch_size / {world_size} pairs; use train.batch_size={lo or hi} or {hi}")
+    group = getattr(getattr(cfg, "sampling", None), "group_size", 1)
+    if world_size > 1 and (b // world_size) % group:
+        raise ConfigError(f"sampling.group_size {group} does not divide the {b // world_size} pairs each of the "
+                          f"{world_size} processes{how} takes (train.batch_size {b} / {world_size})")
 
 
 def check_run_dir(run_dir, create: bool = True) -> None:
@@ -66,30 +73,55 @@ def check_run_dir(run_dir, create: bool = True) -> None:
                               "directory") from None
 
 
-def run_training(cfg) -> dict:
-    """Pre-training or transfer, by the config's type; returns the summary (also in summary.json)."""
+def check_transfer_source(cfg) -> None:
+    """Fine-tuning from pre-training needs a pre-training checkpoint: a fine-tuned one is refused before the data
+    loads (the meta.json of a checkpoint names the task that wrote it)."""
+    x = getattr(cfg, "transfer", None)
+    if x is None or x.init != "pretrained":
+        return
+    path, _ = ckpt.resolve_resume(x.checkpoint, Path(x.checkpoint) / "checkpoints")
+    if path is not None and ckpt.verify(path).get("task") == "finetune":
+        raise CheckpointError(f"transfer.checkpoint: {path} is a fine-tuned pose model, not a pre-training one; give "
+                              "the folder of a syncssl-train run")
+
+
+def run_training(cfg, replace: bool = False, allow_changes: bool = False) -> dict:
+    """Pre-training or transfer, by the config's type; returns the summary (also in summary.json).
+
+    The run folder must be new, or hold this task's run (runfolder.check_training): ``replace`` removes that run
+    first, ``allow_changes`` continues it with another configuration. Rank 0 holds the folder's lock throughout."""
     world = int(os.environ.get("WORLD_SIZE", 1))
     check_world_size(cfg, world)  # before the process group: one clear error per rank, no collective hang
     check_run_dir(cfg.train.run_dir, create=world == 1)
-    d = distributed.setup(cfg.train.device)
-    _cpu_threads(cfg, d)
-    trainer = None
-    try:
-        trainer = (PoseTrainer if isinstance(cfg, FinetuneConfig) else PretextTrainer)(cfg, d)
+    check_transfer_source(cfg)
+    task = "finetune" if isinstance(cfg, FinetuneConfig) else "pretrain"
+    run_dir = cfg.train.run_dir
+    runfolder.check_training(run_dir, cfg, task, replace, allow_changes)  # every rank, before anything is written
+    main = int(os.environ.get("RANK", 0)) == 0
+    with runfolder.locked(run_dir, f"syncssl-{task}") if main else contextlib.nullcontext():
+        if main:  # again under the lock: a process that held it may have changed the folder meanwhile
+            if runfolder.check_training(run_dir, cfg, task, replace, allow_changes) == "replace":
+                print(f"replacing the run in {run_dir} (--force): removed {', '.join(runfolder.remove_run(run_dir))}")
+            runfolder.write_marker(run_dir, task, command=f"syncssl-{'finetune' if task == 'finetune' else 'train'}")
+        d = distributed.setup(cfg.train.device)
+        _cpu_threads(cfg, d)
+        trainer = None
         try:
-            summary = trainer.train()
-        except Exception as e:
-            lost = distributed.peer_lost(e, d)  # a traceback from inside gloo or NCCL says little: say what happened
-            if lost is None:
-                raise
-            raise lost from e
-        if d.is_main:
-            print_summary(summary, trainer.run_dir, f"syncssl-{'finetune' if isinstance(cfg, FinetuneConfig) else 'train'}")
-        return summary
-    finally:
-        if trainer is not None:
-            trainer.close()
-        distributed.teardown()
+            trainer = (PoseTrainer if task == "finetune" else PretextTrainer)(cfg, d, allow_changes=allow_changes)
+            try:
+                summary = trainer.train()
+            except Exception as e:
+                lost = distributed.peer_lost(e, d)  # a traceback from inside gloo or NCCL says little: say what happened
+                if lost is None:
+                    raise
+                raise lost from e
+            if d.is_main:
+                print_summary(summary, trainer.run_dir, f"syncssl-{'finetune' if task == 'finetune' else 'train'}")
+            return summary
+        finally:
+            if trainer is not None:
+                trainer.close()
+            distributed.teardown()
 
 
 def by_subject_text(by_subject: dict, min_pairs: int = 50) -> str:

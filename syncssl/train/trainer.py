@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import random
+import signal
 import time
 from pathlib import Path
 
@@ -32,11 +33,14 @@ from ..data.dataset import DataError
 from ..data.loader import Prefetcher
 from ..models.pairnet import PairNet
 from ..provenance import env_block
+from ..storage import write_text_atomic
 from . import checkpoint as ckpt
+from . import runfolder
 from .config import common_problems
 from .data import build_pipeline, load_manifest, make_source, tile_spec
 from .distributed import Dist, all_reduce_sum, any_rank, gather_objects
 from .logger import MetricLogger, plot_curves
+from .signals import Interrupted, StopRequest
 
 
 class NonFiniteLoss(RuntimeError):
@@ -136,8 +140,10 @@ class Trainer:
 
     name = "train"  # the progress bar's label
 
-    def __init__(self, cfg, dist: Dist, log=None, progress: bool = True):
-        self.cfg, self.dist = cfg, dist
+    def __init__(self, cfg, dist: Dist, log=None, progress: bool = True, allow_changes: bool | None = False):
+        """allow_changes: resume a checkpoint trained with another configuration (True: noted; False: only the
+        changes a continued run may make, :data:`runfolder.CONTINUE_KEYS`; None: unchecked, for evaluation)."""
+        self.cfg, self.dist, self.allow_changes = cfg, dist, allow_changes
         self.log = log or (print if dist.is_main else (lambda *a, **k: None))
         self.progress = progress and dist.is_main
         t = cfg.train
@@ -188,10 +194,12 @@ class Trainer:
         self.nonfinite_total = 0
         self.wall_s = 0.0
         self.resumed_from: str | None = None
-        if dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.toml").write_text(cfglib.to_toml(cfg))
         self._maybe_resume()
+        config = self.run_dir / "config.toml"
+        # after the resume check, and only for steps still to train: it describes the weights the run trained
+        if dist.is_main and (self.step < t.steps or not config.exists()):
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(config, cfglib.to_toml(cfg), "the run's config")
 
     # ------------------------------------------------------------------ task hooks
 
@@ -291,9 +299,18 @@ class Trainer:
             self.log(f"skipping unusable checkpoint: {s}")
         if path is None:
             return
-        self.load_state_dict(ckpt.load(path, map_location=self.device))
+        state = ckpt.load(path, map_location=self.device)
+        changes = [] if self.allow_changes is None else runfolder.checkpoint_changes(state, self.cfg)
+        if runfolder.blocking(changes) and not self.allow_changes:
+            raise runfolder.RunFolderError(
+                f"{path} was trained with another configuration ({runfolder.listed(runfolder.blocking(changes))}): "
+                "pass --allow-changes to resume it with these settings, or --resume none and a new --run-dir to "
+                "start afresh")
+        self.load_state_dict(state)
         self.resumed_from = str(path)
         self.log(f"resumed from {path} at step {self.step}")
+        if changes:
+            self.log(f"note: the run continues with changed settings: {'; '.join(changes)}")
 
     def save_checkpoint(self) -> Path | None:
         state = self.state_dict()  # every rank takes part (RNG gather)
@@ -367,14 +384,22 @@ class Trainer:
         start = self.step
         stop = t.steps if not t.max_steps_this_run else min(t.steps, start + t.max_steps_this_run)
         if start >= t.steps:
+            finished = runfolder.finished_summary(self.run_dir) if self.dist.is_main else None
+            if any_rank(finished is not None and finished.get("steps") == start, self.dist):
+                self.log(f"already trained {start} of {t.steps} steps; nothing to do (its summary.json is kept)")
+                return finished
             self.log(f"already trained {start} of {t.steps} steps; nothing to do")
         prefetch = Prefetcher(self.batcher, self.plan_of, start, stop, self.cfg.data.prefetch)
         window = _Window(self.device)
         bar = _Progress(self.name, stop, start, enabled=self.progress, keys=self.progress_keys)
         last_eval: dict = {}
+        signals, stopped = StopRequest.install(), False  # SIGTERM / SIGINT: this step, a checkpoint, then stop
         try:
             t_wall = time.perf_counter()
             while self.step < stop:
+                if any_rank(signals.signum is not None, self.dist):  # every rank stops at the same step
+                    stopped = True
+                    break
                 batch = prefetch.next()
                 m = self.train_step(batch)
                 window.add(m, batch)
@@ -391,10 +416,20 @@ class Trainer:
                     self.save_checkpoint()
             self.wall_s += time.perf_counter() - t_wall
         finally:
+            signals.restore()
             prefetch.close()
             bar.close()
         if self.step > start:
             self.save_checkpoint()
+        if stopped:
+            saved = f"checkpoint {self.ckpt_dir / f'step-{self.step:08d}'} written" if self.step > start else \
+                "no step since the last checkpoint"
+            raise Interrupted(f"stopped by {signals.name or 'a signal on another process'} at step {self.step} of "
+                              f"{t.steps}; {saved}: the same command resumes it", signals.signum or signal.SIGTERM)
+        if self.nonfinite_total * 2 > self.step:
+            raise NonFiniteLoss(f"{self.nonfinite_total} of {self.step} steps were skipped as non-finite: the run did "
+                                f"not train; lower optim.lr (now {self.cfg.optim.lr:g}), keep optim.grad_clip > 0, or "
+                                "try train.amp=off")
         done = self.step >= t.steps
         summary = {
             "steps": self.step,
@@ -414,7 +449,7 @@ class Trainer:
             "env": env_block(),  # commit, versions, machine, date: where this result came from
         }
         if self.dist.is_main:
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            write_text_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n", "the run's summary")
             plot_curves(self.run_dir, panels=self.curve_panels)
         return summary
 
