@@ -42,7 +42,7 @@ def _dataset(root: Path, codec: str, content) -> Path:
     cams = [make_camera("cam_01"), make_camera("cam_02", angle=1.3)]
     folder = write_sequence(root / "S1" / "walk_00", cams, {}, poses3d=poses(N),
                             boxes=np.tile(np.array([[[5, 5, 30, 40]]], np.float32), (N, 2, 1)))
-    ext = {"mjpeg": ".avi", "h264": ".mp4"}[codec]
+    ext = {"mjpeg": ".avi", "h264": ".mp4", "vp9": ".webm"}[codec]
     for i, c in enumerate(cams):
         write_video(folder / "videos" / f"{c.name}{ext}", content(i), 25, codec)
     return root
@@ -55,6 +55,7 @@ def bases(tmp_path_factory):
         "flat": _dataset(top / "flat", "mjpeg", lambda i: frames(N, base=40 * i)),
         "mjpeg": _dataset(top / "mjpeg", "mjpeg", lambda i: noise(N, seed=i)),
         "h264": _dataset(top / "h264", "h264", lambda i: noise(N, seed=i)),
+        "vp9": _dataset(top / "vp9", "vp9", lambda i: noise(N, seed=i)),
     }
 
 
@@ -393,6 +394,15 @@ CASES = [
     *[Case(f"mjpeg-64-bytes-mid-file-{s}", "mjpeg", mid_file(64, s), r"corrupt: .*damaged|does not decode", "deep")
       for s in (0, 2)],
     *[Case(f"mjpeg-4KiB-mid-file-{s}", "mjpeg", mid_file(4096, s), r"corrupt|truncated") for s in range(2)],
+    # VP9: libvpx decodes the same packets as FFmpeg and must agree to the bit; a skipped cluster leaves a time gap
+    *[Case(f"vp9-64-bytes-mid-slice-{s}", "vp9", in_frame(10, 64, 0.5, s), r"corrupt: .*\(a second VP9 decoder "
+           r"\(libvpx\) (disagrees|cannot)", "deep") for s in (0, 1)],
+    *[Case(f"vp9-64-bytes-mid-file-{s}", "vp9", mid_file(64, s), r"corrupt: .*(damaged|missing)", "deep")
+      for s in range(3)],
+    *[Case(f"vp9-4KiB-mid-file-{s}", "vp9", mid_file(4096, s), r"corrupt: .*(damaged|missing)", "deep")
+      for s in range(2)],
+    Case("vp9-clusters-lost", "vp9", mid_file(4096, 0), r"corrupt: .* does not decode: its data is damaged \(10 of "
+         r"the 20 frames"),
     Case("mjpeg-first-frame-damaged", "mjpeg", in_frame(0), r"corrupt: frame 0 "),
     Case("mjpeg-last-frame-damaged", "mjpeg", in_frame(N - 1), r"corrupt: frame 19 |truncated or corrupt"),
     Case("mjpeg-truncated-half", "mjpeg", truncate(0.5), r"truncated"),
@@ -405,6 +415,7 @@ CASES = [
     Case("avi-named-mkv", "flat", renamed(".mkv"), r"valid", "deep", ok=True),
     Case("clean-mjpeg-deep", "mjpeg", lambda root: None, r"valid", "deep", ok=True),
     Case("clean-h264-deep", "h264", lambda root: None, r"valid", "deep", ok=True),
+    Case("clean-vp9-deep", "vp9", lambda root: None, r"valid", "deep", ok=True),
     # frame counts, rates and sizes across the cameras
     Case("count-off-by-two", "flat", rewrite(n=N - 2), r"camera cam_02 \(cam_02.avi\) is shorter", ok=True),
     Case("count-off-by-thirty", "flat", rewrite(n=N + 30), r"frame counts differ by 30, more than the tolerance"),
@@ -751,3 +762,10 @@ def test_a_dark_reference_camera_hands_the_reference_on(tmp_path):
     plan = _plan(s, manifest, {"cam_01": 0, "cam_02": 1, "cam_03": 2},
                  SyncOptions(max_offset_s=0.4, reference="cam_01"), 10)
     assert plan.reference == "cam_01"
+
+
+def test_timestamp_gap_judges_only_constant_rate_streams():
+    from syncssl.data.damage import timestamp_gap
+    assert timestamp_gap([0, 40, 80, 120, 160]) is None
+    assert re.match(r"corrupt: about 7 frames are missing after frame 2 ", timestamp_gap([0, 40, 80, 400, 440, 480]))
+    assert timestamp_gap([0, 33, 70, 100, 140, 300]) is None  # variable frame rate: not judged

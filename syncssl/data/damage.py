@@ -1,6 +1,6 @@
 """Damaged frames: what gives them away, and the rule syncssl applies to them.
 
-Three witnesses, each where it is cheap enough:
+The witnesses, each where it is cheap enough:
 
 - **the bitstream's own framing**, per packet, without decoding (every probe, so the default ``inspect`` too):
   a JPEG (MJPEG frame) runs SOI, well-formed marker segments, entropy-coded data in which 0xFF is only ever
@@ -12,9 +12,17 @@ Three witnesses, each where it is cheap enough:
   or block: ``concealing 12 DC, 12 AC, 12 MV errors``, ``error count: 67``);
 - for MJPEG, **a second, independent JPEG decoder** (libjpeg-turbo through Pillow): after damage the two
   resynchronise differently, so their luma disagrees by far more than rounding (clean frames: < 0.5 grey levels
-  in every 8x8 block; damaged: tens).
+  in every 8x8 block; damaged: tens);
+- for VP9, **a second VP9 decoder** (libvpx, bundled with PyAV's FFmpeg): VP9 decoding is exact, so on an undamaged
+  stream both decoders give the same samples to the bit, and damage, which FFmpeg's own VP9 decoder conceals
+  without a word, shows as a difference or as a packet libvpx refuses;
+- **timestamps and duration**, for containers without a frame count (WebM / MKV): a constant-rate stream whose
+  timestamps skip, or that holds fewer frames than its duration promises, lost frames to damage.
 
 Damage that still decodes as a valid bitstream, the same in both decoders, is invisible to every decoder.
+FFmpeg's ``err_detect`` levels (``careful``, ``aggressive``, ``explode``, ``crccheck+bitstream+buffer``) refuse no
+more of it (measured: ``benchmarks/analysis/damage_detection.py``); :data:`DECODER_OPTIONS` lets that script try
+decoder options.
 
 The rule (:data:`RULE`): a video with any damaged frame is refused, naming the file, the frames and the witness.
 """
@@ -22,6 +30,7 @@ from __future__ import annotations
 
 import io
 import threading
+from collections import deque
 from contextlib import contextmanager
 
 import numpy as np
@@ -31,6 +40,13 @@ from ..optional import av
 RULE = "a video with damaged frames is refused: replace it or re-encode it from an undamaged copy"
 LUMA_TOLERANCE = 6.0  # grey levels an 8x8 block's mean may differ between two JPEG decoders (clean: < 0.5)
 _QUIET = frozenset({"swscaler", "swresample"})  # colour conversion chatter, not the decoder's
+DECODER_OPTIONS: dict[str, str] = {}  # FFmpeg decoder options (AVOptions) set on every stream that is checked
+
+
+def configure(stream) -> None:
+    """Give the stream's decoder :data:`DECODER_OPTIONS`; call before its first decode (the decoder opens then)."""
+    if DECODER_OPTIONS and not stream.codec_context.is_open:
+        stream.codec_context.options = dict(DECODER_OPTIONS)
 
 
 def describe(damaged: dict[int, str], total: int, limit: int = 3) -> str:
@@ -217,19 +233,47 @@ class FramingCheck:
         return None
 
 
+def timestamp_gap(pts: list) -> str | None:
+    """Frames missing from a constant-rate stream: one step between timestamps far longer than all the others.
+
+    What a damaged WebM / MKV cluster looks like (the demuxer skips to the next cluster, and the file's header
+    holds no frame count to miss them against). Streams whose steps vary (variable frame rate) are not judged.
+    """
+    if len(pts) < 3 or any(p is None for p in pts):
+        return None
+    ts = np.sort(np.asarray(pts, np.int64))
+    steps = np.diff(ts)
+    step = float(np.median(steps))
+    gaps = steps > 1.5 * step
+    if step <= 0 or not gaps.any() or (np.abs(steps[~gaps] - step) > 0.1 * step).any():
+        return None
+    i = int(np.flatnonzero(gaps)[0])
+    return (f"corrupt: about {round(steps[i] / step) - 1} frames are missing after frame {i} (its timestamps "
+            f"skip {steps[i]} units where every other step is {step:g}); the damaged data was skipped")
+
+
 # ---------------------------------------------------------------- per decoded frame
 
 
 class FrameCheck:
-    """The per-frame witnesses of one video: FFmpeg's corrupt flag and, for MJPEG, a second JPEG decoder."""
+    """The per-frame witnesses of one video: FFmpeg's corrupt flag and a second, independent decoder: libjpeg-turbo
+    for MJPEG (per frame), libvpx for VP9 (fed every packet through :meth:`feed`, when ``every_packet``)."""
 
-    def __init__(self, stream):
-        self.cross_check = stream.codec_context.name == "mjpeg"
+    def __init__(self, stream, every_packet: bool = True):
+        name = stream.codec_context.name
+        self.cross_check = name == "mjpeg"
         self._trusted = False  # the second decoder agreed on a frame: disagreeing later means damage
+        self._vp9 = _SecondVP9Decoder() if name == "vp9" and every_packet and _has_libvpx() else None
+
+    def feed(self, data: bytes | None) -> str | None:
+        """Every packet in order (None at the end), before the frames it gives are checked."""
+        return self._vp9.feed(data) if self._vp9 else None
 
     def __call__(self, frame, data: bytes | None) -> str | None:
         if getattr(frame, "is_corrupt", False):
             return "the decoder flags the frame corrupt"
+        if self._vp9:
+            return self._vp9.compare(frame)
         if not self.cross_check or data is None:
             return None
         blocks = _luma_disagreement(frame, data)
@@ -248,6 +292,53 @@ class FrameCheck:
         return None
 
 
+def _has_libvpx() -> bool:
+    return "libvpx-vp9" in av.codecs_available
+
+
+def _luma(frame) -> np.ndarray:
+    plane = frame.planes[0]
+    return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :plane.width]
+
+
+class _SecondVP9Decoder:
+    """libvpx decodes the same packets as FFmpeg's own VP9 decoder. VP9 decoding is exact (the standard fixes every
+    output sample), so on an undamaged stream the two agree to the last bit; damage they conceal differently
+    (or that libvpx refuses) shows."""
+
+    def __init__(self):
+        self._ctx = av.CodecContext.create("libvpx-vp9", "r")
+        self._frames: deque[np.ndarray] = deque()
+        self._done = False  # it refused a packet: from then on it cannot witness frame by frame
+
+    def feed(self, data: bytes | None) -> str | None:
+        if self._done:
+            return None
+        try:
+            frames = self._ctx.decode(av.Packet(data) if data is not None else None)
+        except (av.error.FFmpegError, ValueError) as e:
+            self._done = True
+            return f"a second VP9 decoder (libvpx) cannot decode it ({' '.join(str(e).split())})"
+        self._frames.extend(_luma(f).copy() for f in frames)
+        return None
+
+    def compare(self, frame) -> str | None:
+        if self._done:
+            return None
+        if not self._frames:
+            self._done = True
+            return "a second VP9 decoder (libvpx) gives no frame for it"
+        other, ours = self._frames.popleft(), _luma(frame)
+        if other.shape != ours.shape:
+            self._done = True
+            return f"a second VP9 decoder (libvpx) gives a {other.shape[1]}x{other.shape[0]} frame"
+        diff = np.abs(ours.astype(np.int16) - other)
+        if diff.any():
+            return (f"a second VP9 decoder (libvpx) disagrees in {int(np.count_nonzero(diff))} pixels, "
+                    f"by up to {int(diff.max())} grey levels")
+        return None
+
+
 def _luma_disagreement(frame, data: bytes) -> tuple[int, float] | None:
     """(8x8 blocks whose mean luma differs by more than LUMA_TOLERANCE, the largest difference) between FFmpeg's
     frame and libjpeg-turbo's decode of the same JPEG; None when libjpeg-turbo cannot read it."""
@@ -261,8 +352,7 @@ def _luma_disagreement(frame, data: bytes) -> tuple[int, float] | None:
             other = np.asarray(im.convert("L"), np.float32)
     except (OSError, SyntaxError, ValueError):
         return None
-    plane = frame.planes[0]
-    ours = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :plane.width]
+    ours = _luma(frame)
     h, w = min(ours.shape[0], other.shape[0]) // 8 * 8, min(ours.shape[1], other.shape[1]) // 8 * 8
     if (h, w) == (0, 0) or abs(ours.shape[0] - other.shape[0]) > 16 or abs(ours.shape[1] - other.shape[1]) > 16:
         return None

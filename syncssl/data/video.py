@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .damage import FrameCheck, FramingCheck, decoder_errors, describe, logged_error
+from .damage import FrameCheck, FramingCheck, configure, decoder_errors, describe, logged_error, timestamp_gap
 from ..optional import av
 from .dataset import DataError
 
@@ -112,6 +112,7 @@ def probe(path: Path, verify: str = "ends") -> VideoInfo:
         if not c.streams.video:
             raise DataError(path, "holds no video stream (corrupt, truncated, or not a video)")
         s = c.streams.video[0]
+        configure(s)
         header_frames = int(s.frames or 0)
         fps = float(s.average_rate or s.guessed_rate or 0)
         codec = s.codec_context.name
@@ -128,12 +129,18 @@ def probe(path: Path, verify: str = "ends") -> VideoInfo:
             raise DataError(path, "holds no frames")
         if header_frames and len(packets) < header_frames:
             raise _missing_frames(path, packets, header_frames)
+        by_duration = round(c.duration / 1e6 * fps) if c.duration and fps and verify != "none" else 0
+        if not header_frames and by_duration - len(packets) > max(1, by_duration // 50):  # WebM / MKV: no count
+            raise _missing_frames(path, packets, by_duration)
+        gap = timestamp_gap([p.pts for p in packets]) if verify != "none" else None
+        if gap:
+            raise DataError(path, gap)
         last = len(packets) - 1
         to_check = {"none": [], "ends": [0, last] if last else [0], "all": range(len(packets))}[verify]
         width, height = s.codec_context.width, s.codec_context.height
         decoded, silent = 0, None
         damaged: dict[int, str] = {}  # frame -> what gives its damage away (syncssl.data.damage)
-        check_frame = FrameCheck(s)
+        check_frame = FrameCheck(s, every_packet=verify == "all")
         with decoder_errors() as logs:
             for i in to_check:
                 seen = len(logs)
@@ -151,8 +158,10 @@ def probe(path: Path, verify: str = "ends") -> VideoInfo:
                     width, height = f.width, f.height
                 # "ends" decodes the last frame without its references: only a whole decode can judge it
                 if verify == "all" or i == 0 or keyframes == len(packets):
-                    why = logged_error(logs, seen) or next(
-                        (w for f in frames if (w := check_frame(f, bytes(packets[i])))), None)
+                    data = bytes(packets[i])
+                    fed = check_frame.feed(data)
+                    seen_in_frames = [check_frame(f, data) for f in frames]  # every frame: a second decoder keeps pace
+                    why = fed or logged_error(logs, seen) or next(filter(None, seen_in_frames), None)
                     if why:
                         damaged[i] = why
         if verify == "all":
@@ -161,8 +170,9 @@ def probe(path: Path, verify: str = "ends") -> VideoInfo:
                     rest = s.codec_context.decode(None)  # frames a threaded decoder still held
                 except _decode_errors() as e:
                     raise DataError(path, f"corrupt: flushing the decoder failed ({av_error_text(e)})") from None
+                last_packet = check_frame.feed(None)
                 for k, f in enumerate(rest):
-                    why = logged_error(logs, 0) or check_frame(f, None)
+                    why = last_packet or logged_error(logs, 0) or check_frame(f, None)
                     if why:
                         damaged.setdefault(decoded + k, why)
             decoded += len(rest)
@@ -275,6 +285,7 @@ def iter_frames(path: Path, count: int, start: int = 0) -> Iterator[np.ndarray]:
         if not c.streams.video:
             raise DataError(path, "holds no video stream (corrupt, truncated, or not a video)")
         s = c.streams.video[0]
+        configure(s)
         promised = int(s.frames or 0)
         framing, check_frame = FramingCheck(s), FrameCheck(s)
         damage = None  # what gives away damage in a packet whose frame has not come out yet
@@ -283,7 +294,7 @@ def iter_frames(path: Path, count: int, start: int = 0) -> Iterator[np.ndarray]:
                 data = bytes(packet) if packet.size else None
                 seen = len(logs)
                 frames = s.codec_context.decode(packet if data else None)  # a decode error is said first
-                damage = damage or (framing(data) if data else None) or logged_error(logs, seen)
+                damage = damage or (framing(data) if data else None) or check_frame.feed(data) or logged_error(logs, seen)
                 for f in frames:
                     damage = damage or check_frame(f, data)
                     if damage:
