@@ -98,6 +98,87 @@ def _regions(masks: np.ndarray, grid: int, pick) -> np.ndarray:
     return out
 
 
+class PersonTrack:
+    """One person's tight boxes in a camera's successive foreground masks, even with others in view.
+
+    Each mask's regions are found as in :func:`boxes_from_masks` (coarse grid, ``grid`` cells along the longer
+    side). The first person is the largest region; from then on the largest region is taken while it overlaps the
+    last box, else the region (at least ``share`` x the largest) that does; when none does, the frame has no box
+    (gaps are bridged later) until ``patience`` frames have passed, and the largest region starts a new track. A
+    region far larger than the last box (``merge`` x its area: the person met someone, or a shadow joined) keeps
+    only its pixels near the last box, so the box never jumps to another person nor grows over two."""
+
+    def __init__(self, grid: int = 32, patience: int = 30, share: float = 0.3, merge: float = 2.0):
+        self.grid, self.patience, self.share, self.merge = grid, patience, share, merge
+        self.last: np.ndarray | None = None
+        self.lost = 0
+
+    def push(self, masks: np.ndarray) -> np.ndarray:
+        """Tight boxes (N, 4) of the tracked person in masks (N, H, W) bool, pixel edges; NaN rows: not seen."""
+        masks = np.asarray(masks, bool)
+        N, H, W = masks.shape
+        cell = max(1, int(np.ceil(max(H, W) / self.grid)))
+        gh, gw = -(-H // cell), -(-W // cell)
+        padded = np.zeros((N, gh * cell, gw * cell), bool)
+        padded[:, :H, :W] = masks
+        counts = padded.reshape(N, gh, cell, gw, cell).sum((2, 4))
+        coarse = counts > 0.1 * cell * cell
+        labels = _component_labels(coarse)
+        out = np.full((N, 4), np.nan, np.float32)
+        for i in range(N):
+            box = self._pick(masks[i], labels[i], counts[i], coarse[i], cell) if coarse[i].any() else None
+            if box is None:
+                self.lost += 1
+                if self.lost > self.patience:
+                    self.last = None
+                continue
+            out[i], self.last, self.lost = box, box, 0
+        return out
+
+    def _pick(self, mask, labels, counts, coarse, cell) -> np.ndarray | None:
+        H, W = mask.shape
+        ids = np.unique(labels[coarse])
+        weight = np.bincount(labels.ravel(), weights=counts.ravel(), minlength=labels.max() + 1)[ids]
+        order = np.argsort(-weight, kind="stable")
+        chosen = None
+        for k in order:
+            if weight[k] < self.share * weight[order[0]]:
+                break
+            if self.last is None or _overlaps(_cells_box(labels == ids[k], cell), self.last):
+                chosen = ids[k]
+                break
+        if chosen is None:
+            return None
+        region = np.repeat(np.repeat(_grow(labels == chosen), cell, 0), cell, 1)[:H, :W] & mask
+        box = _pixel_box(region)
+        if self.last is not None and _area(box) > self.merge * _area(self.last):
+            x0, y0, x1, y1 = self.last
+            dx, dy = 0.25 * (x1 - x0), 0.25 * (y1 - y0)
+            near = np.zeros_like(region)
+            near[max(0, int(y0 - dy)):int(np.ceil(y1 + dy)), max(0, int(x0 - dx)):int(np.ceil(x1 + dx))] = True
+            if (region & near).any():
+                box = _pixel_box(region & near)
+        return box
+
+
+def _cells_box(cells: np.ndarray, cell: int) -> np.ndarray:
+    ys, xs = np.nonzero(cells)
+    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float64) * cell
+
+
+def _pixel_box(region: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(region)
+    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
+
+
+def _overlaps(a, b) -> bool:
+    return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
+
+
+def _area(b) -> float:
+    return float((b[2] - b[0]) * (b[3] - b[1]))
+
+
 def _grow(m: np.ndarray) -> np.ndarray:
     out = m.copy()
     out[1:] |= m[:-1]

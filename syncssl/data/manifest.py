@@ -97,6 +97,9 @@ class BackgroundInfo:
     borrowed_from: list[str] = field(default_factory=list)  # backgrounds (other subjects, same rig) that filled
     borrowed_share: float = 0.0  # ... this share of the frame, where the person never left a spot
     empty_scene: str | None = None  # the rig's recording of the empty scene used instead of the median
+    work_scale: int = 1  # the model was made from frames shrunk by this factor (then enlarged to the video's size)
+    unmodelled: str | None = None  # PNG map of the pixels no sample showed without the person (filled from around)
+    unmodelled_share: float = 0.0  # ... their share of the frame
 
 
 @dataclass
