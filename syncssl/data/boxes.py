@@ -105,13 +105,17 @@ class PersonTrack:
     side). The first person is the largest region; from then on the largest region is taken while it overlaps the
     last box, else the region (at least ``share`` x the largest) that does; when none does, the frame has no box
     (gaps are bridged later) until ``patience`` frames have passed, and the largest region starts a new track. A
-    region far larger than the last box (``merge`` x its area: the person met someone, or a shadow joined) keeps
-    only its pixels near the last box, so the box never jumps to another person nor grows over two."""
+    region far larger than the person's box (``merge`` x its area: the person met someone, or a shadow joined) keeps
+    only its pixels near the person's last box alone, so the box never jumps to another person nor grows over two,
+    for up to ``settle`` frames: a region that stays that large is the person's own (a mask that had only a piece
+    of the person)."""
 
-    def __init__(self, grid: int = 32, patience: int = 30, share: float = 0.3, merge: float = 2.0):
-        self.grid, self.patience, self.share, self.merge = grid, patience, share, merge
-        self.last: np.ndarray | None = None
+    def __init__(self, grid: int = 32, patience: int = 30, share: float = 0.1, merge: float = 2.0, settle: int = 12):
+        self.grid, self.patience, self.share, self.merge, self.settle = grid, patience, share, merge, settle
+        self.last: np.ndarray | None = None  # the last box
+        self.alone: np.ndarray | None = None  # the last box of the person alone (not merged with another region)
         self.lost = 0
+        self.merged = 0  # frames in a row whose region was cut back to the person's last box alone
 
     def push(self, masks: np.ndarray) -> np.ndarray:
         """Tight boxes (N, 4) of the tracked person in masks (N, H, W) bool, pixel edges; NaN rows: not seen."""
@@ -130,7 +134,7 @@ class PersonTrack:
             if box is None:
                 self.lost += 1
                 if self.lost > self.patience:
-                    self.last = None
+                    self.last = self.alone = None
                 continue
             out[i], self.last, self.lost = box, box, 0
         return out
@@ -151,14 +155,15 @@ class PersonTrack:
             return None
         region = np.repeat(np.repeat(_grow(labels == chosen), cell, 0), cell, 1)[:H, :W] & mask
         box = _pixel_box(region)
-        if self.last is not None and _area(box) > self.merge * _area(self.last):
-            x0, y0, x1, y1 = self.last
-            dx, dy = 0.25 * (x1 - x0), 0.25 * (y1 - y0)
-            near = np.zeros_like(region)
-            near[max(0, int(y0 - dy)):int(np.ceil(y1 + dy)), max(0, int(x0 - dx)):int(np.ceil(x1 + dx))] = True
-            if (region & near).any():
-                box = _pixel_box(region & near)
-        return box
+        if self.alone is None or _area(box) <= self.merge * _area(self.alone) or self.merged >= self.settle:
+            self.alone, self.merged = box, 0  # (a larger region that stays is the person's: a piece grew whole)
+            return box
+        self.merged += 1
+        x0, y0, x1, y1 = self.alone  # merged: the pixels near where the person was last seen alone
+        dx, dy = 0.25 * (x1 - x0), 0.25 * (y1 - y0)
+        near = np.zeros_like(region)
+        near[max(0, int(y0 - dy)):int(np.ceil(y1 + dy)), max(0, int(x0 - dx)):int(np.ceil(x1 + dx))] = True
+        return _pixel_box(region & near) if (region & near).any() else box
 
 
 def _cells_box(cells: np.ndarray, cell: int) -> np.ndarray:
