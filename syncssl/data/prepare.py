@@ -37,7 +37,7 @@ import numpy as np
 from ..figures import pyplot, save_figure
 from ..parallel import Workers
 from ..storage import translate_disk_errors
-from .background import (BackgroundModel, borrow_background, describe_region, foreground_masks, ghost_region,
+from .background import (BackgroundModel, borrow_background, foreground_masks, ghost_region,
                          mask_iou, model_from_empty_scene, model_from_images, morphology_radius, sample_indices)
 from .boxes import (CropBoxStream, PersonTrack, boxes_from_joints, mask_change, motion_from_changes,
                     motion_from_poses, tile_rect)
@@ -582,11 +582,8 @@ class _Build:
         name = f"backgrounds/{g.id}.unmodelled.png"
         write_png(self.out / name, np.asarray(Image.fromarray(region.astype(np.uint8) * 255).resize(
             tuple(size), Image.Resampling.NEAREST)))
-        f = np.array([size[0] / region.shape[1], size[1] / region.shape[0]] * 2)
-        ys, xs = np.nonzero(region)
         info.unmodelled, info.unmodelled_share = name, round(float(region.mean()), 4)
-        info.suspect = [int(v) for v in np.round(np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]) * f)]
-        info.suspect_share = info.unmodelled_share
+        info.suspect, info.suspect_share = _region_box(region, size), info.unmodelled_share
         self.notes.append(
             f"background {g.id}: the person covered {info.unmodelled_share:.1%} of the frame (x {info.suspect[0]}.."
             f"{info.suspect[2]}, y {info.suspect[1]}..{info.suspect[3]}) in every sample of "
@@ -601,11 +598,13 @@ class _Build:
             model, info = models[g.id], infos[g.id]
             region = ghost_region(model.persistence)
             if region.mean() > 0.002:
-                ys, xs = np.nonzero(region)
-                info.suspect = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
-                info.suspect_share = round(float(region.mean()), 4)
+                box = _region_box(region, info.size)  # the model may be of shrunk frames
+                info.suspect = box if info.suspect is None else [min(info.suspect[0], box[0]), min(info.suspect[1], box[1]),
+                                                                 max(info.suspect[2], box[2]), max(info.suspect[3], box[3])]
+                info.suspect_share = max(info.suspect_share, round(float(region.mean()), 4))
                 self.notes.append(
-                    f"background {g.id}: a foreground region hardly moves at {describe_region(region)} in the "
+                    f"background {g.id}: a foreground region hardly moves at x {box[0]}..{box[2]}, y {box[1]}..{box[3]} "
+                    f"({region.mean():.1%} of the frame) in the "
                     f"samples of {', '.join(s.key for s, _ in g.members)}; the background model there probably shows "
                     "a person who stood still (a ghost), which cuts the body out of the masks. Give prepare the empty "
                     f"scene (backgrounds/{g.camera}.png or .mp4 next to the videos) or more sequences of this camera.")
@@ -625,6 +624,13 @@ class _Build:
             poses3d=None if s.poses3d is None else np.asarray(s.poses3d, np.float32), box_source=source,
             motion_source="foreground", notes=list(s.notes), tight=np.stack([r["tight"] for r in results], 1),
             silhouettes=np.stack([r["silhouettes"] for r in results], 1))
+
+
+def _region_box(region: np.ndarray, size: tuple[int, int]) -> list[int]:
+    """x0 y0 x1 y1 (pixel edges) of a boolean map's pixels, in the pixels of a frame of ``size`` (w, h)."""
+    ys, xs = np.nonzero(region)
+    f = np.array([size[0] / region.shape[1], size[1] / region.shape[0]] * 2)
+    return [int(v) for v in np.round(np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]) * f)]
 
 
 def _validate(s: Sequence):
