@@ -159,23 +159,18 @@ def person_hulls(masks: np.ndarray, grid: int = HULL_GRID, reach: float = 0.25) 
     that the mask cut off), and every cell that lies both between the leftmost and rightmost of their cells in its
     row and between the topmost and bottommost in its column. A body that stays while the limbs move differs from a
     median that shows it only at the limbs; their outline covers the body."""
-    from .boxes import _component_labels
+    from .boxes import cells_box, coarse_regions
     masks = np.asarray(masks, bool)
     N, H, W = masks.shape
-    cell = max(1, int(np.ceil(max(H, W) / grid)))
-    gh, gw = -(-H // cell), -(-W // cell)
-    padded = np.zeros((N, gh * cell, gw * cell), bool)
-    padded[:, :H, :W] = masks
-    counts = padded.reshape(N, gh, cell, gw, cell).sum((2, 4))
-    coarse = counts > 0.1 * cell * cell
-    labels = _component_labels(coarse)
+    cell, counts, coarse, labels = coarse_regions(masks, grid)
+    gh, gw = coarse.shape[1:]
     person = np.zeros_like(coarse)
     for i in range(N):
         if not coarse[i].any():
             continue
         ids = np.unique(labels[i][coarse[i]])
         weight = np.bincount(labels[i].ravel(), weights=counts[i].ravel())[ids]
-        boxes = np.array([_cells_extent(labels[i] == k) for k in ids])
+        boxes = np.array([cells_box(labels[i] == k) for k in ids])
         x0, y0, x1, y1 = boxes[np.argmax(weight)]
         dx, dy = reach * (x1 - x0), reach * (y1 - y0)
         near = (boxes[:, 0] < x1 + dx) & (boxes[:, 2] > x0 - dx) & (boxes[:, 1] < y1 + dy) & (boxes[:, 3] > y0 - dy)
@@ -194,11 +189,6 @@ def _smooth(image: np.ndarray) -> np.ndarray:
     p = np.pad(image, ((1, 1), (1, 1), (0, 0)), mode="edge")
     rows = p[:-2] + 2 * p[1:-1] + p[2:]
     return (rows[:, :-2] + 2 * rows[:, 1:-1] + rows[:, 2:]) / 16
-
-
-def _cells_extent(cells: np.ndarray) -> tuple[int, int, int, int]:
-    ys, xs = np.nonzero(cells)
-    return xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
 
 
 def refine_uncovered(samples: np.ndarray, model: BackgroundModel, exclude: np.ndarray, grow: int,

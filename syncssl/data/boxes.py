@@ -78,13 +78,7 @@ def _regions(masks: np.ndarray, grid: int, pick) -> np.ndarray:
     returned, at full resolution."""
     masks = np.asarray(masks, bool)
     N, H, W = masks.shape
-    cell = max(1, int(np.ceil(max(H, W) / grid)))
-    gh, gw = -(-H // cell), -(-W // cell)
-    padded = np.zeros((N, gh * cell, gw * cell), bool)
-    padded[:, :H, :W] = masks
-    counts = padded.reshape(N, gh, cell, gw, cell).sum((2, 4))
-    coarse = counts > 0.1 * cell * cell  # a cell counts when a tenth of it is foreground
-    labels = _component_labels(coarse)
+    cell, counts, coarse, labels = coarse_regions(masks, grid)
     out = np.zeros((N, H, W), bool)
     for i in range(N):
         if not coarse[i].any():
@@ -120,16 +114,9 @@ class PersonTrack:
     def push(self, masks: np.ndarray) -> np.ndarray:
         """Tight boxes (N, 4) of the tracked person in masks (N, H, W) bool, pixel edges; NaN rows: not seen."""
         masks = np.asarray(masks, bool)
-        N, H, W = masks.shape
-        cell = max(1, int(np.ceil(max(H, W) / self.grid)))
-        gh, gw = -(-H // cell), -(-W // cell)
-        padded = np.zeros((N, gh * cell, gw * cell), bool)
-        padded[:, :H, :W] = masks
-        counts = padded.reshape(N, gh, cell, gw, cell).sum((2, 4))
-        coarse = counts > 0.1 * cell * cell
-        labels = _component_labels(coarse)
-        out = np.full((N, 4), np.nan, np.float32)
-        for i in range(N):
+        cell, counts, coarse, labels = coarse_regions(masks, self.grid)
+        out = np.full((len(masks), 4), np.nan, np.float32)
+        for i in range(len(masks)):
             box = self._pick(masks[i], labels[i], counts[i], coarse[i], cell) if coarse[i].any() else None
             if box is None:
                 self.lost += 1
@@ -148,7 +135,7 @@ class PersonTrack:
         for k in order:
             if weight[k] < self.share * weight[order[0]]:
                 break
-            if self.last is None or _overlaps(_cells_box(labels == ids[k], cell), self.last):
+            if self.last is None or _overlaps(cells_box(labels == ids[k], cell), self.last):
                 chosen = ids[k]
                 break
         if chosen is None:
@@ -166,7 +153,8 @@ class PersonTrack:
         return _pixel_box(region & near) if (region & near).any() else box
 
 
-def _cells_box(cells: np.ndarray, cell: int) -> np.ndarray:
+def cells_box(cells: np.ndarray, cell: int = 1) -> np.ndarray:
+    """x0 y0 x1 y1 of a boolean grid's true cells, in pixels of ``cell`` px cells."""
     ys, xs = np.nonzero(cells)
     return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float64) * cell
 
@@ -182,6 +170,19 @@ def _overlaps(a, b) -> bool:
 
 def _area(b) -> float:
     return float((b[2] - b[0]) * (b[3] - b[1]))
+
+
+def coarse_regions(masks: np.ndarray, grid: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """Masks (N, H, W) bool on a coarse grid of ``grid`` cells along the longer side: (the cell's side in pixels,
+    foreground pixels per cell, the cells that count (a tenth of them foreground), their 8-connected labels)."""
+    N, H, W = masks.shape
+    cell = max(1, int(np.ceil(max(H, W) / grid)))
+    gh, gw = -(-H // cell), -(-W // cell)
+    padded = np.zeros((N, gh * cell, gw * cell), bool)
+    padded[:, :H, :W] = masks
+    counts = padded.reshape(N, gh, cell, gw, cell).sum((2, 4))
+    coarse = counts > 0.1 * cell * cell
+    return cell, counts, coarse, _component_labels(coarse)
 
 
 def _grow(m: np.ndarray) -> np.ndarray:
