@@ -18,7 +18,15 @@ Where the person stood on one spot in most samples of every sequence, the median
 elsewhere, that spot then differs from the model in the same place again and again, beside the person.
 :func:`model_from_images` finds such spots (a foreground region that hardly moves), marks them unreliable
 (for borrowing) and prepare warns; a rig that can record the empty scene should give prepare those images
-instead. A person who never left the spot at all looks exactly like background: only labels could tell.
+instead.
+
+A person who never leaves the spot (on a force plate, a treadmill) moves limbs around a body that stays: against
+a median that shows the body, only the limbs differ, and the person's outline (:func:`person_hulls`, the region
+spanned by the limbs) covers the body too. :func:`model_from_images` then models each pixel from the samples in
+which it lies outside that outline (:func:`refine_uncovered`), and again against the better model, until the
+outline stops growing. Pixels no sample shows uncovered are *unmodelled*: said so (``BackgroundModel.unmodelled``),
+and filled from the background around them (:func:`fill_from_surroundings`), so that the person who covers them
+stays foreground instead of being cut out by a ghost of themselves.
 
 A pixel is foreground when its RGB distance (Euclidean, 0..255 units) to the background exceeds a
 threshold estimated from the noise of the samples against the model (median + k * 1.4826 * MAD of the
@@ -37,6 +45,10 @@ THRESHOLD_FLOOR = 18.0  # RGB distance below which no difference counts as foreg
 THRESHOLD_SIGMAS = 5.0  # noise sigmas above the median distance
 SHADOW_MIN_BRIGHTNESS = 0.4  # a shadow keeps at least this share of the background's brightness
 SHADOW_CHROMA = 0.04  # and changes its colour by less than this share of the colour's length
+MIN_UNCOVERED = 3  # samples (and 15% of them) that must show a pixel outside the person's outline to model it
+HULL_GRID = 64  # cells along the longer side of the person's outline
+NEIGHBOURS = 2  # samples on each side whose outline also counts as covering a sample (in the order given)
+REFINE_ROUNDS = 3  # outline -> model -> outline rounds of refine_uncovered (it settles in two on real clips)
 GHOST_PERSISTENCE = 0.15  # a second person-sized region in one place in this share of the samples: a ghost (measured:
 #                          0.20-0.23 for a person who stood still 57% of a sequence, 0 on the synthetic data)
 
@@ -53,6 +65,8 @@ class BackgroundModel:
     persistence: np.ndarray | None = None  # (H, W) float32: share of samples in which the pixel was in one of two
     #                                         person-sized foreground regions against the first median: a ghost's
     #                                         spot, where the person stood, shows again and again beside the person
+    uncovered: np.ndarray | None = None  # (H, W) int16: samples that show the pixel outside the person's outline
+    unmodelled: np.ndarray | None = None  # (H, W) bool: no sample shows it uncovered (filled from the surroundings)
 
 
 def sample_indices(num_frames: int, n: int) -> np.ndarray:
@@ -134,8 +148,112 @@ def model_from_images(samples: np.ndarray, grow: int | None = None) -> Backgroun
     exclude = dilate(changed, grow if grow is not None else 3 * morphology_radius((W, H))) & (persistence < GHOST_PERSISTENCE)
     model = estimate_background(samples, exclude)
     model.persistence = persistence
+    model = refine_uncovered(samples, model, exclude, grow if grow is not None else 3 * morphology_radius((W, H)))
     model.unreliable |= ghost_region(persistence)  # other subjects on the same rig may show the spot empty
     return model
+
+
+def person_hulls(masks: np.ndarray, grid: int = HULL_GRID, reach: float = 0.25) -> np.ndarray:
+    """The outline (N, H, W) bool of the person in each foreground mask, on a grid of ``grid`` cells along the
+    longer side: the largest region with the regions whose extent comes within ``reach`` x its size of it (limbs
+    that the mask cut off), and every cell that lies both between the leftmost and rightmost of their cells in its
+    row and between the topmost and bottommost in its column. A body that stays while the limbs move differs from a
+    median that shows it only at the limbs; their outline covers the body."""
+    from .boxes import cells_box, coarse_regions
+    masks = np.asarray(masks, bool)
+    N, H, W = masks.shape
+    cell, counts, coarse, labels = coarse_regions(masks, grid)
+    gh, gw = coarse.shape[1:]
+    person = np.zeros_like(coarse)
+    for i in range(N):
+        if not coarse[i].any():
+            continue
+        ids = np.unique(labels[i][coarse[i]])
+        weight = np.bincount(labels[i].ravel(), weights=counts[i].ravel())[ids]
+        boxes = np.array([cells_box(labels[i] == k) for k in ids])
+        x0, y0, x1, y1 = boxes[np.argmax(weight)]
+        dx, dy = reach * (x1 - x0), reach * (y1 - y0)
+        near = (boxes[:, 0] < x1 + dx) & (boxes[:, 2] > x0 - dx) & (boxes[:, 1] < y1 + dy) & (boxes[:, 3] > y0 - dy)
+        person[i] = np.isin(labels[i], ids[near])
+    x, y = np.arange(gw), np.arange(gh)[:, None]
+    rows, cols = person.any(2, keepdims=True), person.any(1, keepdims=True)
+    left, right = np.argmax(person, 2)[..., None], gw - 1 - np.argmax(person[..., ::-1], 2)[..., None]
+    top, bottom = np.argmax(person, 1)[:, None], gh - 1 - np.argmax(person[:, ::-1], 1)[:, None]
+    hull = rows & (x >= left) & (x <= right) & cols & (y >= top) & (y <= bottom)
+    return np.repeat(np.repeat(hull, cell, 1), cell, 2)[:, :H, :W]
+
+
+def _smooth(image: np.ndarray) -> np.ndarray:
+    """A [1 2 1] x [1 2 1] / 16 blur of (H, W, C) float images (edges repeated): a doubled pyramid level becomes
+    a bilinear-like one."""
+    p = np.pad(image, ((1, 1), (1, 1), (0, 0)), mode="edge")
+    rows = p[:-2] + 2 * p[1:-1] + p[2:]
+    return (rows[:, :-2] + 2 * rows[:, 1:-1] + rows[:, 2:]) / 16
+
+
+def refine_uncovered(samples: np.ndarray, model: BackgroundModel, exclude: np.ndarray, grow: int,
+                     rounds: int = REFINE_ROUNDS) -> BackgroundModel:
+    """Model each pixel from the samples that show it outside the person's outline (:func:`person_hulls`, grown by
+    ``grow`` px, against the current model), where the outline covered at least half of the samples that voted for
+    it (elsewhere the median was right already, and stays bit for bit); repeat against the better model. Pixels
+    fewer than ``MIN_UNCOVERED`` samples (and 15% of them: outlines miss parts of a body now and then) show uncovered
+    are unmodelled and filled from their surroundings."""
+    N, H, W = samples.shape[:3]
+    exclude = exclude.copy()
+    image = model.image.copy()
+    unmodelled = np.zeros((H, W), bool)
+    uncovered = np.full((H, W), N, np.int16)
+    step = max(1, int(np.ceil(max(H, W) / HULL_GRID)) // 4)  # outlines from every step-th pixel: 4 per cell
+    for _ in range(rounds):
+        hulls = person_hulls(foreground_masks(samples[:, ::step, ::step], image[::step, ::step], model.threshold))
+        covered = hulls.copy()  # neighbouring samples too: a person moves little between them, and a mask that
+        for d in range(1, NEIGHBOURS + 1):  # missed most of the body in one sample rarely misses it in three
+            covered[d:] |= hulls[:-d]
+            covered[:-d] |= hulls[d:]
+        covered = dilate(covered, max(1, round(grow / step)))
+        covered = np.repeat(np.repeat(covered, step, 1), step, 2)[:, :H, :W]
+        voting = ~exclude
+        redo = 2 * (covered & voting).sum(0) >= np.maximum(voting.sum(0), 1)
+        uncovered = np.minimum(uncovered, N - covered.sum(0, dtype=np.int16))
+        if not redo.any():
+            break
+        exclude[:, redo] |= covered[:, redo]
+        votes = N - exclude[:, redo].sum(0)
+        image[redo] = _masked_median(samples[:, redo][:, None], exclude[:, redo][:, None],
+                                     np.maximum(votes, 1)[None])[0]
+        unmodelled[redo] = votes < max(MIN_UNCOVERED, int(np.ceil(0.15 * N)))
+        # a few-pixel hole inside the unmodelled region is a spot the outlines happened to miss: the person's too
+        unmodelled = clean_mask(unmodelled, 0, close_radius=int(np.ceil(max(H, W) / HULL_GRID)))
+        if unmodelled.any():
+            image = fill_from_surroundings(image, unmodelled)
+    model.image, model.uncovered, model.unmodelled = image, uncovered, unmodelled
+    model.unreliable = unmodelled if model.unreliable is None else model.unreliable | unmodelled
+    return model
+
+
+def fill_from_surroundings(image: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """``image`` (H, W, 3) uint8 with the ``missing`` (H, W) pixels filled from the pixels around them: averages
+    of the known pixels on a pyramid of halved images, each missing pixel taking the finest level that knows its
+    neighbourhood (push-pull). Smooth, and never the colour of whatever covered the spot."""
+    levels = [(image.astype(np.float32), (~missing).astype(np.float32))]
+    while levels[-1][1].min() == 0 and min(levels[-1][1].shape) > 1:
+        img, w = levels[-1]
+        h2, w2 = -(-img.shape[0] // 2), -(-img.shape[1] // 2)
+        pad = ((0, 2 * h2 - img.shape[0]), (0, 2 * w2 - img.shape[1]))
+        wi = np.pad(img * w[..., None], pad + ((0, 0),))
+        wp = np.pad(w, pad)
+        total = wp[0::2, 0::2] + wp[1::2, 0::2] + wp[0::2, 1::2] + wp[1::2, 1::2]
+        summed = wi[0::2, 0::2] + wi[1::2, 0::2] + wi[0::2, 1::2] + wi[1::2, 1::2]
+        levels.append((summed / np.maximum(total, 1e-6)[..., None], np.minimum(total, 1.0)))
+    if levels[-1][1].max() == 0:
+        return image  # nothing known to fill from
+    filled = levels[-1][0]
+    for img, w in reversed(levels[:-1]):
+        up = _smooth(np.repeat(np.repeat(filled, 2, 0), 2, 1)[:img.shape[0], :img.shape[1]])
+        filled = np.where(w[..., None] > 0, img, up)
+    out = image.copy()
+    out[missing] = np.clip(np.round(filled[missing]), 0, 255).astype(np.uint8)
+    return out
 
 
 def model_from_empty_scene(image: np.ndarray, samples: np.ndarray) -> BackgroundModel:

@@ -78,13 +78,7 @@ def _regions(masks: np.ndarray, grid: int, pick) -> np.ndarray:
     returned, at full resolution."""
     masks = np.asarray(masks, bool)
     N, H, W = masks.shape
-    cell = max(1, int(np.ceil(max(H, W) / grid)))
-    gh, gw = -(-H // cell), -(-W // cell)
-    padded = np.zeros((N, gh * cell, gw * cell), bool)
-    padded[:, :H, :W] = masks
-    counts = padded.reshape(N, gh, cell, gw, cell).sum((2, 4))
-    coarse = counts > 0.1 * cell * cell  # a cell counts when a tenth of it is foreground
-    labels = _component_labels(coarse)
+    cell, counts, coarse, labels = coarse_regions(masks, grid)
     out = np.zeros((N, H, W), bool)
     for i in range(N):
         if not coarse[i].any():
@@ -96,6 +90,99 @@ def _regions(masks: np.ndarray, grid: int, pick) -> np.ndarray:
             region = np.isin(labels[i], chosen)
             out[i] = np.repeat(np.repeat(_grow(region), cell, 0), cell, 1)[:H, :W] & masks[i]
     return out
+
+
+class PersonTrack:
+    """One person's tight boxes in a camera's successive foreground masks, even with others in view.
+
+    Each mask's regions are found as in :func:`boxes_from_masks` (coarse grid, ``grid`` cells along the longer
+    side). The first person is the largest region; from then on the largest region is taken while it overlaps the
+    last box, else the region (at least ``share`` x the largest) that does; when none does, the frame has no box
+    (gaps are bridged later) until ``patience`` frames have passed, and the largest region starts a new track. A
+    region far larger than the person's box (``merge`` x its area: the person met someone, or a shadow joined) keeps
+    only its pixels near the person's last box alone, so the box never jumps to another person nor grows over two,
+    for up to ``settle`` frames: a region that stays that large is the person's own (a mask that had only a piece
+    of the person)."""
+
+    def __init__(self, grid: int = 32, patience: int = 30, share: float = 0.1, merge: float = 2.0, settle: int = 12):
+        self.grid, self.patience, self.share, self.merge, self.settle = grid, patience, share, merge, settle
+        self.last: np.ndarray | None = None  # the last box
+        self.alone: np.ndarray | None = None  # the last box of the person alone (not merged with another region)
+        self.lost = 0
+        self.merged = 0  # frames in a row whose region was cut back to the person's last box alone
+
+    def push(self, masks: np.ndarray) -> np.ndarray:
+        """Tight boxes (N, 4) of the tracked person in masks (N, H, W) bool, pixel edges; NaN rows: not seen."""
+        masks = np.asarray(masks, bool)
+        cell, counts, coarse, labels = coarse_regions(masks, self.grid)
+        out = np.full((len(masks), 4), np.nan, np.float32)
+        for i in range(len(masks)):
+            box = self._pick(masks[i], labels[i], counts[i], coarse[i], cell) if coarse[i].any() else None
+            if box is None:
+                self.lost += 1
+                if self.lost > self.patience:
+                    self.last = self.alone = None
+                continue
+            out[i], self.last, self.lost = box, box, 0
+        return out
+
+    def _pick(self, mask, labels, counts, coarse, cell) -> np.ndarray | None:
+        H, W = mask.shape
+        ids = np.unique(labels[coarse])
+        weight = np.bincount(labels.ravel(), weights=counts.ravel(), minlength=labels.max() + 1)[ids]
+        order = np.argsort(-weight, kind="stable")
+        chosen = None
+        for k in order:
+            if weight[k] < self.share * weight[order[0]]:
+                break
+            if self.last is None or _overlaps(cells_box(labels == ids[k], cell), self.last):
+                chosen = ids[k]
+                break
+        if chosen is None:
+            return None
+        region = np.repeat(np.repeat(_grow(labels == chosen), cell, 0), cell, 1)[:H, :W] & mask
+        box = _pixel_box(region)
+        if self.alone is None or _area(box) <= self.merge * _area(self.alone) or self.merged >= self.settle:
+            self.alone, self.merged = box, 0  # (a larger region that stays is the person's: a piece grew whole)
+            return box
+        self.merged += 1
+        x0, y0, x1, y1 = self.alone  # merged: the pixels near where the person was last seen alone
+        dx, dy = 0.25 * (x1 - x0), 0.25 * (y1 - y0)
+        near = np.zeros_like(region)
+        near[max(0, int(y0 - dy)):int(np.ceil(y1 + dy)), max(0, int(x0 - dx)):int(np.ceil(x1 + dx))] = True
+        return _pixel_box(region & near) if (region & near).any() else box
+
+
+def cells_box(cells: np.ndarray, cell: int = 1) -> np.ndarray:
+    """x0 y0 x1 y1 of a boolean grid's true cells, in pixels of ``cell`` px cells."""
+    ys, xs = np.nonzero(cells)
+    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float64) * cell
+
+
+def _pixel_box(region: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(region)
+    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
+
+
+def _overlaps(a, b) -> bool:
+    return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
+
+
+def _area(b) -> float:
+    return float((b[2] - b[0]) * (b[3] - b[1]))
+
+
+def coarse_regions(masks: np.ndarray, grid: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """Masks (N, H, W) bool on a coarse grid of ``grid`` cells along the longer side: (the cell's side in pixels,
+    foreground pixels per cell, the cells that count (a tenth of them foreground), their 8-connected labels)."""
+    N, H, W = masks.shape
+    cell = max(1, int(np.ceil(max(H, W) / grid)))
+    gh, gw = -(-H // cell), -(-W // cell)
+    padded = np.zeros((N, gh * cell, gw * cell), bool)
+    padded[:, :H, :W] = masks
+    counts = padded.reshape(N, gh, cell, gw, cell).sum((2, 4))
+    coarse = counts > 0.1 * cell * cell
+    return cell, counts, coarse, _component_labels(coarse)
 
 
 def _grow(m: np.ndarray) -> np.ndarray:

@@ -97,6 +97,9 @@ class BackgroundInfo:
     borrowed_from: list[str] = field(default_factory=list)  # backgrounds (other subjects, same rig) that filled
     borrowed_share: float = 0.0  # ... this share of the frame, where the person never left a spot
     empty_scene: str | None = None  # the rig's recording of the empty scene used instead of the median
+    work_scale: int = 1  # the model was made from frames shrunk by this factor (then enlarged to the video's size)
+    unmodelled: str | None = None  # PNG map of the pixels no sample showed without the person (filled from around)
+    unmodelled_share: float = 0.0  # ... their share of the frame
 
 
 @dataclass
@@ -122,10 +125,20 @@ class Manifest:
     # ------------------------------------------------------------ queries
 
     def resolve_split(self, name: str) -> str:
-        """``name``, or for "auto" the pre-training split: "pretrain" when the dataset has one, else "train"."""
+        """``name``, or for "auto" the pre-training split: "pretrain" when the dataset has one, else "train" (a
+        dataset with a single split, such as a bare session's "all": that one)."""
         if name != "auto":
             return name
+        if "pretrain" not in self.splits and "train" not in self.splits and len(self.splits) == 1:
+            return next(iter(self.splits))  # a bare session: its one split ("all")
         return "pretrain" if "pretrain" in self.splits else "train"
+
+    def resolve_eval_split(self, name: str, train: str) -> tuple[str, bool]:
+        """(the split evaluated, whether it is held out: no subject in common with ``train``). A bare session has
+        one split and no held-out people: the default "test" then evaluates the training split, on seen people."""
+        if name == "test" and name not in self.splits and len(self.splits) == 1:
+            name = train
+        return name, not set(self.splits.get(name, [])) & set(self.splits.get(train, []))
 
     def split(self, name: str) -> list[int]:
         """Indices into ``sequences`` of split ``name``'s subjects; an unknown or empty split is a DataError."""

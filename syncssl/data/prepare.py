@@ -37,14 +37,14 @@ import numpy as np
 from ..figures import pyplot, save_figure
 from ..parallel import Workers, usable_cpus
 from ..storage import translate_disk_errors
-from .background import (BackgroundModel, borrow_background, describe_region, foreground_masks, ghost_region,
+from .background import (BackgroundModel, borrow_background, foreground_masks, ghost_region,
                          mask_iou, model_from_empty_scene, model_from_images, morphology_radius, sample_indices)
-from .boxes import (CropBoxStream, boxes_from_joints, boxes_from_masks, mask_change, motion_from_changes,
+from .boxes import (CropBoxStream, PersonTrack, boxes_from_joints, mask_change, motion_from_changes,
                     motion_from_poses, tile_rect)
 from .crops import MaskSettings
 from .dataset import DataError, Dataset, Sequence, View, load_masks
 from .manifest import (MANIFEST_NAME, BackgroundInfo, Manifest, PreparedCamera, PreparedSequence, arrays_file,
-                       fingerprint, fingerprint_changes, safe_name, same_calibration, write_png)
+                       fingerprint, fingerprint_changes, read_png, safe_name, same_calibration, write_png)
 from .owned import OwnedFolder, as_folder
 from .tiles import (TileLayout, TileSpec, allocate, block_crc, check, encode_jpeg, resolve_format, tile_folder,
                     write_block, write_meta)
@@ -52,13 +52,16 @@ from .video import CODECS, VIDEO_EXTENSIONS, VideoWriter, iter_frames, probe, re
 
 TRANSCODES = {"none": None, "mjpeg": ("mjpeg", {}), "h264-gop8": ("h264", {"gop": 8})}
 # Bump when what prepare computes changes, so that existing manifests are rebuilt (part of the fingerprint).
-ALGORITHM_VERSION = 2
+ALGORITHM_VERSION = 3
 MOTION_GAP_S = 0.08  # masks this far apart are compared for motion: at 1/2 resolution a 40 ms gap drowns slow
 #                      movement in edge flicker (measured on the synthetic data: 91% agreement with the labels'
 #                      static frames at 80 ms, 74-84% at 40 ms)
+WORK_SIDE = 270  # px: a frame whose shorter side is at least twice this is worked on shrunk (work_scale)
 SILHOUETTE = 16  # cells along each side of the box-normalised silhouette kept per frame and camera
 REPORT_NAME = "report.json"
 PREVIEW_NAME = "masks_preview.png"
+PREVIEW_ROWS = 400  # image rows drawn per panel of masks_preview.png
+UNMODELLED_NOTE = 0.002  # share of the frame above which unmodelled background pixels are reported
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,8 @@ def prepare(dataset: Dataset, out: Path | None = None, options: PrepareOptions |
             manifest = _Build(dataset, out, options, tiles, workers, log).run()
             manifest.fingerprint = fp
             manifest.stats["seconds"] = round(time.perf_counter() - t0, 2)
+            manifest.stats["camera_frames_per_s"] = round(manifest.stats["view_frames"] / max(
+                manifest.stats["seconds"], 1e-9), 1)  # the whole build: backgrounds, decoding pass, tiles
             manifest.save(path)
             if tiles:
                 _finish_tiles(manifest, tiles, tile_dir)
@@ -189,7 +194,8 @@ def _planned_files(dataset: Dataset, out: Path, options: PrepareOptions, tile_di
     paths = [out / name for name in (MANIFEST_NAME, MANIFEST_NAME + ".tmp", REPORT_NAME, REPORT_NAME + ".tmp",
                                      PREVIEW_NAME)]
     paths += [arrays_file(out, s.subject, s.name) for s in dataset.sequences]
-    paths += [out / "backgrounds" / f"{gid}.png" for gid in _background_groups(dataset.sequences)]
+    for gid in _background_groups(dataset.sequences):  # the background and its map of unmodelled pixels
+        paths += [out / "backgrounds" / f"{gid}.png", out / "backgrounds" / f"{gid}.unmodelled.png"]
     target = TRANSCODES[options.transcode]
     if target is not None:
         paths += [_transcode_path(out, s, v, target[0]) for s in dataset.sequences for v in s.views]
@@ -235,6 +241,7 @@ class _Job:
     quality_index: np.ndarray  # frames compared with the ground truth
     truth: Path | None  # ground-truth masks (synthetic data), per file frame of ``video``
     start: int = 0  # sequence frame t is file frame t + start of ``video`` (sync.toml)
+    scale: int = 1  # frames are decoded shrunk by this factor (work_scale); ``background`` is at that size
 
 
 def _run_job(job: _Job) -> dict:
@@ -243,16 +250,21 @@ def _run_job(job: _Job) -> dict:
     torch.set_num_threads(1)  # one process per core already
     from .crops import cut
     t0 = time.perf_counter()
-    T, (w, h) = job.num_frames, job.size
+    T, full = job.num_frames, job.size
+    w, h = work_size(full, job.scale)  # everything below is in the decoded (shrunk) frame's pixels
+    to_work = np.array([w / full[0], h / full[1]] * 2, np.float32)  # full-size pixel edges -> decoded ones
+    background = shrink(job.background, (w, h))
     need_masks = job.masks
     tight = np.full((T, 4), np.nan, np.float32)
-    crops = np.full((T, 4), np.nan, np.float32) if job.crops is None else job.crops.astype(np.float32)
+    crops = np.full((T, 4), np.nan, np.float32) if job.crops is None else job.crops.astype(np.float32) * to_work
+    known = None if job.known is None else job.known * to_work
     rects = np.zeros((T, 4), np.float32)
     changes = np.full(T, np.nan)
     silhouettes = np.zeros((T, SILHOUETTE * SILHOUETTE // 8), np.uint8)
     stream = None if job.crops is not None else CropBoxStream(job.box_margin, job.box_smooth, job.max_gap)
+    track = PersonTrack(grid=32, patience=job.max_gap)
     k = mask_scale((w, h))  # masks for boxes, motion and silhouettes at 1/k resolution: ~k^2 cheaper, box error < k px
-    small_bg = downsample(job.background, k) if need_masks else None
+    small_bg = downsample(background, k) if need_masks else None
     radius = morphology_radius((w // k, h // k))
     recent: deque = deque(maxlen=job.gap + 1)
     pending: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}  # frame -> (image, mask) until its crop is final
@@ -263,6 +275,8 @@ def _run_job(job: _Job) -> dict:
     quality = {"inter": 0, "union": 0, "inter_raw": 0, "union_raw": 0, "frames": 0}
     truth = load_masks(job.truth, job.quality_index + job.start) if job.truth is not None and len(job.quality_index) \
         else None
+    if truth is not None and truth.shape[1:] != (h, w):  # measured at the decoded size: the truth's nearest pixels
+        truth = truth[:, ((np.arange(h) + 0.5) * truth.shape[1] / h).astype(int)][:, :, ((np.arange(w) + 0.5) * truth.shape[2] / w).astype(int)]
     want_quality = {int(t): k for k, t in enumerate(job.quality_index)} if truth is not None else {}
     writer = VideoWriter(*job.transcode[:3], **job.transcode[3]) if job.transcode else None
     ready: list[tuple[int, np.ndarray]] = []  # (frame, crop box) final, waiting to be cut in a batch
@@ -274,10 +288,10 @@ def _run_job(job: _Job) -> dict:
         images = torch.from_numpy(np.stack([pending[t][0] for t in idx]))
         rect = np.stack([tile_rect(b, job.tiles.margin, (w, h)) for _, b in ready]) if job.tiles else None
         if job.tiles:
-            rects[idx] = rect
+            rects[idx] = rect / to_work
             tile_out[idx] = cut(images, torch.from_numpy(rect), S).numpy()
             if bg_out is not None:
-                bg = torch.from_numpy(np.array(job.background))[None]
+                bg = torch.from_numpy(np.array(background))[None]
                 bg_out[idx] = cut(bg, torch.from_numpy(rect), S, index=torch.zeros(len(idx), dtype=torch.int64)).numpy()
         for t, b in ready:
             m = pending[t][1]
@@ -301,7 +315,7 @@ def _run_job(job: _Job) -> dict:
         masks = foreground_masks(downsample(np.stack(frames), k), small_bg, job.threshold) if need_masks \
             else [None] * len(frames)
         if need_masks:
-            tight[n:n + len(frames)] = boxes_from_masks(masks, grid=32) * k
+            tight[n:n + len(frames)] = track.push(masks) * k
         for frame, m in zip(frames, masks):
             t = n
             pending[t] = (frame, m)
@@ -311,14 +325,14 @@ def _run_job(job: _Job) -> dict:
                     changes[t - job.gap] = mask_change(recent[0], recent[-1], radius)
                 q = want_quality.get(t)
                 if q is not None:  # prepare's mask at full resolution, as a user of the masks would compute it
-                    full = foreground_masks(frame, job.background, job.threshold)
-                    raw = foreground_masks(frame, job.background, job.threshold, radius=0)
-                    a, b = mask_iou(full, truth[q])
+                    cleaned = foreground_masks(frame, background, job.threshold)
+                    raw = foreground_masks(frame, background, job.threshold, radius=0)
+                    a, b = mask_iou(cleaned, truth[q])
                     c, d = mask_iou(raw, truth[q])
                     quality["inter"] += a; quality["union"] += b; quality["inter_raw"] += c  # noqa: E702
                     quality["union_raw"] += d; quality["frames"] += 1  # noqa: E702
             if stream is not None:
-                src = tight[t] if job.known is None else job.known[t]
+                src = tight[t] if known is None else known[t]
                 for te, box in stream.push(src):
                     finalise(te, box)
             else:
@@ -326,7 +340,7 @@ def _run_job(job: _Job) -> dict:
             n += 1
 
     try:
-        for frame in iter_frames(job.video, T, job.start):
+        for frame in iter_frames(job.video, T, job.start, size=(w, h) if job.scale > 1 else None):
             if writer is not None:
                 writer.write(frame)
             batch.append(frame)
@@ -343,7 +357,8 @@ def _run_job(job: _Job) -> dict:
             finalise(te, box)
     cut_ready(final=True)
 
-    result = dict(seq=job.seq, cam=job.cam, tight=tight, crops=crops, changes=changes, silhouettes=silhouettes,
+    result = dict(seq=job.seq, cam=job.cam, tight=tight / to_work, crops=crops / to_work, changes=changes,
+                  silhouettes=silhouettes,
                   quality=quality, frames=T, seconds=time.perf_counter() - t0,
                   no_person=int(np.isnan(tight).any(1).sum()) if need_masks else 0)
     if job.tiles:
@@ -354,6 +369,31 @@ def _run_job(job: _Job) -> dict:
         else:
             result["jpeg"] = encode_jpeg(tile_out, job.tiles.jpeg_quality)
     return result
+
+
+def work_scale(size: tuple[int, int], transcode: str = "none") -> int:
+    """The factor by which prepare shrinks a camera's frames while decoding them (1 below 540 px, 4 at 1080p): a
+    120 px tile holds a person region of 400-1000 px of a 1080p frame, and the op's crop is smaller still, so
+    full-size frames only cost time (measured on 1080 x 1920 H.264: decoding to RGB at 1/4 size 191 frames/s per
+    core against 137 at full size, and the masks, the background model and the tile cutting ~16x less work). A
+    transcoded copy needs every pixel: 1."""
+    return 1 if transcode != "none" else max(1, min(size) // WORK_SIDE)
+
+
+def work_size(size: tuple[int, int], scale: int) -> tuple[int, int]:
+    """The (w, h) of frames of ``size`` shrunk by ``scale``."""
+    return (int(size[0]), int(size[1])) if scale <= 1 else (round(size[0] / scale), round(size[1] / scale))
+
+
+def shrink(image: np.ndarray | None, size: tuple[int, int]) -> np.ndarray | None:
+    """An (H, W, 3) uint8 image resized to ``size`` (w, h): area averaging to shrink (as the decoder does),
+    bilinear to enlarge; unchanged when it has that size."""
+    if image is None or (image.shape[1], image.shape[0]) == tuple(size):
+        return image
+    from PIL import Image
+    smaller = size[0] < image.shape[1]
+    return np.asarray(Image.fromarray(image).resize(tuple(size), Image.Resampling.BOX if smaller
+                                                    else Image.Resampling.BILINEAR))
 
 
 def mask_scale(size: tuple[int, int]) -> int:
@@ -436,7 +476,8 @@ class _Build:
                                  max_gap=round(options.max_gap_s * s.fps), known=None if known is None else known[:, c],
                                  crops=None, tiles=self.tiles, tile_dir=tile_dir, tile_count=layout.count,
                                  tile_first=first[(i, c)], transcode=transcode, quality_index=q,
-                                 truth=s.masks.get(v.name), start=v.start))
+                                 truth=s.masks.get(v.name), start=v.start,
+                                 scale=work_scale(v.camera.size, options.transcode)))
         results = {}
         t_pass = time.perf_counter()
         for r in self.pool.map(_run_job, jobs, self.log, "decoding pass: video"):
@@ -507,25 +548,50 @@ class _Build:
     def _backgrounds(self, groups: dict[str, _Group]) -> tuple[dict[str, BackgroundModel], dict[str, BackgroundInfo]]:
         (self.out / "backgrounds").mkdir(parents=True, exist_ok=True)
         work = [(g.id, _group_samples(g, self.options)) for g in groups.values()]
-        empty = {gid: e for gid, (_, e) in work if e is not None}
+        scales = {g.id: work_scale(g.members[0][0].views[g.members[0][1]].camera.size, self.options.transcode)
+                  for g in groups.values()}
+        work = [(gid, (plan, e, scales[gid])) for gid, (plan, e) in work]
+        empty = {gid: e for gid, (_, e, _) in work if e is not None}
         models = dict(self.pool.map(_estimate_group, work, self.log, "background"))
         borrowed = _borrow_across_subjects(groups, models) if self.options.borrow_backgrounds else {}
         infos: dict[str, BackgroundInfo] = {}
         for g in groups.values():
             model = models[g.id]
-            path = write_png(self.out / "backgrounds" / f"{g.id}.png", model.image)
+            camera = g.members[0][0].views[g.members[0][1]].camera
+            path = write_png(self.out / "backgrounds" / f"{g.id}.png", shrink(model.image, tuple(camera.size)))
             donors, filled = borrowed.get(g.id, ([], 0.0))
             if donors:
                 self.notes.append(f"background {g.id}: {filled:.1%} of the frame, where the person covered nearly "
                                   f"every sample, filled in from {', '.join(donors)} (same camera, calibration and "
                                   "scene)")
-            h, w = model.image.shape[:2]
+            w, h = (int(v) for v in camera.size)
             infos[g.id] = BackgroundInfo(id=g.id, path=path, size=(w, h), subject=g.subject, camera=g.camera,
                                          sequences=[s.key for s, _ in g.members], samples=model.samples,
                                          threshold=round(model.threshold, 3), noise=round(model.noise, 3),
                                          borrowed_from=donors, borrowed_share=round(filled, 4),
-                                         empty_scene=str(empty[g.id]) if g.id in empty else None)
+                                         empty_scene=str(empty[g.id]) if g.id in empty else None,
+                                         work_scale=scales[g.id])
+            self._unmodelled(g, model, infos[g.id], camera.size)
         return models, infos
+
+    def _unmodelled(self, g: _Group, model: BackgroundModel, info: BackgroundInfo, size: tuple[int, int]):
+        """Say where no sample showed the scene without the person (a person who never left the spot): a map beside
+        the background, its share in the report, a note, and the background flagged as suspect."""
+        region = model.unmodelled
+        if region is None or region.mean() <= UNMODELLED_NOTE:
+            return
+        from PIL import Image
+        name = f"backgrounds/{g.id}.unmodelled.png"
+        write_png(self.out / name, np.asarray(Image.fromarray(region.astype(np.uint8) * 255).resize(
+            tuple(size), Image.Resampling.NEAREST)))
+        info.unmodelled, info.unmodelled_share = name, round(float(region.mean()), 4)
+        info.suspect, info.suspect_share = _region_box(region, size), info.unmodelled_share
+        self.notes.append(
+            f"background {g.id}: the person covered {info.unmodelled_share:.1%} of the frame (x {info.suspect[0]}.."
+            f"{info.suspect[2]}, y {info.suspect[1]}..{info.suspect[3]}) in every sample of "
+            f"{', '.join(s.key for s, _ in g.members)}, so no frame shows the scene there; it is filled from the "
+            f"background around it (not a ghost of the person; map: {name}). Give prepare the empty scene "
+            f"(backgrounds/{g.camera}.png or .mp4 next to the videos) to model it exactly.")
 
     def _ghosts(self, groups, models, infos):
         """Warn where a background probably shows the person: a foreground region that hardly moves (foreground
@@ -536,11 +602,13 @@ class _Build:
                 continue
             region = ghost_region(model.persistence)
             if region.mean() > 0.002:
-                ys, xs = np.nonzero(region)
-                info.suspect = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
-                info.suspect_share = round(float(region.mean()), 4)
+                box = _region_box(region, info.size)  # the model may be of shrunk frames
+                info.suspect = box if info.suspect is None else [min(info.suspect[0], box[0]), min(info.suspect[1], box[1]),
+                                                                 max(info.suspect[2], box[2]), max(info.suspect[3], box[3])]
+                info.suspect_share = max(info.suspect_share, round(float(region.mean()), 4))
                 self.notes.append(
-                    f"background {g.id}: a foreground region hardly moves at {describe_region(region)} in the "
+                    f"background {g.id}: a foreground region hardly moves at x {box[0]}..{box[2]}, y {box[1]}..{box[3]} "
+                    f"({region.mean():.1%} of the frame) in the "
                     f"samples of {', '.join(s.key for s, _ in g.members)}; the background model there probably shows "
                     "a person who stood still (a ghost), which cuts the body out of the masks. Give prepare the empty "
                     f"scene (backgrounds/{g.camera}.png or .mp4 next to the videos) or more sequences of this camera.")
@@ -560,6 +628,13 @@ class _Build:
             poses3d=None if s.poses3d is None else np.asarray(s.poses3d, np.float32), box_source=source,
             motion_source="foreground", notes=list(s.notes), tight=np.stack([r["tight"] for r in results], 1),
             silhouettes=np.stack([r["silhouettes"] for r in results], 1))
+
+
+def _region_box(region: np.ndarray, size: tuple[int, int]) -> list[int]:
+    """x0 y0 x1 y1 (pixel edges) of a boolean map's pixels, in the pixels of a frame of ``size`` (w, h)."""
+    ys, xs = np.nonzero(region)
+    f = np.array([size[0] / region.shape[1], size[1] / region.shape[0]] * 2)
+    return [int(v) for v in np.round(np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]) * f)]
 
 
 def _validate(s: Sequence):
@@ -622,19 +697,20 @@ def _group_samples(g: _Group, options: PrepareOptions) -> tuple[list, Path | Non
 
 def _estimate_group(work: tuple[str, tuple[list, Path | None]]) -> tuple[str, BackgroundModel]:
     """(group id, the group's background model from the images alone), in a worker process."""
-    gid, (plan, empty) = work
+    gid, (plan, empty, scale) = work
     w, h = plan[0][3]
-    samples = np.empty((sum(len(idx) for _, _, idx, _ in plan), h, w, 3), np.uint8)
+    ws, hs = work_size((w, h), scale)  # the model is made at the size the decoding pass works at
+    samples = np.empty((sum(len(idx) for _, _, idx, _ in plan), hs, ws, 3), np.uint8)
     k = 0
     for video, name, idx, _ in plan:
-        frames = read_frames_at(video, idx)
+        frames = read_frames_at(video, idx if scale == 1 else idx[:1])  # shrunk below: the true size first
         if frames.shape[1:3] != (h, w):
             raise DataError(video, f"frames are {frames.shape[2]}x{frames.shape[1]} but the calibration of {name} "
                                    f"says {w}x{h}")
-        samples[k:k + len(idx)] = frames
+        samples[k:k + len(idx)] = frames if scale == 1 else read_frames_at(video, idx, size=(ws, hs))
         k += len(idx)
     if empty is not None:
-        return gid, model_from_empty_scene(_empty_scene(empty), samples)
+        return gid, model_from_empty_scene(shrink(_empty_scene(empty), (ws, hs)), samples)
     return gid, model_from_images(samples)
 
 
@@ -667,7 +743,8 @@ def _borrow_across_subjects(groups: dict[str, _Group], models: dict[str, Backgro
     out = {}
     for gid, (image, filled, used) in results.items():
         m = models[gid]
-        models[gid] = replace(m, image=image, unreliable=m.unreliable & ~filled)
+        models[gid] = replace(m, image=image, unreliable=m.unreliable & ~filled,
+                              unmodelled=None if m.unmodelled is None else m.unmodelled & ~filled)
         out[gid] = (used, float(filled.mean()))
     return out
 
@@ -756,7 +833,8 @@ def _ensure_tiles(dataset: Dataset, manifest: Manifest, spec: TileSpec, folder: 
                          masks=False, background=manifest.background(cam.background_id), threshold=0.0,
                          box_margin=0.0, box_smooth=1, max_gap=0, known=None, crops=s.boxes[:, c], tiles=spec,
                          tile_dir=folder, tile_count=layout.count, tile_first=first, transcode=None,
-                         quality_index=np.zeros(0, np.int64), truth=None, start=cam.start))
+                         quality_index=np.zeros(0, np.int64), truth=None, start=cam.start,
+                         scale=work_scale(cam.size, manifest.options.get("transcode", "none"))))
     t0 = time.perf_counter()
     with Workers(min(workers, len(jobs))) as pool:
         results = {(r["seq"], r["cam"]): r for r in pool.map(_run_job, jobs, log, "tiles: video")}
@@ -831,7 +909,8 @@ def _label_agreement(sequences: list[Sequence], prepared: list[PreparedSequence]
 
 def _op_mask(manifest: Manifest, store, mask: MaskSettings, crop_size: int, frames_per_view: int) -> tuple[dict, list]:
     """The op's mask at the training settings against the ground truth, per subject, on the views training reads
-    (the tiles when there are some, else the frames), at crop resolution and without jitter; plus preview rows."""
+    (the tiles when there are some, else the frames), at crop resolution and without jitter; plus preview rows (one
+    per camera, up to 4, with or without ground truth)."""
     import torch
 
     from .crops import mask_scores, op_alpha, truth_at_crops
@@ -843,10 +922,11 @@ def _op_mask(manifest: Manifest, store, mask: MaskSettings, crop_size: int, fram
     for i, s in enumerate(manifest.sequences):
         gt_paths = _truth_paths(manifest, s)
         for c, cam in enumerate(s.cameras):
-            if cam.name not in gt_paths:
+            has_truth, want_row = cam.name in gt_paths, cam.name not in seen_cams and len(rows) < 4
+            if not has_truth and not want_row:
                 continue
-            idx = sample_indices(s.num_frames, frames_per_view)
-            truth = load_masks(gt_paths[cam.name], idx + cam.source_start)  # masks follow the source's file frames
+            idx = sample_indices(s.num_frames, frames_per_view if has_truth else 1)
+            truth = load_masks(gt_paths[cam.name], idx + cam.source_start) if has_truth else None  # masks follow the
             info = manifest.backgrounds[cam.background_id]
             thr = torch.full((len(idx),), float(info.threshold))
             boxes = torch.from_numpy(s.boxes[idx, c].astype(np.float32))
@@ -857,22 +937,27 @@ def _op_mask(manifest: Manifest, store, mask: MaskSettings, crop_size: int, fram
                 bgs = store.backgrounds(rows_) if store.has_backgrounds else _cut_backgrounds(manifest, cam, rects, store.spec.size, len(idx))
                 tboxes = frame_to_tile(boxes, rects, store.spec.size)
                 alpha = op_alpha(frames, bgs, thr, tboxes, crop_size, mask)
-                gt = truth_at_crops(truth, tboxes, crop_size, rects, store.spec.size)
+                gt = truth_at_crops(truth, tboxes, crop_size, rects, store.spec.size) if has_truth else None
             else:
                 frames = torch.from_numpy(read_frames_at(cam.video, idx + cam.start))
                 bgs = torch.from_numpy(np.array(manifest.background(cam.background_id)))[None].expand(len(idx), -1, -1, -1)
                 alpha = op_alpha(frames, bgs.contiguous(), thr, boxes, crop_size, mask)
-                gt = truth_at_crops(truth, boxes, crop_size)
-            a, u, g, lost = mask_scores(alpha, gt)
-            acc[s.subject] += [a, u, g, lost, len(idx)]
-            if cam.name not in seen_cams and len(rows) < 4:
+                gt = truth_at_crops(truth, boxes, crop_size) if has_truth else None
+            if has_truth:
+                a, u, g, lost = mask_scores(alpha, gt)
+                acc[s.subject] += [a, u, g, lost, len(idx)]
+            if want_row:
                 seen_cams.add(cam.name)
                 j = len(idx) // 2
                 full = read_frames_at(cam.video, idx[j:j + 1] + cam.start)[0]
                 bg = manifest.background(cam.background_id)
+                size = work_size(cam.size, info.work_scale)  # prepare's mask as the decoding pass computed it
+                unmodelled = read_png(manifest.folder / info.unmodelled)[..., 0] > 0 if info.unmodelled else None
                 rows.append(dict(title=f"{s.key}\n{cam.name} t={idx[j]}", frame=full, box=s.boxes[idx[j], c],
-                                 background=bg, pred=foreground_masks(full, bg, info.threshold),
-                                 truth=truth[j], op_alpha=alpha[j].numpy(), op_truth=gt[j].numpy()))
+                                 background=bg, unmodelled=unmodelled,
+                                 pred=foreground_masks(shrink(full, size), shrink(bg, size), info.threshold),
+                                 truth=truth[j] if has_truth else None, op_alpha=alpha[j].numpy(),
+                                 op_truth=gt[j].numpy() if has_truth else None))
     per_subject = {k: dict(iou=round(v[0] / max(v[1], 1), 4), body_lost=round(v[3] / max(v[2], 1), 4), views=int(v[4]))
                    for k, v in acc.items()}
     return per_subject, rows
@@ -900,7 +985,14 @@ def _write_report(manifest: Manifest, out: Path, tiles: TileSpec | None, tile_di
     log("measuring the op's mask at the training settings")
     op_mask, rows = _op_mask(manifest, store, mask, crop_size, manifest.options.get("quality_frames", 8) or 8)
     _write_preview(out / PREVIEW_NAME, rows, mask)
-    report = dict(quality=manifest.quality, op_mask=op_mask,
+    backgrounds = {k: dict(work_scale=b.work_scale, threshold=b.threshold, suspect=b.suspect,
+                           unmodelled_share=b.unmodelled_share, unmodelled=b.unmodelled, borrowed_from=b.borrowed_from)
+                   for k, b in manifest.backgrounds.items()}
+    backgrounds["what"] = ("per background: the factor its frames were shrunk by; unmodelled: the pixels no sample "
+                           "showed without the person (PNG map beside the background; filled from the background "
+                           "around them), and their share of the frame; suspect: x0 y0 x1 y1 of a probable ghost or "
+                           "of the unmodelled pixels")
+    report = dict(quality=manifest.quality, op_mask=op_mask, backgrounds=backgrounds,
                   op_mask_settings=dict(asdict(mask), crop_size=crop_size, views="tiles" if tiles else "frames",
                                         what="IoU of the op's alpha >= 0.5 vs the ground-truth mask seen at crop "
                                              "resolution; body_lost = share of the true body's pixel weight the op "
@@ -921,8 +1013,11 @@ def _write_preview(path: Path, rows: list[dict], mask: MaskSettings | None) -> P
     if not rows:
         return None
     plt = pyplot()
-    cols = ["frame (crop box)", "background model", "prepare's mask", "ground truth", "op input (crop)",
+    with_truth = any(row["truth"] is not None for row in rows)
+    cols = ["frame (crop box)", "background (red: unmodelled)", "prepare's mask", "ground truth", "op input (crop)",
             "op alpha", "truth at crop"]
+    if not with_truth:
+        cols = [c for c in cols if "truth" not in c]
     h, w = rows[0]["frame"].shape[:2]
     fig, axes = plt.subplots(len(rows), len(cols), figsize=(2.4 * len(cols), 2.4 * len(rows) * h / w + 0.5),
                              squeeze=False)
@@ -932,17 +1027,26 @@ def _write_preview(path: Path, rows: list[dict], mask: MaskSettings | None) -> P
             a, b = mask_iou(row["pred"], row["truth"])
             iou = f"\nprepare IoU {a / max(b, 1):.2f}"
         oa, ot = row["op_alpha"] >= 0.5, row["op_truth"]
-        iou += f"\nop IoU {(oa & ot).sum() / max((oa | ot).sum(), 1):.2f}"
+        if ot is not None:
+            iou += f"\nop IoU {(oa & ot).sum() / max((oa | ot).sum(), 1):.2f}"
         crop = _crop_preview(row["frame"], row["box"], row["op_alpha"])
-        images = [row["frame"], row["background"], row["pred"], row["truth"], crop, row["op_alpha"], ot]
+        background = row["background"]
+        if row.get("unmodelled") is not None:
+            background = background.copy()
+            background[row["unmodelled"]] = (0.5 * background[row["unmodelled"]] + [127, 0, 0]).astype(np.uint8)
+        images = [row["frame"], background, row["pred"], row["truth"], crop, row["op_alpha"], ot]
+        if not with_truth:
+            images = [images[k] for k in (0, 1, 2, 4, 5)]
         for c, im in enumerate(images):
             ax = axes[r, c]
             ax.set_xticks([]), ax.set_yticks([])
             if im is None:
                 ax.text(0.5, 0.5, "none", ha="center", va="center", transform=ax.transAxes)
             else:
-                ax.imshow(im, cmap="gray" if im.ndim == 2 else None, interpolation="nearest", vmin=0,
-                          vmax=1 if im.ndim == 2 else None)
+                step = max(1, im.shape[0] // PREVIEW_ROWS)  # drawn from every step-th pixel: a 1080p frame
+                extent = (-0.5, im.shape[1] - 0.5, im.shape[0] - 0.5, -0.5)  # costs seconds at full size
+                ax.imshow(im[::step, ::step], cmap="gray" if im.ndim == 2 else None, interpolation="nearest", vmin=0,
+                          vmax=1 if im.ndim == 2 else None, extent=extent)
             if r == 0:
                 ax.set_title(cols[c], fontsize=8)
         x0, y0, x1, y1 = row["box"]
@@ -985,14 +1089,19 @@ def summary_lines(report: PrepareReport) -> list[tuple[str, str]]:
                       f"{st['cameras']} cameras, {st['views']} videos"),
         ("frames", f"{st['frames']} instants, {st['view_frames']} camera frames"
                    + (f"; decoded once at {st['decoded_camera_frames_per_s']:.0f} camera-frames/s "
-                      f"({st.get('workers', 1)} processes)" if "decoded_camera_frames_per_s" in st else "")),
+                      f"({st.get('workers', 1)} processes)" if "decoded_camera_frames_per_s" in st else "")
+                   + (f"; whole build {st['camera_frames_per_s']:.0f} camera-frames/s" if "camera_frames_per_s" in st
+                      else "")),
         ("static", f"{st['static_frames']} of {st['frames']} instants ({report.static_share:.1%}) have no significant "
                    f"movement (mask change < {m.options.get('fg_motion_threshold')}) and are skipped by the sampler"),
         ("boxes from", ", ".join(f"{k}: {v} sequences" for k, v in st["box_sources"].items())),
         ("backgrounds", f"{st['backgrounds']} (one per subject and camera, from the images); "
                         f"{st.get('borrowed_backgrounds', 0)} filled in where the person never left a spot from "
                         f"other subjects on the same rig; {st['suspect_backgrounds']} may show a person who hardly "
-                        "moves"),
+                        "moves"
+                        + (f"; unmodelled (no sample shows the scene without the person): " + ", ".join(
+                            f"{b.id} {b.unmodelled_share:.1%}" for b in m.backgrounds.values() if b.unmodelled)
+                           if any(b.unmodelled for b in m.backgrounds.values()) else "")),
     ]
     q = m.quality
     if q.get("iou") is not None:

@@ -71,7 +71,7 @@ def _evaluate(checkpoint: Path, cfg, out: Path, pose: bool, split, pairs, pictur
         if pose:
             result = evaluate_pose(trainer, out, split or cfg.data.eval_split, pictures)
         else:
-            result = evaluate_pretext(trainer, out, (trainer.train_split, split or cfg.data.eval_split), pairs)
+            result = evaluate_pretext(trainer, out, (trainer.train_split, split or trainer.eval_split), pairs)
         return {"checkpoint": str(checkpoint), "task": "pose" if pose else "pretext", "out": str(out),
                 "dataset": data.dataset, "data_seed": data.synthetic_seed, **result}
     finally:

@@ -163,7 +163,8 @@ class Trainer:
                                       t.data_wait_s)
         self.manifest = self.prepared.manifest
         self.train_split = self.manifest.resolve_split(cfg.data.train_split)
-        for split in (self.train_split, cfg.data.eval_split):
+        self.eval_split, self.held_out = self.manifest.resolve_eval_split(cfg.data.eval_split, self.train_split)
+        for split in (self.train_split, self.eval_split):
             self.manifest.split(split)  # an unknown or empty split fails now, not after training
         self.sources: list = []  # every view source made (closed with the trainer)
         self._eval_sources: dict = {}  # split -> the source evaluation reads (never the training pipeline's)
@@ -408,9 +409,9 @@ class Trainer:
                     self.logger.log(self.step, {**stats, "lr": self.optimizer.param_groups[0]["lr"]})
                     bar.update(self.step, stats)
                 if t.eval_every and self.step % t.eval_every == 0 and self.step < stop:
-                    last_eval = self.evaluate(self.cfg.data.eval_split)
-                    self.logger.log(self.step, _scalars(last_eval), split="heldout")
-                    bar.note(f"step {self.step}: held-out " + ", ".join(
+                    last_eval = self.evaluate(self.eval_split)
+                    self.logger.log(self.step, _scalars(last_eval), split="heldout" if self.held_out else "seen")
+                    bar.note(f"step {self.step}: {'held-out' if self.held_out else 'seen'} " + ", ".join(
                         f"{k} {v}" if isinstance(v, int) else f"{k} {v:.3f}" for k, v in _scalars(last_eval).items()))
                 if self.step % t.ckpt_every == 0 and self.step < stop:
                     self.save_checkpoint()
@@ -576,7 +577,13 @@ class PretextTrainer(Trainer):
     def summarize(self, done: bool, last_eval: dict) -> dict:
         """Held-out (unseen subjects) and seen-subject accuracy at the end."""
         from ..eval.pretext import paper_summary
-        heldout = self.evaluate(self.cfg.data.eval_split) if done or not last_eval else last_eval
+        heldout = self.evaluate(self.eval_split) if done or not last_eval else last_eval
+        if not self.held_out:  # a bare session: no held-out people, the evaluation pairs are seen ones
+            if done:
+                self.logger.log(self.step, _scalars(heldout), split="seen")
+            return {"seen_sync_acc": heldout.get("sync_acc"), "seen_flip_acc": heldout.get("flip_acc"),
+                    "seen_pairs": heldout.get("pairs"), "seen_by_subject": heldout.get("by_subject"),
+                    "evaluated_on": f"split {self.eval_split!r}: the people pre-training saw (no held-out split)"}
         seen = self.evaluate(self.train_split) if done else {}
         if done:
             self.logger.log(self.step, _scalars(heldout), split="heldout")
