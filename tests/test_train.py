@@ -151,6 +151,8 @@ def test_run_directory_holds_summary_logs_and_curves(tiny_dataset, tmp_path):
         assert saved[key] is not None, key
     assert saved == summary
     assert 0 <= saved["heldout_sync_acc"] <= 1 and saved["world_size"] == 1
+    # the memory a job's limit sees, with its anonymous part: the tile set is mapped once, so it counts once
+    assert 0 < saved["rss_anon_gb"] < saved["peak_rss_gb"] and saved["rss_file_gb"] >= 0
     # per subject: the split's subjects only, and their pair-weighted accuracies make up the split's
     held, seen = saved["heldout_by_subject"], saved["seen_by_subject"]
     assert held and seen and not set(held) & set(seen)

@@ -35,7 +35,7 @@ from . import checkpoint as ckpt
 from .config import common_problems
 from .data import build_pipeline, load_manifest, make_source, tile_spec
 from .distributed import Dist, all_reduce_sum, any_rank, gather_objects
-from .logger import MetricLogger, plot_curves
+from .logger import MetricLogger, memory_use, plot_curves
 
 
 class NonFiniteLoss(RuntimeError):
@@ -408,6 +408,7 @@ class Trainer:
             "device": str(self.device),
             "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
             "data": self.data_description(),
+            **memory_use(),
             "resumed_from": self.resumed_from,
             "complete": done,
         }
