@@ -207,6 +207,31 @@ def test_nonfinite_losses_are_skipped_then_stop_the_run(tiny_dataset, tmp_path, 
     trainer.close()
 
 
+def test_a_fused_optimizer_skips_non_finite_steps_on_the_device(tiny_dataset, tmp_path, monkeypatch):
+    # the GPU path (fused AdamW): no per-step host sync; the skip is decided on the device and read at log time
+    from syncssl.train.trainer import param_groups
+    cfg = tiny_config(tiny_dataset, tmp_path / "nan", "train.max_nonfinite=2", "train.resume='none'",
+                      "train.amp='off'")
+    trainer = PretextTrainer(cfg, Dist(), progress=False)
+    trainer.optimizer = torch.optim.AdamW(param_groups(trainer.model, 1e-4), lr=1e-3, fused=True)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    real = trainer.losses
+    monkeypatch.setattr(trainer, "losses", lambda out, batch: (real(out, batch)[0] * float("nan"),
+                                                               real(out, batch)[1]))
+    m = trainer.train_step(trainer.train_data.batch(0))
+    assert isinstance(m["skipped"], torch.Tensor) and bool(m["skipped"])
+    for k, v in trainer.model.state_dict().items():
+        assert torch.equal(v, before[k]), k  # no update, batch-norm statistics restored
+    trainer.train_step(trainer.train_data.batch(1))
+    with pytest.raises(NonFiniteLoss, match="2 non-finite losses in a row"):
+        trainer.check_nonfinite()  # what the training loop does at each log line
+    monkeypatch.setattr(trainer, "losses", real)
+    m = trainer.train_step(trainer.train_data.batch(2))
+    assert not bool(m["skipped"]) and int(trainer.nonfinite_streak) == 0 and int(trainer.nonfinite_total) == 2
+    assert any(not torch.equal(v, before[k]) for k, v in trainer.model.state_dict().items())
+    trainer.close()
+
+
 def test_cli_nproc_launches_two_workers_through_torchrun(tiny_dataset, tmp_path):
     run = tmp_path / "ddp-cli"
     proc = subprocess.run(
