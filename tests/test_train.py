@@ -218,8 +218,11 @@ def test_a_fused_optimizer_skips_non_finite_steps_on_the_device(tiny_dataset, tm
     real = trainer.losses
     monkeypatch.setattr(trainer, "losses", lambda out, batch: (real(out, batch)[0] * float("nan"),
                                                                real(out, batch)[1]))
+    from syncssl.train.trainer import _Window
+    window = _Window(trainer.device)
     m = trainer.train_step(trainer.train_data.batch(0))
     assert isinstance(m["skipped"], torch.Tensor) and bool(m["skipped"])
+    window.add(m, trainer.train_data.batch(0))  # weighed out of the log window, not read
     for k, v in trainer.model.state_dict().items():
         assert torch.equal(v, before[k]), k  # no update, batch-norm statistics restored
     trainer.train_step(trainer.train_data.batch(1))
@@ -228,6 +231,9 @@ def test_a_fused_optimizer_skips_non_finite_steps_on_the_device(tiny_dataset, tm
     monkeypatch.setattr(trainer, "losses", real)
     m = trainer.train_step(trainer.train_data.batch(2))
     assert not bool(m["skipped"]) and int(trainer.nonfinite_streak) == 0 and int(trainer.nonfinite_total) == 2
+    window.add(m, trainer.train_data.batch(2))
+    stats = window.flush(type("Prefetch", (), {"wait_s": 0.0})(), Dist())
+    assert stats["loss"] == pytest.approx(float(m["loss"]))  # the finite step's loss alone, no NaN
     assert any(not torch.equal(v, before[k]) for k, v in trainer.model.state_dict().items())
     trainer.close()
 

@@ -583,20 +583,22 @@ class _Window:
         self.totals["dropped"] += batch.dropped
         if m["skipped"] is True:  # a non-finite step: counted by the trainer, kept out of the averages
             return
-        # decided on the device: weighed out instead of read (no host sync); counts stay Python numbers where
-        # they can (a tensor made from one is a blocking copy)
-        keep = (~m["skipped"]).float() if isinstance(m["skipped"], torch.Tensor) else 1
+        skipped = m["skipped"] if isinstance(m["skipped"], torch.Tensor) else None
         for k, v in {"loss": m["loss"].float() * m["rows"], **m["sums"]}.items():
+            # counts stay Python numbers where they can: a tensor made from one is a blocking copy
             total, count = v if isinstance(v, tuple) else (v, float(m["rows"]))
+            total = total.float()
+            if skipped is not None:  # decided on the device: weighed out instead of read (no host sync)
+                total, count = torch.where(skipped, 0.0, total), count * (~skipped).float()
             old = self.sums.get(k, (0, 0))
-            self.sums[k] = (old[0] + total.float() * keep, old[1] + count * keep)
+            self.sums[k] = (old[0] + total, old[1] + count)
         self.rows += m["rows"]
 
     def flush(self, prefetch, d: Dist) -> dict:
         dt = time.perf_counter() - self.t0
         keys = list(self.sums)
         parts = [t for k in keys for t in self.sums[k]] + [float(self.rows)]
-        parts = [torch.as_tensor(t, dtype=torch.float32, device=self.device).float() for t in parts]
+        parts = [torch.as_tensor(t, dtype=torch.float32, device=self.device) for t in parts]
         values = all_reduce_sum(torch.stack(parts), d).tolist()  # sync
         stats = {k: values[2 * i] / max(values[2 * i + 1], 1) for i, k in enumerate(keys)}
         stats.update(pairs_per_s=values[-1] / dt, data_wait=min(1.0, prefetch.wait_s / dt))
