@@ -39,13 +39,13 @@ FAIL=${GPU_CHECK_FAIL:-}  # "step:rc": that step's command becomes `exit rc` (te
 
 # name | limit (s) | needs a GPU | command (runs in the repo root with OUT, WORK and PY set)
 STEPS=(
-  "environment|30|cpu|\$PY benchmarks/gpu_environment.py \$OUT/environment.json"
-  "wheels|20|cpu|if ls .whl/*.whl >/dev/null 2>&1; then \$PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target \$WORK/site .whl/*.whl; else echo 'no wheels in .whl/'; fi && \$PY -c 'import av; print(\"PyAV\", av.__version__, av.__file__)'"
-  "gpu_tests|90|gpu|\$PY -m pytest -q -rA -p no:cacheprovider -m gpu tests --junitxml=\$WORK/logs/gpu_tests.xml"
-  "bench_data|60|gpu|\$PY -m syncssl.bench data --quick --json \$OUT/bench_data.json"
-  "pretrain_gpu|120|gpu|\$PY -m syncssl.train --preset gpu data.dataset='synthetic:tiny' data.data_root=\$WORK/data train.steps=300 train.batch_size=128 train.eval_every=0 train.eval_pairs=256 train.run_dir=\$WORK/pretrain train.resume=none && cp \$WORK/pretrain/summary.json \$OUT/pretrain.json && cp \$WORK/pretrain/curves.png \$WORK/logs/"
-  "bench_train|100|gpu|\$PY -m syncssl.bench train --dataset synthetic:tiny --preset gpu --steps 20 --json \$OUT/bench_train.json data.data_root=\$WORK/data train.run_dir=\$WORK/bench-train"
-  "build|60|cpu|\$PY setup.py -q build_ext --inplace --build-temp \$WORK/build && \$PY -c 'import syncssl.ops as o; assert o.HAS_CPP_KERNEL, \"the C++ extension did not build\"; print(\"C++ kernel: yes\")'"
+  "environment|30|cpu|\$PY benchmarks/gpu_environment.py \"\$OUT/environment.json\""
+  "wheels|20|cpu|if ls .whl/*.whl >/dev/null 2>&1; then \$PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target \"\$WORK/site\" .whl/*.whl; else echo 'no wheels in .whl/'; fi && \$PY -c 'import av; print(\"PyAV\", av.__version__, av.__file__)'"
+  "gpu_tests|90|gpu|\$PY -m pytest -q -rA -p no:cacheprovider -m gpu tests --junitxml=\"\$WORK/logs/gpu_tests.xml\""
+  "bench_data|60|gpu|\$PY -m syncssl.bench data --quick --json \"\$OUT/bench_data.json\""
+  "pretrain_gpu|120|gpu|\$PY -m syncssl.train --preset gpu data.dataset='synthetic:tiny' data.data_root=\"\$WORK/data\" train.steps=300 train.batch_size=128 train.eval_every=0 train.eval_pairs=256 train.run_dir=\"\$WORK/pretrain\" train.resume=none && cp \"\$WORK/pretrain/summary.json\" \"\$OUT/pretrain.json\" && cp \"\$WORK/pretrain/curves.png\" \"\$WORK/logs/\""
+  "bench_train|100|gpu|\$PY -m syncssl.bench train --dataset synthetic:tiny --preset gpu --steps 20 --json \"\$OUT/bench_train.json\" data.data_root=\"\$WORK/data\" train.run_dir=\"\$WORK/bench-train\""
+  "build|60|cpu|\$PY setup.py -q build_ext --inplace --build-temp \"\$WORK/build\" && \$PY -c 'import syncssl.ops as o; assert o.HAS_CPP_KERNEL, \"the C++ extension did not build\"; print(\"C++ kernel: yes\")'"
 )
 
 plan() {

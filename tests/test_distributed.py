@@ -74,7 +74,7 @@ def final_weights(run_dir: Path) -> dict:
 def test_two_nodes_train_the_same_weights_as_one_process(tiny_dataset, tmp_path):
     args = [*TRAIN, f"data.dataset='{tiny_dataset}'"]
     port = free_port()
-    nodes = [node(port, [*args, f"train.run_dir='{tmp_path / 'two'}'"]) for k in range(2)]
+    nodes = [node(port, [*args, f"train.run_dir='{tmp_path / 'two'}'"]) for _ in range(2)]
     one = subprocess.run([sys.executable, "-m", "syncssl.train", *args, f"train.run_dir='{tmp_path / 'one'}'"],
                          capture_output=True, text=True, env=environment(), cwd=REPO, timeout=300)
     outputs = [p.communicate(timeout=300)[0] for p in nodes]

@@ -98,3 +98,48 @@ def test_too_large_for_raw_tiles_goes_to_jpeg_records(dataset, monkeypatch):
     images, ok = ViewAssembler(m, m.split("train"), views, crop_size=32)([(0, 0, 3), (0, 1, 3)],
                                                                           np.zeros(2, bool), np.zeros((2, 3)), 0)
     assert ok.all() and images.shape == (2, 3, 32, 32) and torch.isfinite(images).all()
+
+
+def test_every_store_of_a_tile_set_shares_one_mapping(dataset):
+    # training's store and each evaluation split's: mapped (and populated) once per process, not once per store;
+    # each mapping of its own counted the whole set again in the resident memory
+    folder = prepare(open_dataset(dataset), dataset / "prepared", tiles=spec(), crop_size=32).tiles
+    a, b = TileStore(folder), TileStore(folder)
+    assert np.shares_memory(a._frames, b._frames) and np.shares_memory(a._backgrounds, b._backgrounds)
+    rows = np.array([5, 0, 5, a.count - 1])
+    assert torch.equal(a.frames(rows), torch.from_numpy(np.asarray(a._frames)[rows]))
+    assert torch.equal(a.backgrounds(rows), torch.from_numpy(np.asarray(a._backgrounds)[rows]))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_tiles_reach_the_gpu_through_page_locked_memory(dataset):
+    from syncssl.data.loader import TileViews
+    folder = prepare(open_dataset(dataset), dataset / "prepared", tiles=spec(), crop_size=32).tiles
+    store = TileStore(folder)
+    assert store.frames(np.arange(4), pin=True).is_pinned()
+    from syncssl.data.manifest import Manifest
+    manifest = Manifest.load(dataset / "prepared" / "manifest.json")
+    idx = manifest.split("train")
+    views = [(0, 0, 3), (0, 1, 3), (1, 2, 7)]
+    cpu = TileViews(manifest, idx, store, torch.device("cpu")).gather(views, 0)
+    gpu = TileViews(manifest, idx, store, torch.device("cuda", 0)).gather(views, 0)
+    assert gpu.frames.is_cuda and torch.equal(gpu.frames.cpu(), cpu.frames)
+    assert torch.equal(gpu.backgrounds.cpu(), cpu.backgrounds)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_jpeg_tiles_decode_on_the_gpu_with_nvjpeg(dataset, monkeypatch):
+    from syncssl.data.decode import dali_available
+    if not dali_available():
+        pytest.skip("NVIDIA DALI is not installed")
+    import syncssl.data.tiles as tiles
+    monkeypatch.setattr(tiles, "memory_bytes", lambda: 1 << 20)  # JPEG records
+    jpeg = TileStore(prepare(open_dataset(dataset), dataset / "prepared", tiles=spec(format="auto"),
+                             crop_size=32).tiles)
+    rows = np.array([0, 7, jpeg.count - 1])
+    on_gpu = jpeg.frames(rows, device=torch.device("cuda", 0))
+    on_cpu = jpeg.frames(rows)
+    assert on_gpu.is_cuda and on_gpu.shape == on_cpu.shape
+    assert (on_gpu.cpu().float() - on_cpu.float()).abs().mean() < 2  # two JPEG decoders: a level at most

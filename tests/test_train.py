@@ -151,6 +151,8 @@ def test_run_directory_holds_summary_logs_and_curves(tiny_dataset, tmp_path):
         assert saved[key] is not None, key
     assert saved == summary
     assert 0 <= saved["heldout_sync_acc"] <= 1 and saved["world_size"] == 1
+    # the memory a job's limit sees, with its anonymous part: the tile set is mapped once, so it counts once
+    assert 0 < saved["rss_anon_gb"] < saved["peak_rss_gb"] and saved["rss_file_gb"] >= 0
     # per subject: the split's subjects only, and their pair-weighted accuracies make up the split's
     held, seen = saved["heldout_by_subject"], saved["seen_by_subject"]
     assert held and seen and not set(held) & set(seen)
@@ -202,6 +204,37 @@ def test_nonfinite_losses_are_skipped_then_stop_the_run(tiny_dataset, tmp_path, 
         assert torch.equal(v, before[k]), k  # skipped steps change nothing
     with pytest.raises(NonFiniteLoss, match="3 non-finite losses in a row"):
         trainer.train_step(trainer.train_data.batch(2))
+    trainer.close()
+
+
+def test_a_fused_optimizer_skips_non_finite_steps_on_the_device(tiny_dataset, tmp_path, monkeypatch):
+    # the GPU path (fused AdamW): no per-step host sync; the skip is decided on the device and read at log time
+    from syncssl.train.trainer import param_groups
+    cfg = tiny_config(tiny_dataset, tmp_path / "nan", "train.max_nonfinite=2", "train.resume='none'",
+                      "train.amp='off'")
+    trainer = PretextTrainer(cfg, Dist(), progress=False)
+    trainer.optimizer = torch.optim.AdamW(param_groups(trainer.model, 1e-4), lr=1e-3, fused=True)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    real = trainer.losses
+    monkeypatch.setattr(trainer, "losses", lambda out, batch: (real(out, batch)[0] * float("nan"),
+                                                               real(out, batch)[1]))
+    from syncssl.train.trainer import _Window
+    window = _Window(trainer.device)
+    m = trainer.train_step(trainer.train_data.batch(0))
+    assert isinstance(m["skipped"], torch.Tensor) and bool(m["skipped"])
+    window.add(m, trainer.train_data.batch(0))  # weighed out of the log window, not read
+    for k, v in trainer.model.state_dict().items():
+        assert torch.equal(v, before[k]), k  # no update, batch-norm statistics restored
+    trainer.train_step(trainer.train_data.batch(1))
+    with pytest.raises(NonFiniteLoss, match="2 non-finite losses in a row"):
+        trainer.check_nonfinite()  # what the training loop does at each log line
+    monkeypatch.setattr(trainer, "losses", real)
+    m = trainer.train_step(trainer.train_data.batch(2))
+    assert not bool(m["skipped"]) and int(trainer.nonfinite_streak) == 0 and int(trainer.nonfinite_total) == 2
+    window.add(m, trainer.train_data.batch(2))
+    stats = window.flush(type("Prefetch", (), {"wait_s": 0.0})(), Dist())
+    assert stats["loss"] == pytest.approx(float(m["loss"]))  # the finite step's loss alone, no NaN
+    assert any(not torch.equal(v, before[k]) for k, v in trainer.model.state_dict().items())
     trainer.close()
 
 

@@ -169,11 +169,12 @@ class TileViews:
         distinct = list(rows_of)
         d = np.array(distinct, np.int64).reshape(-1, 3)
         rows = self.store.layout.row(np.asarray(self.indices, np.int64)[d[:, 0]], d[:, 1], d[:, 2])
-        frames = self.store.frames(rows)
+        pin = self.device.type == "cuda"  # gathered into page-locked memory: one asynchronous upload
+        frames = self.store.frames(rows, pin=pin, device=self.device)
         cams = [self.seqs[s].cameras[c] for s, c, _ in distinct]
         rects = self.store.rects[rows]
         if self.store.has_backgrounds:
-            backgrounds = self.store.backgrounds(rows)
+            backgrounds = self.store.backgrounds(rows, pin=pin)
         else:
             backgrounds = torch.empty_like(frames)
             for bid in {c.background_id for c in cams}:
@@ -194,7 +195,9 @@ class TileViews:
 def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     if t.device == device:
         return t.contiguous()
-    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t.to(device)
+    if device.type == "cuda":
+        return (t if t.is_pinned() else t.pin_memory()).to(device, non_blocking=True)
+    return t.to(device)
 
 
 @dataclass(frozen=True)

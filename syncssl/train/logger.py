@@ -111,3 +111,18 @@ def plot_curves(run_dir: Path, out: Path | None = None, panels: list[tuple[str, 
         if ax.lines:
             ax.legend(fontsize=7)
     return save_figure(fig, out)
+
+
+def memory_use() -> dict:
+    """This process's peak resident memory (what a job's memory limit and ``/usr/bin/time -v`` see) and, now, its
+    anonymous part (heap, tensors; the rest is mapped files, e.g. the tile set, whose pages the page cache shares)."""
+    import resource
+    out = {"peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)}  # KiB on Linux
+    try:
+        status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+        out["rss_anon_gb"] = round(int(status["RssAnon"].split()[0]) / 1e6, 2)
+        out["rss_file_gb"] = round(int(status["RssFile"].split()[0]) / 1e6, 2)
+    except (OSError, KeyError, ValueError):  # not Linux
+        pass
+    return out
+

@@ -39,7 +39,7 @@ from . import runfolder
 from .config import common_problems
 from .data import build_pipeline, load_manifest, make_source, tile_spec
 from .distributed import Dist, all_reduce_sum, any_rank, gather_objects
-from .logger import MetricLogger, plot_curves
+from .logger import MetricLogger, memory_use, plot_curves
 from .signals import Interrupted, StopRequest
 
 
@@ -266,7 +266,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "step": self.step,
-            "counters": dict(nonfinite_total=self.nonfinite_total, wall_s=self.wall_s),
+            "counters": dict(nonfinite_total=int(self.nonfinite_total), wall_s=self.wall_s),
             "sampler": {"seed": self.cfg.train.seed, "next_step": self.step},  # plans are pure functions of the step
             "decoder": self.decoders[0].state_dict() if self.decoders else {},
             "rng": gather_objects(rng_state(), self.dist),  # one per rank, so every rank resumes its own streams
@@ -357,26 +357,41 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             skipped = any_rank(not bool(torch.isfinite(loss).item()), self.dist)  # sync
+        elif self.optimizer.defaults.get("fused"):
+            # no host sync: the fused optimizer skips its update on the device where the norm is not finite (the
+            # gradients are averaged over the ranks: every rank takes the same decision); the counters stay on
+            # the device until the next log line reads them
+            skipped = ~torch.isfinite(grad_norm)
+            self.optimizer.found_inf = skipped.float()
+            self.optimizer.step()
+            if buffers:
+                torch._foreach_copy_(buffers, [torch.where(skipped, s, b) for b, s in zip(buffers, saved)])
         else:
             # sync: one flag per step. The gradients are already averaged over the ranks, so every rank sees
             # the same norm and takes the same decision without another collective.
             skipped = not bool(torch.isfinite(grad_norm).item())
             if not skipped:
                 self.optimizer.step()
-        if skipped:
+        if skipped is True:
             for b, s in zip(buffers, saved):
                 b.copy_(s)
-        self.nonfinite_streak = self.nonfinite_streak + 1 if skipped else 0
-        self.nonfinite_total += int(skipped)
-        if self.nonfinite_streak >= self.cfg.train.max_nonfinite:
-            raise NonFiniteLoss(
-                f"step {self.step}: {self.nonfinite_streak} non-finite losses in a row (each step skipped); "
-                f"lower optim.lr (now {self.cfg.optim.lr:g}), keep optim.grad_clip > 0, or try train.amp=off. "
-                f"The last good checkpoint is in {self.ckpt_dir}")
+        self.nonfinite_streak = (self.nonfinite_streak + 1) * skipped
+        self.nonfinite_total += skipped
+        if not isinstance(skipped, torch.Tensor):
+            self.check_nonfinite()
         self.step += 1
         detach = lambda v: tuple(t.detach() for t in v) if isinstance(v, tuple) else v.detach()  # noqa: E731
         return {"loss": loss.detach(), "sums": {k: detach(v) for k, v in sums.items()},
                 "rows": batch.pairs, "skipped": skipped, "grad_norm": grad_norm.detach()}
+
+    def check_nonfinite(self):
+        """Stop after ``train.max_nonfinite`` skipped steps in a row (read from the device when it decides)."""
+        streak = int(self.nonfinite_streak)
+        if streak >= self.cfg.train.max_nonfinite:
+            raise NonFiniteLoss(
+                f"step {self.step}: {streak} non-finite losses in a row (each step skipped); "
+                f"lower optim.lr (now {self.cfg.optim.lr:g}), keep optim.grad_clip > 0, or try train.amp=off. "
+                f"The last good checkpoint is in {self.ckpt_dir}")
 
     # ------------------------------------------------------------------ the loop
 
@@ -406,6 +421,7 @@ class Trainer:
                 window.add(m, batch)
                 if self.step % t.log_every == 0 or self.step == stop:
                     stats = window.flush(prefetch, self.dist)  # sync: reads the window's sums once
+                    self.check_nonfinite()
                     self.logger.log(self.step, {**stats, "lr": self.optimizer.param_groups[0]["lr"]})
                     bar.update(self.step, stats)
                 if t.eval_every and self.step % t.eval_every == 0 and self.step < stop:
@@ -440,11 +456,12 @@ class Trainer:
             "final_loss": window.totals.get("loss"),
             "pairs_per_s": window.totals.get("rows_per_s"),
             "data_wait_share": window.totals.get("data_wait"),
-            "nonfinite_steps_skipped": self.nonfinite_total,
+            "nonfinite_steps_skipped": int(self.nonfinite_total),
             "dropped_decode": window.totals.get("dropped", 0),
             "device": str(self.device),
             "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
             "data": self.data_description(),
+            **memory_use(),
             "resumed_from": self.resumed_from,
             "complete": done,
             "env": env_block(),  # commit, versions, machine, date: where this result came from
@@ -506,7 +523,7 @@ class PretextTrainer(Trainer):
         loss, sums = pretext_loss(out, batch.sync, batch.flip, self.cfg.pretext, self.cfg.sampling)
         if "cross_sync" in out:  # a grouped batch's extra pairs: the sync task again, on more pairs of the same views
             cross = F.cross_entropy(out["cross_sync"].float(), batch.cross_sync, reduction="none")
-            n_cross = torch.tensor(float(len(cross)), device=cross.device)
+            n_cross = torch.full((), float(len(cross)), device=cross.device)  # a fill: no blocking copy
             # scaled by sync_weight too: sync_weight=0 (the flip-only ablation) must switch all of sync off
             weight = self.cfg.pretext.sync_weight * self.cfg.pretext.cross_weight
             loss = loss + weight * cross.sum() / n_cross.clamp(min=1)
@@ -610,19 +627,24 @@ class _Window:
     def add(self, m: dict, batch):
         """A step's metrics: each a sum over the batch's rows, or (sum, count) for a metric over some rows."""
         self.totals["dropped"] += batch.dropped
-        if m["skipped"]:  # a non-finite step: counted by the trainer, kept out of the averages
+        if m["skipped"] is True:  # a non-finite step: counted by the trainer, kept out of the averages
             return
-        rows = torch.tensor(float(m["rows"]), device=self.device)
+        skipped = m["skipped"] if isinstance(m["skipped"], torch.Tensor) else None
         for k, v in {"loss": m["loss"].float() * m["rows"], **m["sums"]}.items():
-            total, count = v if isinstance(v, tuple) else (v, rows)
+            # counts stay Python numbers where they can: a tensor made from one is a blocking copy
+            total, count = v if isinstance(v, tuple) else (v, float(m["rows"]))
+            total = total.float()
+            if skipped is not None:  # decided on the device: weighed out instead of read (no host sync)
+                total, count = torch.where(skipped, 0.0, total), count * (~skipped).float()
             old = self.sums.get(k, (0, 0))
-            self.sums[k] = (old[0] + total.float(), old[1] + count.float())
+            self.sums[k] = (old[0] + total, old[1] + count)
         self.rows += m["rows"]
 
     def flush(self, prefetch, d: Dist) -> dict:
         dt = time.perf_counter() - self.t0
         keys = list(self.sums)
-        parts = [t for k in keys for t in self.sums[k]] + [torch.tensor(float(self.rows), device=self.device)]
+        parts = [t for k in keys for t in self.sums[k]] + [float(self.rows)]
+        parts = [torch.as_tensor(t, dtype=torch.float32, device=self.device) for t in parts]
         values = all_reduce_sum(torch.stack(parts), d).tolist()  # sync
         stats = {k: values[2 * i] / max(values[2 * i + 1], 1) for i, k in enumerate(keys)}
         stats.update(pairs_per_s=values[-1] / dt, data_wait=min(1.0, prefetch.wait_s / dt))
