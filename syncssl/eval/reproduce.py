@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .. import config as cfglib
 from ..figures import pyplot, save_figure
-from ..train.config import FinetuneConfig, PretrainConfig, load_config, preset_path
+from ..train.config import FinetuneConfig, PretrainConfig, load_config, preset_path, saved_base
 from ..train.run import run_training
 from . import declared
 
@@ -172,10 +172,10 @@ def finished_summary(run_dir: Path) -> dict | None:
 
 def config_changes(run_dir: Path, cfg) -> list[str]:
     """How ``cfg`` differs from the config the run in ``run_dir`` was trained with, its run folder aside. The saved
-    config.toml is loaded as any config file is (an option it lacks was added since: the run had its default), and
-    both are compared as written there."""
+    config.toml is read as a saved config (an option it lacks was added since: the run had the behaviour from before
+    it, ``saved_base``), and both are compared as written there."""
     try:
-        saved = cfglib.load(type(cfg), run_dir / "config.toml")
+        saved = cfglib.load(type(cfg), run_dir / "config.toml", base=saved_base(type(cfg)))
     except cfglib.ConfigError:
         return ["its config.toml is missing or unreadable"]
     then = {key: value for key, value, _ in cfglib.describe(type(cfg), obj=saved)}
