@@ -628,9 +628,9 @@ def bench_sync(json_path, model_path, out, data_root, preset, data_seed, offset_
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--preset", default="cpu", show_default=True,
-              help="How big the ablation grid's runs are: cpu (about 2.7 hours on 2 cores), gpu (one GPU node), tiny (a "
-                   "smoke test in minutes), another preset of syncssl/eval/ablations/ (the grids of earlier dates), "
-                   "or a TOML file.")
+              help="How big the ablation grid's runs are: cpu (about 2.7 hours on 2 cores), gpu (one GPU node), "
+                   "tiny (a smoke test in minutes), another preset of syncssl/eval/ablations/ (the grids of earlier "
+                   "dates), or a TOML file.")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/reproduce", show_default=True)
 @click.option("--data-root", default="data", show_default=True, help="Where the embedded dataset is generated.")
 @click.option("--only", multiple=True,

@@ -278,7 +278,8 @@ def test_config_defaults_are_the_main_jobs_and_saved_configs_keep_the_behaviour_
     for section, key in (("model", "center"), ("model", "pool"), ("model", "input_norm"), ("sampling", "group_size")):
         del saved[section][key]
     old = config_from_dict(PretrainConfig, saved)
-    assert (old.model.center, old.model.pool, old.model.input_norm, old.sampling.group_size) == (False, "avg", "none", 1)
+    before = (old.model.center, old.model.pool, old.model.input_norm, old.sampling.group_size)
+    assert before == (False, "avg", "none", 1)
     assert old.train == PretrainConfig().train
 
 
