@@ -643,10 +643,10 @@ def bench_sync(json_path, model_path, out, data_root, preset, data_seed, offset_
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--preset", type=click.Choice(["cpu", "cpu-2026-12-06-morning", "cpu-2026-12-01", "gpu", "tiny"]),
-              default="cpu", show_default=True,
-              help="cpu: about 2.5 hours on 2 cores; cpu-2026-12-06-morning, cpu-2026-12-01: the grids of those dates "
-                   "(their older defaults); gpu: one GPU node; tiny: a smoke test in minutes.")
+@click.option("--preset", default="cpu", show_default=True,
+              help="How big the ablation grid's runs are: cpu (about 2.7 hours on 2 cores), gpu (one GPU node), "
+                   "tiny (a smoke test in minutes), another preset of syncssl/eval/ablations/ (the grids of earlier "
+                   "dates), or a TOML file.")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/reproduce", show_default=True)
 @click.option("--data-root", default="data", show_default=True, help="Where the embedded dataset is generated.")
 @click.option("--only", multiple=True,
@@ -666,11 +666,11 @@ def reproduce(preset, out, data_root, only, extra_pretrain, extra_finetune, seed
     from pathlib import Path
     if grid:
         return _reproduce_grid(grid, Path(out), data_root, only, extra_pretrain, extra_finetune, seeds)
-    from .eval.reproduce import PRESETS, Reproduction
+    from .eval.reproduce import Reproduction, load_preset
     from .train.run import USER_ERRORS
-    rep = Reproduction(Path(out), PRESETS[preset], data_root, tuple(only), tuple(extra_pretrain), tuple(extra_finetune),
-                       seeds or 0, log=lambda m: click.echo(f"[reproduce] {m}", err=True))
     try:
+        rep = Reproduction(Path(out), load_preset(preset), data_root, tuple(only), tuple(extra_pretrain),
+                           tuple(extra_finetune), seeds or 0, log=lambda m: click.echo(f"[reproduce] {m}", err=True))
         rep.run()
     except USER_ERRORS as e:
         raise failure(e) from None

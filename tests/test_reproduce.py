@@ -2,10 +2,12 @@
 import csv
 import math
 
+import pytest
 from click.testing import CliRunner
 
 from syncssl import cli
-from syncssl.eval.reproduce import GRID, HEADLINE, PRESETS, Reproduction
+from syncssl.config import ConfigError
+from syncssl.eval.reproduce import GRID, HEADLINE, Reproduction, load_preset, preset_names
 
 
 def test_reproduce_writes_results_and_reuses_finished_runs(tiny_dataset, tmp_path):
@@ -19,7 +21,7 @@ def test_reproduce_writes_results_and_reuses_finished_runs(tiny_dataset, tmp_pat
     assert list(rows[0]) == ["name", "init", "pretext", "background", "fusion", "views", "frozen", "aug", "tuned",
                              "seed", "mpjpe", "n_mpjpe", "p_mpjpe", "train_mpjpe", "sync_acc", "flip_acc"]
     assert {r["name"] for r in rows} == set(HEADLINE)
-    assert len(rows) == 2 * PRESETS["tiny"].headline_seeds
+    assert len(rows) == 2 * load_preset("tiny").headline_seeds
     for r in rows:
         assert math.isfinite(float(r["mpjpe"])) and float(r["mpjpe"]) > 0
         assert math.isfinite(float(r["train_mpjpe"])) and float(r["train_mpjpe"]) > 0  # S1's own frames
@@ -29,7 +31,7 @@ def test_reproduce_writes_results_and_reuses_finished_runs(tiny_dataset, tmp_pat
     assert (out / "results.png").stat().st_size > 2000
     # a second call finds every run finished: nothing is trained again, the tables are the same
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/summary.json")}
-    assert len(stamps) == 3 * PRESETS["tiny"].headline_seeds  # pre-training + two fine-tunings per seed
+    assert len(stamps) == 3 * load_preset("tiny").headline_seeds  # pre-training + two fine-tunings per seed
     again = CliRunner().invoke(cli.reproduce, args)
     assert again.exit_code == 0, again.output
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/summary.json")} == stamps
@@ -78,7 +80,7 @@ def test_cpu_grid_uses_the_main_jobs_model_where_a_row_can():
     except where a row cannot use a part of it (single-view rows: ungrouped, as cross pairs span cameras); every
     row's configs load (a mask would refuse a kept background); random init has the same input channels unless the row says RGB only. The preset of 2026-12-01 keeps its model."""
     from syncssl.train.config import FinetuneConfig, load_config
-    p = PRESETS["cpu"]
+    p = load_preset("cpu")
     for row in GRID:
         cfg = load_config(p.pretrain_preset, None, [*p.pretrain_overrides, *row.pretrain_overrides()])
         model = (cfg.model.input_norm, cfg.model.pool, cfg.train.steps, cfg.sampling.group_size)
@@ -96,7 +98,7 @@ def test_cpu_grid_uses_the_main_jobs_model_where_a_row_can():
     assert {r.aug for r in GRID if r.name in HEADLINE} == {True}  # the headline: the fine-tuning default
     assert not all(r.aug for r in GRID)  # and rows without it, to show what it does to each side
     assert p.dataset == "synthetic:small-pool"
-    morning = PRESETS["cpu-2026-12-06-morning"]  # flip weight 0.25, fine-tuning without appearance augmentation
+    morning = load_preset("cpu-2026-12-06-morning")  # flip weight 0.25, fine-tuning without appearance augmentation
     for row in GRID:
         cfg = load_config(morning.pretrain_preset, None, [*morning.pretrain_overrides, *row.pretrain_overrides()])
         assert cfg.pretext.flip_weight == {"sync+flip": 0.25, "sync": 0, "flip": 1}[row.pretext], row.name
@@ -105,7 +107,7 @@ def test_cpu_grid_uses_the_main_jobs_model_where_a_row_can():
                          cls=FinetuneConfig)
         assert ft.data.aug_jitter == ft.data.aug_hue_deg == ft.data.aug_permute == ft.data.aug_grey == 0, row.name
     assert load_config(p.pretrain_preset, None, list(p.pretrain_overrides)).pretext.flip_weight == 1
-    old = PRESETS["cpu-2026-12-01"]
+    old = load_preset("cpu-2026-12-01")
     for row in GRID:
         cfg = load_config(old.pretrain_preset, None, [*old.pretrain_overrides, *row.pretrain_overrides()])
         assert (cfg.model.input_norm, cfg.model.pool, cfg.train.steps, cfg.sampling.group_size) == (
@@ -136,7 +138,7 @@ def test_seeds_option_sets_every_rows_seeds(tmp_path, monkeypatch):
 
 
 def test_headline_compares_the_same_protocol_and_the_best_protocol_of_each(tmp_path):
-    rep = Reproduction(tmp_path, PRESETS["tiny"])
+    rep = Reproduction(tmp_path, load_preset("tiny"))
     keys = ("n_mpjpe", "p_mpjpe", "train_mpjpe", "sync_acc", "flip_acc")
     for name, mpjpe in ((HEADLINE[0], 160.0), ("random init, full fine-tuning (no stage frozen)", 150.0),
                         (HEADLINE[1], 112.0), ("self-supervised, 2 stages frozen", 105.0),
@@ -146,3 +148,30 @@ def test_headline_compares_the_same_protocol_and_the_best_protocol_of_each(tmp_p
     assert "MPJPE 112.0 ± 0.0 vs 160.0 ± 0.0 mm (+48.0 mm, +30.0% lower" in text
     assert ("the best protocol of each, self-supervised, 2 stages frozen (105.0 mm) against random init, full "
             "fine-tuning (no stage frozen) (150.0 mm): +45.0 mm (+30.0%)") in text
+
+
+def test_presets_are_files_loaded_by_name_or_path_with_errors_naming_the_file(tmp_path):
+    """The ablation presets are TOML files (the dated ones too), not CLI choices; a bad file is a clear error."""
+    assert {"cpu", "gpu", "tiny", "cpu-2026-12-01", "cpu-2026-12-06-morning"} <= set(preset_names())
+    option = next(p for p in cli.reproduce.params if p.name == "preset")
+    assert not hasattr(option.type, "choices")  # a name or a file: dated names live in files, not in the CLI
+    own = tmp_path / "mine.toml"
+    own.write_text('dataset = "synthetic:tiny"\nheadline_seeds = 1\n[pretrain]\npreset = "tiny"\n'
+                   '[finetune]\npreset = "tiny"\noverrides = ["transfer.pictures=0"]\n')
+    p = load_preset(own)
+    assert (p.pretrain_preset, p.pretrain_overrides, p.finetune_overrides, p.seeds, p.headline_seeds) == (
+        "tiny", (), ("transfer.pictures=0",), 1, 1)
+    text = own.read_text()
+    for bad_text, message in ((text.replace("headline_seeds = 1", "seeds = 0"), "seeds must be an integer >= 1"),
+                              (text.replace('"tiny"\n[finetune]', '"nope"\n[finetune]'),
+                               r"\[pretrain\] unknown preset 'nope'"),
+                              ("steps = 3\n" + text, r"unknown keys \['steps'\]"),
+                              ("seeds = [\n", "not a readable TOML preset")):
+        bad = tmp_path / "bad.toml"
+        bad.write_text(bad_text)
+        with pytest.raises(ConfigError, match=f"bad.toml: .*{message}"):
+            load_preset(bad)
+    with pytest.raises(ConfigError, match="unknown preset 'nope': not a file, and not one of .*cpu-2026-12-01"):
+        load_preset("nope")
+    result = CliRunner().invoke(cli.reproduce, ["--preset", "nope", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "unknown preset 'nope'" in result.output

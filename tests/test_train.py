@@ -299,6 +299,28 @@ def test_config_round_trips_through_toml(tmp_path):
     assert again == cfg and again.optim.lr == 3e-4 and again.model.depth == 34
 
 
+def test_config_defaults_are_the_main_jobs_and_saved_configs_keep_the_behaviour_before_an_option():
+    """The dataclass defaults are what `syncssl-train` / `syncssl-finetune` run with no preset file values; a saved
+    config lacking an option added since reads as the behaviour before it (not the main job's newer default)."""
+    import dataclasses
+
+    from syncssl.train.config import FinetuneConfig, PretrainConfig, config_from_dict
+    assert load_config("cpu-small") == PretrainConfig()
+    assert load_config("cpu-small", cls=FinetuneConfig) == FinetuneConfig()
+    saved = dataclasses.asdict(PretrainConfig())
+    for section, key in (("model", "center"), ("model", "pool"), ("model", "input_norm"), ("sampling", "group_size")):
+        del saved[section][key]
+    old = config_from_dict(PretrainConfig, saved)
+    before = (old.model.center, old.model.pool, old.model.input_norm, old.sampling.group_size)
+    assert before == (False, "avg", "none", 1)
+    assert old.train == PretrainConfig().train
+
+
+def test_sampling_batch_size_is_not_a_second_batch_setting():
+    with pytest.raises(ConfigError, match=r"sampling.batch_size=64 is not a setting .* set train.batch_size"):
+        load_config("cpu-small", None, ["sampling.batch_size=64"])
+
+
 def test_every_config_key_says_what_it_is():
     """--help-config and the saved config.toml explain every key, whether the field is documented by a docstring
     (train/config.py) or by a trailing comment continued on aligned comment lines (sampling, models)."""

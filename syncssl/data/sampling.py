@@ -116,7 +116,8 @@ class SamplerSequence:
 class SamplingConfig:
     """How pairs are drawn. Defaults follow the paper (offsets 4 < |d| < 128 frames at 50 fps)."""
 
-    batch_size: int = 16  # pairs per rank per step (the global batch is batch_size * world_size)
+    batch_size: int = 16  # pairs per rank per step (the global batch is batch_size * world_size); training sets it
+    #                       from train.batch_size, which is the setting
     sync_fraction: float = 2 / 3  # share of synchronized pairs (sync=1); the rest are unsynchronized
     flip_fraction: float = 0.5  # share of the synchronized pairs with one view mirrored (flip_label=1)
     flip_unsync: bool = False  # True (ablation): flip any pair, flip drawn independently of sync over all pairs

@@ -21,9 +21,7 @@ import csv
 import json
 import re
 import statistics
-import tomllib
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +29,7 @@ import numpy as np
 from ..config import ConfigError
 from ..figures import pyplot, save_figure
 from ..train.config import FinetuneConfig, load_config
+from . import declared
 from .reproduce import train_or_reuse
 from .stats import gain
 
@@ -77,28 +76,15 @@ class Grid:
 
 
 def grid_names() -> list[str]:
-    return sorted(p.name.removesuffix(".toml") for p in resources.files(GRIDS_PACKAGE).iterdir()
-                  if p.name.endswith(".toml"))
+    return declared.names(GRIDS_PACKAGE)
 
 
 def load_grid(name: str | Path) -> Grid:
     """A grid by name (``syncssl/eval/grids/<name>.toml``) or by the path of a TOML file; clear errors naming it."""
-    path = Path(name)
-    if not path.is_file():
-        path = Path(str(resources.files(GRIDS_PACKAGE).joinpath(f"{name}.toml")))
-        if not path.is_file():
-            raise ConfigError(f"unknown grid {name!r}: not a file, and not one of {', '.join(grid_names())}")
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"{path}: not a readable TOML grid ({e})") from None
+    path, doc = declared.read(name, GRIDS_PACKAGE, "grid")
 
     def need(table: dict, key: str, kind, where: str, item=None):
-        value = table.get(key)
-        if not isinstance(value, kind) or (item and not all(type(v) is item for v in value)):
-            raise ConfigError(f"{path}: {where}{key} must be a {kind.__name__}"
-                              f"{f' of {item.__name__}' if item else ''}, got {value!r}")
-        return value
+        return declared.need(path, table, key, kind, where, item)
 
     unknown = set(doc) - {"note", "dataset", "pretrain", "finetune", "protocol"}
     if unknown:

@@ -20,12 +20,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import config as cfglib
 from ..figures import pyplot, save_figure
 from ..storage import write_text_atomic
-from ..train.config import FinetuneConfig, load_config
 from ..train import runfolder
+from ..train.config import FinetuneConfig, PretrainConfig, load_config, preset_path
 from ..train.run import run_training
 from ..train.runfolder import config_changes, finished_summary  # noqa: F401 (this module's API before runfolder's)
+from . import declared
 
 
 @dataclass(frozen=True)
@@ -116,10 +118,13 @@ _HEADLINE_PRETRAIN = next(r for r in GRID if r.name == HEADLINE[1]).pretrain_key
 PROTOCOL_ROWS = tuple(r.name for r in GRID if r.init == "pretrained" and r.pretrain_key() == _HEADLINE_PRETRAIN)
 
 
+ABLATIONS_PACKAGE = "syncssl.eval.ablations"
+
+
 @dataclass(frozen=True)
 class Preset:
-    """How big each run is. Several seeds for the headline pair, where the difference matters most, and for every
-    random-init baseline (a fine-tuning only: cheap)."""
+    """How big each run is (a file ``syncssl/eval/ablations/<name>.toml``). Several seeds for the headline pair, where
+    the difference matters most, and for every random-init baseline (a fine-tuning only: cheap)."""
 
     pretrain_preset: str
     finetune_preset: str
@@ -131,34 +136,34 @@ class Preset:
     note: str = ""
 
 
-PRESETS = {
-    # The main job's model (12000 steps on the `small-pool` dataset, grouped batches, mask channel, grid pooling) in
-    # every row that can take it; the rows themselves drop what they cannot use (background kept: the mask channel;
-    # single-view rows: grouped batches, whose cross pairs join two cameras). Random init gets the same model, mask
-    # channel included, unless the row says RGB only. Fine-tuning reads the same dataset (its labelled subjects are
-    # `small`'s, same videos).
-    # Earlier grids were measured with the defaults of then: "cpu-2026-12-06-morning" (flip weight 0.25, fine-tuning
-    # without appearance augmentation) and "cpu-2026-12-01" (the model before the mask channel) keep them.
-    "cpu": Preset("cpu-small", "cpu-small", finetune_overrides=("model.input_norm='mask'",), seeds=1,
-                  headline_seeds=3, dataset="synthetic:small-pool",
-                  note="about 2.7 hours on 2 AVX-512/bf16 CPU cores (the small-pool synthetic dataset, a "
-                       "quarter-width ResNet-18, 12000 pre-training steps)"),
-    "cpu-2026-12-06-morning": Preset("cpu-small", "cpu-small", ("pretext.flip_weight=0.25",),
-                                     ("model.input_norm='mask'", *NO_APPEARANCE_AUG), seeds=1, headline_seeds=3,
-                                     dataset="synthetic:small-pool",
-                                     note="the grid as measured on the morning of 2026-12-06: flip weight 0.25, "
-                                          "fine-tuning without appearance augmentation; about 2.5 hours on 2 "
-                                          "AVX-512/bf16 CPU cores"),
-    "cpu-2026-12-01": Preset("cpu-small", "cpu-small", ("train.steps=6000", "sampling.group_size=1",
-                                                                  "model.input_norm='none'", "model.pool='avg'"),
-                             NO_APPEARANCE_AUG, seeds=1, headline_seeds=3, dataset="synthetic:small",
-                             note="the grid as measured on 2026-12-01: about 3 hours on 2 CPU cores (the small "
-                                  "synthetic dataset, 6000 pre-training steps, no mask channel, average pooling)"),
-    "gpu": Preset("gpu", "gpu", seeds=2, headline_seeds=3, dataset="synthetic:large",
-                  note="one GPU node; scale train.steps to the budget"),
-    "tiny": Preset("tiny", "tiny", ("train.eval_pairs=16",), ("transfer.pictures=0",), seeds=1, headline_seeds=2,
-                   dataset="synthetic:tiny", note="seconds: a smoke test of the whole grid"),
-}
+def preset_names() -> list[str]:
+    return declared.names(ABLATIONS_PACKAGE)
+
+
+def load_preset(name: str | Path) -> Preset:
+    """An ablation preset by name (``syncssl/eval/ablations/<name>.toml``) or by the path of a TOML file."""
+    path, doc = declared.read(name, ABLATIONS_PACKAGE, "preset")
+    unknown = set(doc) - {"note", "dataset", "seeds", "headline_seeds", "pretrain", "finetune"}
+    if unknown:
+        raise cfglib.ConfigError(f"{path}: unknown keys {sorted(unknown)}")
+    runs = {}
+    for kind, cls in (("pretrain", PretrainConfig), ("finetune", FinetuneConfig)):
+        table = declared.need(path, doc, kind, dict)
+        if set(table) - {"preset", "overrides"}:
+            raise cfglib.ConfigError(f"{path}: [{kind}] holds preset and overrides only, got {sorted(table)}")
+        preset = declared.need(path, table, "preset", str, f"[{kind}] ")
+        try:
+            preset_path(preset, cls)
+        except cfglib.ConfigError as e:
+            raise cfglib.ConfigError(f"{path}: [{kind}] {e}") from None
+        runs[kind] = preset, tuple(declared.need(path, {"overrides": [], **table}, "overrides", list, f"[{kind}] ",
+                                                 str))
+    counts = {key: doc.get(key, getattr(Preset, key)) for key in ("seeds", "headline_seeds")}
+    for key, value in counts.items():
+        if type(value) is not int or value < 1:
+            raise cfglib.ConfigError(f"{path}: {key} must be an integer >= 1, got {value!r}")
+    return Preset(runs["pretrain"][0], runs["finetune"][0], runs["pretrain"][1], runs["finetune"][1], **counts,
+                  dataset=declared.need(path, doc, "dataset", str), note=str(doc.get("note", "")))
 
 
 COLUMNS = ("name", "init", "pretext", "background", "fusion", "views", "frozen", "aug", "tuned", "seed", "mpjpe",

@@ -61,10 +61,11 @@ def changes_between(then, now) -> list[str]:
 
 
 def config_changes(run_dir: Path, cfg) -> list[str]:
-    """How ``cfg`` differs from the config the run in ``run_dir`` was trained with. The saved config.toml is loaded
-    as any config file is (an option it lacks was added since: the run had its default)."""
+    """How ``cfg`` differs from the config the run in ``run_dir`` was trained with. The saved config.toml is read as
+    a saved config (an option it lacks was added since: the run had the behaviour from before it, ``saved_base``)."""
+    from .config import saved_base  # train.config imports this module's checks
     try:
-        saved = cfglib.load(type(cfg), Path(run_dir) / "config.toml")
+        saved = cfglib.load(type(cfg), Path(run_dir) / "config.toml", base=saved_base(type(cfg)))
     except cfglib.ConfigError:
         return ["its config.toml is missing or unreadable"]
     return changes_between(saved, cfg)
@@ -73,7 +74,8 @@ def config_changes(run_dir: Path, cfg) -> list[str]:
 def checkpoint_changes(state: dict, cfg) -> list[str]:
     """How ``cfg`` differs from the config saved in a checkpoint's state."""
     try:
-        then = cfglib.update(type(cfg)(), state.get("config") or {})
+        from .config import config_from_dict
+        then = config_from_dict(type(cfg), state.get("config") or {})
     except cfglib.ConfigError as e:
         return [f"its config does not read as this command's ({e})"]
     return changes_between(then, cfg)
