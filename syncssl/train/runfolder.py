@@ -25,6 +25,7 @@ from pathlib import Path
 
 from .. import config as cfglib
 from ..storage import write_text_atomic
+from .config import config_from_dict, saved_base
 
 MARKER = "run.json"
 LOCK = ".lock"
@@ -63,7 +64,6 @@ def changes_between(then, now) -> list[str]:
 def config_changes(run_dir: Path, cfg) -> list[str]:
     """How ``cfg`` differs from the config the run in ``run_dir`` was trained with. The saved config.toml is read as
     a saved config (an option it lacks was added since: the run had the behaviour from before it, ``saved_base``)."""
-    from .config import saved_base  # train.config imports this module's checks
     try:
         saved = cfglib.load(type(cfg), Path(run_dir) / "config.toml", base=saved_base(type(cfg)))
     except cfglib.ConfigError:
@@ -74,7 +74,6 @@ def config_changes(run_dir: Path, cfg) -> list[str]:
 def checkpoint_changes(state: dict, cfg) -> list[str]:
     """How ``cfg`` differs from the config saved in a checkpoint's state."""
     try:
-        from .config import config_from_dict
         then = config_from_dict(type(cfg), state.get("config") or {})
     except cfglib.ConfigError as e:
         return [f"its config does not read as this command's ({e})"]
