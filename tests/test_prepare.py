@@ -388,6 +388,24 @@ def test_prepare_reuses_an_up_to_date_manifest_and_rebuilds_on_changes(tmp_path)
     assert prepare(ds, options=PrepareOptions(fg_motion_threshold=0.05), force=True).reasons == ["rebuild forced"]
 
 
+def test_frames_kept_from_the_background_step_give_the_same_preparation(tmp_path, monkeypatch):
+    """A short video is decoded once (background samples and pass share the kept frames); the result is the one
+    two decodes give, byte for byte, and the kept frames are gone afterwards."""
+    import syncssl.data.prepare as prep
+    s = make_sequence(tmp_path, "S1", "walk_0", *walk())
+    ds = make_dataset(tmp_path, [s])
+    once = prepare(ds, tmp_path / "once")
+    monkeypatch.setattr(prep, "KEEP_DECODED_BYTES", 0)
+    twice = prepare(ds, tmp_path / "twice")
+    assert not (tmp_path / "once" / "decoded").exists()
+    files = sorted(p.relative_to(tmp_path / "once") for p in (tmp_path / "once").rglob("*")
+                   if p.is_file() and p.suffix in (".npz", ".png") and p.name != "masks_preview.png")
+    assert any(f.parts[0] == "backgrounds" for f in files) and any(f.parts[0] == "arrays" for f in files)
+    for f in files:
+        assert (tmp_path / "once" / f).read_bytes() == (tmp_path / "twice" / f).read_bytes(), f
+    assert once.manifest.stats["view_frames"] == twice.manifest.stats["view_frames"]
+
+
 # ---------------------------------------------------------------- quality, preview, transcode
 
 

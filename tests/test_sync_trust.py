@@ -140,6 +140,22 @@ def test_a_right_peak_at_60_fps_is_stable_within_40_ms():
     assert two.support > one.support and abs(two.best) <= 2
 
 
+def test_one_clean_peak_over_the_whole_range_confirms_its_offset_and_only_that():
+    """A curve that falls on both sides of its peak all the way to the ends is one lobe: the peak's own shoulders
+    beyond the cue's resolution are the alternative, so the clearest evidence confirms (it was once silent), an
+    offset beyond the resolution is contradicted, and pure noise says nothing."""
+    rng = np.random.default_rng(5)
+    offsets = np.arange(-50, 51)
+    peak = -2.0 * np.abs(offsets - 3) / 10.0  # strictly unimodal, peak at +3
+    L = (rng.normal(0, 1.0, (100, len(offsets))) * 0.3 + peak).astype(np.float32)
+    curve = search.Curve("a", "b", offsets, L)
+    assert search.lobe(curve.score, int(np.argmax(curve.score))) == (0, len(offsets) - 1)
+    assert search.vote(curve, 3, tolerance=2).verdict == "confirms"
+    assert search.vote(curve, 12, tolerance=2).verdict == "contradicts"
+    noise = search.Curve("a", "b", offsets, rng.normal(0, 1.0, (100, len(offsets))).astype(np.float32))
+    assert search.vote(noise, 3, tolerance=2).verdict != "confirms"
+
+
 class _Seq:
     def __init__(self, key, lengths, fps=60.0):
         self.key, self.folder, self.fps = key, None, fps

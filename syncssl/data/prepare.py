@@ -11,6 +11,8 @@ Steps:
 1. one background model per (subject, camera) group with identical calibration, pooled over the group's
    sequences: a median, then a median without each sample's foreground (``background.model_from_images``);
    spots the person never left are filled in from other subjects filmed by the same camera in the same scene;
+   a video whose frames at work size fit ``KEEP_DECODED_BYTES`` is decoded whole here, and its frames are kept
+   (memory-mapped, deleted after step 2) so that step 2 does not decode it again;
 2. one decoding pass per video, all videos in parallel, every frame decoded once, in order: the foreground
    mask of each frame gives the person's box and the mask change (motion) and silhouette; a few frames later
    (``boxes.CropBoxStream``) its smoothed square crop box is final and the frame's tile is cut and written;
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections import Counter, defaultdict, deque
 from dataclasses import asdict, dataclass, field, replace
@@ -62,6 +65,8 @@ REPORT_NAME = "report.json"
 PREVIEW_NAME = "masks_preview.png"
 PREVIEW_ROWS = 400  # image rows drawn per panel of masks_preview.png
 UNMODELLED_NOTE = 0.002  # share of the frame above which unmodelled background pixels are reported
+KEEP_DECODED_BYTES = 1 << 30  # a video's frames at work size up to this are decoded once, for both its background
+#                               samples and the pass (kept on disk, memory-mapped); longer ones are decoded twice
 
 
 @dataclass(frozen=True)
@@ -242,6 +247,7 @@ class _Job:
     truth: Path | None  # ground-truth masks (synthetic data), per file frame of ``video``
     start: int = 0  # sequence frame t is file frame t + start of ``video`` (sync.toml)
     scale: int = 1  # frames are decoded shrunk by this factor (work_scale); ``background`` is at that size
+    decoded: Path | None = None  # the frames at work size, kept when the background samples were decoded (.npy)
 
 
 def _run_job(job: _Job) -> dict:
@@ -340,7 +346,9 @@ def _run_job(job: _Job) -> dict:
             n += 1
 
     try:
-        for frame in iter_frames(job.video, T, job.start, size=(w, h) if job.scale > 1 else None):
+        frames = (np.load(job.decoded, mmap_mode="r") if job.decoded is not None else
+                  iter_frames(job.video, T, job.start, size=(w, h) if job.scale > 1 else None))
+        for frame in frames:
             if writer is not None:
                 writer.write(frame)
             batch.append(frame)
@@ -477,12 +485,15 @@ class _Build:
                                  crops=None, tiles=self.tiles, tile_dir=tile_dir, tile_count=layout.count,
                                  tile_first=first[(i, c)], transcode=transcode, quality_index=q,
                                  truth=s.masks.get(v.name), start=v.start,
-                                 scale=work_scale(v.camera.size, options.transcode)))
+                                 scale=work_scale(v.camera.size, options.transcode),
+                                 decoded=self._decoded(s, v) if video == v.video and self._decoded(s, v).is_file()
+                                 else None))
         results = {}
         t_pass = time.perf_counter()
         for r in self.pool.map(_run_job, jobs, self.log, "decoding pass: video"):
             results[(r["seq"], r["cam"])] = r
         pass_s = time.perf_counter() - t_pass
+        shutil.rmtree(self.out / "decoded", ignore_errors=True)
         sizes["after"] += sum(p.stat().st_size for p in sizes.pop("after_paths", []))  # the copies just written
         if sizes["kept"]:
             self.notes.append(f"transcode: {sizes['kept']} videos are already intra-only MJPEG and are used as they are")
@@ -550,8 +561,11 @@ class _Build:
         work = [(g.id, _group_samples(g, self.options)) for g in groups.values()]
         scales = {g.id: work_scale(g.members[0][0].views[g.members[0][1]].camera.size, self.options.transcode)
                   for g in groups.values()}
-        work = [(gid, (plan, e, scales[gid])) for gid, (plan, e) in work]
-        empty = {gid: e for gid, (_, e, _) in work if e is not None}
+        shutil.rmtree(self.out / "decoded", ignore_errors=True)  # what a killed run left
+        keep = {g.id: [self._decoded(s, s.views[i]) if self._keep_decoded(s, s.views[i]) else None
+                       for s, i in g.members] for g in groups.values()}
+        work = [(gid, (plan, e, scales[gid], keep[gid])) for gid, (plan, e) in work]
+        empty = {gid: e for gid, (_, e, _, _) in work if e is not None}
         models = dict(self.pool.map(_estimate_group, work, self.log, "background"))
         borrowed = _borrow_across_subjects(groups, models) if self.options.borrow_backgrounds else {}
         infos: dict[str, BackgroundInfo] = {}
@@ -573,6 +587,14 @@ class _Build:
                                          work_scale=scales[g.id])
             self._unmodelled(g, model, infos[g.id], camera.size)
         return models, infos
+
+    def _decoded(self, s: Sequence, v: View) -> Path:
+        return self.out / "decoded" / f"{safe_name(s.key.replace('/', '__'))}__{safe_name(v.name)}.npy"
+
+    def _keep_decoded(self, s: Sequence, v: View) -> bool:
+        """Decode the video once (background samples and pass) when its frames at work size are few enough to keep."""
+        w, h = work_size(tuple(v.camera.size), work_scale(v.camera.size, self.options.transcode))
+        return self.options.transcode == "none" and s.num_frames * w * h * 3 <= KEEP_DECODED_BYTES
 
     def _unmodelled(self, g: _Group, model: BackgroundModel, info: BackgroundInfo, size: tuple[int, int]):
         """Say where no sample showed the scene without the person (a person who never left the spot): a map beside
@@ -690,24 +712,39 @@ def _group_samples(g: _Group, options: PrepareOptions) -> tuple[list, Path | Non
     and the empty scene the rig recorded for the camera, if any."""
     per_seq = max(1, round(options.bg_frames / len(g.members)))
     plan = [(s.views[i].video, s.views[i].name, sample_indices(s.num_frames, per_seq) + s.views[i].start,
-             tuple(s.views[i].camera.size)) for s, i in g.members]
+             tuple(s.views[i].camera.size), s.views[i].start, s.num_frames) for s, i in g.members]
     empty = next((s.backgrounds[s.views[i].name] for s, i in g.members if s.views[i].name in s.backgrounds), None)
     return plan, empty
 
 
 def _estimate_group(work: tuple[str, tuple[list, Path | None]]) -> tuple[str, BackgroundModel]:
     """(group id, the group's background model from the images alone), in a worker process."""
-    gid, (plan, empty, scale) = work
+    gid, (plan, empty, scale, keep) = work
     w, h = plan[0][3]
     ws, hs = work_size((w, h), scale)  # the model is made at the size the decoding pass works at
-    samples = np.empty((sum(len(idx) for _, _, idx, _ in plan), hs, ws, 3), np.uint8)
+    samples = np.empty((sum(len(p[2]) for p in plan), hs, ws, 3), np.uint8)
     k = 0
-    for video, name, idx, _ in plan:
-        frames = read_frames_at(video, idx if scale == 1 else idx[:1])  # shrunk below: the true size first
-        if frames.shape[1:3] != (h, w):
-            raise DataError(video, f"frames are {frames.shape[2]}x{frames.shape[1]} but the calibration of {name} "
-                                   f"says {w}x{h}")
-        samples[k:k + len(idx)] = frames if scale == 1 else read_frames_at(video, idx, size=(ws, hs))
+    for (video, name, idx, _, start, count), kept in zip(plan, keep):
+        if kept is not None or scale > 1:  # frames decoded shrunk: the true size from the container
+            info = probe(video, verify="none")
+            true_size = (info.height, info.width)
+        else:
+            frames = read_frames_at(video, idx)
+            true_size = frames.shape[1:3]
+        if true_size != (h, w):
+            raise DataError(video, f"frames are {true_size[1]}x{true_size[0]} but the calibration of {name} says "
+                                   f"{w}x{h}")
+        if kept is not None:  # every frame, once: the pass reads them from here
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            store = np.lib.format.open_memmap(kept.with_suffix(".tmp.npy"), "w+", np.uint8, (count, hs, ws, 3))
+            for t, frame in enumerate(iter_frames(video, count, start, size=(ws, hs) if scale > 1 else None)):
+                store[t] = frame
+            store.flush()
+            os.replace(kept.with_suffix(".tmp.npy"), kept)
+            frames = store[idx - start]
+        elif scale > 1:
+            frames = read_frames_at(video, idx, size=(ws, hs))
+        samples[k:k + len(idx)] = frames
         k += len(idx)
     if empty is not None:
         return gid, model_from_empty_scene(shrink(_empty_scene(empty), (ws, hs)), samples)
@@ -1088,7 +1125,7 @@ def summary_lines(report: PrepareReport) -> list[tuple[str, str]]:
         ("sequences", f"{st['sequences']} ({len({s.subject for s in m.sequences})} subjects), "
                       f"{st['cameras']} cameras, {st['views']} videos"),
         ("frames", f"{st['frames']} instants, {st['view_frames']} camera frames"
-                   + (f"; decoded once at {st['decoded_camera_frames_per_s']:.0f} camera-frames/s "
+                   + (f"; the pass over every frame at {st['decoded_camera_frames_per_s']:.0f} camera-frames/s "
                       f"({st.get('workers', 1)} processes)" if "decoded_camera_frames_per_s" in st else "")
                    + (f"; whole build {st['camera_frames_per_s']:.0f} camera-frames/s" if "camera_frames_per_s" in st
                       else "")),

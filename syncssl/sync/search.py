@@ -346,9 +346,12 @@ def vote(curve: Curve, d: int, tolerance: int, z_min: float = 2.0, min_instants:
     if not np.isfinite(score[near]).any():
         return Vote("silent")
     k_in = int(np.flatnonzero(near)[np.nanargmax(score[near])])
-    lo, hi = lobe(score, k_in)  # the other offsets of the same peak are no alternative to it, nor are those
-    near[lo:hi + 1] = True      # within twice the tolerance (a cue's resolution)
-    near |= np.abs(offsets - offsets[k_in]) <= 2 * tolerance
+    resolution = np.abs(offsets - offsets[k_in]) <= 2 * tolerance  # a cue's resolution: no alternative to the peak
+    lo, hi = lobe(score, k_in)  # nor are the other offsets of the same peak
+    near |= resolution
+    near[lo:hi + 1] = True
+    if not np.isfinite(score[~near]).any():  # one peak over the whole range: its own shoulders are the alternative
+        near = resolution | (np.abs(offsets - d) <= tolerance)
     if not np.isfinite(score[~near]).any():
         return Vote("silent")
     k_out = int(np.flatnonzero(~near)[np.nanargmax(score[~near])])
