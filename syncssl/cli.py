@@ -147,7 +147,8 @@ def prepare(dataset, out, force, preset, tiles, transcode, fg_motion_threshold, 
     from rich.console import Console
 
     from .config import ConfigError
-    from .data.prepare import PrepareOptions, prepare as run_prepare, render_report
+    from .data.prepare import PrepareOptions, render_report
+    from .data.prepare import prepare as run_prepare
     from .data.sources import open_dataset
     from .train.config import load_config
     from .train.data import mask_settings, tile_spec
@@ -211,6 +212,7 @@ def _print_config_help(cfg, preset: str | None, config_file: str | None, overrid
     """Every key with the value this command would use (the preset's, then --config's) and its meaning."""
     from rich.console import Console
     from rich.table import Table
+
     from .config import describe
     source = " + ".join([f"preset {preset}"] * bool(preset) + [str(config_file)] * bool(config_file)
                         + ["overrides"] * bool(overrides)) or "defaults"
@@ -242,6 +244,7 @@ def training_command(kind: str):
                   "though its configuration differs (the differences are listed).")
     def command(overrides, config_file, help_config, preset, gpus, nproc, run_dir, resume, steps, force, allow_changes):
         import os
+
         from .config import ConfigError
         from .train.config import FinetuneConfig, PretrainConfig, load_config
 
@@ -330,6 +333,7 @@ def evaluate(path, out, split, pairs, stride, pictures, device, dataset, data_se
     --data-seed), on another dataset or rig than the one trained on.
     """
     from rich.console import Console
+
     from .eval.evaluate import run_evaluation
     from .train.run import USER_ERRORS
     try:
@@ -339,10 +343,12 @@ def evaluate(path, out, split, pairs, stride, pictures, device, dataset, data_se
         raise click.ClickException(str(e)) from None
     console = Console()
     if result["task"] == "pose":
-        console.print(f"[bold]{result['split']}[/]: MPJPE {result['mpjpe']:.1f} mm, N-MPJPE {result['n_mpjpe']:.1f} mm, "
+        console.print(f"[bold]{result['split']}[/]: MPJPE {result['mpjpe']:.1f} mm, "
+                      f"N-MPJPE {result['n_mpjpe']:.1f} mm, "
                       f"P-MPJPE {result['p_mpjpe']:.1f} mm over {result['count']} images")
         for action, m in result["per_action"].items():
-            console.print(f"  {action:<14} MPJPE {m['mpjpe']:7.1f}  N-MPJPE {m['n_mpjpe']:7.1f}  P-MPJPE {m['p_mpjpe']:7.1f}")
+            console.print(f"  {action:<14} MPJPE {m['mpjpe']:7.1f}  N-MPJPE {m['n_mpjpe']:7.1f}  "
+                          f"P-MPJPE {m['p_mpjpe']:7.1f}")
     else:
         console.print(f"sync accuracy: seen {result['seen_sync_acc']:.3f}, unseen {result['unseen_sync_acc']:.3f}; "
                       f"flip accuracy: seen {result['seen_flip_acc']:.3f}, unseen {result['unseen_flip_acc']:.3f}")
@@ -378,7 +384,8 @@ def evaluate(path, out, split, pairs, stride, pictures, device, dataset, data_se
                    "of the aligned sequence, so that nothing reads frames that may not be aligned).")
 @click.option("--sequence", "sequences", multiple=True, help="Only this sequence, as SUBJECT/SEQUENCE (repeatable).")
 @click.option("--independent", is_flag=True,
-              help="Each camera from its pair with the reference alone (default: every camera jointly, from all pairs).")
+              help="Each camera from its pair with the reference alone "
+                   "(default: every camera jointly, from all pairs).")
 @click.option("--min-support", type=click.FloatRange(0, 1, min_open=True), default=0.9, show_default=True,
               help="Share of bootstrap resamples that must put the peak within --tolerance for an offset to count "
                    "as determined.")
@@ -410,6 +417,7 @@ def sync(dataset, model_path, cue, reference, max_offset, tolerance, instants, o
     the camera's frame t + d shows the reference's frame t.
     """
     import torch
+
     from .sync import SyncOptions, apply_offsets, load_model, render_table, synchronize
     from .train.run import USER_ERRORS
     dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
@@ -453,6 +461,7 @@ def _write_json(path, result: dict):
 def _device_name() -> str:
     import os
     import platform
+
     import torch
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
@@ -480,9 +489,9 @@ def bench_data(json_path, repeats, root, quick):
     import torch
     from rich.console import Console
     from rich.table import Table
-    from .bench.assemble import print_assemble_table, run_assemble_benchmark
+
+    from .bench.assemble import DEFAULT_CASES, print_assemble_table, run_assemble_benchmark
     from .bench.decode import print_decode_table, run_decode_benchmark
-    from .bench.assemble import DEFAULT_CASES
     console = Console()
     cases = DEFAULT_CASES[:1] if quick else DEFAULT_CASES
     repeats = 1 if quick else repeats
@@ -564,6 +573,7 @@ def bench_synth(json_path, preset, codec, workers, seed):
 def bench_assemble(json_path, device, repeats, pairs, threads, case_names, providers):
     """syncssl::assemble_pairs: each provider in GB/s against copy bandwidth and the eager PyTorch chain."""
     import torch
+
     from .bench.assemble import DEFAULT_CASES, print_assemble_table, run_assemble_benchmark
     if threads:
         torch.set_num_threads(threads)
@@ -606,7 +616,8 @@ def bench_decode(json_path, root, pairs, batches, repeats, seed):
 @click.option("--data-seed", type=int, default=0, show_default=True, help="The synthetic dataset's seed.")
 @click.option("--seed", "offset_seed", type=int, default=0, show_default=True, help="Seed of the injected offsets.")
 @click.option("--max-offset", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
-              help="Offsets are injected uniformly within +-this many seconds (and searched a little wider: --search-margin).")
+              help="Offsets are injected uniformly within +-this many seconds "
+                   "(and searched a little wider: --search-margin).")
 @click.option("--search-margin", type=click.FloatRange(min=0), default=0.2, show_default=True,
               help="Search this many seconds beyond the injected range (a peak at the end of the range is not "
                    "trusted).")
@@ -701,6 +712,7 @@ def transfer_curve(runs, out, preset, overrides):
     """Fine-tune from every kept checkpoint of pre-training RUNS: held-out MPJPE against the step and against the
     pretext's held-out accuracy (does transfer follow the pretext?)."""
     from pathlib import Path
+
     from .eval.transfer_curve import transfer_curve as run_curve
     from .train.run import USER_ERRORS
     try:

@@ -13,10 +13,10 @@ import inspect
 import io
 import textwrap
 import tokenize
-import types
 import tomllib
+import types
 import typing
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 
@@ -29,7 +29,7 @@ def choices(default, *values, **kw):
     return dataclasses.field(default=default, metadata={"choices": tuple(values)}, **kw)
 
 
-@lru_cache(maxsize=None)
+@cache
 def field_docs(cls) -> dict[str, str]:
     """What each field of a dataclass is: its attribute docstring (``x: int = 1`` followed by ``\"\"\"what x
     is\"\"\"``), else its trailing comment (``x: int = 1  # what x is``) with the comment-only lines that continue it

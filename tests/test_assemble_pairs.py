@@ -12,7 +12,6 @@ import sys
 import pytest
 import torch
 
-import syncssl.ops
 from syncssl.ops import assemble_pairs
 from syncssl.ops.assemble import HAS_CPP_KERNEL
 from syncssl.ops.reference import assemble_pairs_reference, fg_neighbours, sample_views
@@ -352,8 +351,8 @@ def test_frame_equal_to_its_background_becomes_the_fill(kernel, variant):
 
 
 # ---- registration ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("bg_mode, out_dtype, variant",
-                         [(2, torch.float16, "shadow+clean"), (0, torch.float32, "plain"), (1, torch.bfloat16, "clean")])
+@pytest.mark.parametrize("bg_mode, out_dtype, variant", [(2, torch.float16, "shadow+clean"),
+                                                         (0, torch.float32, "plain"), (1, torch.bfloat16, "clean")])
 def test_opcheck(bg_mode, out_dtype, variant):
     chroma, clean = VARIANTS[variant]
     inputs = make_inputs(seed=7, views=4, size=6, bg_mode=bg_mode, out_dtype=out_dtype, shadow_chroma=chroma,

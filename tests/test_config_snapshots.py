@@ -8,6 +8,7 @@ preset and of every run of every ablation preset of ``syncssl-reproduce``, recor
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,8 @@ def ablation_runs(preset) -> dict:
         runs.append([kind, run_dir.name, {k: v for k, v in r.items() if base[kind][k] != v}])
         return {"mpjpe": 1.0, "n_mpjpe": 1.0, "p_mpjpe": 1.0}
 
-    with pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp, tempfile.TemporaryDirectory() as scratch:
+        mp.chdir(scratch)  # the grid's folder marker goes there; its relative paths are recorded as they are
         mp.setattr(reproduce, "train_or_reuse", capture)
         mp.setattr(reproduce.Reproduction, "write", lambda self: None)
         reproduce.Reproduction(Path("out"), preset, log=lambda m: None).run()

@@ -7,8 +7,18 @@ import pytest
 import torch
 
 from syncssl.data.dataset import DataError
-from syncssl.data.decode import (DALIDecoder, FailurePolicy, FrameRequest, PyAVDecoder, TooManyDecodeFailures,
-                                 choose_decoder, dali_available, index_video, make_decoder, mini_stream)
+from syncssl.data.decode import (
+    DALIDecoder,
+    FailurePolicy,
+    FrameRequest,
+    PyAVDecoder,
+    TooManyDecodeFailures,
+    choose_decoder,
+    dali_available,
+    index_video,
+    make_decoder,
+    mini_stream,
+)
 from syncssl.data.decode.base import OpenVideo
 from syncssl.data.video import write_video
 
@@ -313,7 +323,7 @@ def test_decode_benchmark_runs_on_a_small_fixture(tmp_path):
     root = write_fixture(tmp_path / "fx", cameras=2, sequences=2, size=(64, 48), frames=30)
     r = run_decode_benchmark(root, pairs=4, batches=2, repeats=1)
     assert r["codecs"] == ["mjpeg"] and "pyav_1_thread" in r["backends"]
-    for name, b in r["backends"].items():
+    for _name, b in r["backends"].items():
         assert b["pairs_per_s"] > 0 and b["frames_per_s"] == pytest.approx(2 * b["pairs_per_s"])
         assert 0 < b["decoded_per_used"] <= 1.0  # MJPEG: nothing decoded in vain (duplicates decode once)
     assert (r["decode_dali_over_pyav"] is not None) == dali_available()

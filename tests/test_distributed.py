@@ -84,7 +84,7 @@ def test_two_nodes_train_the_same_weights_as_one_process(tiny_dataset, tmp_path)
     a, b = final_weights(tmp_path / "one"), final_weights(tmp_path / "two")
     assert a.keys() == b.keys()
     for k in a:
-        torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-6, msg=lambda m: f"{k}: {m}")
+        torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-6, msg=lambda m, k=k: f"{k}: {m}")
     assert '"world_size": 2' in (tmp_path / "two" / "summary.json").read_text()
 
 
@@ -137,8 +137,8 @@ def test_waiting_for_rank_0_returns_its_word_and_gives_up_after_its_limit(fake_j
 
 def test_a_failure_of_rank_0_reaches_the_waiting_ranks(fake_job, tmp_path):
     from syncssl.data.dataset import DataError
-    from syncssl.train.config import load_config
     from syncssl.train import data
+    from syncssl.train.config import load_config
     cfg = load_config("tiny", None, [f"data.dataset='{tmp_path / 'missing'}'"])
     announce(f"data-{data._rounds['data'] + 1}", "DataError: the disk is full", fake_job)  # rank 0's word on it
     with pytest.raises(DataError, match="the process preparing it failed .*the disk is full"):

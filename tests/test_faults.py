@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from test_sources import make_camera, simple_sequence, write_sequence
 
 from syncssl import cli
+from syncssl.data import video as vid  # iter_frames and read_frames_at are looked up in the tests
 from syncssl.data.dataset import DataError
 from syncssl.data.sources import open_dataset
-from syncssl.data import video as vid  # iter_frames and read_frames_at are looked up in the tests
 from syncssl.data.video import probe, read_frames, write_video
-from test_sources import make_camera, simple_sequence, write_sequence
 
 av = pytest.importorskip("av")  # PyAV writes and reads every video here
 
@@ -128,8 +128,9 @@ def test_file_digest_sees_damage_in_the_middle(tmp_path):
 # ---------------------------------------------------------------- 2. NaN / inf in a calibration
 
 
-@pytest.mark.parametrize("key, value", [("translation", "[ 0.1, nan, 4.0]"), ("matrix", "[ [ 50.0, 0.0, inf], "
-                                        "[ 0.0, 50.0, 23.5], [ 0.0, 0.0, 1.0]]"), ("distortions", "[ nan, 0.0, 0.0, 0.0]"),
+@pytest.mark.parametrize("key, value", [("translation", "[ 0.1, nan, 4.0]"),
+                                        ("matrix", "[ [ 50.0, 0.0, inf], [ 0.0, 50.0, 23.5], [ 0.0, 0.0, 1.0]]"),
+                                        ("distortions", "[ nan, 0.0, 0.0, 0.0]"),
                                         ("size", "[ 64.0, nan]"), ("rotation", "[ 0.0, -inf, 0.0]")])
 def test_calibration_refuses_nan_and_inf_naming_file_camera_and_key(tmp_path, key, value):
     folder = simple_sequence(tmp_path / "rig", 12)
@@ -218,6 +219,7 @@ def test_run_dir_on_a_read_only_mount_is_refused(tmp_path, monkeypatch):
 
 def test_resume_accepts_a_checkpoint_its_state_pt_or_a_run_folder(tmp_path):
     import torch
+
     from syncssl.train import checkpoint as ckpt
     run = tmp_path / "run"
     step = ckpt.save(run / "checkpoints", 3, {"w": torch.ones(2)})
@@ -302,6 +304,7 @@ def _enospc_from_the_kernel(monkeypatch, ckpt):
 @pytest.mark.parametrize("fill", [_enospc_direct, _enospc_wrapped_by_torch, _enospc_from_the_kernel])
 def test_disk_full_while_writing_a_checkpoint_keeps_the_last_good_one(tmp_path, monkeypatch, fill):
     import torch
+
     from syncssl.train import checkpoint as ckpt
     folder = tmp_path / "checkpoints"
     ckpt.save(folder, 1, {"w": torch.ones(3)})
@@ -426,8 +429,8 @@ def test_too_many_decode_failures_is_one_line_naming_the_files(tmp_path, monkeyp
 def test_truncation_note_names_the_shorter_camera(tmp_path):
     folder = simple_sequence(tmp_path / "rig", 20, names=("left", "right", "top"), lengths=[20, 18, 20])
     (note,) = [n for n in open_dataset(folder).sequences[0].notes if "truncated" in n]
-    assert note == ("camera right (right.avi) is shorter than the others: 18 frames, against left.avi: 20, top.avi: 20; "
-                    "truncated to the shortest, 18 frames")
+    assert note == ("camera right (right.avi) is shorter than the others: 18 frames, "
+                    "against left.avi: 20, top.avi: 20; truncated to the shortest, 18 frames")
 
 
 def test_help_config_shows_the_chosen_presets_values():

@@ -1,9 +1,23 @@
 import numpy as np
 import pytest
 
-from syncssl.geometry import (H36M17, H36M_CAMERA_IDS, Camera, camera_to_world, h36m_camera, h36m_subjects,
-                              look_at, matrix_to_quaternion, matrix_to_rodrigues, mirror, project,
-                              quaternion_to_matrix, rodrigues_to_matrix, unproject, world_to_camera)
+from syncssl.geometry import (
+    H36M17,
+    H36M_CAMERA_IDS,
+    Camera,
+    camera_to_world,
+    h36m_camera,
+    h36m_subjects,
+    look_at,
+    matrix_to_quaternion,
+    matrix_to_rodrigues,
+    mirror,
+    project,
+    quaternion_to_matrix,
+    rodrigues_to_matrix,
+    unproject,
+    world_to_camera,
+)
 
 rng = np.random.default_rng(0)
 

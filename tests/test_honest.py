@@ -10,13 +10,12 @@ import pytest
 import torch
 
 from syncssl.data.boxes import boxes_from_masks, crop_boxes
-from syncssl.data.crops import MaskSettings, cut
+from syncssl.data.crops import MaskSettings
 from syncssl.data.loader import ViewAssembler
 from syncssl.data.synthetic import make_subject
 from syncssl.data.synthetic.body import with_sides
 from syncssl.data.synthetic.generator import plan_sequences, render_sequence
 from syncssl.ops import assemble_pairs
-
 
 # ---------------------------------------------------------------- 1. no labels in pre-training
 
@@ -62,6 +61,7 @@ def test_pretraining_without_labels_gives_bit_identical_weights(tiny_dataset, tm
 
 def test_pretraining_reads_the_unlabelled_pool_and_fine_tuning_does_not(tiny_dataset):
     import dataclasses
+
     from syncssl.data.manifest import Manifest
     from syncssl.train.config import FinetuneConfig, PretrainConfig
     assert PretrainConfig().data.train_split == "auto" and FinetuneConfig().data.train_split == "train"
@@ -196,11 +196,13 @@ def test_tiles_give_the_crops_of_the_videos(tiny_dataset):
     m, folder = report.manifest, report.tiles
     idx = m.split("train")
     tiles = TileViews(m, idx, TileStore(folder), torch.device("cpu"))
-    video = VideoViews(m, [m.sequences[i] for i in idx], make_decoder("pyav", "cpu", ["mjpeg"]), torch.device("cpu"), True)
+    video = VideoViews(m, [m.sequences[i] for i in idx], make_decoder("pyav", "cpu", ["mjpeg"]), torch.device("cpu"),
+                       True)
     views = [(s, c, t) for s in range(2) for c in range(4) for t in (3, 17, 30)]
     flip, jitter = np.zeros(len(views), bool), np.zeros((len(views), 3), np.float32)
     settings = MaskSettings(mode="off")
-    out = [ViewAssembler(m, idx, src, crop_size=32, mask=settings, mean=(0, 0, 0), std=(1, 1, 1))(views, flip, jitter, 0)[0]
+    out = [ViewAssembler(m, idx, src, crop_size=32, mask=settings, mean=(0, 0, 0),
+                         std=(1, 1, 1))(views, flip, jitter, 0)[0]
            for src in (tiles, video)]
     diff = (out[0] - out[1]).abs() * 255
     assert diff.mean() < 4 and torch.quantile(diff.flatten(), 0.99) < 30, (diff.mean(), diff.max())

@@ -2,8 +2,8 @@
 from pathlib import Path
 
 import numpy as np
-import pytest
 from click.testing import CliRunner
+from test_sources import make_camera, make_layout
 
 from syncssl.cli import data
 from syncssl.data.calibration import write_calibration
@@ -12,7 +12,6 @@ from syncssl.data.preview import BOX_COLOUR, SIDE_COLOURS, preview_instants, ren
 from syncssl.data.sources import open_dataset
 from syncssl.data.video import read_frames, write_video
 from syncssl.geometry import H36M17
-from test_sources import make_camera, make_layout, write_sequence
 
 # A standing person facing +x (towards the camera at angle 0), joints in H36M17 order, mm; left is +y.
 STANDING = np.array([

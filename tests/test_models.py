@@ -5,8 +5,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from syncssl.models import (FUSIONS, CheckpointMismatch, PairNet, PairNetConfig, PoseNet, PoseNetConfig,
-                            backbone_state_dict, get_fusion, load_backbone, resnet)
+from syncssl.models import (
+    FUSIONS,
+    CheckpointMismatch,
+    PairNet,
+    PairNetConfig,
+    PoseNet,
+    PoseNetConfig,
+    backbone_state_dict,
+    get_fusion,
+    load_backbone,
+    resnet,
+)
 
 CL = torch.channels_last
 

@@ -12,21 +12,20 @@ import hashlib
 import json
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-import av
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from test_faults import noise, packet_span
+from test_sources import SIZE, frames, make_camera, poses, write_sequence
 
 from syncssl import cli
 from syncssl.data.dataset import DataError, write_dataset_json
 from syncssl.data.sources import open_dataset
 from syncssl.data.video import write_video
-from test_faults import noise, packet_span
-from test_sources import SIZE, frames, make_camera, poses, write_sequence
 
 N = 20  # frames per video
 SEQ = ("S1", "walk_00")
@@ -236,7 +235,8 @@ def calib_text(text: str | bytes):
 def calib_delete_key(key: str):
     def apply(root):
         path = calib(root)
-        path.write_text("\n".join(l for l in path.read_text().splitlines() if not l.startswith(f"{key} =")) + "\n")
+        path.write_text("\n".join(line for line in path.read_text().splitlines()
+                                   if not line.startswith(f"{key} =")) + "\n")
         return path
     return apply
 
@@ -406,7 +406,8 @@ CASES = [
     Case("mjpeg-first-frame-damaged", "mjpeg", in_frame(0), r"corrupt: frame 0 "),
     Case("mjpeg-last-frame-damaged", "mjpeg", in_frame(N - 1), r"corrupt: frame 19 |truncated or corrupt"),
     Case("mjpeg-truncated-half", "mjpeg", truncate(0.5), r"truncated"),
-    Case("h264-truncated-half", "h264", truncate(0.5), r"not a readable video \(Invalid data"),  # its index is at the end
+    # its index is at the end
+    Case("h264-truncated-half", "h264", truncate(0.5), r"not a readable video \(Invalid data"),
     Case("h264-truncated-90", "h264", truncate(0.9), r"not a readable video", "deep"),
     Case("mjpeg-zero-bytes", "mjpeg", zero_bytes, r"not a readable video"),
     Case("h264-zero-bytes", "h264", zero_bytes, r"not a readable video"),
@@ -420,8 +421,8 @@ CASES = [
     Case("count-off-by-two", "flat", rewrite(n=N - 2), r"camera cam_02 \(cam_02.avi\) is shorter", ok=True),
     Case("count-off-by-thirty", "flat", rewrite(n=N + 30), r"frame counts differ by 30, more than the tolerance"),
     Case("single-frame-camera", "flat", three_cameras(rewrite(n=1)), r"holds 1 frames"),
-    Case("camera-at-50-among-25", "flat", three_cameras(rewrite(fps=50)), r"runs at 50 fps but the other cameras of its "
-         r"sequence at 25 fps"),
+    Case("camera-at-50-among-25", "flat", three_cameras(rewrite(fps=50)),
+         r"runs at 50 fps but the other cameras of its sequence at 25 fps"),
     Case("camera-at-12.5-among-25", "flat", three_cameras(rewrite(fps=12.5)), r"runs at 12.5 fps"),
     Case("three-cameras", "flat", three_cameras(lambda root: None), r"valid", "deep", ok=True),
     Case("two-rates-of-two", "flat", both_rates, r"the cameras run at different frame rates"),
@@ -442,11 +443,13 @@ CASES = [
     Case("calibration-empty", "flat", calib_text(""), r"no camera tables found"),
     Case("focal-zero", "flat", calib_line("matrix", "[ [ 0.0, 0.0, 31.5], [ 0.0, 0.0, 23.5], [ 0.0, 0.0, 1.0]]"),
          r"camera \[cam_02\]: focal lengths must be positive pixels, got fx 0"),
-    Case("focal-negative", "flat", calib_line("matrix", "[ [ -50.0, 0.0, 31.5], [ 0.0, -50.0, 23.5], [ 0.0, 0.0, 1.0]]"),
+    Case("focal-negative", "flat",
+         calib_line("matrix", "[ [ -50.0, 0.0, 31.5], [ 0.0, -50.0, 23.5], [ 0.0, 0.0, 1.0]]"),
          r"focal lengths must be positive pixels, got fx -50"),
     Case("matrix-last-row", "flat", calib_line("matrix", "[ [ 50.0, 0.0, 31.5], [ 0.0, 50.0, 23.5], [ 0.0, 0.0, 0.0]]"),
          r"matrix is not a camera matrix"),
-    Case("matrix-2x3", "flat", calib_line("matrix", "[ [ 50.0, 0.0, 31.5], [ 0.0, 50.0, 23.5]]"), r"matrix must be 3x3"),
+    Case("matrix-2x3", "flat", calib_line("matrix", "[ [ 50.0, 0.0, 31.5], [ 0.0, 50.0, 23.5]]"),
+         r"matrix must be 3x3"),
     Case("matrix-nan", "flat", calib_line("matrix", "[ [ nan, 0.0, 31.5], [ 0.0, 50.0, 23.5], [ 0.0, 0.0, 1.0]]"),
          r"matrix holds NaN"),
     Case("rotation-not-orthonormal", "flat", rotation_matrix(valid=False), r"rotation is a 3x3 matrix that is not a "
@@ -457,7 +460,8 @@ CASES = [
     Case("translations-in-millimetres", "flat", scaled_translations(1000.0), r"translations look like millimetres: "
          r"camera cam_0\d stands \d+ m from the world origin"),
     Case("translations-of-a-large-hall", "flat", scaled_translations(20.0), r"valid", ok=True),  # 80 m: still metres
-    Case("translation-inf", "flat", calib_line("translation", "[ 0.1, inf, 4.0]"), r"translation holds NaN or infinite"),
+    Case("translation-inf", "flat", calib_line("translation", "[ 0.1, inf, 4.0]"),
+         r"translation holds NaN or infinite"),
     Case("size-missing", "flat", calib_delete_key("size"), r"camera table \[cam_01\] lacks size"),
     Case("size-fractional", "flat", calib_line("size", "[ 64.5, 48.0]"), r"not a positive whole number of pixels"),
     Case("fisheye", "flat", calib_line("fisheye", "true"), r"fisheye camera"),

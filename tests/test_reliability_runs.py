@@ -15,20 +15,20 @@ import json
 import os
 import shutil
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable
 
 import pytest
 import torch
 from click.testing import CliRunner
+from test_faults import first_line
 
 from syncssl import cli
 from syncssl.train import checkpoint as ckpt
 from syncssl.train import runfolder
 from syncssl.train.config import FinetuneConfig, load_config
-from test_faults import first_line
 
 ERROR, OK = "error", "ok"
 

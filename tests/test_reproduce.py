@@ -78,7 +78,8 @@ def test_grid_covers_the_paper_ablations():
 def test_cpu_grid_uses_the_main_jobs_model_where_a_row_can():
     """The cpu preset pre-trains the main job's model (mask channel, grid pooling, grouped batches, 12000 steps)
     except where a row cannot use a part of it (single-view rows: ungrouped, as cross pairs span cameras); every
-    row's configs load (a mask would refuse a kept background); random init has the same input channels unless the row says RGB only. The preset of 2026-12-01 keeps its model."""
+    row's configs load (a mask would refuse a kept background); random init has the same input channels unless
+    the row says RGB only. The preset of 2026-12-01 keeps its model."""
     from syncssl.train.config import FinetuneConfig, load_config
     p = load_preset("cpu")
     for row in GRID:
@@ -86,7 +87,8 @@ def test_cpu_grid_uses_the_main_jobs_model_where_a_row_can():
         model = (cfg.model.input_norm, cfg.model.pool, cfg.train.steps, cfg.sampling.group_size)
         assert model == ("none" if row.background == "kept" else "mask", "grid", 12000,
                          1 if row.views in ("single", "temporal") else 4), row.name
-        ft = load_config(p.finetune_preset, None, [*p.finetune_overrides, *row.finetune_overrides()], cls=FinetuneConfig)
+        ft = load_config(p.finetune_preset, None, [*p.finetune_overrides, *row.finetune_overrides()],
+                         cls=FinetuneConfig)
         assert ft.model.input_norm == ("none" if row.background == "kept" or row.rgb_only else "mask"), row.name
         assert ft.model.frozen_stages == row.frozen
         aug = (ft.data.aug_jitter, ft.data.aug_hue_deg, ft.data.aug_permute, ft.data.aug_grey)

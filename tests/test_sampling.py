@@ -192,7 +192,8 @@ def test_silhouette_filter_rejects_ambiguous_pairs_without_labels():
 
     assert (changes(PairSampler(seqs, SamplingConfig(batch_size=32), seed=0)) == 0).any()
     assert changes(PairSampler(seqs, SamplingConfig(batch_size=32, min_silhouette_change=0.2), seed=0)).min() >= 0.2
-    bare = PairSampler([SamplerSequence(T, C, 50.0, name="S9/x")], SamplingConfig(batch_size=8, min_silhouette_change=0.2))
+    bare = PairSampler([SamplerSequence(T, C, 50.0, name="S9/x")],
+                       SamplingConfig(batch_size=8, min_silhouette_change=0.2))
     assert bare.summary()["silhouette_filter_off"] == ["S9/x"]
 
 

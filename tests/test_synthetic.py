@@ -18,14 +18,25 @@ from syncssl.cli import data as data_cli
 from syncssl.cli import synth as synth_command
 from syncssl.data.calibration import read_calibration
 from syncssl.data.dataset import DataError, load_masks
-from syncssl.data.video import probe, read_frames
-from syncssl.data.synthetic import (ACTIONS, GENERATOR, GENERATOR_VERSION, PRESETS,
-                                    SequenceSpec, animate, ensure_synthetic, generate_report, generate_sequence,
-                                    get_preset, make_subject, plan_sequences)
+from syncssl.data.synthetic import (
+    ACTIONS,
+    GENERATOR,
+    GENERATOR_VERSION,
+    PRESETS,
+    SequenceSpec,
+    animate,
+    ensure_synthetic,
+    generate_report,
+    generate_sequence,
+    get_preset,
+    make_subject,
+    plan_sequences,
+)
 from syncssl.data.synthetic import generator as gen_module
 from syncssl.data.synthetic.body import J
 from syncssl.data.synthetic.generator import sequence_rng
 from syncssl.data.synthetic.render import Body
+from syncssl.data.video import probe, read_frames
 from syncssl.geometry import H36M17
 
 TINY = PRESETS["tiny"]
@@ -293,7 +304,7 @@ def test_holds_exist_and_all_actions_are_covered():
         p = PRESETS[name]
         specs = plan_sequences(p)
         assert len(specs) == p.num_sequences
-        for split, subjects in (("train", p.train_subjects), ("test", p.test_subjects)):
+        for _split, subjects in (("train", p.train_subjects), ("test", p.test_subjects)):
             assert {s.action for s in specs if s.subject in subjects} == set(ACTIONS)
         per_subject = {s: {x.action for x in specs if x.subject == s} for s in p.train_subjects + p.test_subjects}
         assert all(len(v) >= 4 for v in per_subject.values())

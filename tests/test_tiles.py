@@ -10,7 +10,7 @@ import torch
 
 from syncssl.data.prepare import prepare
 from syncssl.data.sources import open_dataset
-from syncssl.data.tiles import TileSpec, TileStore, resolve_format, tile_folder
+from syncssl.data.tiles import TileSpec, TileStore, resolve_format
 
 
 @pytest.fixture()

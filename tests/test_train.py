@@ -85,7 +85,7 @@ def _train(dataset, run_dir, *extra):
 
 def test_resume_continues_exactly(tiny_dataset, tmp_path):
     common = ("train.steps=6", "train.ckpt_every=100", "train.eval_pairs=16")
-    straight = _train(tiny_dataset, tmp_path / "a", *common)
+    _train(tiny_dataset, tmp_path / "a", *common)
     first = _train(tiny_dataset, tmp_path / "b", *common, "train.max_steps_this_run=4")
     assert first["steps"] == 4 and not first["complete"]
     second = _train(tiny_dataset, tmp_path / "b", *common)  # resume=auto by default
@@ -95,7 +95,7 @@ def test_resume_continues_exactly(tiny_dataset, tmp_path):
     assert wa["step"] == wb["step"] == 6
     for k in wa["model"]:
         assert torch.equal(wa["model"][k], wb["model"][k]), k
-    for (ka, a), (kb, b) in zip(wa["optimizer"]["state"].items(), wb["optimizer"]["state"].items()):
+    for (_ka, a), (_kb, b) in zip(wa["optimizer"]["state"].items(), wb["optimizer"]["state"].items()):
         assert torch.equal(a["exp_avg"], b["exp_avg"])
 
 
@@ -439,6 +439,7 @@ def test_appearance_augmentation_keeps_a_pair_one_scene_and_starts_on_schedule()
     """One colour transform per pair (the two views still show one scene), the removed background stays the fill
     colour, and with data.aug_start the transform begins at that share of the run's steps."""
     import dataclasses
+
     from syncssl.data.loader import Appearance
     from syncssl.train.data import appearance
     mean, std, fill = (0.45,) * 3, (0.25,) * 3, (0.45 * 255,) * 3

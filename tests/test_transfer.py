@@ -62,7 +62,8 @@ def test_pretrain_finetune_eval_end_to_end(tiny_dataset, pretrained, tmp_path):
 
 
 def test_finetune_from_another_architecture_is_a_clear_error(tiny_dataset, pretrained, tmp_path):
-    with pytest.raises(CheckpointMismatch, match=r"resnet18 \(width 0.125\) but the model's is resnet18 \(width 0.25\)"):
+    with pytest.raises(CheckpointMismatch,
+                       match=r"resnet18 \(width 0.125\) but the model's is resnet18 \(width 0.25\)"):
         finetune(tiny_dataset, tmp_path / "ft", "transfer.init='pretrained'", f"transfer.checkpoint='{pretrained}'",
                  "model.width=0.25")
 
@@ -86,7 +87,8 @@ def test_finetune_takes_the_mask_channel_and_refuses_data_that_has_no_fill(tiny_
     run = tmp_path / "ft"
     finetune(tiny_dataset, run, "transfer.init='pretrained'", f"transfer.checkpoint='{pre}'", "train.steps=2")
     assert 'input_norm = "mask"' in (run / "config.toml").read_text()
-    with pytest.raises(ConfigError, match=r"step-00000002 \(pre-trained with it\): model.input_norm=mask .* substitute"):
+    with pytest.raises(ConfigError,
+                       match=r"step-00000002 \(pre-trained with it\): model.input_norm=mask .* substitute"):
         finetune(tiny_dataset, tmp_path / "ft2", "transfer.init='pretrained'", f"transfer.checkpoint='{pre}'",
                  "train.steps=2", "data.substitute=0.5")
 
@@ -147,7 +149,8 @@ def test_cross_rig_evaluation_on_another_synthetic_seed(tiny_dataset, pretrained
     """syncssl-eval RUN --dataset synthetic:tiny --data-seed 5: another rig, other people and motions, generated and
     prepared beside the training data (never over it)."""
     before = (tiny_dataset / "dataset.json").read_bytes()
-    result = run_evaluation(pretrained, pairs=16, dataset="synthetic:tiny", data_seed=5, data_root=str(tiny_dataset.parent))
+    result = run_evaluation(pretrained, pairs=16, dataset="synthetic:tiny", data_seed=5,
+                            data_root=str(tiny_dataset.parent))
     assert result["dataset"] == "synthetic:tiny" and result["data_seed"] == 5
     assert 0 <= result["unseen_sync_acc"] <= 1 and 0 <= result["unseen_flip_acc"] <= 1
     other = tiny_dataset.parent / "synthetic-tiny-seed5"

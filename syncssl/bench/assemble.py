@@ -145,15 +145,15 @@ def eager_assemble(frames, frame_hw, src, boxes, flip, backgrounds, bg_index, fi
     neighbours[0, 0, 1, 1] = 0
     hw = frame_hw.tolist()
     outs = []
-    for v, (s, (x0, y0, x1, y1), flipped, b, fi) in enumerate(
+    for _v, (s, (x0, y0, x1, y1), flipped, b, fi) in enumerate(
         zip(src.tolist(), boxes.tolist(), flip.tolist(), bg_index.tolist(), fill_index.tolist())
     ):
         h, w = hw[s]
         xa, ya = max(int(math.floor(x0)), 0), max(int(math.floor(y0)), 0)
         xb, yb = min(int(math.ceil(x1)), w), min(int(math.ceil(y1)), h)
 
-        def crop(image):
-            patch = image[ya:yb, xa:xb].permute(2, 0, 1)[None].float()
+        def crop(image, rows=slice(ya, yb), cols=slice(xa, xb)):  # this view's box, bound now
+            patch = image[rows, cols].permute(2, 0, 1)[None].float()
             return F.interpolate(patch, size=(size, size), mode="bilinear", align_corners=False)
 
         pix = crop(frames[s])
@@ -264,7 +264,8 @@ def run_assemble_benchmark(device="cpu", sizes=DEFAULT_CASES, repeats: int = 5, 
         nbytes = counted_bytes(batch)
         footprint = sum(batch[k].numel() for k in ("frames", "backgrounds")) + nbytes
         copy, copied = make_copy(footprint // 2, device)
-        fns = {"copy": copy, **{name: (lambda kernel=kernel: kernel(*args)) for name, kernel in kernels.items()}}
+        fns = {"copy": copy,
+               **{name: (lambda kernel=kernel, args=args: kernel(*args)) for name, kernel in kernels.items()}}
         seconds = best_times(fns, device, repeats=repeats, inner=20 if device.type == "cuda" else 1)
         copy_bps = copied / seconds.pop("copy")
         results = {name: {"time_ms": t * 1e3, "gbps": nbytes / t / 1e9} for name, t in seconds.items()}

@@ -114,7 +114,7 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
              f"injected uniformly in [-{max_offset_s:g}, {max_offset_s:g}] s on the held-out subjects",
         model=str(loaded.checkpoint) if loaded else None, model_step=loaded.step if loaded else None,
         device=_device(dev),
-        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), preset=preset,
+        date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), preset=preset,
         data=str(long_root), data_seed=data_seed, offset_seed=offset_seed, max_offset_s=max_offset_s,
         max_offset_frames=span, search_max_offset_s=options.max_offset_s, min_support=options.min_support,
         cue=cue, tangency=dataclasses.asdict(options.tangency), tolerance_s=options.tolerance_s,
@@ -239,7 +239,8 @@ def print_sync_table(report: dict, console=None) -> None:
                       f"{first['determined']:.1%} determined; {report['adapted']['steps']} adaptation steps")
     if "eval" in report:
         e = report["eval"]["heldout_sync_acc"]
-        console.print(f"syncssl-eval held-out sync accuracy: unshifted {e['unshifted']:.3f}, shifted {e['shifted']:.3f}, "
-                      f"shifted + applied {e['applied']:.3f} (cameras not determined left out: "
-                      f"{report['eval'].get('cameras_left_out', '?')}), their best peaks applied instead (--force) "
-                      f"{e['applied_force']:.3f}; 95% half-width {report['eval']['interval_95_half_width']['unshifted']:.3f}")
+        half_width = report["eval"]["interval_95_half_width"]["unshifted"]
+        console.print(f"syncssl-eval held-out sync accuracy: unshifted {e['unshifted']:.3f}, "
+                      f"shifted {e['shifted']:.3f}, shifted + applied {e['applied']:.3f} (cameras not determined "
+                      f"left out: {report['eval'].get('cameras_left_out', '?')}), their best peaks applied instead "
+                      f"(--force) {e['applied_force']:.3f}; 95% half-width {half_width:.3f}")

@@ -19,10 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-
-from ..optional import av
 from ..data.synthetic import generate_report, get_preset, plan_sequences, render_sequence
 from ..data.video import CODECS, VideoWriter
+from ..optional import av
 
 
 def _decode_all(path: Path) -> int:

@@ -105,8 +105,8 @@ def _check_intrinsics(path: Path, camera: str, K: np.ndarray) -> None:
         raise DataError(path, f"camera [{camera}]: focal lengths must be positive pixels, got fx {K[0, 0]:g}, "
                               f"fy {K[1, 1]:g} (matrix = [[fx, 0, cx], [0, fy, cy], [0, 0, 1]])")
     if not np.allclose(K[2], [0, 0, 1]) or K[1, 0] != 0:
-        raise DataError(path, f"camera [{camera}]: matrix is not a camera matrix [[fx, s, cx], [0, fy, cy], [0, 0, 1]]: "
-                              f"got {K.tolist()}")
+        raise DataError(path, f"camera [{camera}]: matrix is not a camera matrix "
+                              f"[[fx, s, cx], [0, fy, cy], [0, 0, 1]]: got {K.tolist()}")
 
 
 def _check_distances(path: Path, cameras: list[Camera]) -> None:
@@ -116,8 +116,9 @@ def _check_distances(path: Path, cameras: list[Camera]) -> None:
     spread = max((np.linalg.norm(centres[a] - centres[b]) for a in centres for b in centres), default=0.0)
     if np.linalg.norm(centres[far]) > MAX_RIG_METRES or spread > MAX_RIG_METRES:
         raise DataError(path, f"translations look like millimetres: camera {far} stands "
-                              f"{np.linalg.norm(centres[far]):.0f} m from the world origin (cameras up to {spread:.0f} m "
-                              "apart); calibration.toml holds metres: divide every translation by 1000")
+                              f"{np.linalg.norm(centres[far]):.0f} m from the world origin "
+                              f"(cameras up to {spread:.0f} m apart); calibration.toml holds metres: "
+                              "divide every translation by 1000")
 
 
 def _fmt(v) -> str:
@@ -165,4 +166,5 @@ def match_cameras(camera_names: list[str], video_paths: list[Path]) -> tuple[dic
         return {n: by_stem[_norm(n)] for n in camera_names}, "cameras matched to videos by name"
     pairs = dict(zip(sorted(camera_names), videos))
     desc = ", ".join(f"{n} <- {p.name}" for n, p in pairs.items())
-    return {n: pairs[n] for n in camera_names}, f"camera names do not match video names; matched by sorted order: {desc}"
+    return ({n: pairs[n] for n in camera_names},
+            f"camera names do not match video names; matched by sorted order: {desc}")

@@ -77,7 +77,8 @@ def op_alpha(frames: torch.Tensor, backgrounds: torch.Tensor, thresholds: torch.
                                                             dtype=torch.int32).expand(n, 2).contiguous()
     common = dict(size=size, backgrounds=backgrounds, bg_index=pad(torch.arange(n)), mean=(0.0, 0.0, 0.0),
                   std=(1 / 255, 1 / 255, 1 / 255), out_dtype=torch.float32, **settings.op_kwargs(thresholds))
-    args = (frames, hw.contiguous(), pad(torch.arange(n)), pad(boxes.float()).contiguous(), torch.zeros(m, dtype=torch.bool))
+    args = (frames, hw.contiguous(), pad(torch.arange(n)), pad(boxes.float()).contiguous(),
+            torch.zeros(m, dtype=torch.bool))
     dark = assemble_pairs(*args, fill=(0.0, 0.0, 0.0), **common).flatten(0, 1)[:n]
     light = assemble_pairs(*args, fill=(255.0, 255.0, 255.0), **common).flatten(0, 1)[:n]
     return (1 - (light - dark).mean(1) / 255).clamp_(0, 1)

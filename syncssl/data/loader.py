@@ -21,6 +21,7 @@ from .decode import FrameRequest
 from .manifest import Manifest
 from .sampling import PairPlan, cross_pairs
 
+
 @dataclass
 class Batch:
     step: int
@@ -30,7 +31,8 @@ class Batch:
     offset: torch.Tensor  # (N,) int64, frame offset of view b (0 for synchronized pairs)
     dropped: int = 0  # pairs dropped because one of their videos failed to decode
     ready: torch.cuda.Event | None = None  # set when assembled on a side CUDA stream
-    cross: torch.Tensor | None = None  # (K, 2) int64: more pairs among the views of a grouped plan (indices into images)
+    cross: torch.Tensor | None = None  # (K, 2) int64: more pairs among the views of a grouped plan
+    #                                    (indices into images)
     cross_sync: torch.Tensor | None = None  # (K,) int64: their labels, 1 = synchronized
     seq: torch.Tensor | None = None  # (N,) int64 on the CPU: each pair's sequence (the sampler's index), for reports
 

@@ -64,7 +64,8 @@ class PreparedSequence:
     fps: float
     num_frames: int  # usable frames: every camera has at least this many
     cameras: list[PreparedCamera]  # this sequence's cameras (a sequence may have fewer than others)
-    boxes: np.ndarray  # (T, C, 4) float32 square crop boxes x0 y0 x1 y1 (pixel edges), C = len(cameras); may leave the frame
+    boxes: np.ndarray  # (T, C, 4) float32 square crop boxes x0 y0 x1 y1 (pixel edges), C = len(cameras);
+    #                    may leave the frame
     motion: np.ndarray  # (T,) float32: changed share of the person's mask over ~40 ms, smoothed
     static: np.ndarray  # (T,) bool: too little motion to tell synchronized from unsynchronized pairs
     poses3d: np.ndarray | None  # (T, 17, 3) float32 world mm, None without labels (fine-tuning and evaluation only)
@@ -245,7 +246,7 @@ class Manifest:
         return path
 
     @classmethod
-    def load(cls, path: Path) -> "Manifest":
+    def load(cls, path: Path) -> Manifest:
         """Read manifest.json (``path`` is the file or its folder) and its arrays."""
         path = Path(path)
         if path.suffix != ".json":

@@ -40,7 +40,7 @@ class OwnedFolder:
         self.folder, self.paths, self.force = Path(folder), paths, force
 
     @classmethod
-    def open(cls, folder: Path, force: bool = False) -> "OwnedFolder":
+    def open(cls, folder: Path, force: bool = False) -> OwnedFolder:
         folder = Path(folder)
         if folder.exists() and not folder.is_dir():
             raise DataError(folder, "is a file, not a folder; choose another --out")

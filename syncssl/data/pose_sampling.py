@@ -28,7 +28,7 @@ class ViewPlan:
     def __len__(self) -> int:
         return len(self.seq)
 
-    def rows(self, start: int, stop: int, rank: int) -> "ViewPlan":
+    def rows(self, start: int, stop: int, rank: int) -> ViewPlan:
         return ViewPlan(self.step, rank, self.seq[start:stop], self.cam[start:stop], self.frame[start:stop],
                         self.flip[start:stop], self.jitter[start:stop])
 

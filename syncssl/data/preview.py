@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..geometry import SKELETONS, H36M17, Skeleton
+from ..geometry import H36M17, SKELETONS, Skeleton
 from .dataset import DataError, Dataset, Sequence
 from .video import read_frames
 

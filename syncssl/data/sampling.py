@@ -171,7 +171,8 @@ class SamplingConfig:
         if self.group_size < 1:
             raise ValueError(f"group_size must be >= 1, got {self.group_size}")
         if self.checks_batch and self.batch_size % self.group_size:
-            raise ValueError(f"group_size must be >= 1 and divide batch_size ({self.batch_size}), got {self.group_size}")
+            raise ValueError(f"group_size must be >= 1 and divide batch_size ({self.batch_size}), "
+                             f"got {self.group_size}")
         if self.group_size > 1 and self.mode == "single_view":
             # a group's cross pairs join views of different rows, i.e. of different cameras: multi-view pairs that
             # the single-view ablation must not see (and the temporal variant has no shared anchor instant)
@@ -485,8 +486,9 @@ def cross_pairs(plan: PairPlan, group_size: int) -> tuple[np.ndarray, np.ndarray
     """The extra pairs of a grouped plan (``SamplingConfig.group_size`` > 1): views of two different rows of one
     group, from two different cameras, neither mirrored against its row's rig, whose label the plan fixes. Every
     row of a group shares the anchor instant t and its view a lies at t; so two views at t are synchronized, and a
-    view at t against a view at t + d (d an unsynchronized row's offset, drawn and filtered against t) is not. Two views at two other
-    instants are left out (their offset passed no filter). Returns (view index pairs (K, 2) into the plan's 2N
+    view at t against a view at t + d (d an unsynchronized row's offset, drawn and filtered against t) is not. Two
+    views at two other instants are left out (their offset passed no filter). Returns (view index pairs (K, 2) into
+    the plan's 2N
     views, sync labels (K,)), both int64; empty when group_size is 1."""
     n = len(plan)
     if group_size <= 1 or n % group_size:

@@ -13,9 +13,10 @@
 ``syncssl-sync --apply`` writes it (normalised: the smallest offset is 0); the generic layout reads it, so that
 frame t of a sequence is file frame ``t + start`` of each camera's video and the sequence is the cameras'
 overlap. Cameras listed in ``excluded`` (whose offset ``syncssl-sync`` could not determine) are left out of
-the sequence: training on frames that may not be aligned would be silently wrong data. Labels: ``poses3d.npy`` is indexed by the reference camera's file frames (shifted by its start),
-``boxes.npy`` and ``masks/<camera>.npz`` by each camera's own file frames. A folder without the file behaves as
-if every offset were 0.
+the sequence: training on frames that may not be aligned would be silently wrong data. Labels: ``poses3d.npy``
+is indexed by the reference camera's file frames (shifted by its start), ``boxes.npy`` and
+``masks/<camera>.npz`` by each camera's own file frames. A folder without the file behaves as if every offset
+were 0.
 """
 from __future__ import annotations
 

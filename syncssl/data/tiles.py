@@ -148,8 +148,10 @@ def allocate(folder: Path, spec: TileSpec, count: int) -> None:
     for name in names:
         with open(folder / name, "ab") as f:
             f.truncate(count * spec.bytes_per_tile())
-            if count and hasattr(os, "posix_fallocate"):  # reserve the blocks now: a full disk then fails here with ENOSPC, not in a worker's
-                os.posix_fallocate(f.fileno(), 0, count * spec.bytes_per_tile())  # memory-mapped write (SIGBUS)
+            if count and hasattr(os, "posix_fallocate"):
+                # reserve the blocks now: a full disk then fails here with ENOSPC, not in a worker's memory-mapped
+                # write (SIGBUS)
+                os.posix_fallocate(f.fileno(), 0, count * spec.bytes_per_tile())
 
 
 def open_rows(folder: Path, spec: TileSpec, count: int, name: str = "frames.u8", mode: str = "r") -> np.memmap:
@@ -214,7 +216,8 @@ def encode_jpeg(tiles: np.ndarray, quality: int) -> list[bytes]:
     return out
 
 
-def block_crc(folder: Path, spec: TileSpec, count: int, first: int, rows: int, jpg_index: np.ndarray | None = None) -> int:
+def block_crc(folder: Path, spec: TileSpec, count: int, first: int, rows: int,
+              jpg_index: np.ndarray | None = None) -> int:
     """CRC-32 of a block's bytes (frames, then backgrounds)."""
     if spec.format == "jpeg":
         lo, hi = int(jpg_index[first, 0]), int(jpg_index[first + rows - 1, 1])  # a block's records are contiguous
@@ -343,7 +346,8 @@ class TileStore:
             (images,) = pipe.run()
             shapes = {tuple(images[k].shape()) for k in range(len(encoded))}
             if shapes != {(S, S, 3)}:
-                raise DataError(self.folder / "frames.jpg", f"records decoded to {sorted(shapes)}, expected ({S}, {S}, 3)")
+                raise DataError(self.folder / "frames.jpg",
+                                f"records decoded to {sorted(shapes)}, expected ({S}, {S}, 3)")
             if gpu is not None:  # nvJPEG wrote the tiles on the GPU: copy them into a tensor there, on this stream
                 from nvidia.dali.plugin.pytorch import feed_ndarray
                 out = torch.empty((len(encoded), S, S, 3), dtype=torch.uint8, device=device)

@@ -124,7 +124,8 @@ class PoseErrors(Metric):
         if idx.shape != (b,) or idx.is_floating_point():
             raise ValueError(f"action_idx must be an int or integer tensor of shape ({b},), got {tuple(idx.shape)}")
         if b and (idx.min() < 0 or idx.max() >= len(self.actions)):
-            raise ValueError(f"action_idx out of range [0, {len(self.actions)}): {idx.min().item()}..{idx.max().item()}")
+            raise ValueError(f"action_idx out of range [0, {len(self.actions)}): "
+                             f"{idx.min().item()}..{idx.max().item()}")
         self.error_sum.index_add_(0, idx.long(), errors.to(self.error_sum.device))
         self.count.index_add_(0, idx.long(), torch.ones(b, dtype=self.count.dtype, device=self.count.device))
 

@@ -179,7 +179,8 @@ def read_rows(path: Path) -> list[dict]:
     except FileNotFoundError:
         return []
     except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise runfolder.RunFolderError(f"{path}: cannot be read ({e}); move it away to start the table afresh")
+        raise runfolder.RunFolderError(f"{path}: cannot be read ({e}); "
+                                       "move it away to start the table afresh") from None
     if not set(COLUMNS) <= set(reader.fieldnames or ()):
         raise runfolder.RunFolderError(f"{path}: not a table of syncssl-reproduce (its columns: "
                                        f"{', '.join(reader.fieldnames or ())}); move it away to start the table afresh")
@@ -236,7 +237,7 @@ class Reproduction:
 
     def identity(self) -> dict:
         """What makes the grid's rows comparable: recorded in ``<out>/run.json``, and a second call must agree."""
-        name = next((k for k, v in PRESETS.items() if v == self.preset), self.preset.note)
+        name = next((n for n in preset_names() if load_preset(n) == self.preset), self.preset.note)
         return {"preset": name, "pretrain": " ".join(self.extra_pretrain),
                 "finetune": " ".join(self.extra_finetune)}
 

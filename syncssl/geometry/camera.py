@@ -158,7 +158,7 @@ class Camera:
         """Camera-frame points (..., 3) -> pixels (..., 2)."""
         return project(Xc, self.K, self.dist, self.model)
 
-    def with_size(self, size: tuple[int, int]) -> "Camera":
+    def with_size(self, size: tuple[int, int]) -> Camera:
         return replace(self, size=tuple(size))
 
 

@@ -44,7 +44,8 @@ class PairNetConfig:
 
     depth: int = 18  # ResNet depth: 18 (the paper's), 34 or 50
     width: float = 1.0  # channel multiplier of every ResNet stage (e.g. 0.25 for small CPU runs)
-    embed_dim: int | None = None  # per-view embedding size E after a Linear/BN/ReLU projection; None: no projection, E = backbone.out_features
+    embed_dim: int | None = None  # per-view embedding size E after a Linear/BN/ReLU projection;
+    #                               None: no projection, E = backbone.out_features
     fusion: str = "prod"  # how the two embeddings are combined: one of FUSIONS ("prod" is the paper's best)
     center: bool = False  # standardise each embedding dimension over the batch (BatchNorm1d, no affine, no ReLU)
     #                       before fusion: pooled ReLU features are all >= 0, so their product measures magnitude

@@ -26,7 +26,8 @@ class PoseNetConfig:
     input_norm: str = "none"  # the backbone's input normalisation (resnet.INPUT_NORMS; must match the pre-trained one)
     pool: str = "avg"  # how the last feature map becomes the head's input: resnet.POOLS ("avg": global average,
     #                   "grid": 2x2 cells flattened, which keep where in the crop a feature lies)
-    frozen_stages: int | None = None  # Backbone.freeze(n): stem + first n stages frozen (the paper's transfer: 3); None: all trainable
+    frozen_stages: int | None = None  # Backbone.freeze(n): stem + first n stages frozen (the paper's transfer: 3);
+    #                                   None: all trainable
 
 
 class PoseNet(nn.Module):

@@ -392,7 +392,8 @@ def load_backbone(state_dict: Mapping[str, Tensor], model: nn.Module, source: st
         if key not in loaded:
             problem = f"{key!r} is missing from the checkpoint"
         elif tuple(loaded[key].shape) != tuple(value.shape):
-            problem = f"{key!r} has shape {tuple(loaded[key].shape)} in the checkpoint, {tuple(value.shape)} in the model"
+            problem = (f"{key!r} has shape {tuple(loaded[key].shape)} in the checkpoint, "
+                       f"{tuple(value.shape)} in the model")
         if problem:
             break
     if problem is None:

@@ -66,7 +66,8 @@ and, with the clean-up, the alpha of its neighbours.
 
 Environment switches (read at every call, for tests and debugging): ``SYNCSSL_DEBUG_POISON=1`` makes the C++ and
 Triton kernels pre-fill their output with NaN, so an element they fail to write shows; ``SYNCSSL_PORTABLE_KERNEL=1``
-makes the C++ kernel skip its SIMD paths, ``SYNCSSL_NO_AVX512=1`` its AVX-512 path (AVX2 then); ``SYNCSSL_NO_EXT=1`` (read at import) ignores ``syncssl._C``.
+makes the C++ kernel skip its SIMD paths, ``SYNCSSL_NO_AVX512=1`` its AVX-512 path (AVX2 then);
+``SYNCSSL_NO_EXT=1`` (read at import) ignores ``syncssl._C``.
 """
 from __future__ import annotations
 

@@ -157,7 +157,7 @@ def load(path: Path, map_location="cpu") -> dict:
 def latest_loadable(folder: Path) -> tuple[Path, list[str]] | tuple[None, list[str]]:
     """The newest checkpoint that verifies, and a note for each newer one that was skipped."""
     skipped = []
-    for step, path in reversed(list_checkpoints(folder)):
+    for _step, path in reversed(list_checkpoints(folder)):
         try:
             verify(path)
             return path, skipped

@@ -7,8 +7,8 @@ say what differs from it; why each default is what it is, measured, is in docs/h
 """
 from __future__ import annotations
 
-import math
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -338,7 +338,7 @@ def range_problems(cfg) -> list[str]:
 def common_problems(cfg) -> list[str]:
     """Checks shared by the pre-training and the transfer configs: each numeric value's range, then the keys that
     must agree with each other."""
-    t, d, o = cfg.train, cfg.data, cfg.optim
+    d, o = cfg.data, cfg.optim
     checks = [
         (len(d.mean) == 3 and len(d.std) == 3 and min(d.std) > 0, "data.mean and data.std need 3 values, std > 0"),
         (o.min_lr <= o.lr, f"need optim.min_lr <= optim.lr, got {o.min_lr}, {o.lr}"),
@@ -356,7 +356,8 @@ PRESET_PREFIX = {PretrainConfig: "", FinetuneConfig: "finetune-"}
 
 def preset_names(cls=PretrainConfig) -> list[str]:
     prefix = PRESET_PREFIX[cls]
-    names = [p.name.removesuffix(".toml") for p in resources.files(PRESETS_PACKAGE).iterdir() if p.name.endswith(".toml")]
+    names = [p.name.removesuffix(".toml") for p in resources.files(PRESETS_PACKAGE).iterdir()
+             if p.name.endswith(".toml")]
     return sorted(n.removeprefix(prefix) for n in names
                   if n.startswith(prefix) and (prefix or not any(n.startswith(q) for q in PRESET_PREFIX.values() if q)))
 

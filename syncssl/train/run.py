@@ -111,7 +111,8 @@ def run_training(cfg, replace: bool = False, allow_changes: bool = False) -> dic
             try:
                 summary = trainer.train()
             except Exception as e:
-                lost = distributed.peer_lost(e, d)  # a traceback from inside gloo or NCCL says little: say what happened
+                # a traceback from inside gloo or NCCL says little: say what happened
+                lost = distributed.peer_lost(e, d)
                 if lost is None:
                     raise
                 raise lost from e

@@ -39,7 +39,7 @@ class StopRequest:
         self.signum = signum
 
     @classmethod
-    def install(cls) -> "StopRequest":
+    def install(cls) -> StopRequest:
         stop = cls()
         if threading.current_thread() is threading.main_thread():
             stop._previous = {s: signal.signal(s, stop._handle) for s in cls.SIGNALS}

@@ -24,9 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.nn.parallel import DistributedDataParallel as DDP
-
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .. import config as cfglib
 from ..data.dataset import DataError
@@ -509,7 +508,8 @@ class PretextTrainer(Trainer):
 
     def build_train_data(self):
         cfg = self.cfg
-        self.train_data = self.pipeline(self.train_split, dataclasses.replace(cfg.sampling, batch_size=self.local_batch),
+        self.train_data = self.pipeline(self.train_split,
+                                        dataclasses.replace(cfg.sampling, batch_size=self.local_batch),
                                         cfg.train.seed, augment=True)
         self.log(self.train_data.sampler.describe())
         return self.train_data.sampler.plan, self.train_data.batcher

@@ -20,8 +20,20 @@ import logging
 
 import torch
 
-from .base import (DALI_CPU_CODECS, NVDEC_CODECS, DecodeStats, Decoder, DecoderBase, FailurePolicy, FrameRequest,
-                   TooManyDecodeFailures, UnsupportedCodec, VideoIndex, index_video, normalize_codec)
+from .base import (
+    DALI_CPU_CODECS,
+    NVDEC_CODECS,
+    Decoder,
+    DecoderBase,
+    DecodeStats,
+    FailurePolicy,
+    FrameRequest,
+    TooManyDecodeFailures,
+    UnsupportedCodec,
+    VideoIndex,
+    index_video,
+    normalize_codec,
+)
 from .dali import DALIDecoder, dali_available, mini_stream
 from .pyav import PyAVDecoder
 

@@ -10,6 +10,7 @@ dataset's inconsistent spellings (see ``ACTION_ALIASES``).
 from __future__ import annotations
 
 import re
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +81,7 @@ def read_h36m(root: Path, *, verify: str = "ends", frame_tolerance: int | None =
         if not by_sequence:
             raise DataError(sdir / "Videos", "holds no <Sequence>.<camera id>.mp4 videos")
         for name in sorted(by_sequence):
-            seq = read_or_skip(lambda: _read_sequence(sdir, name, by_sequence[name], verify, frame_tolerance),
+            seq = read_or_skip(partial(_read_sequence, sdir, name, by_sequence[name], verify, frame_tolerance),
                                f"{subject}/{name}", skip_broken, notes)
             if seq is None:
                 continue

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -97,7 +98,8 @@ def check_poses(path: Path, poses: np.ndarray, num_joints: int = 17) -> np.ndarr
         raise DataError(path, f"expected floating-point poses (millimetres), got dtype {poses.dtype}")
     bad = ~np.isfinite(poses).all(axis=(1, 2))
     if bad.any():
-        raise DataError(path, f"{int(bad.sum())} poses hold NaN or infinite values (first at frame {int(bad.argmax())})")
+        raise DataError(path, f"{int(bad.sum())} poses hold NaN or infinite values "
+                              f"(first at frame {int(bad.argmax())})")
     return poses.astype(np.float32, copy=False)
 
 
@@ -465,8 +467,8 @@ def read_layout(root: Path, *, verify: str = "ends", frame_tolerance: int | None
             raise DataError(sdir, f"subject {subject!r} holds no sequence folders")
         for d in seq_dirs:
             action = actions.get(f"{subject}/{d.name}", actions.get(d.name, take_number_removed(d.name)))
-            seq = read_or_skip(lambda: read_sequence(d, subject=subject, name=d.name, action=str(action), fps=fps,
-                                                     verify=verify, frame_tolerance=frame_tolerance),
+            seq = read_or_skip(partial(read_sequence, d, subject=subject, name=d.name, action=str(action), fps=fps,
+                                       verify=verify, frame_tolerance=frame_tolerance),
                                f"{subject}/{d.name}", skip_broken, notes)
             if seq is None:
                 continue

@@ -5,9 +5,23 @@ DESIGN.md. Modules: ``body`` (subjects and forward kinematics), ``motion`` (acti
 ``scene`` (the room, each camera's background), ``render`` (the ray caster), ``generator`` (presets, writer).
 """
 from .body import JOINT_NAMES, Look, Subject, clothing_colour, make_subject
-from .generator import (GENERATOR, GENERATOR_VERSION, PRESETS, GenerationReport, Preset, SequenceSpec,
-                       SequenceStats, ensure_synthetic, existing_config, generate, generate_report,
-                       generate_sequence, get_preset, plan_sequences, render_sequence)
+from .generator import (
+    GENERATOR,
+    GENERATOR_VERSION,
+    PRESETS,
+    GenerationReport,
+    Preset,
+    SequenceSpec,
+    SequenceStats,
+    ensure_synthetic,
+    existing_config,
+    generate,
+    generate_report,
+    generate_sequence,
+    get_preset,
+    plan_sequences,
+    render_sequence,
+)
 from .motion import ACTIONS, Motion, animate
 from .rig import make_rig
 from .scene import make_room

@@ -236,7 +236,7 @@ class _Studio:
     _cache: dict = {}
 
     @classmethod
-    def get(cls, preset: Preset, seed: int) -> "_Studio":
+    def get(cls, preset: Preset, seed: int) -> _Studio:
         key = (preset, seed)
         if key not in cls._cache:
             cls._cache.clear()  # one dataset at a time per process

@@ -125,7 +125,7 @@ class Body:
         look = subject.look
         side = {"left": "l", "right": "r"}
         cap_mats = []
-        for a, b, key in self.CAPSULES:
+        for a, _b, key in self.CAPSULES:
             c = a[0] if a[1] == "_" else ""
             if key in ("thigh", "shin"):
                 mat = Striped(look.trousers, look.stripes) if c == side[look.striped_leg] else Plain(look.trousers)
