@@ -12,8 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from syncssl.data.background import (estimate_background, fill_from_surroundings, foreground_masks,
-                                     model_from_images, sample_indices)
+from syncssl.data.background import (
+    estimate_background,
+    fill_from_surroundings,
+    foreground_masks,
+    model_from_images,
+    sample_indices,
+)
 from syncssl.data.boxes import PersonTrack, boxes_from_masks
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "real" / "pose2sim_single"

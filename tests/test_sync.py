@@ -22,8 +22,7 @@ from syncssl.data.dataset import DataError
 from syncssl.data.sources import open_dataset
 from syncssl.data.syncfile import SYNC_NAME, normalised, read_sync_file, write_sync_file
 from syncssl.data.video import iter_frames, read_frames, write_video
-from syncssl.sync import SyncOptions, apply_offsets, synchronize
-from syncssl.sync import search
+from syncssl.sync import SyncOptions, apply_offsets, search, synchronize
 from syncssl.sync.inject import shift_dataset, shift_sequence
 from syncssl.sync.pipeline import LoadedModel, PairNetScorer
 from syncssl.train.config import load_config
@@ -216,8 +215,9 @@ def test_peak_next_to_the_edge_is_not_determined():
 
 def test_inconsistent_triplets_are_reported():
     est = lambda d: search.Estimate(d, d, "ok")  # noqa: E731
-    checks = search.triplet_checks(["a", "b", "c", "d"], {("a", "b"): est(4), ("b", "c"): est(3), ("a", "c"): est(12),
-                                                           ("a", "d"): est(1), ("b", "d"): est(-3), ("c", "d"): est(-6)})
+    pairs = {("a", "b"): est(4), ("b", "c"): est(3), ("a", "c"): est(12),
+             ("a", "d"): est(1), ("b", "d"): est(-3), ("c", "d"): est(-6)}
+    checks = search.triplet_checks(["a", "b", "c", "d"], pairs)
     by = {t.cameras: t for t in checks}
     assert not by[("a", "b", "c")].consistent and by[("a", "b", "c")].residual == -5
     assert by[("a", "b", "d")].consistent and by[("a", "b", "d")].residual == 0
@@ -626,6 +626,7 @@ def test_bare_session_with_mixed_codecs_and_sizes_runs_end_to_end(tiny_dataset, 
     shifted and cameras of different lengths: the command runs through with a real (untrained) PairNet and says
     what it finds for every camera."""
     from PIL import Image
+
     from syncssl import cli
     session = tmp_path / "session"
     shift_sequence(tiny_dataset / "S9" / "Waving_01", session, {"cam_02": 2}, trim_end={"cam_04": 3}, labels=False)
@@ -741,7 +742,7 @@ def test_adapt_fine_tunes_a_copy_and_searches_again(mirror_session, tmp_path):
 # ---------------------------------------------------------------- the rig's geometry as a second cue
 
 
-def _rig_camera(name: str, eye) -> "Camera":
+def _rig_camera(name: str, eye):
     from syncssl.geometry import Camera
     from syncssl.geometry.camera import look_at
     R, t = look_at(np.asarray(eye, float), [0, 0, 900])

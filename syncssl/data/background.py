@@ -145,7 +145,8 @@ def model_from_images(samples: np.ndarray, grow: int | None = None) -> Backgroun
     persistence = several_regions(fg).mean(0, dtype=np.float32)
     changed = foreground_masks(samples, first.image, first.threshold, shadows=False)  # the person's shadow too:
     # a shadow where the person stood would otherwise stay in the model (and be "foreground" once it moved on)
-    exclude = dilate(changed, grow if grow is not None else 3 * morphology_radius((W, H))) & (persistence < GHOST_PERSISTENCE)
+    radius = grow if grow is not None else 3 * morphology_radius((W, H))
+    exclude = dilate(changed, radius) & (persistence < GHOST_PERSISTENCE)
     model = estimate_background(samples, exclude)
     model.persistence = persistence
     model = refine_uncovered(samples, model, exclude, grow if grow is not None else 3 * morphology_radius((W, H)))

@@ -69,7 +69,11 @@ def several_regions(masks: np.ndarray, grid: int = 32, share: float = 0.3) -> np
     """The pixels (N, H, W) bool of the foreground regions of masks that hold two or more regions of at least
     ``share`` x the largest one's pixels (empty for a mask with one such region): a person and something the
     size of a person beside it, such as the empty spot a person left in a background model that shows them."""
-    return _regions(masks, grid, lambda ids, weight: (big := ids[weight >= share * weight.max()])[:len(big) * (len(big) > 1)])
+    def keep(ids, weight):
+        big = ids[weight >= share * weight.max()]
+        return big[:len(big) * (len(big) > 1)]
+
+    return _regions(masks, grid, keep)
 
 
 def _regions(masks: np.ndarray, grid: int, pick) -> np.ndarray:
@@ -373,7 +377,8 @@ class CropBoxStream:
         out = []
         while self._emitted < n and (self._done or self._emitted + self.lookahead < resolved):
             t = self._emitted
-            medians = np.stack([self._median(k, n) for k in range(max(0, t - self.h_mean), min(n, t + self.h_mean + 1))])
+            window = range(max(0, t - self.h_mean), min(n, t + self.h_mean + 1))
+            medians = np.stack([self._median(k, n) for k in window])
             state = _nan_reduce(np.mean, medians)
             c, half = state[:2], state[2] / 2
             f = self.filled[t]
@@ -418,7 +423,8 @@ def tile_rect(crop: np.ndarray, factor: float, size: tuple[int, int]) -> np.ndar
     if not np.isfinite(crop).all():
         return whole
     c, half = (crop[:2] + crop[2:]) / 2, (crop[2:] - crop[:2]).max() * factor / 2
-    rect = np.array([max(c[0] - half, 0.5), max(c[1] - half, 0.5), min(c[0] + half, w - 0.5), min(c[1] + half, h - 0.5)])
+    rect = np.array([max(c[0] - half, 0.5), max(c[1] - half, 0.5),
+                     min(c[0] + half, w - 0.5), min(c[1] + half, h - 0.5)])
     if rect[2] - rect[0] < 1 or rect[3] - rect[1] < 1:
         return whole
     return rect.astype(np.float32)

@@ -31,26 +31,64 @@ import os
 import shutil
 import time
 from collections import Counter, defaultdict, deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from ..figures import pyplot, save_figure
 from ..parallel import Workers, usable_cpus
 from ..storage import translate_disk_errors
-from .background import (BackgroundModel, borrow_background, foreground_masks, ghost_region,
-                         mask_iou, model_from_empty_scene, model_from_images, morphology_radius, sample_indices)
-from .boxes import (CropBoxStream, PersonTrack, boxes_from_joints, mask_change, motion_from_changes,
-                    motion_from_poses, tile_rect)
+from .background import (
+    BackgroundModel,
+    borrow_background,
+    foreground_masks,
+    ghost_region,
+    mask_iou,
+    model_from_empty_scene,
+    model_from_images,
+    morphology_radius,
+    sample_indices,
+)
+from .boxes import (
+    CropBoxStream,
+    PersonTrack,
+    boxes_from_joints,
+    mask_change,
+    motion_from_changes,
+    motion_from_poses,
+    tile_rect,
+)
 from .crops import MaskSettings
 from .dataset import DataError, Dataset, Sequence, View, load_masks
-from .manifest import (MANIFEST_NAME, BackgroundInfo, Manifest, PreparedCamera, PreparedSequence, arrays_file,
-                       fingerprint, fingerprint_changes, read_png, safe_name, same_calibration, write_png)
+from .manifest import (
+    MANIFEST_NAME,
+    BackgroundInfo,
+    Manifest,
+    PreparedCamera,
+    PreparedSequence,
+    arrays_file,
+    fingerprint,
+    fingerprint_changes,
+    read_png,
+    safe_name,
+    same_calibration,
+    write_png,
+)
 from .owned import OwnedFolder, as_folder
-from .tiles import (TileLayout, TileSpec, allocate, block_crc, check, encode_jpeg, resolve_format, tile_folder,
-                    write_block, write_meta)
+from .tiles import (
+    TileLayout,
+    TileSpec,
+    allocate,
+    block_crc,
+    check,
+    encode_jpeg,
+    resolve_format,
+    tile_folder,
+    write_block,
+    write_meta,
+)
 from .video import CODECS, VIDEO_EXTENSIONS, VideoWriter, iter_frames, probe, read_frames_at
 
 TRANSCODES = {"none": None, "mjpeg": ("mjpeg", {}), "h264-gop8": ("h264", {"gop": 8})}
@@ -282,7 +320,9 @@ def _run_job(job: _Job) -> dict:
     truth = load_masks(job.truth, job.quality_index + job.start) if job.truth is not None and len(job.quality_index) \
         else None
     if truth is not None and truth.shape[1:] != (h, w):  # measured at the decoded size: the truth's nearest pixels
-        truth = truth[:, ((np.arange(h) + 0.5) * truth.shape[1] / h).astype(int)][:, :, ((np.arange(w) + 0.5) * truth.shape[2] / w).astype(int)]
+        rows = ((np.arange(h) + 0.5) * truth.shape[1] / h).astype(int)
+        cols = ((np.arange(w) + 0.5) * truth.shape[2] / w).astype(int)
+        truth = truth[:, rows][:, :, cols]
     want_quality = {int(t): k for k, t in enumerate(job.quality_index)} if truth is not None else {}
     writer = VideoWriter(*job.transcode[:3], **job.transcode[3]) if job.transcode else None
     ready: list[tuple[int, np.ndarray]] = []  # (frame, crop box) final, waiting to be cut in a batch
@@ -439,11 +479,12 @@ class _Build:
 
     def __init__(self, dataset: Dataset, out: Path, options: PrepareOptions, tiles: TileSpec | None, workers: int,
                  log: Log):
-        self.dataset, self.out, self.options, self.tiles, self.workers, self.log = dataset, out, options, tiles, workers, log
+        self.dataset, self.out, self.options = dataset, out, options
+        self.tiles, self.workers, self.log = tiles, workers, log
         self.notes = list(dataset.notes)
 
     def run(self) -> Manifest:
-        ds, options = self.dataset, self.options
+        ds = self.dataset
         for s in ds.sequences:
             _validate(s)
             self.notes += [f"{s.key}: {n}" for n in s.notes]
@@ -496,11 +537,13 @@ class _Build:
         shutil.rmtree(self.out / "decoded", ignore_errors=True)
         sizes["after"] += sum(p.stat().st_size for p in sizes.pop("after_paths", []))  # the copies just written
         if sizes["kept"]:
-            self.notes.append(f"transcode: {sizes['kept']} videos are already intra-only MJPEG and are used as they are")
+            self.notes.append(f"transcode: {sizes['kept']} videos are already intra-only MJPEG and are used as "
+                              "they are")
         for (i, c), r in results.items():
             if r["no_person"] == r["frames"]:
                 s = ds.sequences[i]
-                self.notes.append(f"{s.key} {s.views[c].name}: no person found in any frame; crops cover the whole frame")
+                self.notes.append(f"{s.key} {s.views[c].name}: no person found in any frame; crops cover the whole "
+                                  "frame")
 
         prepared = [self._sequence(i, s, [cams[(i, c)] for c in range(len(s.views))],
                                    [results[(i, c)] for c in range(len(s.views))])
@@ -625,11 +668,13 @@ class _Build:
             region = ghost_region(model.persistence)
             if region.mean() > 0.002:
                 box = _region_box(region, info.size)  # the model may be of shrunk frames
-                info.suspect = box if info.suspect is None else [min(info.suspect[0], box[0]), min(info.suspect[1], box[1]),
-                                                                 max(info.suspect[2], box[2]), max(info.suspect[3], box[3])]
+                old = info.suspect
+                info.suspect = box if old is None else [min(old[0], box[0]), min(old[1], box[1]),
+                                                        max(old[2], box[2]), max(old[3], box[3])]
                 info.suspect_share = max(info.suspect_share, round(float(region.mean()), 4))
                 self.notes.append(
-                    f"background {g.id}: a foreground region hardly moves at x {box[0]}..{box[2]}, y {box[1]}..{box[3]} "
+                    f"background {g.id}: a foreground region hardly moves at x {box[0]}..{box[2]}, "
+                    f"y {box[1]}..{box[3]} "
                     f"({region.mean():.1%} of the frame) in the "
                     f"samples of {', '.join(s.key for s, _ in g.members)}; the background model there probably shows "
                     "a person who stood still (a ghost), which cuts the body out of the masks. Give prepare the empty "
@@ -804,7 +849,7 @@ def _tile_files(folder: Path, spec: TileSpec, layout: TileLayout, results: dict,
     if spec.format == "jpeg":
         index = np.zeros((layout.count, 2), np.int64)
         with open(folder / "frames.jpg", "wb") as f:
-            for i, c, first, rows in layout.blocks():
+            for i, c, first, _rows in layout.blocks():
                 records = results[(i, c)]["jpeg"]
                 pos = f.tell()
                 for k, rec in enumerate(records):
@@ -930,7 +975,8 @@ def _label_agreement(sequences: list[Sequence], prepared: list[PreparedSequence]
     out = {}
     if ious:
         iou = np.concatenate(ious)
-        out["boxes"] = dict(mean_iou=round(float(iou.mean()), 4), share_iou_over_half=round(float((iou > 0.5).mean()), 4),
+        out["boxes"] = dict(mean_iou=round(float(iou.mean()), 4),
+                            share_iou_over_half=round(float((iou > 0.5).mean()), 4),
                             views=int(iou.size), what="IoU of the person boxes found in the images vs the boxes of "
                             "the labels (projected joints + body thickness; frames where either is missing count 0)")
     if static_both:
@@ -971,13 +1017,15 @@ def _op_mask(manifest: Manifest, store, mask: MaskSettings, crop_size: int, fram
                 rows_ = store.layout.row(i, c, idx)
                 frames = store.frames(rows_)
                 rects = store.rects[rows_]
-                bgs = store.backgrounds(rows_) if store.has_backgrounds else _cut_backgrounds(manifest, cam, rects, store.spec.size, len(idx))
+                bgs = (store.backgrounds(rows_) if store.has_backgrounds else
+                       _cut_backgrounds(manifest, cam, rects, store.spec.size, len(idx)))
                 tboxes = frame_to_tile(boxes, rects, store.spec.size)
                 alpha = op_alpha(frames, bgs, thr, tboxes, crop_size, mask)
                 gt = truth_at_crops(truth, tboxes, crop_size, rects, store.spec.size) if has_truth else None
             else:
                 frames = torch.from_numpy(read_frames_at(cam.video, idx + cam.start))
-                bgs = torch.from_numpy(np.array(manifest.background(cam.background_id)))[None].expand(len(idx), -1, -1, -1)
+                bg = torch.from_numpy(np.array(manifest.background(cam.background_id)))
+                bgs = bg[None].expand(len(idx), -1, -1, -1)
                 alpha = op_alpha(frames, bgs.contiguous(), thr, boxes, crop_size, mask)
                 gt = truth_at_crops(truth, boxes, crop_size) if has_truth else None
             if has_truth:
@@ -1091,7 +1139,8 @@ def _write_preview(path: Path, rows: list[dict], mask: MaskSettings | None) -> P
         axes[r, 0].set_ylabel(row["title"] + iou, fontsize=7)
     if mask is not None:
         fig.suptitle(f"op at training settings: {mask.mode}, threshold x{mask.threshold_scale:g}, shadow test "
-                     f"{'on' if mask.shadow_chroma > 0 else 'off'}, clean-up {'on' if mask.clean else 'off'}", fontsize=9)
+                     f"{'on' if mask.shadow_chroma > 0 else 'off'}, clean-up {'on' if mask.clean else 'off'}",
+                     fontsize=9)
     return save_figure(fig, path)
 
 
@@ -1101,7 +1150,8 @@ def _crop_preview(frame: np.ndarray, box, alpha: np.ndarray) -> np.ndarray:
 
     from .crops import cut
     S = alpha.shape[0]
-    crop = cut(torch.from_numpy(frame)[None], torch.from_numpy(np.asarray(box, np.float32))[None], S).numpy()[0].astype(np.float32)
+    boxes = torch.from_numpy(np.asarray(box, np.float32))[None]
+    crop = cut(torch.from_numpy(frame)[None], boxes, S).numpy()[0].astype(np.float32)
     return (alpha[..., None] * crop + (1 - alpha[..., None]) * 115).astype(np.uint8)
 
 
@@ -1136,7 +1186,7 @@ def summary_lines(report: PrepareReport) -> list[tuple[str, str]]:
                         f"{st.get('borrowed_backgrounds', 0)} filled in where the person never left a spot from "
                         f"other subjects on the same rig; {st['suspect_backgrounds']} may show a person who hardly "
                         "moves"
-                        + (f"; unmodelled (no sample shows the scene without the person): " + ", ".join(
+                        + ("; unmodelled (no sample shows the scene without the person): " + ", ".join(
                             f"{b.id} {b.unmodelled_share:.1%}" for b in m.backgrounds.values() if b.unmodelled)
                            if any(b.unmodelled for b in m.backgrounds.values()) else "")),
     ]

@@ -6,17 +6,17 @@ Frames are uint8 RGB, (H, W, 3). Frame index i is the i-th frame in presentation
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-from .damage import FrameCheck, FramingCheck, configure, decoder_errors, describe, logged_error, timestamp_gap
 from ..optional import av
+from .damage import FrameCheck, FramingCheck, configure, decoder_errors, describe, logged_error, timestamp_gap
 from .dataset import DataError
 
 # codec -> (container extension, pixel format, encoder)
@@ -302,7 +302,8 @@ def iter_frames(path: Path, count: int, start: int = 0, size: tuple[int, int] | 
                 data = bytes(packet) if packet.size else None
                 seen = len(logs)
                 frames = s.codec_context.decode(packet if data else None)  # a decode error is said first
-                damage = damage or (framing(data) if data else None) or check_frame.feed(data) or logged_error(logs, seen)
+                damage = (damage or (framing(data) if data else None) or check_frame.feed(data)
+                          or logged_error(logs, seen))
                 for f in frames:
                     damage = damage or check_frame(f, data)
                     if damage:

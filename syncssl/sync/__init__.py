@@ -7,8 +7,17 @@ classifier is inside its domain on the footage, :mod:`.adapt` fine-tunes a copy 
 the cameras a first search placed (``--adapt``), :mod:`.inject` makes shifted copies of a dataset with known offsets
 (tests and the benchmark).
 """
-from .pipeline import (LoadedModel, PairNetScorer, PairScorer, SyncOptions, SyncResult, apply_offsets, load_model,
-                       render_table, synchronize)
+from .pipeline import (
+                       LoadedModel,
+                       PairNetScorer,
+                       PairScorer,
+                       SyncOptions,
+                       SyncResult,
+                       apply_offsets,
+                       load_model,
+                       render_table,
+                       synchronize,
+)
 
 __all__ = ["LoadedModel", "PairNetScorer", "PairScorer", "SyncOptions", "SyncResult", "apply_offsets", "load_model",
            "render_table", "synchronize"]

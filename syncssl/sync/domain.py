@@ -139,9 +139,10 @@ def load_reference(checkpoint: Path | None) -> dict | None:
 def make_reference(model, device, log=print) -> dict | None:
     """The checks' numbers on the model's own prepared data (its config's dataset), written beside the checkpoint;
     None when that data is not on this machine."""
+    import dataclasses
+
     from ..data.manifest import MANIFEST_NAME, Manifest
     from ..train.data import Prepared, make_assembler, make_source, prepared_folder
-    import dataclasses
     cached = load_reference(model.checkpoint)
     if cached is not None:
         return cached

@@ -8,7 +8,6 @@ import numpy as np
 from ..geometry import Camera
 from ..geometry.camera import undistort
 
-
 MIN_BASELINE_MM = 1.0  # two camera centres closer than this have no epipolar geometry (one viewpoint)
 
 

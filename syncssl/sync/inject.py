@@ -65,7 +65,8 @@ def shift_sequence(src: Path, dst: Path, offsets: dict[str, int], *, first: int 
             np.save(dst / "poses3d.npy", np.load(src / "poses3d.npy")[first:first + length])  # the reference's
         if (src / "boxes.npy").is_file():
             boxes = np.load(src / "boxes.npy")
-            np.save(dst / "boxes.npy", np.stack([boxes[starts[c]:starts[c] + length, i] for i, c in enumerate(cams)], 1))
+            kept = [boxes[starts[c]:starts[c] + length, i] for i, c in enumerate(cams)]
+            np.save(dst / "boxes.npy", np.stack(kept, 1))
         for c in cams:
             mask = src / "masks" / f"{c}.npz"
             if mask.is_file():

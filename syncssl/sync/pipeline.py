@@ -287,17 +287,16 @@ def search_spans(seqs: list[Sequence], options: SyncOptions) -> dict[str, int]:
         spans[seq.key] = span
     if refused:
         lines = []
-        for seq, ref, limits, span, min_overlap in refused:
+        for seq, ref, limits, *_ in refused:
             pairs = ", ".join(f"{c} {max(0, n) / seq.fps:.2f} s ({max(0, n)} frames)" for c, n in limits.items())
             lines.append(f"{seq.key} against {ref}: {pairs}")
         asked = ("no offset leaves them" if options.max_offset_s is None else
                  f"--max-offset {options.max_offset_s:g} s is larger than the recordings' overlap allows:")
+        largest = max(0, min(min(r[2].values()) / r[0].fps for r in refused))
         raise DataError(refused[0][0].folder or refused[0][0].key,
                         f"{asked} the largest --max-offset each camera allows (keeping {options.min_overlap_s:g} s in "
                         f"common) is " + "; ".join(lines)
-                        + (f"; the largest --max-offset for all is "
-                           f"{max(0, min(min(r[2].values()) / r[0].fps for r in refused)):.2f} s" if options.max_offset_s
-                           else ""))
+                        + (f"; the largest --max-offset for all is {largest:.2f} s" if options.max_offset_s else ""))
     return spans
 
 
@@ -422,8 +421,9 @@ def _synchronize(dataset, model, options, out, prepared, device, source, workers
     if options.sequences:
         missing = sorted(set(options.sequences) - {s.key for s in ds.sequences})
         if missing:
+            more = " ..." if len(ds.sequences) > 8 else ""
             raise DataError(dataset, f"no sequence {', '.join(missing)}; sequences are "
-                                     f"{', '.join(s.key for s in ds.sequences[:8])}{' ...' if len(ds.sequences) > 8 else ''}")
+                                     f"{', '.join(s.key for s in ds.sequences[:8])}{more}")
     if not seqs:
         raise DataError(dataset, "no sequence with two or more cameras to synchronize")
     # a wrong --reference or a search range the recordings cannot hold fail before the preparation
@@ -925,7 +925,7 @@ def render_table(result: SyncResult, console=None) -> None:
                       "(sync.json: first_search)")
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")
-    for k, p in result.files.items():
+    for p in result.files.values():
         console.print(f"wrote {p}")
 
 
@@ -938,8 +938,8 @@ def apply_offsets(result: SyncResult, log=print, force: bool = False) -> list[Pa
     A camera whose offset is not determined is *left out* of the aligned sequence (listed as ``excluded``), so
     that nothing downstream trains or evaluates on frames that may not be aligned; ``force`` applies its best
     peak instead. Cameras an earlier sync.toml excluded, and that this search did not measure, stay excluded."""
-    from ..data.syncfile import write_sync_file
     from ..data.sources import detect_layout
+    from ..data.syncfile import write_sync_file
     if detect_layout(result.dataset) == "h36m":
         raise DataError(result.dataset, "--apply writes sync.toml into sequence folders; the Human3.6M layout has "
                                         "none (its cameras are synchronized in hardware)")
@@ -976,7 +976,7 @@ def apply_offsets(result: SyncResult, log=print, force: bool = False) -> list[Pa
             log(f"{s.key}: not applied: the offsets would skip all of {', '.join(short)}")
             continue
 
-        def measured(c: CameraResult) -> str:
+        def measured(c: CameraResult, offset=offset) -> str:
             if c.camera not in offset:
                 return "not determined"
             return f"{offset[c.camera]:+d}" + ("" if c.estimate.determined else " (not determined: best peak)")

@@ -263,7 +263,8 @@ def _joint_best(cameras: list[str], reference: str, curves: dict, scores: dict, 
 
 def joint_offsets(cameras: list[str], reference: str, curves: dict[tuple[str, str], Curve], span: int, *,
                   rng: np.random.Generator, replicates: int = 100, min_support: float = 0.9, tolerance: int = 1,
-                  start: dict[str, int] | None = None, direct: dict[str, Estimate] | None = None) -> dict[str, Estimate]:
+                  start: dict[str, int] | None = None,
+                  direct: dict[str, Estimate] | None = None) -> dict[str, Estimate]:
     """Every camera's offset against ``reference`` from all pair curves at once (a pair (a, b) scores b against
     a); confidence by resampling every pair's instants. ``direct`` (the reference pairs' own estimates) lends
     each camera its margin and reasons; a camera whose every pair is undetermined stays undetermined, and one the

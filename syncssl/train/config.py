@@ -319,7 +319,7 @@ RANGES = {
     "train.steps": AT_LEAST_1, "train.batch_size": AT_LEAST_1, "train.seed": AT_LEAST_0, "train.threads": AT_LEAST_0,
     "train.log_every": AT_LEAST_1, "train.eval_every": AT_LEAST_0, "train.eval_pairs": AT_LEAST_1,
     "train.ckpt_every": AT_LEAST_1, "train.keep_checkpoints": AT_LEAST_1, "train.max_nonfinite": AT_LEAST_1,
-    "train.max_steps_this_run": AT_LEAST_0,
+    "train.max_steps_this_run": AT_LEAST_0, "train.data_wait_s": POSITIVE,
 }
 
 
