@@ -14,6 +14,8 @@ import sys
 
 import click
 
+from .provenance import device_name
+
 
 def failure(e: Exception) -> click.ClickException:
     """A user error as click's one-line ``Error: ...``; a run stopped by a signal exits with 128 + its number."""
@@ -458,19 +460,7 @@ def _write_json(path, result: dict):
         click.echo(f"wrote {path}", err=True)
 
 
-def _device_name() -> str:
-    import os
-    import platform
-
-    import torch
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    model = platform.processor() or platform.machine()
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"cpu: {model}, {os.cpu_count()} cores"
+_device_name = device_name  # one name the benchmark commands and their tests share
 
 
 json_option = click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,

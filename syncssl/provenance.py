@@ -69,8 +69,17 @@ def gpu() -> str | None:
     torch = sys.modules.get("torch")
     try:
         return torch.cuda.get_device_name(0) if torch is not None and torch.cuda.is_available() else None
-    except RuntimeError:
+    except (RuntimeError, AssertionError):  # a driver that fails, or a build without CUDA: no GPU to name
         return None
+
+
+def device_name() -> str:
+    """What a benchmark ran on, in one line: the first GPU's name, else the CPU model and its core count."""
+    name = gpu()
+    if name:
+        return name
+    info = cpu()
+    return f"cpu: {info['model']}, {info['cores']} cores"
 
 
 def env_block() -> dict:

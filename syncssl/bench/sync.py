@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..provenance import env_block
+from ..provenance import device_name, env_block
 
 
 def long_preset(preset: str, margin_frames: int, frames: int | None = None):
@@ -184,8 +184,7 @@ def _evaluate(model, loaded, shifted, unshifted, result, out, pairs, device, app
 
 
 def _device(dev: str) -> str:
-    from ..cli import _device_name
-    return _device_name() if dev == "cpu" else dev
+    return device_name() if dev == "cpu" else dev
 
 
 def plot_benchmark(report: dict, path: Path) -> Path:

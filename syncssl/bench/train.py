@@ -23,14 +23,10 @@ import torch.nn.functional as F
 from ..models.pairnet import PairNet
 from ..optional import av
 from ..parallel import usable_cpus
+from ..provenance import device_name
 from ..train.config import load_config
 from ..train.distributed import Dist
 from ..train.trainer import PretextTrainer
-
-
-def _device_name() -> str:
-    from ..cli import _device_name as name
-    return name()
 
 
 def _timed(step_fn, steps: int, warmup: int, pairs_per_step: int, device: torch.device) -> float:
@@ -100,7 +96,7 @@ def run_train_benchmark(dataset: str = "synthetic:small", preset: str = "cpu-sma
     if batch_size:
         extra.append(f"train.batch_size={batch_size}")
     dev = normalise_device("cuda" if (device == "auto" and torch.cuda.is_available()) or device == "cuda" else "cpu")
-    out = {"device": _device_name(), "steps": steps}
+    out = {"device": device_name(), "steps": steps}
     for source in ("tiles", "video"):
         cfg = load_config(preset, None, extra + [f"data.source='{source}'"])
         trainer = PretextTrainer(cfg, Dist(device=dev), log=lambda *a: None, progress=False)
