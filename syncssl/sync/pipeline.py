@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ..data.dataset import DataError, Dataset, Sequence
+from ..parallel import usable_cpus
 from . import domain, search, tangency
 from .epipolar import has_baseline
 from .tangency import TangencyCue
@@ -38,23 +39,6 @@ from .tangency import TangencyCue
 ANY_LENGTH = 10 ** 9  # frame tolerance: an unsynchronized rig's cameras may differ in length by anything
 DEFAULT_MAX_OFFSET_S = 5.0  # without --max-offset: what the recordings allow, up to this
 CUES = ("fused", "classifier", "geometry")
-
-
-def available_cpus() -> int:
-    """CPUs this process may use: its affinity mask, and the cgroup's CPU quota where one is set."""
-    import math
-    import os
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:
-        n = os.cpu_count() or 1
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            n = min(n, max(1, math.floor(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, n)
 
 
 class PairScorer(Protocol):
@@ -388,7 +372,7 @@ def synchronize(dataset: str | Path, model: LoadedModel | None, options: SyncOpt
     out = Path(out) if out is not None else dataset / "sync"
     prepared = Path(prepared) if prepared is not None else _prepared_folder(dataset, out)
     device = torch.device(device)
-    threads = options.threads or available_cpus()
+    threads = options.threads or usable_cpus()
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(threads)  # the embedding runs in this thread; prepare's workers are single-threaded
     try:
