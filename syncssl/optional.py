@@ -12,11 +12,13 @@ class Optional:
         self._name, self._purpose = name, purpose
 
     def __getattr__(self, attr: str):
-        try:
-            module = importlib.import_module(self._name)
-        except ImportError as e:
-            raise ImportError(f"{self._purpose} needs the {self._name!r} package, which is not installed "
-                              f"({e})") from None
+        module = self.__dict__.get("_module")
+        if module is None:  # imported once: the decode loops read attributes per packet
+            try:
+                module = self._module = importlib.import_module(self._name)
+            except ImportError as e:
+                raise ImportError(f"{self._purpose} needs the {self._name!r} package, which is not installed "
+                                  f"({e})") from None
         return getattr(module, attr)
 
     def available(self) -> bool:

@@ -267,8 +267,9 @@ def model_from_empty_scene(image: np.ndarray, samples: np.ndarray) -> Background
     d = colour_distance(samples[:, ::step, ::step], image[::step, ::step])[~exclude[:, ::step, ::step]]
     med = float(np.median(d)) if d.size else 0.0
     noise = 1.4826 * float(np.median(np.abs(d - med))) if d.size else 0.0
+    empty = np.zeros(image.shape[:2], bool)  # the scene itself: no pixel needs the person to leave, none persists
     return BackgroundModel(image, max(THRESHOLD_FLOOR, med + THRESHOLD_SIGMAS * noise), noise, len(samples),
-                           np.zeros(image.shape[:2], bool))
+                           empty, persistence=empty.astype(np.float32))
 
 
 def _masked_median(x: np.ndarray, excluded: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -324,13 +325,6 @@ def borrow_background(image: np.ndarray, unreliable: np.ndarray, donors: list[tu
     out = image.copy()
     out[fill] = np.round(np.nanmedian(v, axis=0)).astype(np.uint8)
     return out, fill, used
-
-
-def describe_region(region: np.ndarray) -> str:
-    """'x 10..42, y 5..60 (3.1% of the frame)' for a boolean (H, W) region."""
-    ys, xs = np.nonzero(region)
-    return (f"x {xs.min()}..{xs.max()}, y {ys.min()}..{ys.max()} "
-            f"({100 * region.mean():.1f}% of the frame)")
 
 
 # ---------------------------------------------------------------- foreground masks

@@ -16,6 +16,7 @@ import os
 import shutil
 from pathlib import Path
 
+from ..storage import write_text_atomic
 from .dataset import DataError
 
 RECORD = ".syncssl-prepare.json"
@@ -99,9 +100,7 @@ class OwnedFolder:
         self.folder.mkdir(parents=True, exist_ok=True)
         doc = dict(written_by=WRITER, what="every path prepare wrote here; it removes or replaces only these",
                    paths=sorted(self.paths))
-        tmp = self.folder / (RECORD + ".tmp")
-        tmp.write_text(json.dumps(doc, indent=1) + "\n")
-        os.replace(tmp, self.folder / RECORD)
+        write_text_atomic(self.folder / RECORD, json.dumps(doc, indent=1) + "\n", "prepare's record of its files")
 
 
 def as_folder(path: Path) -> str:

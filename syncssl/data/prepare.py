@@ -242,6 +242,7 @@ def _planned_files(dataset: Dataset, out: Path, options: PrepareOptions, tile_di
     target = TRANSCODES[options.transcode]
     if target is not None:
         paths += [_transcode_path(out, s, v, target[0]) for s in dataset.sequences for v in s.views]
+    paths.append(as_folder(out / "decoded"))  # frames kept between the background step and the pass
     return paths + ([as_folder(tile_dir)] if tile_dir is not None else [])
 
 
@@ -663,8 +664,6 @@ class _Build:
         against the first median in many samples, always in one place; a moving person never is)."""
         for g in groups.values():
             model, info = models[g.id], infos[g.id]
-            if model.persistence is None:  # the rig's empty scene: no temporal median, so no ghost to look for
-                continue
             region = ghost_region(model.persistence)
             if region.mean() > 0.002:
                 box = _region_box(region, info.size)  # the model may be of shrunk frames
