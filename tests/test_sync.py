@@ -410,6 +410,15 @@ def test_mirror_rig_offsets_are_recovered_exactly(mirror_session):
     assert (out / "sync.csv").read_text().count("\n") == 4 and (out / "scores.png").stat().st_size > 1000
 
 
+def test_each_camera_from_its_reference_pair_alone_is_confirmed_too(mirror_session, tmp_path):
+    """Without the joint search (--independent), the reference pairs' own estimates are checked by the same evidence
+    rule: the pairs with the reference vote and the camera triplet closes, so the rig is placed as jointly."""
+    session, _ = mirror_session
+    result = synchronize(session, stub_model(), SyncOptions(max_offset_s=0.24, joint=False, **FAST),
+                         out=tmp_path / "out", progress=False, log=lambda m: None)
+    assert {c.camera: c.estimate.offset for c in result.sequences[0].cameras} == TRUTH
+
+
 def test_mirrored_scoring_averages_the_mirror_images_pass(mirror_session, tmp_path, monkeypatch):
     """--mirrored embeds every view a second time, mirrored, and scores the mirrored pairs too."""
     from syncssl.sync import domain, pipeline

@@ -689,8 +689,8 @@ def _search(plan: _Plan, embeddings: dict, scorer: PairScorer | None, options: S
                                       replicates=options.joint_replicates, min_support=options.min_support,
                                       tolerance=plan.tolerance,
                                       start={c: e.best or 0 for c, e in direct.items()}, direct=direct)
-    else:
-        chosen = direct
+    else:  # as joint_offsets gives it: the reference at 0 among the cameras, so its pairs can vote
+        chosen = {ref: search.Estimate(0, 0, "reference"), **direct}
     triplets = search.triplet_checks(plan.cameras, pairs, plan.tolerance, sizes=(3, 4))
     voters = [c for c in ("classifier", "geometry") if c != "classifier" or classifier_votes]
     cams = [CameraResult(ref, search.Estimate(0, 0, "reference"), search.Estimate(0, 0, "reference"),
