@@ -368,6 +368,8 @@ def synchronize(dataset: str | Path, model: LoadedModel | None, options: SyncOpt
     options = options or SyncOptions()
     if model is None and options.cue != "geometry":
         raise ValueError(f"--cue {options.cue} needs a model (--model); --cue geometry needs none")
+    if options.cue == "geometry":
+        model = None  # a model given anyway would be embedded and adapted for scores that nothing reads
     dataset = Path(dataset)
     out = Path(out) if out is not None else dataset / "sync"
     prepared = Path(prepared) if prepared is not None else _prepared_folder(dataset, out)
