@@ -412,7 +412,10 @@ class Trainer:
         try:
             t_wall = time.perf_counter()
             while self.step < stop:
-                if any_rank(signals.signum is not None, self.dist):  # every rank stops at the same step
+                # every rank stops at the same step; across processes agreeing costs a host sync, so they compare
+                # at log steps, where the window's sums are read anyway (alone, a process checks every step)
+                if (not self.dist.enabled or self.step % t.log_every == 0) and \
+                        any_rank(signals.signum is not None, self.dist):
                     stopped = True
                     break
                 batch = prefetch.next()
