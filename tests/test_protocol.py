@@ -1,9 +1,20 @@
 """The honest evaluation protocol: validation and test people, the declared search of each side, selection on
 validation only, intervals over seeds and people (docs/reproduction.md)."""
-import numpy as np
+import csv
+import json
+import math
 
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from syncssl import cli
+from syncssl.config import ConfigError
 from syncssl.data.synthetic import PRESETS, plan_sequences, render_sequence
 from syncssl.data.synthetic.generator import dataset_meta
+from syncssl.eval.protocol import Evaluation, choose, load_grid
+from syncssl.eval.stats import gain, t_interval
+from syncssl.train.runfolder import RunFolderError
 
 
 def test_eval_presets_add_val_and_test_people_and_change_no_one_else():
@@ -25,18 +36,6 @@ def test_eval_presets_add_val_and_test_people_and_change_no_one_else():
 
 
 # ---------------------------------------------------------------- the protocol end to end, at tiny scale
-
-import csv  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-
-import pytest  # noqa: E402
-from click.testing import CliRunner  # noqa: E402
-
-from syncssl import cli  # noqa: E402
-from syncssl.config import ConfigError  # noqa: E402
-from syncssl.eval.protocol import Evaluation, choose, load_grid  # noqa: E402
-from syncssl.eval.stats import gain, t_interval  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +168,19 @@ def test_selection_reads_val_only_and_met_needs_the_interval(tmp_path, monkeypat
     assert 0.24 < result["paper"]["gain"] < 0.26 and not result["paper"]["met"]
     text = (tmp_path / "out" / "results.md").read_text()
     assert "above 20%: met;" in text and "above 37%: not met." in text
+
+
+def test_a_folder_holding_an_ablation_table_is_refused_and_left_as_it_was(tmp_path, monkeypatch):
+    """Both grids default to the same --out: the protocol must not merge its rows into an ablation grid's table."""
+    (tmp_path / "planted.toml").write_text(GRID)
+    out = tmp_path / "out"
+    out.mkdir()
+    table = "name,init,seed,mpjpe\nheadline,random,0,150.0\n"
+    (out / "results.csv").write_text(table)
+    monkeypatch.setattr(Evaluation, "pretrain", lambda self, seed: pytest.fail("nothing may train"))
+    with pytest.raises(RunFolderError, match="holds a reproduction grid"):
+        Evaluation(load_grid(tmp_path / "planted.toml"), out, log=lambda m: None).run()
+    assert (out / "results.csv").read_text() == table and sorted(p.name for p in out.iterdir()) == ["results.csv"]
 
 
 def test_intervals_and_the_met_rule():

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..config import ConfigError
 from ..figures import pyplot, save_figure
+from ..train import runfolder
 from ..train.config import FinetuneConfig, load_config
 from . import declared
 from .reproduce import train_or_reuse
@@ -189,7 +190,21 @@ class Evaluation:
             self.log(f"test: {run_dir.name}")
             return run_evaluation(run_dir, run_dir / "test", split="test", pictures=0, data_root=self.data_root)
 
+    def identity(self) -> dict:
+        """What makes the rows of one ``--out`` comparable: recorded in ``<out>/run.json``, a second call must agree."""
+        return {"grid": self.grid.name, "pretrain": " ".join(self.extra_pretrain),
+                "finetune": " ".join(self.extra_finetune)}
+
     def run(self) -> dict:
+        """Claims ``out`` as every command claims its folder (another command's output, an ablation grid's table
+        included, is refused, never merged into), then runs the grid under the folder's lock."""
+        runfolder.check_identity(self.out, "protocol", self.identity(), "--out", force_flag=None)
+        with runfolder.locked(self.out, "syncssl-reproduce --grid"):
+            runfolder.check_identity(self.out, "protocol", self.identity(), "--out", force_flag=None)  # under the lock
+            runfolder.write_marker(self.out, "protocol", command="syncssl-reproduce --grid", **self.identity())
+            return self._run()
+
+    def _run(self) -> dict:
         g = self.grid
         pairs = self.seed_pairs()
         pre = {p: self.pretrain(p) for p, _ in pairs}

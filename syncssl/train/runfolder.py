@@ -43,7 +43,8 @@ _RUN_OUTPUTS = ("checkpoints", "summary.json", "config.toml", "metrics_*.csv", "
 
 TASKS = {"pretrain": "a pre-training run (syncssl-train)", "finetune": "a fine-tuning run (syncssl-finetune)",
          "eval": "an evaluation (syncssl-eval)", "reproduce": "a reproduction grid (syncssl-reproduce)",
-         "transfer-curve": "a transfer curve (syncssl-transfer-curve)"}
+         "transfer-curve": "a transfer curve (syncssl-transfer-curve)",
+         "protocol": "a validation/test protocol grid (syncssl-reproduce --grid)"}
 
 
 class RunFolderError(RuntimeError):
