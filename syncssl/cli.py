@@ -460,9 +460,6 @@ def _write_json(path, result: dict):
         click.echo(f"wrote {path}", err=True)
 
 
-_device_name = device_name  # one name the benchmark commands and their tests share
-
-
 json_option = click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
                            help="Also write the result as JSON.")
 
@@ -508,7 +505,7 @@ def bench_data(json_path, repeats, root, quick):
         ("decode_pyav_over_opencv", decode["decode_pyav_over_opencv"], "> 1 (CPU)"),
         ("decode_pyav_over_torchcodec", decode["decode_pyav_over_torchcodec"], "> 1 (CPU)"),
     ]
-    table = Table(title=f"syncssl-bench data: {_device_name()}")
+    table = Table(title=f"syncssl-bench data: {device_name()}")
     for col in ("ratio", "measured", "goal", "met"):
         table.add_column(col)
     for name, value, goal in goals:
@@ -517,7 +514,7 @@ def bench_data(json_path, repeats, root, quick):
         table.add_row(name, "-" if value is None else f"{value:.2f}", goal,
                       "n/a" if met is None else ("yes" if met else "no"))
     console.print(table)
-    _write_json(json_path, {"device": _device_name(), **{n: v for n, v, _ in goals},
+    _write_json(json_path, {"device": device_name(), **{n: v for n, v, _ in goals},
                             "assemble": assemble, "assemble_gpu": gpu, "decode": decode})
 
 

@@ -58,7 +58,7 @@ def test_bench_data_on_a_gpu_machine_runs_the_gpu_providers_only(tmp_path, monke
         raise AssertionError("the CPU decoders must not run on a GPU machine")
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(cli, "_device_name", lambda: "a GPU")
+    monkeypatch.setattr(cli, "device_name", lambda: "a GPU")
     monkeypatch.setattr(assemble, "run_assemble_benchmark", fake_assemble)
     monkeypatch.setattr(assemble, "print_assemble_table", lambda *a, **kw: None)
     monkeypatch.setattr(decode, "run_decode_benchmark", no_decode)

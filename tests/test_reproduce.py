@@ -45,8 +45,8 @@ def test_reproduce_writes_results_and_reuses_finished_runs(tiny_dataset, tmp_pat
 
 def test_config_changes_reads_options_added_since_as_their_default(tmp_path):
     from syncssl import config as cfglib
-    from syncssl.eval.reproduce import config_changes
     from syncssl.train.config import load_config
+    from syncssl.train.runfolder import config_changes
     cfg = load_config("tiny", None, [f"train.run_dir='{tmp_path}'"])
     saved = cfglib.to_toml(cfg).replace("backbone_lr_scale = 1.0\n", "")  # a run from before that option
     (tmp_path / "config.toml").write_text(saved)

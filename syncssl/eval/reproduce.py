@@ -26,7 +26,6 @@ from ..storage import write_text_atomic
 from ..train import runfolder
 from ..train.config import FinetuneConfig, PretrainConfig, load_config, preset_path
 from ..train.run import run_training
-from ..train.runfolder import config_changes, finished_summary  # noqa: F401 (this module's API before runfolder's)
 from . import declared
 
 
