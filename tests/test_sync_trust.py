@@ -6,24 +6,14 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from test_sync import FAST, _rig_camera
 
 from syncssl.data.dataset import DataError
 from syncssl.sync import SyncOptions, search, synchronize, tangency
 from syncssl.sync.inject import shift_sequence
 from syncssl.sync.pipeline import CameraResult, confirm, merge_adapted, search_spans
 
-FAST = dict(replicates=40, joint_replicates=16, adapt_steps=0)
-
-
 # ---------------------------------------------------------------- the tangency cue
-
-
-def _camera(name: str, eye):
-    from syncssl.geometry import Camera
-    from syncssl.geometry.camera import look_at
-    R, t = look_at(np.asarray(eye, float), [0, 0, 900])
-    K = np.array([[1100.0, 0, 500], [0, 1100.0, 500], [0, 0, 1]])
-    return Camera(name, (1000, 1000), K, np.array([0.05, -0.02, 0.001, 0.0005, 0.0]), R, t)
 
 
 def _body(t: int, rng) -> np.ndarray:
@@ -35,7 +25,7 @@ def _body(t: int, rng) -> np.ndarray:
 
 
 def test_tangent_planes_of_one_instant_coincide_and_part_as_the_body_moves():
-    a, b = _camera("a", [4500, 300, 1500]), _camera("b", [-600, 4200, 1700])
+    a, b = _rig_camera("a", [4500, 300, 1500]), _rig_camera("b", [-600, 4200, 1700])
     pencil = tangency.Pencil(a, b)
     rng = np.random.default_rng(0)
     bodies = [_body(t, rng) for t in range(40)]

@@ -117,7 +117,7 @@ def crops(assembler, views: list[tuple[int, int, int]], batch: int = 64) -> torc
     out = []
     for k in range(0, len(views), batch):
         chunk = views[k:k + batch]
-        images, ok = assembler(chunk, np.zeros(len(chunk), bool), np.zeros((len(chunk), 3), np.float32), k)
+        images, _ = assembler(chunk, np.zeros(len(chunk), bool), np.zeros((len(chunk), 3), np.float32), k)
         out.append(images)
     return torch.cat(out) if out else torch.zeros(0)
 

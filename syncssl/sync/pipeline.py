@@ -673,9 +673,7 @@ def _search(plan: _Plan, embeddings: dict, scorer: PairScorer | None, options: S
             if np.isfinite(G).any():
                 parts["geometry"] = G
         if parts:
-            L = sum(parts.values()) if len(parts) > 1 else next(iter(parts.values()))
-            if len(parts) > 1:  # fused: only where every cue scored
-                L = np.where(np.isfinite(parts.get("classifier", 0)) & np.isfinite(parts.get("geometry", 0)), L, np.nan)
+            L = sum(parts.values())  # fused: NaN wherever a cue did not score, so only where every cue scored
         else:
             L = np.full((len(plan.instants[a]), len(offsets)), np.nan, np.float32)
         curve = search.Curve(a, b, offsets, L)

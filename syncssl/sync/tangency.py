@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -245,7 +245,3 @@ def cue_matrix(cue: TangencyCue, wedge_a: np.ndarray, wedge_b: np.ndarray, insta
     if half > 0:
         score = smooth_rows(score, half)
     return score.astype(np.float32)
-
-
-def describe(cue: TangencyCue) -> dict:
-    return asdict(cue)
