@@ -195,7 +195,7 @@ def both_rates(root):
 def extra_camera(root):
     """A third video without a calibration table."""
     v = seq(root) / "videos" / "cam_03.avi"
-    write_video(v, frames(N), 25, "mjpeg")
+    write_video(v, frames(N, base=90), 25, "mjpeg")
     return v
 
 
@@ -418,6 +418,8 @@ CASES = [
     Case("clean-h264-deep", "h264", lambda root: None, r"valid", "deep", ok=True),
     Case("clean-vp9-deep", "vp9", lambda root: None, r"valid", "deep", ok=True),
     # frame counts, rates and sizes across the cameras
+    Case("camera-copied", "flat", lambda root: shutil.copyfile(video(root, "cam_01"), video(root)),
+         r"^is byte-identical to cam_01.avi: two cameras hold the same video"),
     Case("count-off-by-two", "flat", rewrite(n=N - 2), r"camera cam_02 \(cam_02.avi\) is shorter", ok=True),
     Case("count-off-by-thirty", "flat", rewrite(n=N + 30), r"frame counts differ by 30, more than the tolerance"),
     Case("single-frame-camera", "flat", three_cameras(rewrite(n=1)), r"holds 1 frames"),
@@ -484,6 +486,10 @@ CASES = [
          r"subject 'S2' is listed in dataset.json but its folder is missing"),
     Case("split-unknown-subject", "flat", meta(splits={"train": ["S7"]}), r"split 'train' names subjects \['S7'\]"),
     Case("split-not-a-list", "flat", meta(splits={"train": "S1"}), r"split 'train' must be a list"),
+    Case("test-subject-also-trained", "flat", meta(splits={"train": ["S1"], "test": ["S1"]}),
+         r"splits 'test' and 'train' both hold S1: a held-out subject must be in no other split"),
+    Case("val-subject-also-tested", "flat", meta(splits={"val": ["S1"], "test": ["S1"]}), r"splits 'val' and 'test'"),
+    Case("pretrain-overlaps-train", "flat", meta(splits={"train": ["S1"], "pretrain": ["S1"]}), r"valid", ok=True),
     Case("skeleton-unknown", "flat", meta(skeleton="coco17"), r"field 'skeleton' is 'coco17'"),
     Case("actions-not-a-map", "flat", meta(actions=["walk"]), r"field 'actions' must map"),
     Case("dataset-json-list", "flat", meta_text("[1, 2]"), r"expected a JSON object"),

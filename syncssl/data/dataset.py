@@ -178,11 +178,26 @@ def _check_fields(path: Path, meta: dict) -> None:
     for split, members in meta["splits"].items():
         if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
             raise DataError(path, f"split {split!r} must be a list of subject names, got {members!r}")
+    _refuse_leaks(path, meta["splits"])
     skeleton = meta.get("skeleton", "h36m17")
     if skeleton not in SKELETONS:
         raise DataError(path, f"field 'skeleton' is {skeleton!r}; syncssl knows {', '.join(SKELETONS)}")
     if not isinstance(meta.get("actions", {}), dict):
         raise DataError(path, "field 'actions' must map \"<subject>/<sequence>\" or \"<sequence>\" to an action name")
+
+
+HELD_OUT = ("val", "test")  # splits whose people no other split may hold: what is tuned or reported on them
+
+
+def _refuse_leaks(path: Path, splits: dict[str, list[str]]) -> None:
+    """A subject in a held-out split and in any other split would be trained or tuned on and then reported as
+    unseen. (Overlaps among the other splits are by design, e.g. ``pretrain`` = ``train`` + ``pool``.)"""
+    for held in (s for s in HELD_OUT if s in splits):
+        for other, members in splits.items():
+            shared = sorted(set(splits[held]) & set(members)) if other != held else []
+            if shared:
+                raise DataError(path, f"splits {held!r} and {other!r} both hold {', '.join(shared)}: a held-out "
+                                      f"subject must be in no other split")
 
 
 # ---------------------------------------------------------------- ground-truth masks (synthetic data)

@@ -12,6 +12,7 @@ sorted order) is said in ``Sequence.notes``; whatever cannot be fixed raises :cl
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import replace
 from functools import partial
@@ -149,6 +150,22 @@ def _pair_cameras(folder: Path, calib: Path, cameras: list[Camera], videos: list
                             f"({', '.join(p.name for p in videos)}): a camera is missing from this sequence")
 
 
+def _refuse_copies(mapping: dict[str, Path]) -> None:
+    """Two cameras never record the same bytes: identical files are a copy made by mistake, and would pair a view
+    with itself as if it were another camera. Sizes first, so distinct files cost no read."""
+    by_size: dict[int, list[Path]] = {}
+    for path in mapping.values():
+        by_size.setdefault(path.stat().st_size, []).append(path)
+    for same_size in (ps for ps in by_size.values() if len(ps) > 1):
+        seen: dict[str, Path] = {}
+        for path in same_size:
+            digest = hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+            if digest in seen:
+                raise DataError(path, f"is byte-identical to {seen[digest].name}: two cameras hold the same video "
+                                      f"(a copy made by mistake?); each camera needs its own recording")
+            seen[digest] = path
+
+
 def _sized_camera(calib: Path, camera: Camera, info: VideoInfo) -> tuple[Camera, list[str]]:
     """The camera at its video's frame size, as Pose2Sim and OpenCV read a size difference:
 
@@ -223,6 +240,7 @@ def read_sequence(folder: Path, *, subject: str, name: str, action: str, fps: fl
         raise DataError(calib, "calibration file is missing (every sequence folder needs calibration.toml)")
     cameras = read_calibration(calib)
     mapping, how = _pair_cameras(folder, calib, cameras, find_videos(folder))
+    _refuse_copies(mapping)
     notes = [how] if "sorted order" in how else []  # a match by name needs no second look
 
     views, counts, rates = [], {}, {}
