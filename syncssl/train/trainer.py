@@ -39,6 +39,7 @@ from .config import common_problems
 from .data import build_pipeline, load_manifest, make_source, tile_spec
 from .distributed import Dist, all_reduce_sum, any_rank, gather_objects
 from .logger import MetricLogger, memory_use, plot_curves
+from .memory import check_step_memory, threads_note
 from .signals import Interrupted, StopRequest
 
 
@@ -138,6 +139,7 @@ class Trainer:
     """The task-independent trainer. Subclasses implement the five hooks marked "task hook"."""
 
     name = "train"  # the progress bar's label
+    images_per_sample = 1  # images in one training sample (the memory check counts them)
 
     def __init__(self, cfg, dist: Dist, log=None, progress: bool = True, allow_changes: bool | None = False):
         """allow_changes: resume a checkpoint trained with another configuration (True: noted; False: only the
@@ -150,6 +152,8 @@ class Trainer:
         self.device = dist.device
         if t.threads:
             torch.set_num_threads(t.threads)
+            if (note := threads_note(t.threads)) is not None:
+                self.log(note)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest convolutions once
         if t.batch_size % dist.world_size:
@@ -172,6 +176,9 @@ class Trainer:
         model = self.build_model()
         if t.sync_bn and dist.enabled and self.device.type == "cuda":
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        check_step_memory(model, images=self.images_per_sample * self.local_batch, crop=cfg.data.crop_size,
+                          dtype=self.input_dtype, device=self.device, batch_key="train.batch_size",
+                          batch=t.batch_size)
         self.model = model.to(self.device, memory_format=torch.channels_last if t.channels_last
                               else torch.contiguous_format)
         self.plan_of, self.batcher = self.build_train_data()
@@ -495,6 +502,7 @@ class PretextTrainer(Trainer):
     """Self-supervised pre-training: are the two views of a pair synchronized, is one of them mirrored?"""
 
     name = "pretrain"
+    images_per_sample = 2  # a pair of views
     progress_keys = ("loss", "sync_acc", "flip_acc")
 
     def build_model(self) -> nn.Module:
@@ -689,6 +697,7 @@ class PoseTrainer(Trainer):
     """Transfer: regress root-relative 3D joints (camera frame, mm) from one crop, with few labels."""
 
     name = "finetune"
+    images_per_sample = 1
     progress_keys = ("loss", "mpjpe")
     curve_panels = [("loss (mean joint error, m)", ["loss"]), ("MPJPE (mm)", ["mpjpe", "n_mpjpe", "p_mpjpe"]),
                     ("throughput (images/s)", ["pairs_per_s"]), ("share of step time waiting for data", ["data_wait"])]
