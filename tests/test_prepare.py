@@ -15,10 +15,11 @@ import pytest
 from syncssl.data.background import estimate_background, foreground_masks, sample_indices
 from syncssl.data.boxes import crop_boxes, motion_from_poses, square_boxes
 from syncssl.data.calibration import write_calibration
-from syncssl.data.dataset import DataError, Dataset, Sequence, View, save_masks, write_dataset_json
+from syncssl.data.dataset import Dataset, Sequence, View, save_masks, write_dataset_json
 from syncssl.data.manifest import Manifest
 from syncssl.data.prepare import PrepareOptions, prepare, read_frames_at
 from syncssl.data.video import probe, read_frames, write_video
+from syncssl.errors import DataError
 from syncssl.geometry import H36M17, Camera, look_at
 
 W, H, F = 128, 96, 150.0  # frame size and focal length (px): the person is ~70 px tall at 3.5 m

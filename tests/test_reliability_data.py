@@ -23,9 +23,10 @@ from test_faults import noise, packet_span
 from test_sources import SIZE, frames, make_camera, poses, write_sequence
 
 from syncssl import cli
-from syncssl.data.dataset import DataError, write_dataset_json
+from syncssl.data.dataset import write_dataset_json
 from syncssl.data.sources import open_dataset
 from syncssl.data.video import write_video
+from syncssl.errors import DataError, DiskError
 
 N = 20  # frames per video
 SEQ = ("S1", "walk_00")
@@ -712,7 +713,7 @@ def test_a_worker_killed_on_a_full_disk_is_named(tmp_path, monkeypatch):
 
     from syncssl import storage
     monkeypatch.setattr(storage, "free_bytes", lambda path: 0)
-    with pytest.raises(storage.DiskError) as e:
+    with pytest.raises(DiskError) as e:
         with storage.translate_disk_errors(tmp_path, "the tiles"):
             raise BrokenProcessPool("A process in the process pool was terminated abruptly")
     assert str(e.value).startswith(f"no space left on {tmp_path} while writing the tiles (0 B free; a worker process "

@@ -110,10 +110,10 @@ def invoke(command, *args) -> Outcome:
 
 def call(fn) -> Outcome:
     """A direct call: its user error as the CLI would show it; 0 if it returns."""
-    from syncssl.train.run import USER_ERRORS
+    from syncssl.errors import SyncsslError
     try:
         fn()
-    except USER_ERRORS as e:
+    except SyncsslError as e:
         return Outcome(getattr(e, "exit_code", 1), f"Error: {e}")
     return Outcome(0)
 

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from syncssl import cli
-from syncssl.config import ConfigError
+from syncssl.errors import ConfigError
 from syncssl.eval.reproduce import GRID, HEADLINE, Reproduction, load_preset, preset_names
 
 

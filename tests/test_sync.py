@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 
 from syncssl.data.calibration import read_calibration, write_calibration
-from syncssl.data.dataset import DataError
 from syncssl.data.sources import open_dataset
 from syncssl.data.syncfile import SYNC_NAME, normalised, read_sync_file, write_sync_file
 from syncssl.data.video import iter_frames, read_frames, write_video
+from syncssl.errors import DataError
 from syncssl.sync import SyncOptions, apply_offsets, search, synchronize
 from syncssl.sync.inject import shift_dataset, shift_sequence
 from syncssl.sync.pipeline import LoadedModel, PairNetScorer
@@ -576,8 +576,8 @@ def test_benchmark_summary_counts_misses_and_buckets():
 
 def test_benchmark_recording_length(tmp_path):
     from syncssl.bench.sync import long_preset, run_sync_benchmark
-    from syncssl.config import ConfigError
     from syncssl.data.synthetic import PRESETS
+    from syncssl.errors import ConfigError
     n = PRESETS["small"].num_frames
     same = long_preset("small", 50)  # the preset's length keeps its cached render's name
     assert same.name == "small-heldout-long50" and same.num_frames == n + 100 and same.train_subjects == ()

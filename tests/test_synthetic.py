@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from syncssl.cli import data as data_cli
 from syncssl.cli import synth as synth_command
 from syncssl.data.calibration import read_calibration
-from syncssl.data.dataset import DataError, load_masks
+from syncssl.data.dataset import load_masks
 from syncssl.data.synthetic import (
     ACTIONS,
     GENERATOR,
@@ -37,6 +37,7 @@ from syncssl.data.synthetic.body import J
 from syncssl.data.synthetic.generator import sequence_rng
 from syncssl.data.synthetic.render import Body
 from syncssl.data.video import probe, read_frames
+from syncssl.errors import DataError
 from syncssl.geometry import H36M17
 
 TINY = PRESETS["tiny"]

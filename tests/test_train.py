@@ -16,11 +16,11 @@ import torch.multiprocessing as mp
 from click.testing import CliRunner
 
 from syncssl import cli
-from syncssl.config import ConfigError
+from syncssl.errors import CheckpointError, ConfigError, NonFiniteLoss
 from syncssl.train import checkpoint as ckpt
 from syncssl.train.config import PretrainConfig, load_config
 from syncssl.train.distributed import Dist
-from syncssl.train.trainer import NonFiniteLoss, PretextTrainer
+from syncssl.train.trainer import PretextTrainer
 
 
 def tiny_config(dataset: Path, run_dir: Path, *extra: str) -> PretrainConfig:
@@ -515,6 +515,6 @@ def test_checkpoint_without_an_option_added_since_loads_at_its_default(tiny_data
     del state["arch"]["pool"]  # a checkpoint from before `model.pool` existed: it pooled by average, the default
     trainer.load_state_dict(state)
     state["arch"]["pool"], state["arch"]["width"] = "avg", 0.5
-    with pytest.raises(ckpt.CheckpointError, match="does not match the config"):
+    with pytest.raises(CheckpointError, match="does not match the config"):
         trainer.load_state_dict(state)
     trainer.close()

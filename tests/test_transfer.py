@@ -8,11 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from syncssl.config import ConfigError
-from syncssl.data.dataset import DataError
 from syncssl.data.pose_sampling import ViewSampler, evaluation_plans, evaluation_views, label_budget
+from syncssl.errors import CheckpointMismatch, ConfigError, DataError
 from syncssl.eval.evaluate import run_evaluation
-from syncssl.models.resnet import CheckpointMismatch
 from syncssl.train.config import FinetuneConfig, load_config
 from syncssl.train.run import run_training
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import DataError
 from ..ops import assemble_pairs
 from .crops import MaskSettings, cut
-from .dataset import DataError
 from .decode import FrameRequest
 from .manifest import Manifest
 from .sampling import PairPlan, cross_pairs

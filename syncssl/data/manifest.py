@@ -29,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
 from ..geometry import Camera
-from .dataset import DataError, Dataset
+from .dataset import Dataset
 
 FORMAT = "syncssl-manifest"
 VERSION = 2  # 2: boxes in pixel edges, label-free boxes and motion, silhouettes

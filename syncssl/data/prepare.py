@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
 from ..figures import pyplot, save_figure
 from ..parallel import Workers, usable_cpus
 from ..storage import translate_disk_errors
@@ -61,7 +62,7 @@ from .boxes import (
     tile_rect,
 )
 from .crops import MaskSettings
-from .dataset import DataError, Dataset, Sequence, View, load_masks
+from .dataset import Dataset, Sequence, View, load_masks
 from .manifest import (
     MANIFEST_NAME,
     BackgroundInfo,

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
 from ..geometry import H36M17, SKELETONS, Skeleton
-from .dataset import DataError, Dataset, Sequence
+from .dataset import Dataset, Sequence
 from .video import read_frames
 
 SIDE_COLOURS = {"left": "#1f77b4", "right": "#d62728", "centre": "#2ca02c"}  # blue, red, green

@@ -25,7 +25,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .dataset import DataError, read_utf8
+from ..errors import DataError
+from .dataset import read_utf8
 
 SYNC_NAME = "sync.toml"
 

@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import DataError
 from ..parallel import usable_cpus
-from .dataset import DataError
 
 TILES_VERSION = 1
 FORMATS = ("raw", "jpeg", "auto")  # auto: raw when the set fits the memory budget, else JPEG (resolve_format)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
 from ..optional import av
 from .damage import FrameCheck, FramingCheck, configure, decoder_errors, describe, logged_error, timestamp_gap
-from .dataset import DataError
 
 # codec -> (container extension, pixel format, encoder)
 CODECS = {

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..figures import pyplot, save_figure
 from ..train import runfolder
 from ..train.config import FinetuneConfig, load_config

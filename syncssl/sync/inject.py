@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from ..data.calibration import match_cameras, read_calibration, write_calibration
-from ..data.dataset import DataError, load_masks, read_dataset_json, save_masks
+from ..data.dataset import load_masks, read_dataset_json, save_masks
 from ..data.sources.layout import find_videos
 from ..data.video import CODECS, iter_frames, probe, read_frames, write_video
+from ..errors import DataError
 
 
 def random_offsets(cameras: list[str], reference: str, max_frames: int, rng: np.random.Generator) -> dict[str, int]:

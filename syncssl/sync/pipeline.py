@@ -30,7 +30,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from ..data.dataset import DataError, Dataset, Sequence
+from ..data.dataset import Dataset, Sequence
+from ..errors import CheckpointError, DataError
 from ..parallel import usable_cpus
 from . import domain, search, tangency
 from .epipolar import has_baseline
@@ -107,12 +108,12 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedMo
     from ..train.trainer import resolve_amp
     checkpoint = resolve_checkpoint(Path(path))
     if checkpoint is None:
-        raise ckpt.CheckpointError(f"{path}: no loadable checkpoint (give a pre-training run folder or a "
+        raise CheckpointError(f"{path}: no loadable checkpoint (give a pre-training run folder or a "
                                    "checkpoint folder <run>/checkpoints/step-N)")
     state = ckpt.load(checkpoint)
     arch = state.get("arch", {}).get("model")
     if arch != "PairNet":
-        raise ckpt.CheckpointError(f"{checkpoint}: a {arch} checkpoint; synchronizing needs the pre-trained sync "
+        raise CheckpointError(f"{checkpoint}: a {arch} checkpoint; synchronizing needs the pre-trained sync "
                                    "classifier (a syncssl-train run), not a fine-tuned pose model")
     cfg = config_from_dict(PretrainConfig, state["config"])
     device = torch.device(device)

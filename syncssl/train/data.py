@@ -15,12 +15,12 @@ from pathlib import Path
 import torch
 
 from ..data.crops import MaskSettings
-from ..data.dataset import DataError
 from ..data.decode import FailurePolicy, make_decoder
 from ..data.loader import Appearance, PairBatcher, TileViews, VideoViews, ViewAssembler
 from ..data.manifest import MANIFEST_NAME, Manifest
 from ..data.sampling import PairSampler, SamplerSequence, SamplingConfig
 from ..data.tiles import TileSpec, TileStore
+from ..errors import DataError
 from ..parallel import threads_per_process
 from .distributed import Dist, announce, await_announcement, node_rank
 

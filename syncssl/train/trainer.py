@@ -28,8 +28,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .. import config as cfglib
-from ..data.dataset import DataError
 from ..data.loader import Prefetcher
+from ..errors import CheckpointError, ConfigError, DataError, Interrupted, NonFiniteLoss, RunFolderError
 from ..models.pairnet import PairNet
 from ..provenance import env_block
 from ..storage import write_text_atomic
@@ -39,11 +39,7 @@ from .config import common_problems
 from .data import build_pipeline, load_manifest, make_source, tile_spec
 from .distributed import Dist, all_reduce_sum, any_rank, gather_objects
 from .logger import MetricLogger, memory_use, plot_curves
-from .signals import Interrupted, StopRequest
-
-
-class NonFiniteLoss(RuntimeError):
-    pass
+from .signals import StopRequest
 
 
 def resolve_amp(amp: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
@@ -277,7 +273,7 @@ class Trainer:
         # a key the checkpoint lacks is an option added since, which it was trained with at its default
         saved = {**dataclasses.asdict(type(self.cfg.model)()), **state.get("arch", {})}
         if saved != self.arch():
-            raise ckpt.CheckpointError(f"checkpoint architecture {state.get('arch')} does not match the config "
+            raise CheckpointError(f"checkpoint architecture {state.get('arch')} does not match the config "
                                        f"{self.arch()}")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -302,7 +298,7 @@ class Trainer:
         state = ckpt.load(path, map_location=self.device)
         changes = [] if self.allow_changes is None else runfolder.checkpoint_changes(state, self.cfg)
         if runfolder.blocking(changes) and not self.allow_changes:
-            raise runfolder.RunFolderError(
+            raise RunFolderError(
                 f"{path} was trained with another configuration ({runfolder.listed(runfolder.blocking(changes))}): "
                 "pass --allow-changes to resume it with these settings, or --resume none and a new --run-dir to "
                 "start afresh")
@@ -722,7 +718,7 @@ class PoseTrainer(Trainer):
         if x.init == "pretrained":
             path, _ = ckpt.resolve_resume(x.checkpoint, Path(x.checkpoint) / "checkpoints")
             if path is None:
-                raise ckpt.CheckpointError(f"{x.checkpoint}: no pre-training checkpoint to initialise from")
+                raise CheckpointError(f"{x.checkpoint}: no pre-training checkpoint to initialise from")
             state = ckpt.load(path)
             # the input normalisation has (almost) no weights, so load_backbone may not see a mismatch: take the
             # pre-training's, and check it against this run's data settings as the config's validation would have
@@ -732,7 +728,7 @@ class PoseTrainer(Trainer):
                 m.input_norm = input_norm  # so that config.toml and the checkpoints say what the model does
                 for problem in common_problems(self.cfg):
                     if "input_norm" in problem:
-                        raise cfglib.ConfigError(f"{path} (pre-trained with it): {problem}")
+                        raise ConfigError(f"{path} (pre-trained with it): {problem}")
         model = PoseNet(resnet(m.depth, m.width, norm=m.norm, input_norm=m.input_norm), m.num_joints, m.root, m.hidden,
                         m.dropout, torch.from_numpy(std), torch.from_numpy(mean), pool=m.pool)
         self.init_note = "random initialisation"

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..dataset import DataError, Dataset
+from ...errors import DataError
+from ..dataset import Dataset
 from ..video import VIDEO_EXTENSIONS
 from .h36m import is_h36m_root, read_h36m
 from .layout import VERIFY_MODES, read_layout, read_session

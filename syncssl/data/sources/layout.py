@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import DataError
 from ...geometry import Camera
 from ..calibration import match_cameras, read_calibration
-from ..dataset import DataError, Dataset, Sequence, View, read_dataset_json
+from ..dataset import Dataset, Sequence, View, read_dataset_json
 from ..syncfile import SYNC_NAME, SyncFile, read_sync_file
 from ..video import VIDEO_EXTENSIONS, VideoInfo, probe
 

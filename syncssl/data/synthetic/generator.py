@@ -35,10 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import DataError
 from ...geometry import Camera
 from ...parallel import Workers, usable_cpus
 from ..calibration import write_calibration
-from ..dataset import DataError, save_masks, write_dataset_json
+from ..dataset import save_masks, write_dataset_json
 from ..video import CODECS, VideoWriter
 from .body import make_subject, stable_hash, with_sides
 from .motion import ACTIONS, animate
