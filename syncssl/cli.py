@@ -334,7 +334,7 @@ def evaluate(path, out, split, pairs, stride, pictures, device, dataset, data_se
     """
     from rich.console import Console
 
-    from .eval.evaluate import run_evaluation
+    from .experiments.evaluate import run_evaluation
     try:
         result = run_evaluation(path, out, split, pairs, stride, pictures, device, dataset=dataset,
                                 data_seed=data_seed, force=force)
@@ -638,8 +638,8 @@ def bench_sync(json_path, model_path, out, data_root, preset, data_seed, offset_
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--preset", default="cpu", show_default=True,
               help="How big the ablation grid's runs are: cpu (about 2.7 hours on 2 cores), gpu (one GPU node), "
-                   "tiny (a smoke test in minutes), another preset of syncssl/eval/ablations/ (the grids of earlier "
-                   "dates), or a TOML file.")
+                   "tiny (a smoke test in minutes), another preset of syncssl/experiments/ablations/ (the grids of "
+                   "earlier dates), or a TOML file.")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/reproduce", show_default=True)
 @click.option("--data-root", default="data", show_default=True, help="Where the embedded dataset is generated.")
 @click.option("--only", multiple=True,
@@ -650,8 +650,9 @@ def bench_sync(json_path, model_path, out, data_root, preset, data_seed, offset_
               help="Seeds of every row [default: the preset's, more for the headline pair and the baselines]; with "
                    "--grid: the grid's first N seeds.")
 @click.option("--grid", default=None, help="Run a declared search instead of the ablation grid (docs/"
-              "reproduction.md): a grid name (cpu, gpu, tiny: syncssl/eval/grids/*.toml) or a TOML file. Each side's "
-              "fine-tuning protocol is chosen on the validation people, the chosen and the paper's read on test.")
+              "reproduction.md): a grid name (cpu, gpu, tiny: syncssl/experiments/grids/*.toml) or a TOML file. Each "
+              "side's fine-tuning protocol is chosen on the validation people, the chosen and the paper's read on "
+              "test.")
 def reproduce(preset, out, data_root, only, extra_pretrain, extra_finetune, seeds, grid):
     """The paper's ablations on the embedded dataset: initialisation, pretext tasks, background, fusion,
     multi- vs single-view; writes results.csv, results.md and results.png (interrupted runs resume). With --grid,
@@ -659,7 +660,7 @@ def reproduce(preset, out, data_root, only, extra_pretrain, extra_finetune, seed
     from pathlib import Path
     if grid:
         return _reproduce_grid(grid, Path(out), data_root, only, extra_pretrain, extra_finetune, seeds)
-    from .eval.reproduce import Reproduction, load_preset
+    from .experiments.reproduce import Reproduction, load_preset
     try:
         rep = Reproduction(Path(out), load_preset(preset), data_root, tuple(only), tuple(extra_pretrain),
                            tuple(extra_finetune), seeds or 0, log=lambda m: click.echo(f"[reproduce] {m}", err=True))
@@ -670,7 +671,7 @@ def reproduce(preset, out, data_root, only, extra_pretrain, extra_finetune, seed
 
 
 def _reproduce_grid(grid, out, data_root, only, extra_pretrain, extra_finetune, seeds):
-    from .eval.protocol import Evaluation, load_grid
+    from .experiments.protocol import Evaluation, load_grid
     if only:
         raise click.UsageError("--only selects rows of the ablation grid; a --grid runs its whole declared search")
     try:
@@ -693,7 +694,7 @@ def transfer_curve(runs, out, preset, overrides):
     pretext's held-out accuracy (does transfer follow the pretext?)."""
     from pathlib import Path
 
-    from .eval.transfer_curve import transfer_curve as run_curve
+    from .experiments.transfer_curve import transfer_curve as run_curve
     try:
         rows = run_curve([Path(r) for r in runs], Path(out), preset, tuple(overrides),
                          log=lambda m: click.echo(f"[transfer-curve] {m}", err=True))

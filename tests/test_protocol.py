@@ -12,8 +12,8 @@ from syncssl import cli
 from syncssl.data.synthetic import PRESETS, plan_sequences, render_sequence
 from syncssl.data.synthetic.generator import dataset_meta
 from syncssl.errors import ConfigError, RunFolderError
-from syncssl.eval.protocol import Evaluation, choose, load_grid
 from syncssl.eval.stats import gain, t_interval
+from syncssl.experiments.protocol import Evaluation, choose, load_grid
 
 
 def test_eval_presets_add_val_and_test_people_and_change_no_one_else():

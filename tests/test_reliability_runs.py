@@ -387,7 +387,7 @@ def _fake_run(self, kind, run_dir, overrides):
 
 def grid(ctx, *args) -> Outcome:
     """syncssl-reproduce into ``<tmp>/grid`` with its runs stood in for: this is about the folder and its tables."""
-    from syncssl.eval.reproduce import Reproduction
+    from syncssl.experiments.reproduce import Reproduction
     ctx.monkeypatch.setattr(Reproduction, "_run", _fake_run)
     ctx.monkeypatch.setattr(Reproduction, "plot", lambda self: None)
     return invoke(cli.reproduce, "--preset", "tiny", "--out", ctx.tmp / "grid", *args)

@@ -10,7 +10,7 @@ import torch
 
 from syncssl.data.pose_sampling import ViewSampler, evaluation_plans, evaluation_views, label_budget
 from syncssl.errors import CheckpointMismatch, ConfigError, DataError
-from syncssl.eval.evaluate import run_evaluation
+from syncssl.experiments.evaluate import run_evaluation
 from syncssl.train.config import FinetuneConfig, load_config
 from syncssl.train.run import run_training
 

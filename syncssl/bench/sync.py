@@ -158,7 +158,7 @@ def _summarise(rows: list[dict]) -> dict:
 def _evaluate(model, loaded, shifted, unshifted, result, out, pairs, device, apply_offsets, log) -> dict:
     """Held-out sync accuracy (syncssl-eval) on the unshifted copy, the shifted one, and the shifted one once the
     recovered offsets are applied."""
-    from ..eval.evaluate import run_evaluation
+    from ..experiments.evaluate import run_evaluation
     rows, n = {}, {}
     for name, root in (("unshifted", unshifted), ("shifted", shifted)):
         log(f"syncssl-eval on {name}")

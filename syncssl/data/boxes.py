@@ -450,23 +450,6 @@ def motion_from_poses(poses3d: np.ndarray, window: int = 5) -> np.ndarray:
     return np.nan_to_num(speed, nan=0.0).astype(np.float32)
 
 
-def mask_change(a: np.ndarray, b: np.ndarray, tolerance: int = 1) -> float:
-    """The share of the person's pixels (union of two masks) that changed between them, 0 if both are empty.
-
-    Pixels within ``tolerance`` px of the other mask do not count: the edge of a still person's mask
-    flickers with noise by a pixel or two, which would otherwise look like movement.
-    """
-    union = np.count_nonzero(a | b)
-    if union == 0:
-        return 0.0
-    if tolerance > 0:
-        from .background import dilate
-        moved = (a & ~dilate(b, tolerance)) | (b & ~dilate(a, tolerance))
-    else:
-        moved = a ^ b
-    return np.count_nonzero(moved) / union
-
-
 def motion_from_changes(changes: np.ndarray, window: int = 5) -> np.ndarray:
     """Per-frame foreground change (T,) (NaN where unknown) -> a smoothed motion score (T,) (moving median)."""
     changes = np.asarray(changes, np.float64)

@@ -30,10 +30,13 @@ from typing import Protocol
 import numpy as np
 import torch
 
+import syncssl.sync.domain as domain  # the modules, not the package: its __init__ imports this one
+import syncssl.sync.search as search
+import syncssl.sync.tangency as tangency
+
 from ..data.dataset import Dataset, Sequence
 from ..errors import CheckpointError, DataError
 from ..parallel import usable_cpus
-from . import domain, search, tangency
 from .epipolar import has_baseline
 from .tangency import TangencyCue
 
@@ -101,7 +104,7 @@ class LoadedModel:
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
     """A pre-training run folder or checkpoint -> its PairNet as a scorer, on ``device``, in eval mode."""
-    from ..eval.evaluate import resolve_checkpoint
+    from ..experiments.evaluate import resolve_checkpoint
     from ..models.pairnet import PairNet
     from ..train import checkpoint as ckpt
     from ..train.config import PretrainConfig, config_from_dict

@@ -30,6 +30,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from .. import config as cfglib
 from ..data.loader import Prefetcher
 from ..errors import CheckpointError, ConfigError, DataError, Interrupted, NonFiniteLoss, RunFolderError
+from ..eval.metrics import PoseErrors
+from ..eval.pretext import head_rows, paper_summary
 from ..models.pairnet import PairNet
 from ..provenance import env_block
 from ..storage import write_text_atomic
@@ -79,16 +81,6 @@ def param_groups(model: torch.nn.Module, weight_decay: float, backbone_lr_scale:
     scales = [1.0] + ([backbone_lr_scale] if backbone_lr_scale != 1.0 else [])
     return [{"params": groups.get((scale, decay), []), "weight_decay": weight_decay if decay else 0.0,
              "lr_scale": scale} for scale in scales for decay in (True, False)]
-
-
-def head_rows(sampling, sync: torch.Tensor, flip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Which pairs each pretext head is trained and measured on: the sync head on unflipped pairs (sync vs unsync),
-    the flip head on synchronized pairs (flipped vs not), so that neither reads its label off the other's (a
-    flipped pair is always synchronized). With ``sampling.flip_unsync`` (independent labels) every pair."""
-    if sampling.flip_unsync:
-        every = torch.ones_like(sync, dtype=torch.bool)
-        return every, every
-    return flip == 0, sync == 1
 
 
 def head_shares(sampling) -> tuple[float, float]:
@@ -592,7 +584,6 @@ class PretextTrainer(Trainer):
 
     def summarize(self, done: bool, last_eval: dict) -> dict:
         """Held-out (unseen subjects) and seen-subject accuracy at the end."""
-        from ..eval.pretext import paper_summary
         heldout = self.evaluate(self.eval_split) if done or not last_eval else last_eval
         if not self.held_out:  # a bare session: no held-out people, the evaluation pairs are seen ones
             if done:
@@ -793,7 +784,6 @@ class PoseTrainer(Trainer):
             yield batch, pred.float()
 
     def evaluate(self, split: str, indices: list[int] | None = None) -> dict:
-        from ..eval.metrics import PoseErrors
         metric = PoseErrors(self.actions).to(self.device)
         for batch, pred in self.predict(split, indices=indices):
             metric.update(pred, batch.target, batch.action)

@@ -117,13 +117,13 @@ _HEADLINE_PRETRAIN = next(r for r in GRID if r.name == HEADLINE[1]).pretrain_key
 PROTOCOL_ROWS = tuple(r.name for r in GRID if r.init == "pretrained" and r.pretrain_key() == _HEADLINE_PRETRAIN)
 
 
-ABLATIONS_PACKAGE = "syncssl.eval.ablations"
+ABLATIONS_PACKAGE = "syncssl.experiments.ablations"
 
 
 @dataclass(frozen=True)
 class Preset:
-    """How big each run is (a file ``syncssl/eval/ablations/<name>.toml``). Several seeds for the headline pair, where
-    the difference matters most, and for every random-init baseline (a fine-tuning only: cheap)."""
+    """How big each run is (a file ``syncssl/experiments/ablations/<name>.toml``). Several seeds for the headline pair,
+    where the difference matters most, and for every random-init baseline (a fine-tuning only: cheap)."""
 
     pretrain_preset: str
     finetune_preset: str
@@ -140,7 +140,7 @@ def preset_names() -> list[str]:
 
 
 def load_preset(name: str | Path) -> Preset:
-    """An ablation preset by name (``syncssl/eval/ablations/<name>.toml``) or by the path of a TOML file."""
+    """An ablation preset by name (``syncssl/experiments/ablations/<name>.toml``) or by the path of a TOML file."""
     path, doc = declared.read(name, ABLATIONS_PACKAGE, "preset")
     unknown = set(doc) - {"note", "dataset", "seeds", "headline_seeds", "pretrain", "finetune"}
     if unknown:
