@@ -20,6 +20,7 @@ from .crops import MaskSettings, cut
 from .decode import FrameRequest
 from .manifest import Manifest
 from .sampling import PairPlan, cross_pairs
+from .tiles import frame_to_tile
 
 
 @dataclass
@@ -365,13 +366,6 @@ class PairBatcher:
             dropped=n - len(keep), cross=cross, cross_sync=cross_sync,
             seq=torch.from_numpy(plan.seq.astype(np.int64))[keep],
         )
-
-
-def frame_to_tile(boxes: torch.Tensor, rects: torch.Tensor, size: int) -> torch.Tensor:
-    """Boxes (n, 4) in frame coordinates -> the same boxes in the coordinates of tiles of side ``size`` that hold
-    the frame regions ``rects`` (n, 4) (pixel edges both)."""
-    scale = size / (rects[:, 2:] - rects[:, :2])
-    return torch.cat([(boxes[:, :2] - rects[:, :2]) * scale, (boxes[:, 2:] - rects[:, :2]) * scale], 1).float()
 
 
 def _jitter(boxes: torch.Tensor, jitter: torch.Tensor) -> torch.Tensor:

@@ -997,8 +997,7 @@ def _op_mask(manifest: Manifest, store, mask: MaskSettings, crop_size: int, fram
     import torch
 
     from .crops import mask_scores, op_alpha, truth_at_crops
-    from .loader import frame_to_tile
-    from .tiles import TileStore
+    from .tiles import TileStore, frame_to_tile
     acc: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(5))
     rows = []
     seen_cams: set[str] = set()

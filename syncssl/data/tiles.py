@@ -379,3 +379,11 @@ class TileStore:
             pipe.build()
             pipes[gpu] = pipe, size
         return pipe
+
+
+def frame_to_tile(boxes: torch.Tensor, rects: torch.Tensor, size: int) -> torch.Tensor:
+    """Boxes (n, 4) in frame coordinates -> the same boxes in the coordinates of tiles of side ``size`` that hold
+    the frame regions ``rects`` (n, 4) (pixel edges both)."""
+    scale = size / (rects[:, 2:] - rects[:, :2])
+    return torch.cat([(boxes[:, :2] - rects[:, :2]) * scale, (boxes[:, 2:] - rects[:, :2]) * scale], 1).float()
+
