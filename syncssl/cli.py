@@ -93,7 +93,7 @@ def synth(preset, out, seed, codec, workers, force):
 @user_errors
 def inspect_command(path, deep, frame_tolerance, skip_broken):
     """What PATH holds (a dataset root, a Human3.6M root or one session folder), and every problem found."""
-    from .data.inspect import inspect_dataset, render_report
+    from .data.sources.inspect import inspect_dataset, render_report
     render_report(inspect_dataset(path, deep=deep, frame_tolerance=frame_tolerance, skip_broken=skip_broken))
 
 
@@ -108,8 +108,8 @@ def inspect_command(path, deep, frame_tolerance, skip_broken):
 @user_errors
 def preview(dataset, out, sequence_key, instants):
     """A PNG grid of frames (rows = cameras, columns = instants) with the 3D joints projected over them."""
-    from .data.preview import write_preview
     from .data.sources import open_dataset
+    from .data.sources.preview import write_preview
     ds = open_dataset(dataset, verify="none", skip_broken=True)
     for note in ds.notes:
         if note.startswith("skipped broken sequence"):
@@ -148,8 +148,8 @@ def prepare(dataset, out, force, preset, tiles, transcode, fg_motion_threshold, 
 
     from rich.console import Console
 
-    from .data.prepare import PrepareOptions, render_report
-    from .data.prepare import prepare as run_prepare
+    from .data.preparation.prepare import PrepareOptions, render_report
+    from .data.preparation.prepare import prepare as run_prepare
     from .data.sources import open_dataset
     from .train.config import load_config
     from .train.data import mask_settings, tile_spec

@@ -18,7 +18,7 @@ from syncssl.data.decode import (
     mini_stream,
 )
 from syncssl.data.decode.base import OpenVideo
-from syncssl.data.video import write_video
+from syncssl.data.decode.video import write_video
 from syncssl.errors import DataError, TooManyDecodeFailures
 
 av = pytest.importorskip("av")  # PyAV writes and reads every video here

@@ -16,9 +16,9 @@ from click.testing import CliRunner
 from test_sources import make_camera, simple_sequence, write_sequence
 
 from syncssl import cli
-from syncssl.data import video as vid  # iter_frames and read_frames_at are looked up in the tests
+from syncssl.data.decode import video as vid  # iter_frames and read_frames_at are looked up in the tests
+from syncssl.data.decode.video import probe, read_frames, write_video
 from syncssl.data.sources import open_dataset
-from syncssl.data.video import probe, read_frames, write_video
 from syncssl.errors import CheckpointError, DataError
 
 av = pytest.importorskip("av")  # PyAV writes and reads every video here
@@ -83,7 +83,7 @@ def test_damage_in_the_middle_is_found_by_deep_inspect_and_named_by_every_reader
 
 
 def test_prepare_names_a_video_damaged_in_the_middle(tmp_path):
-    from syncssl.data.prepare import prepare
+    from syncssl.data.preparation.prepare import prepare
     folder, video = noise_session(tmp_path / "rig", "h264")
     damage(video, 10)
     with pytest.raises(DataError) as e:  # its NAL framing gives it away before any decoding
@@ -114,7 +114,7 @@ def test_full_size_avi_with_a_damaged_frame_is_corrupt_not_truncated(tmp_path):
 
 
 def test_file_digest_sees_damage_in_the_middle(tmp_path):
-    from syncssl.data.manifest import file_digest
+    from syncssl.data.preparation.manifest import file_digest
     path = write_video(tmp_path / "v.avi", noise(20, (128, 96)), 25, "mjpeg")
     assert path.stat().st_size > 3 * (1 << 16)  # the middle is outside the first and last 64 KiB
     before = file_digest(path)
@@ -451,8 +451,8 @@ def test_help_config_shows_the_chosen_presets_values():
 
 
 def _sized(calibrated, video_size):
+    from syncssl.data.decode.video import VideoInfo
     from syncssl.data.sources.layout import _sized_camera
-    from syncssl.data.video import VideoInfo
     cam = make_camera("cam_03", calibrated)
     info = VideoInfo(Path("cam_03.mp4"), "h264", *video_size, num_frames=10, fps=25.0, intra_only=False)
     return cam, *_sized_camera(Path("calibration.toml"), cam, info)

@@ -531,7 +531,7 @@ def _apply(ctx, best=7, applied=None, force=False, said=None, b=3):
 
 
 def _force_twice(ctx):
-    from syncssl.data.syncfile import read_sync_file
+    from syncssl.data.sources.syncfile import read_sync_file
     first = read_sync_file(ctx.tmp / "rig").start
     said = []
     # the second search reads the aligned videos: cam_b is where it belongs (+0), cam_c's flat curve peaks elsewhere

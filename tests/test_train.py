@@ -325,7 +325,7 @@ def test_every_config_key_says_what_it_is():
     """--help-config and the saved config.toml explain every key, whether the field is documented by a docstring
     (train/config.py) or by a trailing comment continued on aligned comment lines (sampling, models)."""
     from syncssl.config import describe, field_docs, to_toml
-    from syncssl.data.sampling import SamplingConfig
+    from syncssl.data.loading.sampling import SamplingConfig
     from syncssl.train.config import FinetuneConfig, PretrainConfig
     for cls in (PretrainConfig, FinetuneConfig):
         undocumented = [key for key, _, doc in describe(cls) if not doc.strip()]
@@ -341,7 +341,7 @@ def test_prefetcher_keeps_step_order_raises_producer_errors_and_uses_one_intra_o
     one intra-op thread (a second OpenMP team fights the step's on a small CPU) without changing the caller's."""
     from types import SimpleNamespace
 
-    from syncssl.data.loader import Prefetcher
+    from syncssl.data.loading.loader import Prefetcher
 
     class Batcher:
         device = torch.device("cpu")
@@ -414,8 +414,8 @@ def test_grouped_batches_train_the_sync_head_on_their_cross_pairs_too(tiny_datas
 def test_batcher_maps_cross_pairs_onto_the_views_that_decoded():
     """A pair lost to a decode failure takes its views out of the batch: the cross pairs that used them go, the
     others are renumbered onto the images that remain."""
-    from syncssl.data.loader import PairBatcher
-    from syncssl.data.sampling import PairSampler, SamplerSequence, SamplingConfig, cross_pairs
+    from syncssl.data.loading.loader import PairBatcher
+    from syncssl.data.loading.sampling import PairSampler, SamplerSequence, SamplingConfig, cross_pairs
 
     plan = PairSampler([SamplerSequence(200, 4, 25.0)], SamplingConfig(batch_size=8, group_size=4), seed=0).plan(0)
 
@@ -440,7 +440,7 @@ def test_appearance_augmentation_keeps_a_pair_one_scene_and_starts_on_schedule()
     colour, and with data.aug_start the transform begins at that share of the run's steps."""
     import dataclasses
 
-    from syncssl.data.loader import Appearance
+    from syncssl.data.loading.loader import Appearance
     from syncssl.train.data import appearance
     mean, std, fill = (0.45,) * 3, (0.25,) * 3, (0.45 * 255,) * 3
     rng = np.random.default_rng(0)

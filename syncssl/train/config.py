@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .. import config as cfglib
 from ..config import choices
-from ..data.sampling import SamplingConfig
+from ..data.loading.sampling import SamplingConfig
 from ..errors import ConfigError
 from ..models.pairnet import PairNetConfig
 from ..models.pose import PoseNetConfig

@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .. import config as cfglib
-from ..data.loader import Prefetcher
+from ..data.loading.loader import Prefetcher
 from ..errors import CheckpointError, ConfigError, DataError, Interrupted, NonFiniteLoss, RunFolderError
 from ..eval.metrics import PoseErrors
 from ..eval.pretext import head_rows, paper_summary
@@ -697,7 +697,7 @@ class PoseTrainer(Trainer):
         return idx
 
     def build_model(self) -> nn.Module:
-        from ..data.loader import PoseBatcher, mirror_labels
+        from ..data.loading.loader import PoseBatcher, mirror_labels
         from ..models.pose import PoseNet
         from ..models.resnet import load_backbone, resnet
         m, x = self.cfg.model, self.cfg.transfer
@@ -738,8 +738,8 @@ class PoseTrainer(Trainer):
         return self.cfg.transfer.jitter_shift, self.cfg.transfer.jitter_scale
 
     def build_train_data(self):
-        from ..data.loader import PoseBatcher
-        from ..data.pose_sampling import ViewSampler
+        from ..data.loading.loader import PoseBatcher
+        from ..data.loading.pose_sampling import ViewSampler
         from .data import make_assembler
         cfg, x = self.cfg, self.cfg.transfer
         idx = self.label_sequences()
@@ -765,8 +765,8 @@ class PoseTrainer(Trainer):
     def predict(self, split: str, stride: int | None = None, indices: list[int] | None = None):
         """Yields (batch, prediction) over every ``stride``-th frame x camera of ``split`` (rank-sharded), or of
         the sequences ``indices`` (the label subjects' own frames: training error)."""
-        from ..data.loader import PoseBatcher
-        from ..data.pose_sampling import evaluation_plans, evaluation_views
+        from ..data.loading.loader import PoseBatcher
+        from ..data.loading.pose_sampling import evaluation_plans, evaluation_views
         from .data import make_assembler
         idx = indices if indices is not None else self.manifest.split(split)
         seqs = [self.manifest.sequences[i] for i in idx]

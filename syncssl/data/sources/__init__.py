@@ -1,4 +1,4 @@
-"""Every source on disk into the one in-memory description, :class:`syncssl.data.dataset.Dataset`.
+"""Every source on disk into the one in-memory description, :class:`syncssl.data.sources.dataset.Dataset`.
 
 Three layouts are recognised (in this order):
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...errors import DataError
-from ..dataset import Dataset
-from ..video import VIDEO_EXTENSIONS
+from ..decode.video import VIDEO_EXTENSIONS
+from .dataset import Dataset
 from .h36m import is_h36m_root, read_h36m
 from .layout import VERIFY_MODES, read_layout, read_session
 

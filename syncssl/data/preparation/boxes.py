@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..geometry import H36M17, Camera, Skeleton
+from ...geometry import H36M17, Camera, Skeleton
 
 # ---------------------------------------------------------------- tight person boxes
 

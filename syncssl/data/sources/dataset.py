@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
-from ..geometry import Camera
+from ...errors import DataError
+from ...geometry import Camera
 
 
 @dataclass

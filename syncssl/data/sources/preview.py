@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
-from ..geometry import H36M17, SKELETONS, Skeleton
+from ...errors import DataError
+from ...geometry import H36M17, SKELETONS, Skeleton
+from ..decode.video import read_frames
 from .dataset import Dataset, Sequence
-from .video import read_frames
 
 SIDE_COLOURS = {"left": "#1f77b4", "right": "#d62728", "centre": "#2ca02c"}  # blue, red, green
 BOX_COLOUR = "#ffd700"

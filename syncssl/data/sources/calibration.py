@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
-from ..geometry import Camera, matrix_to_rodrigues, rodrigues_to_matrix
+from ...errors import DataError
+from ...geometry import Camera, matrix_to_rodrigues, rodrigues_to_matrix
 from .dataset import read_utf8
 
 _REQUIRED = ("size", "matrix", "distortions", "rotation", "translation")

@@ -1,6 +1,6 @@
 """The fused data path end to end: plan -> decode only the frames the plan needs -> assemble_pairs -> batch.
 
-``PairBatcher`` turns one :class:`~syncssl.data.sampling.PairPlan` into a :class:`Batch` (a pure function of
+``PairBatcher`` turns one :class:`~syncssl.data.loading.sampling.PairPlan` into a :class:`Batch` (a pure function of
 the plan, the manifest and the seed); ``Prefetcher`` runs it on a background thread, ``depth`` steps ahead
 of training, and measures how long the consumer waits.
 """
@@ -14,13 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import DataError
-from ..ops import assemble_pairs
-from .crops import MaskSettings, cut
-from .decode import FrameRequest
-from .manifest import Manifest
+from ...errors import DataError
+from ...ops import assemble_pairs
+from ..decode import FrameRequest
+from ..preparation.crops import MaskSettings, cut
+from ..preparation.manifest import Manifest
+from ..preparation.tiles import frame_to_tile
 from .sampling import PairPlan, cross_pairs
-from .tiles import frame_to_tile
 
 
 @dataclass
@@ -154,7 +154,7 @@ class VideoViews:
 
 
 class TileViews:
-    """Views read from a tile set (:mod:`syncssl.data.tiles`): a gather of the views' tiles and of their
+    """Views read from a tile set (:mod:`syncssl.data.preparation.tiles`): a gather of the views' tiles and of their
     backgrounds (stored beside them, or cut from the camera's model with the tile's rect), boxes mapped from
     the frame into each tile."""
 
@@ -329,7 +329,7 @@ class ViewAssembler:
 
 
 class PairBatcher:
-    """A :class:`~syncssl.data.sampling.PairPlan` -> a :class:`Batch` of view pairs (the pretext task)."""
+    """A :class:`~syncssl.data.loading.sampling.PairPlan` -> a :class:`Batch` of view pairs (the pretext task)."""
 
     def __init__(self, assembler: ViewAssembler, group_size: int = 1):
         self.assembler = assembler
@@ -459,7 +459,7 @@ class PoseBatch:
 
 def mirror_labels(joints: np.ndarray) -> np.ndarray:
     """(..., 17, 3) camera-frame labels of the mirrored image: x negated, left and right swapped."""
-    from ..geometry import mirror
+    from ...geometry import mirror
     return mirror(1, joints3d_cam=joints).joints3d_cam.astype(np.float32)
 
 
@@ -472,7 +472,7 @@ def camera_labels(seq, where="manifest") -> np.ndarray:
 
 
 class PoseBatcher:
-    """A :class:`~syncssl.data.pose_sampling.ViewPlan` -> a :class:`PoseBatch`: crops and 3D labels.
+    """A :class:`~syncssl.data.loading.pose_sampling.ViewPlan` -> a :class:`PoseBatch`: crops and 3D labels.
 
     Labels are the world poses moved into each camera's frame and made root-relative (computed once);
     a mirrored image gets the mirrored label (x negated, left and right swapped: ``geometry.mirror``).
