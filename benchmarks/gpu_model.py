@@ -54,7 +54,7 @@ def gather_bytes_per_s(side: int, tiles: int = 2048, batch: int = 512, repeats: 
 
 
 def step_model(preset: str = "gpu", device: dict = H100) -> dict:
-    from syncssl.data.tiles import TileSpec
+    from syncssl.data.preparation.tiles import TileSpec
     from syncssl.models.pairnet import PairNet
     from syncssl.train.config import load_config
 

@@ -14,6 +14,7 @@ import sys
 
 import click
 
+from .errors import ConfigError, RunFolderError, SyncsslError
 from .provenance import device_name
 
 
@@ -25,14 +26,13 @@ def failure(e: Exception) -> click.ClickException:
 
 
 def user_errors(fn):
-    """Turn the package's bad-input errors into a clean ``Error: ...`` and exit code 1."""
+    """Turn the package's errors (:class:`~syncssl.errors.SyncsslError`) into a clean ``Error: ...`` and exit code 1."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from .data.dataset import DataError
         try:
             return fn(*args, **kwargs)
-        except DataError as e:
-            raise click.ClickException(str(e)) from None
+        except SyncsslError as e:
+            raise failure(e) from None
     return wrapper
 
 
@@ -93,7 +93,7 @@ def synth(preset, out, seed, codec, workers, force):
 @user_errors
 def inspect_command(path, deep, frame_tolerance, skip_broken):
     """What PATH holds (a dataset root, a Human3.6M root or one session folder), and every problem found."""
-    from .data.inspect import inspect_dataset, render_report
+    from .data.sources.inspect import inspect_dataset, render_report
     render_report(inspect_dataset(path, deep=deep, frame_tolerance=frame_tolerance, skip_broken=skip_broken))
 
 
@@ -108,8 +108,8 @@ def inspect_command(path, deep, frame_tolerance, skip_broken):
 @user_errors
 def preview(dataset, out, sequence_key, instants):
     """A PNG grid of frames (rows = cameras, columns = instants) with the 3D joints projected over them."""
-    from .data.preview import write_preview
     from .data.sources import open_dataset
+    from .data.sources.preview import write_preview
     ds = open_dataset(dataset, verify="none", skip_broken=True)
     for note in ds.notes:
         if note.startswith("skipped broken sequence"):
@@ -148,9 +148,8 @@ def prepare(dataset, out, force, preset, tiles, transcode, fg_motion_threshold, 
 
     from rich.console import Console
 
-    from .config import ConfigError
-    from .data.prepare import PrepareOptions, render_report
-    from .data.prepare import prepare as run_prepare
+    from .data.preparation.prepare import PrepareOptions, render_report
+    from .data.preparation.prepare import prepare as run_prepare
     from .data.sources import open_dataset
     from .train.config import load_config
     from .train.data import mask_settings, tile_spec
@@ -247,7 +246,6 @@ def training_command(kind: str):
     def command(overrides, config_file, help_config, preset, gpus, nproc, run_dir, resume, steps, force, allow_changes):
         import os
 
-        from .config import ConfigError
         from .train.config import FinetuneConfig, PretrainConfig, load_config
 
         cls = PretrainConfig if kind == "train" else FinetuneConfig
@@ -281,15 +279,15 @@ def training_command(kind: str):
                 check_run_dir(cfg.train.run_dir)
                 runfolder.check_training(cfg.train.run_dir, cfg, "finetune" if kind == "finetune" else "pretrain",
                                          force, allow_changes)
-            except (ConfigError, runfolder.RunFolderError) as e:
+            except (ConfigError, RunFolderError) as e:
                 raise click.ClickException(str(e)) from None
         if workers > 1 and "LOCAL_RANK" not in os.environ:
             extra = ['train.device="cpu"'] if nproc else []
             sys.exit(_launch_workers(workers, _worker_args(sys.argv[1:]) + extra, module))
-        from .train.run import USER_ERRORS, run_training
+        from .train.run import run_training
         try:
             run_training(cfg, replace=force, allow_changes=allow_changes)
-        except USER_ERRORS as e:
+        except SyncsslError as e:
             raise failure(e) from None
 
     command.help = {
@@ -336,12 +334,11 @@ def evaluate(path, out, split, pairs, stride, pictures, device, dataset, data_se
     """
     from rich.console import Console
 
-    from .eval.evaluate import run_evaluation
-    from .train.run import USER_ERRORS
+    from .experiments.evaluate import run_evaluation
     try:
         result = run_evaluation(path, out, split, pairs, stride, pictures, device, dataset=dataset,
                                 data_seed=data_seed, force=force)
-    except USER_ERRORS as e:
+    except SyncsslError as e:
         raise click.ClickException(str(e)) from None
     console = Console()
     if result["task"] == "pose":
@@ -421,7 +418,6 @@ def sync(dataset, model_path, cue, reference, max_offset, tolerance, instants, o
     import torch
 
     from .sync import SyncOptions, apply_offsets, load_model, render_table, synchronize
-    from .train.run import USER_ERRORS
     dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     if dev == "cuda" and not torch.cuda.is_available():
         raise click.ClickException("--device cuda: CUDA is not available")
@@ -439,7 +435,7 @@ def sync(dataset, model_path, cue, reference, max_offset, tolerance, instants, o
         if apply_:
             for path in apply_offsets(result, log=log, force=force):
                 click.echo(f"applied: {path}")
-    except USER_ERRORS as e:
+    except SyncsslError as e:
         raise click.ClickException(str(e)) from None
 
 
@@ -626,7 +622,6 @@ def bench_sync(json_path, model_path, out, data_root, preset, data_seed, offset_
     """syncssl-sync on the held-out subjects with seeded random camera offsets: the share recovered within 1 frame
     (sync_bench.json, sync_bench.png in OUT)."""
     from .bench.sync import print_sync_table, run_sync_benchmark
-    from .train.run import USER_ERRORS
     try:
         result = run_sync_benchmark(model_path, out=out, data_root=data_root, preset=preset, data_seed=data_seed,
                                     offset_seed=offset_seed, max_offset_s=max_offset, search_margin_s=search_margin,
@@ -634,7 +629,7 @@ def bench_sync(json_path, model_path, out, data_root, preset, data_seed, offset_
                                     adapt_lr=adapt_lr, frames=frames, cue=cue, device=device,
                                     workers=workers,
                                     evaluate=evaluate, log=lambda m: click.echo(m, err=True))
-    except USER_ERRORS as e:
+    except SyncsslError as e:
         raise click.ClickException(str(e)) from None
     print_sync_table(result)
     _write_json(json_path, result)
@@ -643,8 +638,8 @@ def bench_sync(json_path, model_path, out, data_root, preset, data_seed, offset_
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--preset", default="cpu", show_default=True,
               help="How big the ablation grid's runs are: cpu (about 2.7 hours on 2 cores), gpu (one GPU node), "
-                   "tiny (a smoke test in minutes), another preset of syncssl/eval/ablations/ (the grids of earlier "
-                   "dates), or a TOML file.")
+                   "tiny (a smoke test in minutes), another preset of syncssl/experiments/ablations/ (the grids of "
+                   "earlier dates), or a TOML file.")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/reproduce", show_default=True)
 @click.option("--data-root", default="data", show_default=True, help="Where the embedded dataset is generated.")
 @click.option("--only", multiple=True,
@@ -655,8 +650,9 @@ def bench_sync(json_path, model_path, out, data_root, preset, data_seed, offset_
               help="Seeds of every row [default: the preset's, more for the headline pair and the baselines]; with "
                    "--grid: the grid's first N seeds.")
 @click.option("--grid", default=None, help="Run a declared search instead of the ablation grid (docs/"
-              "reproduction.md): a grid name (cpu, gpu, tiny: syncssl/eval/grids/*.toml) or a TOML file. Each side's "
-              "fine-tuning protocol is chosen on the validation people, the chosen and the paper's read on test.")
+              "reproduction.md): a grid name (cpu, gpu, tiny: syncssl/experiments/grids/*.toml) or a TOML file. Each "
+              "side's fine-tuning protocol is chosen on the validation people, the chosen and the paper's read on "
+              "test.")
 def reproduce(preset, out, data_root, only, extra_pretrain, extra_finetune, seeds, grid):
     """The paper's ablations on the embedded dataset: initialisation, pretext tasks, background, fusion,
     multi- vs single-view; writes results.csv, results.md and results.png (interrupted runs resume). With --grid,
@@ -664,26 +660,24 @@ def reproduce(preset, out, data_root, only, extra_pretrain, extra_finetune, seed
     from pathlib import Path
     if grid:
         return _reproduce_grid(grid, Path(out), data_root, only, extra_pretrain, extra_finetune, seeds)
-    from .eval.reproduce import Reproduction, load_preset
-    from .train.run import USER_ERRORS
+    from .experiments.reproduce import Reproduction, load_preset
     try:
         rep = Reproduction(Path(out), load_preset(preset), data_root, tuple(only), tuple(extra_pretrain),
                            tuple(extra_finetune), seeds or 0, log=lambda m: click.echo(f"[reproduce] {m}", err=True))
         rep.run()
-    except USER_ERRORS as e:
+    except SyncsslError as e:
         raise failure(e) from None
     click.echo((Path(out) / "results.md").read_text())
 
 
 def _reproduce_grid(grid, out, data_root, only, extra_pretrain, extra_finetune, seeds):
-    from .eval.protocol import Evaluation, load_grid
-    from .train.run import USER_ERRORS
+    from .experiments.protocol import Evaluation, load_grid
     if only:
         raise click.UsageError("--only selects rows of the ablation grid; a --grid runs its whole declared search")
     try:
         Evaluation(load_grid(grid), out, data_root, seeds or 0, tuple(extra_pretrain), tuple(extra_finetune),
                    log=lambda m: click.echo(f"[reproduce] {m}", err=True)).run()
-    except USER_ERRORS as e:
+    except SyncsslError as e:
         raise click.ClickException(str(e)) from None
     click.echo((out / "results.md").read_text())
 
@@ -700,12 +694,11 @@ def transfer_curve(runs, out, preset, overrides):
     pretext's held-out accuracy (does transfer follow the pretext?)."""
     from pathlib import Path
 
-    from .eval.transfer_curve import transfer_curve as run_curve
-    from .train.run import USER_ERRORS
+    from .experiments.transfer_curve import transfer_curve as run_curve
     try:
         rows = run_curve([Path(r) for r in runs], Path(out), preset, tuple(overrides),
                          log=lambda m: click.echo(f"[transfer-curve] {m}", err=True))
-    except (*USER_ERRORS, FileNotFoundError) as e:
+    except (SyncsslError, FileNotFoundError) as e:
         raise failure(e) from None
     click.echo("run                            step  sync   flip   MPJPE")
     for r in rows:

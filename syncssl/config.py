@@ -19,9 +19,7 @@ import typing
 from functools import cache
 from pathlib import Path
 
-
-class ConfigError(ValueError):
-    """A config value or key a user can fix; the message lists the valid choices."""
+from .errors import ConfigError
 
 
 def choices(default, *values, **kw):

@@ -18,7 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
 
-from .data.dataset import DataError
+from .errors import DiskError
 
 # errno -> how the message starts; each is followed by " <path>"
 DISK_ERRNOS = {
@@ -30,14 +30,6 @@ DISK_ERRNOS = {
     errno.EACCES: "permission denied on",
     errno.EPERM: "operation not permitted on",
 }
-
-
-class DiskError(DataError):
-    """A write failed for a reason of the disk, not of the data: the message starts with what happened."""
-
-    def __init__(self, path: str | Path, message: str):
-        super().__init__(path, message)
-        self.args = (message,)  # str(e) is the message itself: "no space left on <path> ..."
 
 
 def disk_error_of(exc: BaseException | None, depth: int = 8) -> OSError | None:

@@ -7,7 +7,7 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):
     """Root of the `tiny` synthetic dataset with its prepared manifest (seconds to make)."""
-    from syncssl.data.prepare import prepare
+    from syncssl.data.preparation.prepare import prepare
     from syncssl.data.sources import open_dataset
     from syncssl.data.synthetic import generate
 

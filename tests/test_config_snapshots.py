@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from syncssl import config as cfglib
-from syncssl.eval import reproduce
+from syncssl.experiments import reproduce
 from syncssl.train.config import PRESET_PREFIX, load_config, preset_names
 
 SNAPSHOT = Path(__file__).parent / "data" / "config_snapshots.json"

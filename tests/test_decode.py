@@ -6,13 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from syncssl.data.dataset import DataError
 from syncssl.data.decode import (
     DALIDecoder,
     FailurePolicy,
     FrameRequest,
     PyAVDecoder,
-    TooManyDecodeFailures,
     choose_decoder,
     dali_available,
     index_video,
@@ -20,7 +18,8 @@ from syncssl.data.decode import (
     mini_stream,
 )
 from syncssl.data.decode.base import OpenVideo
-from syncssl.data.video import write_video
+from syncssl.data.decode.video import write_video
+from syncssl.errors import DataError, TooManyDecodeFailures
 
 av = pytest.importorskip("av")  # PyAV writes and reads every video here
 

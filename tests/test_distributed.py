@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from syncssl.errors import WaitedTooLong
 from syncssl.parallel import usable_cpus
 from syncssl.train import distributed
-from syncssl.train.distributed import Dist, WaitedTooLong, announce, await_announcement
+from syncssl.train.distributed import Dist, announce, await_announcement
 
 REPO = Path(__file__).resolve().parents[1]
 # group norm: the weights then do not depend on how the global batch is split over processes (batch norm's
@@ -136,7 +137,7 @@ def test_waiting_for_rank_0_returns_its_word_and_gives_up_after_its_limit(fake_j
 
 
 def test_a_failure_of_rank_0_reaches_the_waiting_ranks(fake_job, tmp_path):
-    from syncssl.data.dataset import DataError
+    from syncssl.errors import DataError
     from syncssl.train import data
     from syncssl.train.config import load_config
     cfg = load_config("tiny", None, [f"data.dataset='{tmp_path / 'missing'}'"])

@@ -16,10 +16,10 @@ from click.testing import CliRunner
 from test_sources import make_camera, simple_sequence, write_sequence
 
 from syncssl import cli
-from syncssl.data import video as vid  # iter_frames and read_frames_at are looked up in the tests
-from syncssl.data.dataset import DataError
+from syncssl.data.decode import video as vid  # iter_frames and read_frames_at are looked up in the tests
+from syncssl.data.decode.video import probe, read_frames, write_video
 from syncssl.data.sources import open_dataset
-from syncssl.data.video import probe, read_frames, write_video
+from syncssl.errors import CheckpointError, DataError
 
 av = pytest.importorskip("av")  # PyAV writes and reads every video here
 
@@ -83,7 +83,7 @@ def test_damage_in_the_middle_is_found_by_deep_inspect_and_named_by_every_reader
 
 
 def test_prepare_names_a_video_damaged_in_the_middle(tmp_path):
-    from syncssl.data.prepare import prepare
+    from syncssl.data.preparation.prepare import prepare
     folder, video = noise_session(tmp_path / "rig", "h264")
     damage(video, 10)
     with pytest.raises(DataError) as e:  # its NAL framing gives it away before any decoding
@@ -114,7 +114,7 @@ def test_full_size_avi_with_a_damaged_frame_is_corrupt_not_truncated(tmp_path):
 
 
 def test_file_digest_sees_damage_in_the_middle(tmp_path):
-    from syncssl.data.manifest import file_digest
+    from syncssl.data.preparation.manifest import file_digest
     path = write_video(tmp_path / "v.avi", noise(20, (128, 96)), 25, "mjpeg")
     assert path.stat().st_size > 3 * (1 << 16)  # the middle is outside the first and last 64 KiB
     before = file_digest(path)
@@ -161,7 +161,7 @@ def test_batch_size_not_divisible_by_the_processes_is_refused_before_launching(t
     assert first_line(res) == ("Error: train.batch_size 8 is not divisible by the 3 processes of --nproc 3: each "
                                "takes batch_size / 3 pairs; use train.batch_size=6 or 9")
     # under torchrun (no CLI launcher) every rank says the same one line, before the process group
-    from syncssl.config import ConfigError
+    from syncssl.errors import ConfigError
     from syncssl.train.config import load_config
     from syncssl.train.run import run_training
     monkeypatch.setenv("WORLD_SIZE", "3")
@@ -230,7 +230,7 @@ def test_resume_accepts_a_checkpoint_its_state_pt_or_a_run_folder(tmp_path):
     for given, problem in ((tmp_path / "notes.txt", "is a file but not the state.pt of a checkpoint folder"),
                            (tmp_path / "nowhere", "does not exist"),
                            (tmp_path / "elsewhere", "no loadable checkpoint found")):
-        with pytest.raises(ckpt.CheckpointError) as e:
+        with pytest.raises(CheckpointError) as e:
             ckpt.resolve_resume(str(given), tmp_path)
         assert str(e.value).startswith(f"{given}: {problem}"), str(e.value)
         assert "give a checkpoint folder (<run>/checkpoints/step-N), its state.pt, or a run folder" in str(e.value)
@@ -330,7 +330,8 @@ def test_disk_full_during_training_is_one_line_from_the_cli(tiny_dataset, tmp_pa
 
 
 def test_translate_disk_errors_for_other_writers(tmp_path, monkeypatch):
-    from syncssl.storage import DiskError, translate_disk_errors
+    from syncssl.errors import DiskError
+    from syncssl.storage import translate_disk_errors
     out = tmp_path / "prepared"
     with pytest.raises(DiskError) as e:
         with translate_disk_errors(out, "the background of S1/cam_01"):
@@ -401,7 +402,8 @@ def test_binary_dataset_json_is_not_taken_for_a_synthetic_dataset(tmp_path):
 
 
 def test_too_many_decode_failures_is_one_line_naming_the_files(tmp_path, monkeypatch):
-    from syncssl.data.decode import FailurePolicy, FrameRequest, PyAVDecoder, TooManyDecodeFailures
+    from syncssl.data.decode import FailurePolicy, FrameRequest, PyAVDecoder
+    from syncssl.errors import TooManyDecodeFailures
     good = write_video(tmp_path / "good.avi", noise(12), 25, "mjpeg")
     bad = damage(write_video(tmp_path / "bad.avi", noise(12, seed=1), 25, "mjpeg"), 5)
     gone = tmp_path / "gone.avi"
@@ -449,8 +451,8 @@ def test_help_config_shows_the_chosen_presets_values():
 
 
 def _sized(calibrated, video_size):
+    from syncssl.data.decode.video import VideoInfo
     from syncssl.data.sources.layout import _sized_camera
-    from syncssl.data.video import VideoInfo
     cam = make_camera("cam_03", calibrated)
     info = VideoInfo(Path("cam_03.mp4"), "h264", *video_size, num_frames=10, fps=25.0, intra_only=False)
     return cam, *_sized_camera(Path("calibration.toml"), cam, info)

@@ -103,7 +103,7 @@ def test_the_package_and_the_gpu_tests_load_without_pyav():
 import sys
 sys.modules["av"] = None  # import av raises ImportError
 import pytest
-from syncssl.data.video import probe
+from syncssl.data.decode.video import probe
 try:
     probe("README.md")  # a file that exists: the import is the first thing to fail
 except ImportError as e:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from syncssl.data.boxes import boxes_from_masks, crop_boxes
-from syncssl.data.crops import MaskSettings
-from syncssl.data.loader import ViewAssembler
+from syncssl.data.loading.loader import ViewAssembler
+from syncssl.data.preparation.boxes import boxes_from_masks, crop_boxes
+from syncssl.data.preparation.crops import MaskSettings
 from syncssl.data.synthetic import make_subject
 from syncssl.data.synthetic.body import with_sides
 from syncssl.data.synthetic.generator import plan_sequences, render_sequence
@@ -62,7 +62,7 @@ def test_pretraining_without_labels_gives_bit_identical_weights(tiny_dataset, tm
 def test_pretraining_reads_the_unlabelled_pool_and_fine_tuning_does_not(tiny_dataset):
     import dataclasses
 
-    from syncssl.data.manifest import Manifest
+    from syncssl.data.preparation.manifest import Manifest
     from syncssl.train.config import FinetuneConfig, PretrainConfig
     assert PretrainConfig().data.train_split == "auto" and FinetuneConfig().data.train_split == "train"
     m = Manifest.load(tiny_dataset / "prepared")
@@ -99,7 +99,7 @@ def test_the_op_removes_a_shadow_and_keeps_a_muted_body():
     thr = torch.tensor([18.0])
     settings = MaskSettings(mode="hard", threshold_scale=1.2, shadow_chroma=0.05, clean=True)
     box = torch.tensor([[0.0, 0.0, W, H]])
-    from syncssl.data.crops import op_alpha
+    from syncssl.data.preparation.crops import op_alpha
     alpha = op_alpha(torch.from_numpy(frame)[None], torch.from_numpy(floor)[None], thr, box, W, settings)[0] > 0.5
     assert alpha[torch.from_numpy(body)].float().mean() > 0.95
     assert alpha[28:36, 4:14].float().mean() < 0.05 and alpha[28:36, 26:36].float().mean() < 0.05  # the shadow
@@ -132,7 +132,7 @@ def _assembler(manifest, substitute, cameras):
 
 
 def test_substitution_never_uses_a_background_of_the_views_own_camera(tiny_dataset):
-    from syncssl.data.manifest import Manifest
+    from syncssl.data.preparation.manifest import Manifest
     m = Manifest.load(tiny_dataset / "prepared")
     a = _assembler(m, 1.0, None)
     ids = sorted(m.backgrounds)
@@ -186,10 +186,10 @@ def test_tiles_give_the_crops_of_the_videos(tiny_dataset):
     """The tile path and the video path assemble the same view to the same pixels, up to the second bilinear
     resampling a tile adds (stated: mean absolute difference below 4 levels of 255, 99th percentile below 30)."""
     from syncssl.data.decode import make_decoder
-    from syncssl.data.loader import TileViews, VideoViews
-    from syncssl.data.prepare import prepare
+    from syncssl.data.loading.loader import TileViews, VideoViews
+    from syncssl.data.preparation.prepare import prepare
+    from syncssl.data.preparation.tiles import TileSpec, TileStore
     from syncssl.data.sources import open_dataset
-    from syncssl.data.tiles import TileSpec, TileStore
     # its own tile set (the tiny preset's crop and jitter), so that the test does not depend on the order tests run in
     report = prepare(open_dataset(tiny_dataset), tiny_dataset / "prepared", tiles=TileSpec.for_jitter(32, 0.05, 0.1),
                      crop_size=32)

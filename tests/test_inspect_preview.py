@@ -6,11 +6,11 @@ from click.testing import CliRunner
 from test_sources import make_camera, make_layout
 
 from syncssl.cli import data
-from syncssl.data.calibration import write_calibration
-from syncssl.data.inspect import decoders_for, inspect_dataset
-from syncssl.data.preview import BOX_COLOUR, SIDE_COLOURS, preview_instants, render_preview
+from syncssl.data.decode.video import read_frames, write_video
 from syncssl.data.sources import open_dataset
-from syncssl.data.video import read_frames, write_video
+from syncssl.data.sources.calibration import write_calibration
+from syncssl.data.sources.inspect import decoders_for, inspect_dataset
+from syncssl.data.sources.preview import BOX_COLOUR, SIDE_COLOURS, preview_instants, render_preview
 from syncssl.geometry import H36M17
 
 # A standing person facing +x (towards the camera at angle 0), joints in H36M17 order, mm; left is +y.

@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from syncssl.errors import CheckpointMismatch
 from syncssl.models import (
     FUSIONS,
-    CheckpointMismatch,
     PairNet,
     PairNetConfig,
     PoseNet,

@@ -12,13 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from syncssl.data.background import estimate_background, foreground_masks, sample_indices
-from syncssl.data.boxes import crop_boxes, motion_from_poses, square_boxes
-from syncssl.data.calibration import write_calibration
-from syncssl.data.dataset import DataError, Dataset, Sequence, View, save_masks, write_dataset_json
-from syncssl.data.manifest import Manifest
-from syncssl.data.prepare import PrepareOptions, prepare, read_frames_at
-from syncssl.data.video import probe, read_frames, write_video
+from syncssl.data.decode.video import probe, read_frames, write_video
+from syncssl.data.preparation.background import estimate_background, foreground_masks, sample_indices
+from syncssl.data.preparation.boxes import crop_boxes, motion_from_poses, square_boxes
+from syncssl.data.preparation.manifest import Manifest
+from syncssl.data.preparation.prepare import PrepareOptions, prepare, read_frames_at
+from syncssl.data.sources.calibration import write_calibration
+from syncssl.data.sources.dataset import Dataset, Sequence, View, save_masks, write_dataset_json
+from syncssl.errors import DataError
 from syncssl.geometry import H36M17, Camera, look_at
 
 W, H, F = 128, 96, 150.0  # frame size and focal length (px): the person is ~70 px tall at 3.5 m
@@ -391,7 +392,7 @@ def test_prepare_reuses_an_up_to_date_manifest_and_rebuilds_on_changes(tmp_path)
 def test_frames_kept_from_the_background_step_give_the_same_preparation(tmp_path, monkeypatch):
     """A short video is decoded once (background samples and pass share the kept frames); the result is the one
     two decodes give, byte for byte, and the kept frames are gone afterwards."""
-    import syncssl.data.prepare as prep
+    import syncssl.data.preparation.prepare as prep
     s = make_sequence(tmp_path, "S1", "walk_0", *walk())
     ds = make_dataset(tmp_path, [s])
     once = prepare(ds, tmp_path / "once")

@@ -9,12 +9,11 @@ import pytest
 from click.testing import CliRunner
 
 from syncssl import cli
-from syncssl.config import ConfigError
 from syncssl.data.synthetic import PRESETS, plan_sequences, render_sequence
 from syncssl.data.synthetic.generator import dataset_meta
-from syncssl.eval.protocol import Evaluation, choose, load_grid
+from syncssl.errors import ConfigError, RunFolderError
 from syncssl.eval.stats import gain, t_interval
-from syncssl.train.runfolder import RunFolderError
+from syncssl.experiments.protocol import Evaluation, choose, load_grid
 
 
 def test_eval_presets_add_val_and_test_people_and_change_no_one_else():

@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from syncssl.data.background import (
+from syncssl.data.preparation.background import (
     estimate_background,
     fill_from_surroundings,
     foreground_masks,
     model_from_images,
     sample_indices,
 )
-from syncssl.data.boxes import PersonTrack, boxes_from_masks
+from syncssl.data.preparation.boxes import PersonTrack, boxes_from_masks
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "real" / "pose2sim_single"
 
@@ -135,7 +135,7 @@ def bare_session(root: Path) -> Path:
     """A bare session folder: videos/ and calibration.toml, no dataset.json (no splits), no ground truth."""
     from test_prepare import make_sequence, still
 
-    from syncssl.data.calibration import write_calibration
+    from syncssl.data.sources.calibration import write_calibration
     seq = make_sequence(root, "x", "take_01", *still(T=20), labels=False)
     folder = seq.folder
     import shutil
@@ -145,8 +145,8 @@ def bare_session(root: Path) -> Path:
 
 
 def test_a_bare_session_prepares_with_a_preview_and_trains_on_seen_pairs(tmp_path):
-    from syncssl.data.manifest import Manifest
-    from syncssl.data.prepare import prepare
+    from syncssl.data.preparation.manifest import Manifest
+    from syncssl.data.preparation.prepare import prepare
     from syncssl.data.sources import open_dataset
     folder = bare_session(tmp_path)
     ds = open_dataset(folder)
@@ -163,7 +163,7 @@ def test_a_bare_session_prepares_with_a_preview_and_trains_on_seen_pairs(tmp_pat
 
 
 def test_datasets_with_held_out_people_keep_their_splits():
-    from syncssl.data.manifest import Manifest
+    from syncssl.data.preparation.manifest import Manifest
     m = Manifest.__new__(Manifest)
     m.splits = {"train": ["S1"], "test": ["S9"], "pretrain": ["S1", "P1"]}
     assert m.resolve_split("auto") == "pretrain"
@@ -178,7 +178,7 @@ needs_real = pytest.mark.skipif(not (REAL / "videos").is_dir(), reason="the real
 
 @needs_real
 def test_real_clip_background_has_no_ghost_where_the_person_always_is():
-    from syncssl.data.video import read_frames_at
+    from syncssl.data.decode.video import read_frames_at
     video = REAL / "videos" / "cam04.mp4"
     frames = read_frames_at(video, sample_indices(100, 48), size=(135, 240))
     plain = estimate_background(frames)
@@ -193,7 +193,7 @@ def test_real_clip_background_has_no_ghost_where_the_person_always_is():
 @needs_real
 def test_real_two_person_composite_keeps_one_person():
     """Two copies of a real camera side by side, 30 frames apart: two people of one size; the box keeps one."""
-    from syncssl.data.video import read_frames
+    from syncssl.data.decode.video import read_frames
     frames = read_frames(REAL / "videos" / "cam02.mp4", size=(135, 240))
     both = np.concatenate([frames[:70], frames[30:100]], axis=2)  # (70, 240, 270, 3)
     model = model_from_images(both[sample_indices(len(both), 32)])

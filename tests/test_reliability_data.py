@@ -23,9 +23,10 @@ from test_faults import noise, packet_span
 from test_sources import SIZE, frames, make_camera, poses, write_sequence
 
 from syncssl import cli
-from syncssl.data.dataset import DataError, write_dataset_json
+from syncssl.data.decode.video import write_video
 from syncssl.data.sources import open_dataset
-from syncssl.data.video import write_video
+from syncssl.data.sources.dataset import write_dataset_json
+from syncssl.errors import DataError, DiskError
 
 N = 20  # frames per video
 SEQ = ("S1", "walk_00")
@@ -178,7 +179,7 @@ def rewrite(cam: str = "cam_02", n: int = N, fps: float = 25, size=SIZE, codec="
 def three_cameras(then):
     """A third camera (video, calibration table, boxes column), then ``then``."""
     def apply(root):
-        from syncssl.data.calibration import read_calibration, write_calibration
+        from syncssl.data.sources.calibration import read_calibration, write_calibration
         write_calibration(calib(root), read_calibration(calib(root)) + [make_camera("cam_03", angle=2.6)])
         write_video(seq(root) / "videos" / "cam_03.avi", frames(N, base=90), 25, "mjpeg")
         np.save(seq(root) / "boxes.npy", np.tile(np.array([[[5, 5, 30, 40]]], np.float32), (N, 3, 1)))
@@ -265,7 +266,7 @@ def scaled_translations(factor: float):
 
 def rotation_matrix(valid: bool):
     def apply(root):
-        from syncssl.data.calibration import read_calibration
+        from syncssl.data.sources.calibration import read_calibration
         path = calib(root)
         R = read_calibration(path)[1].R * (1.0 if valid else 1.5)
         return calib_line("rotation", "[ " + ", ".join(f"[ {', '.join(map(repr, r))}]" for r in R.tolist()) + "]")(root)
@@ -346,14 +347,14 @@ def _set(index, value):
 
 def empty_scene(root):
     """The rig's empty-scene images, backgrounds/<camera>.png (a documented feature)."""
-    from syncssl.data.manifest import write_png
+    from syncssl.data.preparation.manifest import write_png
     (seq(root) / "backgrounds").mkdir()
     for cam in ("cam_01", "cam_02"):
         write_png(seq(root) / "backgrounds" / f"{cam}.png", np.full((SIZE[1], SIZE[0], 3), 60, np.uint8))
 
 
 def background_of_wrong_size(root):
-    from syncssl.data.manifest import write_png
+    from syncssl.data.preparation.manifest import write_png
     (seq(root) / "backgrounds").mkdir()
     path = seq(root) / "backgrounds" / "cam_02.png"
     write_png(path, np.zeros((10, 10, 3), np.uint8))
@@ -545,7 +546,7 @@ def test_inspect(case: Case, bases, tmp_path):
 
 
 def _prepare(root: Path, out: Path, **kw):
-    from syncssl.data.prepare import prepare
+    from syncssl.data.preparation.prepare import prepare
     return prepare(open_dataset(root), out, workers=1, **kw)
 
 
@@ -628,12 +629,12 @@ def test_prepare_refuses_a_users_file_where_it_would_write(prepared, tmp_path):
     target = out / "backgrounds" / "S1-cam_03.png"
     target.write_bytes(b"user's")
     extra_camera(root)  # a third camera: calibration gets its table below
-    from syncssl.data.calibration import read_calibration, write_calibration
+    from syncssl.data.sources.calibration import read_calibration, write_calibration
     cams = read_calibration(calib(root))
     write_calibration(calib(root), cams + [make_camera("cam_03", angle=2.6)])
     np.save(seq(root) / "boxes.npy", np.tile(np.array([[[5, 5, 30, 40]]], np.float32), (N, 3, 1)))
     ds = open_dataset(root)
-    from syncssl.data.prepare import _background_groups
+    from syncssl.data.preparation.prepare import _background_groups
     gid = next(g for g in _background_groups(ds.sequences) if g.endswith("cam_03"))
     target.rename(out / "backgrounds" / f"{gid}.png")
     target = out / "backgrounds" / f"{gid}.png"
@@ -646,7 +647,7 @@ def test_prepare_refuses_a_users_file_where_it_would_write(prepared, tmp_path):
 
 
 def test_prepare_adopts_a_folder_prepared_before_the_record(prepared, tmp_path):
-    from syncssl.data.owned import RECORD
+    from syncssl.data.preparation.owned import RECORD
     root, out = _copy(prepared, tmp_path)
     (out / RECORD).unlink()
     report = _prepare(root, out)  # up to date: reused as before
@@ -657,7 +658,7 @@ def test_prepare_adopts_a_folder_prepared_before_the_record(prepared, tmp_path):
 
 @pytest.mark.parametrize("what", ["file", "record"])
 def test_prepare_out_that_is_a_file_or_a_damaged_record(prepared, tmp_path, what):
-    from syncssl.data.owned import RECORD
+    from syncssl.data.preparation.owned import RECORD
     root, out = _copy(prepared, tmp_path)
     if what == "file":
         shutil.rmtree(out)
@@ -691,7 +692,7 @@ def test_prepare_refuses_a_damaged_video_in_its_decoding_pass(bases, tmp_path, c
     ds = open_dataset(root, verify="none")  # unchecked: the decoding pass itself must see it
     before = snapshot(root)
     with pytest.raises(DataError) as e:
-        from syncssl.data.prepare import prepare
+        from syncssl.data.preparation.prepare import prepare
         prepare(ds, tmp_path / "out", workers=1)
     assert e.value.path == v and re.match(r"corrupt: frame \d+ is damaged \(.+\); a video with damaged frames is "
                                           "refused", e.value.problem), e.value.problem
@@ -718,7 +719,7 @@ def test_a_worker_killed_on_a_full_disk_is_named(tmp_path, monkeypatch):
 
     from syncssl import storage
     monkeypatch.setattr(storage, "free_bytes", lambda path: 0)
-    with pytest.raises(storage.DiskError) as e:
+    with pytest.raises(DiskError) as e:
         with storage.translate_disk_errors(tmp_path, "the tiles"):
             raise BrokenProcessPool("A process in the process pool was terminated abruptly")
     assert str(e.value).startswith(f"no space left on {tmp_path} while writing the tiles (0 B free; a worker process "
@@ -733,7 +734,7 @@ def test_tiles_reserve_their_space_up_front(tmp_path, monkeypatch):
     """The raw tile files are allocated for real (not sparse), so a full disk fails there, in one line."""
     import os
 
-    from syncssl.data.tiles import TileSpec, allocate
+    from syncssl.data.preparation.tiles import TileSpec, allocate
     spec = TileSpec(size=16, margin=1.2)
 
     def full(fd, offset, length):
@@ -755,7 +756,7 @@ def test_tiles_reserve_their_space_up_front(tmp_path, monkeypatch):
 def test_a_dark_reference_camera_hands_the_reference_on(tmp_path):
     from types import SimpleNamespace
 
-    from syncssl.data.dataset import Sequence, View
+    from syncssl.data.sources.dataset import Sequence, View
     from syncssl.sync.pipeline import SyncOptions, _plan
     T = 60
     views = [View(make_camera(c), Path(f"{c}.avi"), "mjpeg", T) for c in ("cam_01", "cam_02", "cam_03")]
@@ -775,7 +776,7 @@ def test_a_dark_reference_camera_hands_the_reference_on(tmp_path):
 
 
 def test_timestamp_gap_judges_only_constant_rate_streams():
-    from syncssl.data.damage import timestamp_gap
+    from syncssl.data.decode.damage import timestamp_gap
     assert timestamp_gap([0, 40, 80, 120, 160]) is None
     assert re.match(r"corrupt: about 7 frames are missing after frame 2 ", timestamp_gap([0, 40, 80, 400, 440, 480]))
     assert timestamp_gap([0, 33, 70, 100, 140, 300]) is None  # variable frame rate: not judged

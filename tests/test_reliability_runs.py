@@ -110,10 +110,10 @@ def invoke(command, *args) -> Outcome:
 
 def call(fn) -> Outcome:
     """A direct call: its user error as the CLI would show it; 0 if it returns."""
-    from syncssl.train.run import USER_ERRORS
+    from syncssl.errors import SyncsslError
     try:
         fn()
-    except USER_ERRORS as e:
+    except SyncsslError as e:
         return Outcome(getattr(e, "exit_code", 1), f"Error: {e}")
     return Outcome(0)
 
@@ -387,7 +387,7 @@ def _fake_run(self, kind, run_dir, overrides):
 
 def grid(ctx, *args) -> Outcome:
     """syncssl-reproduce into ``<tmp>/grid`` with its runs stood in for: this is about the folder and its tables."""
-    from syncssl.eval.reproduce import Reproduction
+    from syncssl.experiments.reproduce import Reproduction
     ctx.monkeypatch.setattr(Reproduction, "_run", _fake_run)
     ctx.monkeypatch.setattr(Reproduction, "plot", lambda self: None)
     return invoke(cli.reproduce, "--preset", "tiny", "--out", ctx.tmp / "grid", *args)
@@ -531,7 +531,7 @@ def _apply(ctx, best=7, applied=None, force=False, said=None, b=3):
 
 
 def _force_twice(ctx):
-    from syncssl.data.syncfile import read_sync_file
+    from syncssl.data.sources.syncfile import read_sync_file
     first = read_sync_file(ctx.tmp / "rig").start
     said = []
     # the second search reads the aligned videos: cam_b is where it belongs (+0), cam_c's flat curve peaks elsewhere

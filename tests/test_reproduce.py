@@ -6,8 +6,8 @@ import pytest
 from click.testing import CliRunner
 
 from syncssl import cli
-from syncssl.config import ConfigError
-from syncssl.eval.reproduce import GRID, HEADLINE, Reproduction, load_preset, preset_names
+from syncssl.errors import ConfigError
+from syncssl.experiments.reproduce import GRID, HEADLINE, Reproduction, load_preset, preset_names
 
 
 def test_reproduce_writes_results_and_reuses_finished_runs(tiny_dataset, tmp_path):

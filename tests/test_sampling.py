@@ -4,7 +4,7 @@ from itertools import islice
 import numpy as np
 import pytest
 
-from syncssl.data.sampling import PairPlan, PairSampler, SamplerSequence, SamplingConfig, cross_pairs
+from syncssl.data.loading.sampling import PairPlan, PairSampler, SamplerSequence, SamplingConfig, cross_pairs
 
 FIELDS = ("seq", "cam", "frame", "offset", "sync", "flip", "flip_label", "jitter", "mirror")
 

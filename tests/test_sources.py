@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from syncssl.data.calibration import write_calibration
-from syncssl.data.dataset import DataError, save_masks, write_dataset_json
+from syncssl.data.decode.video import write_video
 from syncssl.data.sources import detect_layout, open_dataset
-from syncssl.data.video import write_video
+from syncssl.data.sources.calibration import write_calibration
+from syncssl.data.sources.dataset import save_masks, write_dataset_json
+from syncssl.errors import DataError
 from syncssl.geometry import H36M_CAMERA_IDS, Camera, h36m_camera, look_at
 
 EXT = {"mjpeg": ".avi", "h264": ".mp4", "vp9": ".webm"}

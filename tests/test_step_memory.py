@@ -4,7 +4,7 @@ import torch
 from click.testing import CliRunner
 
 from syncssl import cli
-from syncssl.config import ConfigError
+from syncssl.errors import ConfigError
 from syncssl.models.pairnet import PairNet
 from syncssl.train import memory
 from syncssl.train.config import load_config

@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 
-from syncssl.data.calibration import read_calibration, write_calibration
-from syncssl.data.dataset import DataError
+from syncssl.data.decode.video import iter_frames, read_frames, write_video
 from syncssl.data.sources import open_dataset
-from syncssl.data.syncfile import SYNC_NAME, normalised, read_sync_file, write_sync_file
-from syncssl.data.video import iter_frames, read_frames, write_video
+from syncssl.data.sources.calibration import read_calibration, write_calibration
+from syncssl.data.sources.syncfile import SYNC_NAME, normalised, read_sync_file, write_sync_file
+from syncssl.errors import DataError
 from syncssl.sync import SyncOptions, apply_offsets, search, synchronize
 from syncssl.sync.inject import shift_dataset, shift_sequence
 from syncssl.sync.pipeline import LoadedModel, PairNetScorer
@@ -335,7 +335,7 @@ def test_sources_apply_sync_toml(shifted_pair):
 def test_excluded_camera_is_left_out_of_the_sequence(shifted_pair):
     """A camera that sync.toml excludes (its offset was not determined) leaves the sequence: its video, its boxes'
     column and its masks; the others are aligned as usual and the overlap is theirs alone."""
-    from syncssl.data.inspect import inspect_dataset
+    from syncssl.data.sources.inspect import inspect_dataset
     shifted, plain, truth, info, plain_info = shifted_pair
     folder = shifted / "S9" / "Walking_01"
     kept = {c: d - min(truth.values()) for c, d in truth.items() if c != "cam_03"}
@@ -364,8 +364,8 @@ def test_excluded_camera_is_left_out_of_the_sequence(shifted_pair):
 def test_prepare_on_an_applied_session_finds_the_unshifted_boxes(shifted_pair, tmp_path):
     """A shifted dataset with the right sync.toml prepares to the same person boxes as the unshifted one, and the
     offsets are part of the manifest's fingerprint."""
-    from syncssl.data.inspect import inspect_dataset
-    from syncssl.data.prepare import prepare
+    from syncssl.data.preparation.prepare import prepare
+    from syncssl.data.sources.inspect import inspect_dataset
     shifted, plain, truth, _, _ = shifted_pair
     folder = shifted / "S9" / "Walking_01"
     write_sync_file(folder, {c: d - min(truth.values()) for c, d in truth.items()}, reference="cam_01")
@@ -446,7 +446,7 @@ def test_mirrored_scoring_averages_the_mirror_images_pass(mirror_session, tmp_pa
 def test_apply_then_resync_reads_aligned_frames(mirror_session, tmp_path):
     """--apply writes sync.toml; the sources, prepare and the video path then read aligned frames, so a second
     search (here through the video decoder) finds every residual offset 0."""
-    from syncssl.data.inspect import inspect_dataset
+    from syncssl.data.sources.inspect import inspect_dataset
     session, result = mirror_session
     work = tmp_path / "session"
     shutil.copytree(session, work, ignore=shutil.ignore_patterns("sync"))
@@ -576,8 +576,8 @@ def test_benchmark_summary_counts_misses_and_buckets():
 
 def test_benchmark_recording_length(tmp_path):
     from syncssl.bench.sync import long_preset, run_sync_benchmark
-    from syncssl.config import ConfigError
     from syncssl.data.synthetic import PRESETS
+    from syncssl.errors import ConfigError
     n = PRESETS["small"].num_frames
     same = long_preset("small", 50)  # the preset's length keeps its cached render's name
     assert same.name == "small-heldout-long50" and same.num_frames == n + 100 and same.train_subjects == ()

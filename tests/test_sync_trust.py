@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from test_sync import FAST, _rig_camera
 
-from syncssl.data.dataset import DataError
+from syncssl.errors import DataError
 from syncssl.sync import SyncOptions, search, synchronize, tangency
 from syncssl.sync.inject import shift_sequence
 from syncssl.sync.pipeline import CameraResult, confirm, merge_adapted, search_spans

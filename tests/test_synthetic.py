@@ -16,8 +16,9 @@ from click.testing import CliRunner
 
 from syncssl.cli import data as data_cli
 from syncssl.cli import synth as synth_command
-from syncssl.data.calibration import read_calibration
-from syncssl.data.dataset import DataError, load_masks
+from syncssl.data.decode.video import probe, read_frames
+from syncssl.data.sources.calibration import read_calibration
+from syncssl.data.sources.dataset import load_masks
 from syncssl.data.synthetic import (
     ACTIONS,
     GENERATOR,
@@ -36,7 +37,7 @@ from syncssl.data.synthetic import generator as gen_module
 from syncssl.data.synthetic.body import J
 from syncssl.data.synthetic.generator import sequence_rng
 from syncssl.data.synthetic.render import Body
-from syncssl.data.video import probe, read_frames
+from syncssl.errors import DataError
 from syncssl.geometry import H36M17
 
 TINY = PRESETS["tiny"]

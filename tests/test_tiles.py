@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from syncssl.data.prepare import prepare
+from syncssl.data.preparation.prepare import prepare
+from syncssl.data.preparation.tiles import TileSpec, TileStore, resolve_format
 from syncssl.data.sources import open_dataset
-from syncssl.data.tiles import TileSpec, TileStore, resolve_format
 
 
 @pytest.fixture()
@@ -79,7 +79,7 @@ def test_stale_tiles_are_rebuilt_when_the_boxes_change(dataset):
 
 
 def test_too_large_for_raw_tiles_goes_to_jpeg_records(dataset, monkeypatch):
-    import syncssl.data.tiles as tiles
+    import syncssl.data.preparation.tiles as tiles
     monkeypatch.setattr(tiles, "memory_bytes", lambda: 1 << 20)  # a machine with 1 MiB: raw tiles do not fit
     auto = spec(format="auto")
     assert resolve_format(auto, 10**6).format == "jpeg" and resolve_format(auto, 1).format == "raw"
@@ -92,7 +92,7 @@ def test_too_large_for_raw_tiles_goes_to_jpeg_records(dataset, monkeypatch):
     assert diff.mean() < 4  # JPEG at quality 90: a few levels
     assert jpeg.stats["bytes_per_tile"] < 0.5 * raw.spec.bytes_per_tile()
     # and the training path reads them (backgrounds cut from the model per batch)
-    from syncssl.data.loader import TileViews, ViewAssembler
+    from syncssl.data.loading.loader import TileViews, ViewAssembler
     m = report.manifest
     views = TileViews(m, m.split("train"), jpeg, torch.device("cpu"))
     images, ok = ViewAssembler(m, m.split("train"), views, crop_size=32)([(0, 0, 3), (0, 1, 3)],
@@ -114,11 +114,11 @@ def test_every_store_of_a_tile_set_shares_one_mapping(dataset):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_tiles_reach_the_gpu_through_page_locked_memory(dataset):
-    from syncssl.data.loader import TileViews
+    from syncssl.data.loading.loader import TileViews
     folder = prepare(open_dataset(dataset), dataset / "prepared", tiles=spec(), crop_size=32).tiles
     store = TileStore(folder)
     assert store.frames(np.arange(4), pin=True).is_pinned()
-    from syncssl.data.manifest import Manifest
+    from syncssl.data.preparation.manifest import Manifest
     manifest = Manifest.load(dataset / "prepared" / "manifest.json")
     idx = manifest.split("train")
     views = [(0, 0, 3), (0, 1, 3), (1, 2, 7)]
@@ -134,7 +134,7 @@ def test_jpeg_tiles_decode_on_the_gpu_with_nvjpeg(dataset, monkeypatch):
     from syncssl.data.decode import dali_available
     if not dali_available():
         pytest.skip("NVIDIA DALI is not installed")
-    import syncssl.data.tiles as tiles
+    import syncssl.data.preparation.tiles as tiles
     monkeypatch.setattr(tiles, "memory_bytes", lambda: 1 << 20)  # JPEG records
     jpeg = TileStore(prepare(open_dataset(dataset), dataset / "prepared", tiles=spec(format="auto"),
                              crop_size=32).tiles)

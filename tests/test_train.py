@@ -16,11 +16,11 @@ import torch.multiprocessing as mp
 from click.testing import CliRunner
 
 from syncssl import cli
-from syncssl.config import ConfigError
+from syncssl.errors import CheckpointError, ConfigError, NonFiniteLoss
 from syncssl.train import checkpoint as ckpt
 from syncssl.train.config import PretrainConfig, load_config
 from syncssl.train.distributed import Dist
-from syncssl.train.trainer import NonFiniteLoss, PretextTrainer
+from syncssl.train.trainer import PretextTrainer
 
 
 def tiny_config(dataset: Path, run_dir: Path, *extra: str) -> PretrainConfig:
@@ -325,7 +325,7 @@ def test_every_config_key_says_what_it_is():
     """--help-config and the saved config.toml explain every key, whether the field is documented by a docstring
     (train/config.py) or by a trailing comment continued on aligned comment lines (sampling, models)."""
     from syncssl.config import describe, field_docs, to_toml
-    from syncssl.data.sampling import SamplingConfig
+    from syncssl.data.loading.sampling import SamplingConfig
     from syncssl.train.config import FinetuneConfig, PretrainConfig
     for cls in (PretrainConfig, FinetuneConfig):
         undocumented = [key for key, _, doc in describe(cls) if not doc.strip()]
@@ -341,7 +341,7 @@ def test_prefetcher_keeps_step_order_raises_producer_errors_and_uses_one_intra_o
     one intra-op thread (a second OpenMP team fights the step's on a small CPU) without changing the caller's."""
     from types import SimpleNamespace
 
-    from syncssl.data.loader import Prefetcher
+    from syncssl.data.loading.loader import Prefetcher
 
     class Batcher:
         device = torch.device("cpu")
@@ -414,8 +414,8 @@ def test_grouped_batches_train_the_sync_head_on_their_cross_pairs_too(tiny_datas
 def test_batcher_maps_cross_pairs_onto_the_views_that_decoded():
     """A pair lost to a decode failure takes its views out of the batch: the cross pairs that used them go, the
     others are renumbered onto the images that remain."""
-    from syncssl.data.loader import PairBatcher
-    from syncssl.data.sampling import PairSampler, SamplerSequence, SamplingConfig, cross_pairs
+    from syncssl.data.loading.loader import PairBatcher
+    from syncssl.data.loading.sampling import PairSampler, SamplerSequence, SamplingConfig, cross_pairs
 
     plan = PairSampler([SamplerSequence(200, 4, 25.0)], SamplingConfig(batch_size=8, group_size=4), seed=0).plan(0)
 
@@ -440,7 +440,7 @@ def test_appearance_augmentation_keeps_a_pair_one_scene_and_starts_on_schedule()
     colour, and with data.aug_start the transform begins at that share of the run's steps."""
     import dataclasses
 
-    from syncssl.data.loader import Appearance
+    from syncssl.data.loading.loader import Appearance
     from syncssl.train.data import appearance
     mean, std, fill = (0.45,) * 3, (0.25,) * 3, (0.45 * 255,) * 3
     rng = np.random.default_rng(0)
@@ -515,6 +515,6 @@ def test_checkpoint_without_an_option_added_since_loads_at_its_default(tiny_data
     del state["arch"]["pool"]  # a checkpoint from before `model.pool` existed: it pooled by average, the default
     trainer.load_state_dict(state)
     state["arch"]["pool"], state["arch"]["width"] = "avg", 0.5
-    with pytest.raises(ckpt.CheckpointError, match="does not match the config"):
+    with pytest.raises(CheckpointError, match="does not match the config"):
         trainer.load_state_dict(state)
     trainer.close()

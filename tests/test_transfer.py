@@ -8,11 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from syncssl.config import ConfigError
-from syncssl.data.dataset import DataError
-from syncssl.data.pose_sampling import ViewSampler, evaluation_plans, evaluation_views, label_budget
-from syncssl.eval.evaluate import run_evaluation
-from syncssl.models.resnet import CheckpointMismatch
+from syncssl.data.loading.pose_sampling import ViewSampler, evaluation_plans, evaluation_views, label_budget
+from syncssl.errors import CheckpointMismatch, ConfigError, DataError
+from syncssl.experiments.evaluate import run_evaluation
 from syncssl.train.config import FinetuneConfig, load_config
 from syncssl.train.run import run_training
 
@@ -105,9 +103,9 @@ def test_empty_or_unknown_evaluation_split_is_a_clear_error(tiny_dataset, tmp_pa
 def test_labels_follow_the_mirrored_image(tiny_dataset):
     """A flipped training view gets the mirrored 3D label: x negated, left and right swapped."""
     from syncssl.data.decode import PyAVDecoder
-    from syncssl.data.loader import PoseBatcher, VideoViews
-    from syncssl.data.manifest import Manifest
-    from syncssl.data.pose_sampling import ViewPlan
+    from syncssl.data.loading.loader import PoseBatcher, VideoViews
+    from syncssl.data.loading.pose_sampling import ViewPlan
+    from syncssl.data.preparation.manifest import Manifest
     from syncssl.train.data import make_assembler
     manifest = Manifest.load(tiny_dataset / "prepared")
     cfg = load_config("tiny", None, [], cls=FinetuneConfig)

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from syncssl.data import damage
-from syncssl.data.dataset import DataError
-from syncssl.data.video import VIDEO_EXTENSIONS, probe
+from syncssl.data.decode import damage
+from syncssl.data.decode.video import VIDEO_EXTENSIONS, probe
+from syncssl.errors import DataError
 from syncssl.optional import av
 
 

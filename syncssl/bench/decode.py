@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from ..data.decode import FrameRequest, dali_available, index_video, make_decoder
-from ..data.sampling import PairSampler, SamplerSequence, SamplingConfig
-from ..data.video import VIDEO_EXTENSIONS, write_video
+from ..data.decode.video import VIDEO_EXTENSIONS, write_video
+from ..data.loading.sampling import PairSampler, SamplerSequence, SamplingConfig
 
 
 def write_fixture(root: Path, cameras: int = 4, sequences: int = 3, size: tuple[int, int] = (320, 240),

@@ -71,7 +71,7 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
     span = int(round(max_offset_s * base.fps))
     frames = frames or base.num_frames  # each camera's recording length
     if frames <= 2 * span:  # refused before anything is written
-        from ..config import ConfigError
+        from ..errors import ConfigError
         raise ConfigError(f"--frames: recordings of {frames} frames cannot hold offsets of +-{span} frames with "
                           "any overlap")
     out = Path(out)
@@ -89,7 +89,7 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
         shift_dataset(long_root, root, offsets, first=span, length=frames, splits=splits)
     dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     if model is None and cue != "geometry":
-        from ..config import ConfigError
+        from ..errors import ConfigError
         raise ConfigError(f"--cue {cue} needs --model (only --cue geometry works without one)")
     loaded = load_model(model, dev) if model is not None else None
     options = SyncOptions(max_offset_s=max_offset_s + search_margin_s, instants=instants, seed=offset_seed,
@@ -158,7 +158,7 @@ def _summarise(rows: list[dict]) -> dict:
 def _evaluate(model, loaded, shifted, unshifted, result, out, pairs, device, apply_offsets, log) -> dict:
     """Held-out sync accuracy (syncssl-eval) on the unshifted copy, the shifted one, and the shifted one once the
     recovered offsets are applied."""
-    from ..eval.evaluate import run_evaluation
+    from ..experiments.evaluate import run_evaluation
     rows, n = {}, {}
     for name, root in (("unshifted", unshifted), ("shifted", shifted)):
         log(f"syncssl-eval on {name}")

@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..data.decode.video import CODECS, VideoWriter
 from ..data.synthetic import generate_report, get_preset, plan_sequences, render_sequence
-from ..data.video import CODECS, VideoWriter
 from ..optional import av
 
 

@@ -90,7 +90,7 @@ class NaivePairs(torch.utils.data.Dataset):
 def run_train_benchmark(dataset: str = "synthetic:small", preset: str = "cpu-small", steps: int = 100,
                         warmup: int = 5, batch_size: int | None = None, device: str = "auto",
                         data_root: str = "data", naive_workers: int | None = None, overrides=()) -> dict:
-    from ..data.loader import normalise_device
+    from ..data.loading.loader import normalise_device
     extra = [f"data.dataset='{dataset}'", f"data.data_root='{data_root}'", "train.resume='none'",
              f"train.device='{device}'", "train.run_dir='runs/bench-train'", *overrides]
     if batch_size:
@@ -102,7 +102,7 @@ def run_train_benchmark(dataset: str = "synthetic:small", preset: str = "cpu-sma
         trainer = PretextTrainer(cfg, Dist(device=dev), log=lambda *a: None, progress=False)
         pairs = cfg.train.batch_size
         try:
-            from ..data.loader import Prefetcher
+            from ..data.loading.loader import Prefetcher
             t_start = time.perf_counter()
             prefetch = Prefetcher(trainer.batcher, trainer.plan_of, 0, warmup + steps, cfg.data.prefetch)
             for _ in range(warmup):

@@ -19,6 +19,16 @@ SPLITS = ("val", "test")  # where the accuracy is reported when the dataset has 
 SEED = 4242  # the scored pairs: a fixed draw, the same for every model
 
 
+def head_rows(sampling, sync: torch.Tensor, flip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which pairs each pretext head is trained and measured on: the sync head on unflipped pairs (sync vs unsync),
+    the flip head on synchronized pairs (flipped vs not), so that neither reads its label off the other's (a
+    flipped pair is always synchronized). With ``sampling.flip_unsync`` (independent labels) every pair."""
+    if sampling.flip_unsync:
+        every = torch.ones_like(sync, dtype=torch.bool)
+        return every, every
+    return flip == 0, sync == 1
+
+
 def paper_sampling(sampling):
     """``sampling`` with the paper's offset window and no pair filter (the scoring set of :func:`paper_accuracy`)."""
     return dataclasses.replace(sampling, offset_unit="seconds", min_offset=PAPER_OFFSETS_S[0],
@@ -29,7 +39,6 @@ def paper_accuracy(trainer, split: str, pairs: int) -> dict:
     """Single-pass sync and flip accuracy of ``trainer``'s model on ``pairs`` pairs of ``split`` at the paper's
     offsets, each head on the pairs its loss sees, with the counts scored; mirror-averaged beside, when the run's
     evaluation mirrors (``pretext.mirror_average``)."""
-    from ..train.trainer import head_rows
     sampling = paper_sampling(trainer.cfg.sampling)
     p = trainer.predict(split, pairs, seed=SEED, sampling=sampling)
     sync_rows, flip_rows = (m.numpy() for m in head_rows(sampling, torch.from_numpy(p["sync"]),

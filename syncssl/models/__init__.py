@@ -6,7 +6,6 @@ from .resnet import (
     Backbone,
     BasicBlock,
     Bottleneck,
-    CheckpointMismatch,
     backbone_state_dict,
     describe_backbone_state,
     load_backbone,
@@ -15,6 +14,6 @@ from .resnet import (
 
 __all__ = [
     "FUSIONS", "Fusion", "PairNet", "PairNetConfig", "get_fusion", "mlp_head", "PoseNet", "PoseNetConfig",
-    "ARCHITECTURES", "Backbone", "BasicBlock", "Bottleneck", "CheckpointMismatch", "backbone_state_dict",
+    "ARCHITECTURES", "Backbone", "BasicBlock", "Bottleneck", "backbone_state_dict",
     "describe_backbone_state", "load_backbone", "resnet",
 ]

@@ -20,6 +20,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..errors import CheckpointMismatch
+
 # Normalisation layers by name. "batch" is the paper's; "group" does not depend on the batch, so a DDP
 # run equals a single process with the same global batch exactly (BatchNorm's statistics are per rank,
 # and SyncBatchNorm needs a GPU).
@@ -321,10 +323,6 @@ def resnet(depth: int = 18, width: float = 1.0, in_channels: int = 3, zero_init_
 
 
 # ---------------------------------------------------------------------------- checkpoints
-
-
-class CheckpointMismatch(ValueError):
-    """A checkpoint's backbone does not fit the model's architecture."""
 
 
 _PREFIXES = ("module.", "_orig_mod.")  # DDP and torch.compile wrappers

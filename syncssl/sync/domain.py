@@ -141,7 +141,7 @@ def make_reference(model, device, log=print) -> dict | None:
     None when that data is not on this machine."""
     import dataclasses
 
-    from ..data.manifest import MANIFEST_NAME, Manifest
+    from ..data.preparation.manifest import MANIFEST_NAME, Manifest
     from ..train.data import Prepared, make_assembler, make_source, prepared_folder
     cached = load_reference(model.checkpoint)
     if cached is not None:

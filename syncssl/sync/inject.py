@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.calibration import match_cameras, read_calibration, write_calibration
-from ..data.dataset import DataError, load_masks, read_dataset_json, save_masks
+from ..data.decode.video import CODECS, iter_frames, probe, read_frames, write_video
+from ..data.sources.calibration import match_cameras, read_calibration, write_calibration
+from ..data.sources.dataset import load_masks, read_dataset_json, save_masks
 from ..data.sources.layout import find_videos
-from ..data.video import CODECS, iter_frames, probe, read_frames, write_video
+from ..errors import DataError
 
 
 def random_offsets(cameras: list[str], reference: str, max_frames: int, rng: np.random.Generator) -> dict[str, int]:
@@ -82,7 +83,7 @@ def cut_session(src: Path, dst: Path, cuts: dict[str, int], *, scale: int = 1, c
     started recording late looks; every frame shrunk ``scale`` times (block means; the calibration with it), at
     most ``frames`` frames per camera kept. Returns the true offsets against the first camera (its frame t + d
     shows the first camera's frame t): ``cuts[first] - cuts[c]``."""
-    from ..data.prepare import downsample
+    from ..data.preparation.prepare import downsample
     src, dst = Path(src), Path(dst)
     cams = read_calibration(src / "calibration.toml")
     names = [c.name for c in cams]

@@ -30,9 +30,13 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from ..data.dataset import DataError, Dataset, Sequence
+import syncssl.sync.domain as domain  # the modules, not the package: its __init__ imports this one
+import syncssl.sync.search as search
+import syncssl.sync.tangency as tangency
+
+from ..data.sources.dataset import Dataset, Sequence
+from ..errors import CheckpointError, DataError
 from ..parallel import usable_cpus
-from . import domain, search, tangency
 from .epipolar import has_baseline
 from .tangency import TangencyCue
 
@@ -100,19 +104,19 @@ class LoadedModel:
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
     """A pre-training run folder or checkpoint -> its PairNet as a scorer, on ``device``, in eval mode."""
-    from ..eval.evaluate import resolve_checkpoint
+    from ..experiments.evaluate import resolve_checkpoint
     from ..models.pairnet import PairNet
     from ..train import checkpoint as ckpt
     from ..train.config import PretrainConfig, config_from_dict
     from ..train.trainer import resolve_amp
     checkpoint = resolve_checkpoint(Path(path))
     if checkpoint is None:
-        raise ckpt.CheckpointError(f"{path}: no loadable checkpoint (give a pre-training run folder or a "
+        raise CheckpointError(f"{path}: no loadable checkpoint (give a pre-training run folder or a "
                                    "checkpoint folder <run>/checkpoints/step-N)")
     state = ckpt.load(checkpoint)
     arch = state.get("arch", {}).get("model")
     if arch != "PairNet":
-        raise ckpt.CheckpointError(f"{checkpoint}: a {arch} checkpoint; synchronizing needs the pre-trained sync "
+        raise CheckpointError(f"{checkpoint}: a {arch} checkpoint; synchronizing needs the pre-trained sync "
                                    "classifier (a syncssl-train run), not a fine-tuned pose model")
     cfg = config_from_dict(PretrainConfig, state["config"])
     device = torch.device(device)
@@ -390,7 +394,7 @@ def _prepared_folder(dataset: Path, out: Path) -> Path:
 
 
 def _synchronize(dataset, model, options, out, prepared, device, source, workers, log, progress, truth, t0):
-    from ..data.prepare import prepare
+    from ..data.preparation.prepare import prepare
     from ..data.sources import open_dataset
     from ..train.data import Prepared, make_assembler, make_source, mask_settings, tile_spec
 
@@ -803,7 +807,7 @@ def result_json(result: SyncResult) -> dict:
 def write_outputs(result: SyncResult, out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     many = len(result.sequences) > 1
-    from ..data.manifest import safe_name
+    from ..data.preparation.manifest import safe_name
     for s in result.sequences:
         name = f"scores_{safe_name(s.key.replace('/', '__'))}.png" if many else "scores.png"
         s.figure = plot_sequence(s, out / name)
@@ -923,7 +927,7 @@ def apply_offsets(result: SyncResult, log=print, force: bool = False) -> list[Pa
     that nothing downstream trains or evaluates on frames that may not be aligned; ``force`` applies its best
     peak instead. Cameras an earlier sync.toml excluded, and that this search did not measure, stay excluded."""
     from ..data.sources import detect_layout
-    from ..data.syncfile import write_sync_file
+    from ..data.sources.syncfile import write_sync_file
     if detect_layout(result.dataset) == "h36m":
         raise DataError(result.dataset, "--apply writes sync.toml into sequence folders; the Human3.6M layout has "
                                         "none (its cameras are synchronized in hardware)")

@@ -104,10 +104,10 @@ def _outlines_of_video(job: dict) -> dict:
     person's box grown by a fifth) -> outline points per frame."""
     import torch
     torch.set_num_threads(1)
-    from ..data.background import foreground_masks
-    from ..data.boxes import largest_regions
-    from ..data.prepare import downsample
-    from ..data.video import iter_frames
+    from ..data.decode.video import iter_frames
+    from ..data.preparation.background import foreground_masks
+    from ..data.preparation.boxes import largest_regions
+    from ..data.preparation.prepare import downsample
     k, bg = job["scale"], downsample(job["background"], job["scale"])
     boxes = job["boxes"]
     pts, counts, batch, t = [], [], [], 0

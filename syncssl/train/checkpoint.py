@@ -18,13 +18,10 @@ from pathlib import Path
 
 import torch
 
-from ..storage import DiskError, translate_disk_errors
+from ..errors import CheckpointError, DiskError
+from ..storage import translate_disk_errors
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
-
-
-class CheckpointError(RuntimeError):
-    pass
 
 
 def _sha256(path: Path) -> str:
@@ -50,7 +47,7 @@ def save(folder: Path, step: int, state: dict, keep: int = 3, extra_meta: dict |
     """Write ``state`` as checkpoint ``step`` atomically; keep the newest ``keep`` checkpoints.
 
     A write that fails (a full disk, say) removes the partial folder, keeps every earlier checkpoint, and
-    raises :class:`~syncssl.storage.DiskError`: "no space left on <folder> while writing checkpoint step N ...".
+    raises :class:`~syncssl.errors.DiskError`: "no space left on <folder> while writing checkpoint step N ...".
     """
     folder = Path(folder)
     final = folder / f"step-{step:08d}"

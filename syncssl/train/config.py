@@ -14,8 +14,9 @@ from importlib import resources
 from pathlib import Path
 
 from .. import config as cfglib
-from ..config import ConfigError, choices
-from ..data.sampling import SamplingConfig
+from ..config import choices
+from ..data.loading.sampling import SamplingConfig
+from ..errors import ConfigError
 from ..models.pairnet import PairNetConfig
 from ..models.pose import PoseNetConfig
 from ..models.resnet import POOLS

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..errors import PeerLost, WaitedTooLong
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -89,14 +91,6 @@ def gather_objects(obj, d: Dist) -> list:
 def barrier(d: Dist):
     if d.enabled:
         dist.barrier()
-
-
-class PeerLost(RuntimeError):
-    """Another process of the job stopped (its node failed or was killed) or cannot be reached."""
-
-
-class WaitedTooLong(TimeoutError):
-    """A process waited longer than its setting allows for another one's work."""
 
 
 # what gloo and NCCL say when a peer process is gone (the connection closed, or a collective timed out)

@@ -15,7 +15,8 @@ import copy
 import torch
 from torch import nn
 
-from ..config import ConfigError
+from ..errors import ConfigError
+from ..parallel import usable_cpus
 
 
 def bytes_per_image(model: nn.Module, crop: int, dtype: torch.dtype) -> int:
@@ -76,7 +77,6 @@ def check_step_memory(model: nn.Module, *, images: int, crop: int, dtype: torch.
 
 def threads_note(threads: int) -> str | None:
     """A line when more compute threads are asked for than this process may use (they would only contend)."""
-    from ..parallel import usable_cpus
     cpus = usable_cpus()
     if threads > cpus:
         return (f"note: train.threads={threads} but this process may use {cpus} CPU{'s' * (cpus > 1)} "

@@ -8,21 +8,12 @@ from pathlib import Path
 
 import torch
 
-from ..config import ConfigError
-from ..data.dataset import DataError
-from ..data.decode.base import TooManyDecodeFailures
-from ..models.resnet import CheckpointMismatch
+from ..errors import CheckpointError, ConfigError
 from ..parallel import threads_per_process
 from . import checkpoint as ckpt
 from . import distributed, runfolder
-from .checkpoint import CheckpointError
 from .config import FinetuneConfig
-from .signals import Interrupted
-from .trainer import NonFiniteLoss, PoseTrainer, PretextTrainer
-
-# errors a user can fix: the command line shows their message, not a traceback
-USER_ERRORS = (DataError, ConfigError, CheckpointError, CheckpointMismatch, NonFiniteLoss, TooManyDecodeFailures,
-               distributed.PeerLost, distributed.WaitedTooLong, runfolder.RunFolderError, Interrupted)
+from .trainer import PoseTrainer, PretextTrainer
 
 
 def _cpu_threads(cfg, d: distributed.Dist):

@@ -24,6 +24,7 @@ import shutil
 from pathlib import Path
 
 from .. import config as cfglib
+from ..errors import ConfigError, RunFolderError
 from ..storage import write_text_atomic
 from .config import config_from_dict, saved_base
 
@@ -47,10 +48,6 @@ TASKS = {"pretrain": "a pre-training run (syncssl-train)", "finetune": "a fine-t
          "protocol": "a validation/test protocol grid (syncssl-reproduce --grid)"}
 
 
-class RunFolderError(RuntimeError):
-    """A folder a command must not write as asked: one line naming it and what to do instead."""
-
-
 # ---------------------------------------------------------------- configurations
 
 
@@ -67,7 +64,7 @@ def config_changes(run_dir: Path, cfg) -> list[str]:
     a saved config (an option it lacks was added since: the run had the behaviour from before it, ``saved_base``)."""
     try:
         saved = cfglib.load(type(cfg), Path(run_dir) / "config.toml", base=saved_base(type(cfg)))
-    except cfglib.ConfigError:
+    except ConfigError:
         return ["its config.toml is missing or unreadable"]
     return changes_between(saved, cfg)
 
@@ -76,7 +73,7 @@ def checkpoint_changes(state: dict, cfg) -> list[str]:
     """How ``cfg`` differs from the config saved in a checkpoint's state."""
     try:
         then = config_from_dict(type(cfg), state.get("config") or {})
-    except cfglib.ConfigError as e:
+    except ConfigError as e:
         return [f"its config does not read as this command's ({e})"]
     return changes_between(then, cfg)
 

@@ -7,15 +7,6 @@ import signal
 import threading
 
 
-class Interrupted(RuntimeError):
-    """Training stopped by a signal after writing its checkpoint."""
-
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
-        self.signum = signum
-        self.exit_code = 128 + signum
-
-
 class StopRequest:
     """``stop = StopRequest.install()`` … ``stop.restore()``: ``stop.signum`` is the first SIGTERM / SIGINT received
     in between (None: none). Handlers are installed from the main thread only (Python's rule); elsewhere nothing

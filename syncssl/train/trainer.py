@@ -28,8 +28,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .. import config as cfglib
-from ..data.dataset import DataError
-from ..data.loader import Prefetcher
+from ..data.loading.loader import Prefetcher
+from ..errors import CheckpointError, ConfigError, DataError, Interrupted, NonFiniteLoss, RunFolderError
+from ..eval.metrics import PoseErrors
+from ..eval.pretext import head_rows, paper_summary
 from ..models.pairnet import PairNet
 from ..provenance import env_block
 from ..storage import write_text_atomic
@@ -40,11 +42,7 @@ from .data import build_pipeline, load_manifest, make_source, tile_spec
 from .distributed import Dist, all_reduce_sum, any_rank, gather_objects
 from .logger import MetricLogger, memory_use, plot_curves
 from .memory import check_step_memory, threads_note
-from .signals import Interrupted, StopRequest
-
-
-class NonFiniteLoss(RuntimeError):
-    pass
+from .signals import StopRequest
 
 
 def resolve_amp(amp: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
@@ -84,16 +82,6 @@ def param_groups(model: torch.nn.Module, weight_decay: float, backbone_lr_scale:
     scales = [1.0] + ([backbone_lr_scale] if backbone_lr_scale != 1.0 else [])
     return [{"params": groups.get((scale, decay), []), "weight_decay": weight_decay if decay else 0.0,
              "lr_scale": scale} for scale in scales for decay in (True, False)]
-
-
-def head_rows(sampling, sync: torch.Tensor, flip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Which pairs each pretext head is trained and measured on: the sync head on unflipped pairs (sync vs unsync),
-    the flip head on synchronized pairs (flipped vs not), so that neither reads its label off the other's (a
-    flipped pair is always synchronized). With ``sampling.flip_unsync`` (independent labels) every pair."""
-    if sampling.flip_unsync:
-        every = torch.ones_like(sync, dtype=torch.bool)
-        return every, every
-    return flip == 0, sync == 1
 
 
 def head_shares(sampling) -> tuple[float, float]:
@@ -284,7 +272,7 @@ class Trainer:
         # a key the checkpoint lacks is an option added since, which it was trained with at its default
         saved = {**dataclasses.asdict(type(self.cfg.model)()), **state.get("arch", {})}
         if saved != self.arch():
-            raise ckpt.CheckpointError(f"checkpoint architecture {state.get('arch')} does not match the config "
+            raise CheckpointError(f"checkpoint architecture {state.get('arch')} does not match the config "
                                        f"{self.arch()}")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -309,7 +297,7 @@ class Trainer:
         state = ckpt.load(path, map_location=self.device)
         changes = [] if self.allow_changes is None else runfolder.checkpoint_changes(state, self.cfg)
         if runfolder.blocking(changes) and not self.allow_changes:
-            raise runfolder.RunFolderError(
+            raise RunFolderError(
                 f"{path} was trained with another configuration ({runfolder.listed(runfolder.blocking(changes))}): "
                 "pass --allow-changes to resume it with these settings, or --resume none and a new --run-dir to "
                 "start afresh")
@@ -604,7 +592,6 @@ class PretextTrainer(Trainer):
 
     def summarize(self, done: bool, last_eval: dict) -> dict:
         """Held-out (unseen subjects) and seen-subject accuracy at the end."""
-        from ..eval.pretext import paper_summary
         heldout = self.evaluate(self.eval_split) if done or not last_eval else last_eval
         if not self.held_out:  # a bare session: no held-out people, the evaluation pairs are seen ones
             if done:
@@ -719,7 +706,7 @@ class PoseTrainer(Trainer):
         return idx
 
     def build_model(self) -> nn.Module:
-        from ..data.loader import PoseBatcher, mirror_labels
+        from ..data.loading.loader import PoseBatcher, mirror_labels
         from ..models.pose import PoseNet
         from ..models.resnet import load_backbone, resnet
         m, x = self.cfg.model, self.cfg.transfer
@@ -731,7 +718,7 @@ class PoseTrainer(Trainer):
         if x.init == "pretrained":
             path, _ = ckpt.resolve_resume(x.checkpoint, Path(x.checkpoint) / "checkpoints")
             if path is None:
-                raise ckpt.CheckpointError(f"{x.checkpoint}: no pre-training checkpoint to initialise from")
+                raise CheckpointError(f"{x.checkpoint}: no pre-training checkpoint to initialise from")
             state = ckpt.load(path)
             # the input normalisation has (almost) no weights, so load_backbone may not see a mismatch: take the
             # pre-training's, and check it against this run's data settings as the config's validation would have
@@ -741,7 +728,7 @@ class PoseTrainer(Trainer):
                 m.input_norm = input_norm  # so that config.toml and the checkpoints say what the model does
                 for problem in common_problems(self.cfg):
                     if "input_norm" in problem:
-                        raise cfglib.ConfigError(f"{path} (pre-trained with it): {problem}")
+                        raise ConfigError(f"{path} (pre-trained with it): {problem}")
         model = PoseNet(resnet(m.depth, m.width, norm=m.norm, input_norm=m.input_norm), m.num_joints, m.root, m.hidden,
                         m.dropout, torch.from_numpy(std), torch.from_numpy(mean), pool=m.pool)
         self.init_note = "random initialisation"
@@ -760,8 +747,8 @@ class PoseTrainer(Trainer):
         return self.cfg.transfer.jitter_shift, self.cfg.transfer.jitter_scale
 
     def build_train_data(self):
-        from ..data.loader import PoseBatcher
-        from ..data.pose_sampling import ViewSampler
+        from ..data.loading.loader import PoseBatcher
+        from ..data.loading.pose_sampling import ViewSampler
         from .data import make_assembler
         cfg, x = self.cfg, self.cfg.transfer
         idx = self.label_sequences()
@@ -787,8 +774,8 @@ class PoseTrainer(Trainer):
     def predict(self, split: str, stride: int | None = None, indices: list[int] | None = None):
         """Yields (batch, prediction) over every ``stride``-th frame x camera of ``split`` (rank-sharded), or of
         the sequences ``indices`` (the label subjects' own frames: training error)."""
-        from ..data.loader import PoseBatcher
-        from ..data.pose_sampling import evaluation_plans, evaluation_views
+        from ..data.loading.loader import PoseBatcher
+        from ..data.loading.pose_sampling import evaluation_plans, evaluation_views
         from .data import make_assembler
         idx = indices if indices is not None else self.manifest.split(split)
         seqs = [self.manifest.sequences[i] for i in idx]
@@ -806,7 +793,6 @@ class PoseTrainer(Trainer):
             yield batch, pred.float()
 
     def evaluate(self, split: str, indices: list[int] | None = None) -> dict:
-        from ..eval.metrics import PoseErrors
         metric = PoseErrors(self.actions).to(self.device)
         for batch, pred in self.predict(split, indices=indices):
             metric.update(pred, batch.target, batch.action)

@@ -28,8 +28,6 @@ from .base import (
     DecodeStats,
     FailurePolicy,
     FrameRequest,
-    TooManyDecodeFailures,
-    UnsupportedCodec,
     VideoIndex,
     index_video,
     normalize_codec,
@@ -37,7 +35,7 @@ from .base import (
 from .dali import DALIDecoder, dali_available, mini_stream
 from .pyav import PyAVDecoder
 
-__all__ = ["FrameRequest", "Decoder", "DecodeStats", "FailurePolicy", "TooManyDecodeFailures", "UnsupportedCodec",
+__all__ = ["FrameRequest", "Decoder", "DecodeStats", "FailurePolicy",
            "PyAVDecoder", "DALIDecoder", "make_decoder", "choose_decoder", "VideoIndex", "index_video",
            "normalize_codec", "mini_stream", "dali_available", "DALI_CPU_CODECS", "NVDEC_CODECS", "DecoderBase",
            "DALI_CPU_IN_AUTO", "NVDEC_AUTO_CODECS", "probe_nvdec"]

@@ -18,8 +18,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from ...errors import DataError, TooManyDecodeFailures, UnsupportedCodec
 from ...optional import av
-from ..dataset import DataError
 
 log = logging.getLogger("syncssl.decode")
 
@@ -87,14 +87,6 @@ class FailurePolicy:
     max_failure_share: float = 0.01  # skip=True: raise once failed requests exceed this share of requests
     skip: bool = True  # True: skip the request (result None, counted, the caller drops the pair); False: raise
     grace_requests: int = 200  # the share is taken over max(requests seen, this), so one early failure is no alarm
-
-
-class UnsupportedCodec(DataError):
-    """The backend cannot decode this file's codec: a setup error, raised whatever the failure policy."""
-
-
-class TooManyDecodeFailures(RuntimeError):
-    """More requests failed than the failure policy allows; the message names the files and why."""
 
 
 @runtime_checkable

@@ -20,9 +20,9 @@ from fractions import Fraction
 import numpy as np
 import torch
 
+from ...errors import DataError
 from ...optional import av
 from ...parallel import usable_cpus
-from ..dataset import DataError
 from .base import DALI_CPU_CODECS, NVDEC_CODECS, ContainerCache, DecoderBase, FailurePolicy, Job, OpenVideo, VideoIndex
 
 _TIME_BASE = Fraction(1, 1000)  # of the mini streams (Matroska counts milliseconds)

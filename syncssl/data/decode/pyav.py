@@ -12,11 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ...errors import DataError
 from ...optional import av
 from ...parallel import usable_cpus
-from ..dataset import DataError
-from ..video import av_error_text
 from .base import ContainerCache, DecoderBase, FailurePolicy, Job, OpenVideo, VideoIndex
+from .video import av_error_text
 
 
 class PyAVDecoder(DecoderBase):

@@ -1,4 +1,4 @@
-"""Every source on disk into the one in-memory description, :class:`syncssl.data.dataset.Dataset`.
+"""Every source on disk into the one in-memory description, :class:`syncssl.data.sources.dataset.Dataset`.
 
 Three layouts are recognised (in this order):
 
@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..dataset import DataError, Dataset
-from ..video import VIDEO_EXTENSIONS
+from ...errors import DataError
+from ..decode.video import VIDEO_EXTENSIONS
+from .dataset import Dataset
 from .h36m import is_h36m_root, read_h36m
 from .layout import VERIFY_MODES, read_layout, read_session
 

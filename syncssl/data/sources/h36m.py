@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import DataError
 from ...geometry import H36M_32_TO_17, H36M_CAMERA_IDS, H36M_FPS, h36m_camera
-from ..dataset import DataError, Dataset, Sequence, View, _subject_order
-from ..video import probe
+from ..decode.video import probe
+from .dataset import Dataset, Sequence, View, _subject_order
 from .layout import check_poses, common_length, fit_labels, read_or_skip, take_number_removed
 
 TRAIN_SUBJECTS = ("S1", "S5", "S6", "S7", "S8")

@@ -4,7 +4,7 @@ session folder (``calibration.toml`` + videos). The synthetic generator writes t
 A sequence folder holds ``calibration.toml``, ``videos/<camera>.<ext>`` (or the videos directly in the
 folder), and optionally ``poses3d.npy`` (T, 17, 3) world mm, ``boxes.npy`` (T, C, 4) pixels, with C in the
 calibration's table order, and ``masks/<camera>.npz``. A ``sync.toml`` (written by ``syncssl-sync --apply``,
-see :mod:`syncssl.data.syncfile`) gives each camera's frames to skip at the start: the sequence is then the
+see :mod:`syncssl.data.sources.syncfile`) gives each camera's frames to skip at the start: the sequence is then the
 cameras' overlap, frame t being file frame t + start of each video.
 
 Whatever is fixed up on the way in (frame counts truncated, sizes taken from the videos, cameras matched by
@@ -20,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import DataError
 from ...geometry import Camera
-from ..calibration import match_cameras, read_calibration
-from ..dataset import DataError, Dataset, Sequence, View, read_dataset_json
-from ..syncfile import SYNC_NAME, SyncFile, read_sync_file
-from ..video import VIDEO_EXTENSIONS, VideoInfo, probe
+from ..decode.video import VIDEO_EXTENSIONS, VideoInfo, probe
+from .calibration import match_cameras, read_calibration
+from .dataset import Dataset, Sequence, View, read_dataset_json
+from .syncfile import SYNC_NAME, SyncFile, read_sync_file
 
 VERIFY_MODES = ("none", "ends", "all")
 _ASPECT_TOLERANCE = 0.01  # relative: sizes this close in aspect ratio are one camera rescaled

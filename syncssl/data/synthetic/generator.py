@@ -10,7 +10,7 @@ Layout written (DESIGN.md)::
                                   masks/cam_01.npz ...       ground-truth person masks (save_masks)
 
 Boxes are ``x0 y0 x1 y1`` in pixel edges (the whole frame is (0, 0, W, H)) around the ground-truth mask, as
-:func:`syncssl.data.boxes.boxes_from_masks` gives them; NaN where the person is out of view.
+:func:`syncssl.data.preparation.boxes.boxes_from_masks` gives them; NaN where the person is out of view.
 
 Frame rate: 25 fps. Human3.6M films at 50 fps, but consecutive frames at 50 fps are nearly identical and
 would double the files and the rendering time; 25 fps keeps the small preset quick to render. The
@@ -35,11 +35,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import DataError
 from ...geometry import Camera
 from ...parallel import Workers, usable_cpus
-from ..calibration import write_calibration
-from ..dataset import DataError, save_masks, write_dataset_json
-from ..video import CODECS, VideoWriter
+from ..decode.video import CODECS, VideoWriter
+from ..sources.calibration import write_calibration
+from ..sources.dataset import save_masks, write_dataset_json
 from .body import make_subject, stable_hash, with_sides
 from .motion import ACTIONS, animate
 from .render import Body, CameraRenderer

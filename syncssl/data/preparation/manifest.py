@@ -9,11 +9,11 @@ On disk, under one folder (default ``<dataset>/prepared``)::
                                   motion (T,), static (T,), poses3d (T, 17, 3) (labels, for fine-tuning only)
     backgrounds/<id>.png          one background per (subject, camera) group, lossless RGB
     videos/<subject>/<seq>/...    transcoded copies (only with --transcode)
-    tiles/<spec>/                 person tiles (see syncssl.data.tiles)
+    tiles/<spec>/                 person tiles (see syncssl.data.preparation.tiles)
     report.json                   what prepare measured: mask IoU, the op's mask per subject, agreement with labels
     masks_preview.png             frame | background | prepare's mask | truth | the op's crop, alpha and truth
 
-Boxes are in pixel edges (syncssl.data.boxes): the whole W x H frame is (0, 0, W, H).
+Boxes are in pixel edges (syncssl.data.preparation.boxes): the whole W x H frame is (0, 0, W, H).
 
 Paths inside manifest.json are relative to its folder, so the dataset and its prepared folder can move
 together.
@@ -29,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..geometry import Camera
-from .dataset import DataError, Dataset
+from ...errors import DataError
+from ...geometry import Camera
+from ..sources.dataset import Dataset
 
 FORMAT = "syncssl-manifest"
 VERSION = 2  # 2: boxes in pixel edges, label-free boxes and motion, silhouettes
@@ -177,7 +178,7 @@ class Manifest:
 
     def check_videos(self, verify: str = "ends") -> None:
         """Re-probe every video; missing, unreadable, of another size or shorter than its sequence: DataError."""
-        from .video import probe
+        from ..decode.video import probe
         for s in self.sequences:
             for c in s.cameras:
                 info = probe(c.video, verify=verify)

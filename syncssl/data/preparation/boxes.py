@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..geometry import H36M17, Camera, Skeleton
+from ...geometry import H36M17, Camera, Skeleton
 
 # ---------------------------------------------------------------- tight person boxes
 
@@ -448,23 +448,6 @@ def motion_from_poses(poses3d: np.ndarray, window: int = 5) -> np.ndarray:
     a, b = np.clip(t - h, 0, T - 1), np.clip(t + h, 0, T - 1)
     speed = np.linalg.norm(p[b] - p[a], axis=-1).mean(-1) / np.maximum(b - a, 1)
     return np.nan_to_num(speed, nan=0.0).astype(np.float32)
-
-
-def mask_change(a: np.ndarray, b: np.ndarray, tolerance: int = 1) -> float:
-    """The share of the person's pixels (union of two masks) that changed between them, 0 if both are empty.
-
-    Pixels within ``tolerance`` px of the other mask do not count: the edge of a still person's mask
-    flickers with noise by a pixel or two, which would otherwise look like movement.
-    """
-    union = np.count_nonzero(a | b)
-    if union == 0:
-        return 0.0
-    if tolerance > 0:
-        from .background import dilate
-        moved = (a & ~dilate(b, tolerance)) | (b & ~dilate(a, tolerance))
-    else:
-        moved = a ^ b
-    return np.count_nonzero(moved) / union
 
 
 def motion_from_changes(changes: np.ndarray, window: int = 5) -> np.ndarray:

@@ -37,14 +37,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..figures import pyplot, save_figure
-from ..parallel import Workers, usable_cpus
-from ..storage import translate_disk_errors
+from ...errors import DataError
+from ...figures import pyplot, save_figure
+from ...parallel import Workers, usable_cpus
+from ...storage import translate_disk_errors
+from ..decode.video import CODECS, VIDEO_EXTENSIONS, VideoWriter, iter_frames, probe, read_frames_at
+from ..sources.dataset import Dataset, Sequence, View, load_masks
 from .background import (
     BackgroundModel,
     borrow_background,
     foreground_masks,
     ghost_region,
+    mask_change,
     mask_iou,
     model_from_empty_scene,
     model_from_images,
@@ -55,13 +59,11 @@ from .boxes import (
     CropBoxStream,
     PersonTrack,
     boxes_from_joints,
-    mask_change,
     motion_from_changes,
     motion_from_poses,
     tile_rect,
 )
 from .crops import MaskSettings
-from .dataset import DataError, Dataset, Sequence, View, load_masks
 from .manifest import (
     MANIFEST_NAME,
     BackgroundInfo,
@@ -89,7 +91,6 @@ from .tiles import (
     write_block,
     write_meta,
 )
-from .video import CODECS, VIDEO_EXTENSIONS, VideoWriter, iter_frames, probe, read_frames_at
 
 TRANSCODES = {"none": None, "mjpeg": ("mjpeg", {}), "h264-gop8": ("h264", {"gop": 8})}
 # Bump when what prepare computes changes, so that existing manifests are rebuilt (part of the fingerprint).
@@ -169,7 +170,7 @@ def prepare(dataset: Dataset, out: Path | None = None, options: PrepareOptions |
     the op's background removal and crop size that training uses, at which the op's mask is measured
     (``report.json``'s ``op_mask``). workers: processes decoding videos in parallel (default: every core).
     force: rebuild even if up to date, and write into an ``out`` that prepare did not make (see
-    :mod:`syncssl.data.owned`: files prepare did not write are never deleted, with or without it).
+    :mod:`syncssl.data.preparation.owned`: files prepare did not write are never deleted, with or without it).
     """
     t0 = time.perf_counter()
     options = options or PrepareOptions()
@@ -996,8 +997,7 @@ def _op_mask(manifest: Manifest, store, mask: MaskSettings, crop_size: int, fram
     import torch
 
     from .crops import mask_scores, op_alpha, truth_at_crops
-    from .loader import frame_to_tile
-    from .tiles import TileStore
+    from .tiles import TileStore, frame_to_tile
     acc: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(5))
     rows = []
     seen_cams: set[str] = set()

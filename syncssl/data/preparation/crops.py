@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..ops import assemble_pairs
+from ...ops import assemble_pairs
 
 BG_MODES = {"off": 0, "hard": 1, "soft": 2}
 

@@ -25,7 +25,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .dataset import DataError, read_utf8
+from ...errors import DataError
+from .dataset import read_utf8
 
 SYNC_NAME = "sync.toml"
 
@@ -95,5 +96,5 @@ def write_sync_file(folder: Path, start: dict[str, int], *, reference: str | Non
         lines.append(f"excluded = {json.dumps(list(excluded))}  # offset not determined: left out of the sequence")
     lines.append("[offsets]")
     lines += [f"{json.dumps(cam)} = {n}  # frames" for cam, n in start.items()]
-    from ..storage import write_text_atomic  # (storage imports the data package)
+    from ...storage import write_text_atomic  # (storage imports the data package)
     return write_text_atomic(Path(folder) / SYNC_NAME, "\n".join(lines) + "\n", "the cameras' offsets")

@@ -17,7 +17,7 @@ video, written by one decoding task, checksummed on its own, so a damaged block 
 A tile holds the square of side ``margin`` x the crop box's side around the crop box's centre: room for the
 largest crop jitter the sampler applies, at a resolution at least that of the finest crop it samples
 (:meth:`TileSpec.for_jitter`). Near the frame's edge the region is clipped to the frame and stretched to the
-tile's size (:func:`syncssl.data.boxes.tile_rect`), so every stored pixel is a real one and the assemble op,
+tile's size (:func:`syncssl.data.preparation.boxes.tile_rect`), so every stored pixel is a real one and the assemble op,
 which treats pixels outside a bank frame as missing, fills the rest exactly as it does for a whole frame.
 """
 from __future__ import annotations
@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..parallel import usable_cpus
-from .dataset import DataError
+from ...errors import DataError
+from ...parallel import usable_cpus
 
 TILES_VERSION = 1
 FORMATS = ("raw", "jpeg", "auto")  # auto: raw when the set fits the memory budget, else JPEG (resolve_format)
@@ -361,7 +361,7 @@ class TileStore:
     def _pipeline(self, batch: int, gpu: int | None = None):
         """This thread's DALI pipeline: libjpeg-turbo on the CPU, or nvJPEG on GPU ``gpu`` (the "mixed" decoder:
         Huffman decoding on the CPU, the rest on the GPU, or the A100/H100 hardware JPEG engine)."""
-        from .decode import dali_available
+        from ..decode import dali_available
         if not dali_available():
             return None
         pipes = self._local.__dict__.setdefault("pipes", {})
@@ -379,3 +379,11 @@ class TileStore:
             pipe.build()
             pipes[gpu] = pipe, size
         return pipe
+
+
+def frame_to_tile(boxes: torch.Tensor, rects: torch.Tensor, size: int) -> torch.Tensor:
+    """Boxes (n, 4) in frame coordinates -> the same boxes in the coordinates of tiles of side ``size`` that hold
+    the frame regions ``rects`` (n, 4) (pixel edges both)."""
+    scale = size / (rects[:, 2:] - rects[:, :2])
+    return torch.cat([(boxes[:, :2] - rects[:, :2]) * scale, (boxes[:, 2:] - rects[:, :2]) * scale], 1).float()
+

@@ -99,7 +99,8 @@ class SamplerSequence:
 
     @classmethod
     def from_sequence(cls, seq, static: np.ndarray | None = None, labels: bool = False) -> SamplerSequence:
-        """From a :class:`~syncssl.data.manifest.PreparedSequence` or a :class:`~syncssl.data.dataset.Sequence`.
+        """From a :class:`~syncssl.data.preparation.manifest.PreparedSequence` or a
+        :class:`~syncssl.data.sources.dataset.Sequence`.
 
         ``static`` overrides the sequence's own ``static`` array (a plain Sequence has none). The sequence's 3D
         labels are passed only with ``labels`` (the opt-in label pose-change filter): pre-training reads none.

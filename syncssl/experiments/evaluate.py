@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from ..errors import CheckpointError
 from ..train import checkpoint as ckpt
 from ..train import distributed, runfolder
 from ..train.config import FinetuneConfig, PretrainConfig, config_from_dict
@@ -15,7 +16,7 @@ def resolve_checkpoint(path: Path) -> Path:
     """A checkpoint folder, or a run directory (its newest loadable checkpoint)."""
     path = Path(path)
     if not path.exists():
-        raise ckpt.CheckpointError(f"{path}: no such checkpoint or run directory")
+        raise CheckpointError(f"{path}: no such checkpoint or run directory")
     found, _ = ckpt.resolve_resume(str(path), path / "checkpoints")
     return found
 

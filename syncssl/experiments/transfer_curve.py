@@ -16,6 +16,7 @@ import csv
 import io
 from pathlib import Path
 
+from ..errors import RunFolderError
 from ..figures import pyplot, save_figure
 from ..storage import write_text_atomic
 from ..train import checkpoint as ckpt
@@ -74,7 +75,7 @@ def read_rows(path: Path) -> list[dict]:
         return [{**r, "step": int(r["step"]), **{k: float(r[k]) if r[k] else None for k in COLUMNS[2:]}}
                 for r in rows]
     except (KeyError, TypeError, ValueError) as e:
-        raise runfolder.RunFolderError(f"{path}: not a table of syncssl-transfer-curve ({e!r}); move it away to "
+        raise RunFolderError(f"{path}: not a table of syncssl-transfer-curve ({e!r}); move it away to "
                                        "start afresh") from None
 
 

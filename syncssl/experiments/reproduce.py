@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import config as cfglib
+from ..errors import ConfigError, RunFolderError
 from ..figures import pyplot, save_figure
 from ..storage import write_text_atomic
 from ..train import runfolder
@@ -117,13 +117,13 @@ _HEADLINE_PRETRAIN = next(r for r in GRID if r.name == HEADLINE[1]).pretrain_key
 PROTOCOL_ROWS = tuple(r.name for r in GRID if r.init == "pretrained" and r.pretrain_key() == _HEADLINE_PRETRAIN)
 
 
-ABLATIONS_PACKAGE = "syncssl.eval.ablations"
+ABLATIONS_PACKAGE = "syncssl.experiments.ablations"
 
 
 @dataclass(frozen=True)
 class Preset:
-    """How big each run is (a file ``syncssl/eval/ablations/<name>.toml``). Several seeds for the headline pair, where
-    the difference matters most, and for every random-init baseline (a fine-tuning only: cheap)."""
+    """How big each run is (a file ``syncssl/experiments/ablations/<name>.toml``). Several seeds for the headline pair,
+    where the difference matters most, and for every random-init baseline (a fine-tuning only: cheap)."""
 
     pretrain_preset: str
     finetune_preset: str
@@ -140,27 +140,27 @@ def preset_names() -> list[str]:
 
 
 def load_preset(name: str | Path) -> Preset:
-    """An ablation preset by name (``syncssl/eval/ablations/<name>.toml``) or by the path of a TOML file."""
+    """An ablation preset by name (``syncssl/experiments/ablations/<name>.toml``) or by the path of a TOML file."""
     path, doc = declared.read(name, ABLATIONS_PACKAGE, "preset")
     unknown = set(doc) - {"note", "dataset", "seeds", "headline_seeds", "pretrain", "finetune"}
     if unknown:
-        raise cfglib.ConfigError(f"{path}: unknown keys {sorted(unknown)}")
+        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
     runs = {}
     for kind, cls in (("pretrain", PretrainConfig), ("finetune", FinetuneConfig)):
         table = declared.need(path, doc, kind, dict)
         if set(table) - {"preset", "overrides"}:
-            raise cfglib.ConfigError(f"{path}: [{kind}] holds preset and overrides only, got {sorted(table)}")
+            raise ConfigError(f"{path}: [{kind}] holds preset and overrides only, got {sorted(table)}")
         preset = declared.need(path, table, "preset", str, f"[{kind}] ")
         try:
             preset_path(preset, cls)
-        except cfglib.ConfigError as e:
-            raise cfglib.ConfigError(f"{path}: [{kind}] {e}") from None
+        except ConfigError as e:
+            raise ConfigError(f"{path}: [{kind}] {e}") from None
         runs[kind] = preset, tuple(declared.need(path, {"overrides": [], **table}, "overrides", list, f"[{kind}] ",
                                                  str))
     counts = {key: doc.get(key, getattr(Preset, key)) for key in ("seeds", "headline_seeds")}
     for key, value in counts.items():
         if type(value) is not int or value < 1:
-            raise cfglib.ConfigError(f"{path}: {key} must be an integer >= 1, got {value!r}")
+            raise ConfigError(f"{path}: {key} must be an integer >= 1, got {value!r}")
     return Preset(runs["pretrain"][0], runs["finetune"][0], runs["pretrain"][1], runs["finetune"][1], **counts,
                   dataset=declared.need(path, doc, "dataset", str), note=str(doc.get("note", "")))
 
@@ -178,10 +178,10 @@ def read_rows(path: Path) -> list[dict]:
     except FileNotFoundError:
         return []
     except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise runfolder.RunFolderError(f"{path}: cannot be read ({e}); "
+        raise RunFolderError(f"{path}: cannot be read ({e}); "
                                        "move it away to start the table afresh") from None
     if not set(COLUMNS) <= set(reader.fieldnames or ()):
-        raise runfolder.RunFolderError(f"{path}: not a table of syncssl-reproduce (its columns: "
+        raise RunFolderError(f"{path}: not a table of syncssl-reproduce (its columns: "
                                        f"{', '.join(reader.fieldnames or ())}); move it away to start the table afresh")
     paper = {r.name: r.paper for r in GRID}
     typed = []
@@ -191,7 +191,7 @@ def read_rows(path: Path) -> list[dict]:
                           "tuned": r["tuned"] == "True", "paper_mpjpe": paper.get(r["name"], ""),
                           **{k: float(r[k]) for k in COLUMNS[10:]}})
         except (KeyError, TypeError, ValueError) as e:
-            raise runfolder.RunFolderError(f"{path}: row {len(typed) + 1} is not a row of syncssl-reproduce ({e!r}); "
+            raise RunFolderError(f"{path}: row {len(typed) + 1} is not a row of syncssl-reproduce ({e!r}); "
                                            "move the file away to start the table afresh") from None
     return typed
 

@@ -81,7 +81,7 @@ class Report:
 
 
 def summarize(dataset: Dataset, layout: str, *, deep: bool = False) -> Report:
-    from .sources import LAYOUTS
+    from . import LAYOUTS
     seqs = []
     for s in dataset.sequences:
         seqs.append(SequenceSummary(
@@ -108,7 +108,7 @@ def summarize(dataset: Dataset, layout: str, *, deep: bool = False) -> Report:
 def inspect_dataset(path: str | Path, *, deep: bool = False, frame_tolerance: int | None = None,
                     skip_broken: bool = False) -> Report:
     """Opens ``path`` (any layout) and summarises it; ``deep`` decodes every frame of every video."""
-    from .sources import detect_layout, open_dataset
+    from . import detect_layout, open_dataset
     layout = detect_layout(path)
     ds = open_dataset(path, verify="all" if deep else "ends", frame_tolerance=frame_tolerance,
                       skip_broken=skip_broken)

@@ -16,8 +16,8 @@ import os
 import shutil
 from pathlib import Path
 
-from ..storage import write_text_atomic
-from .dataset import DataError
+from ...errors import DataError
+from ...storage import write_text_atomic
 
 RECORD = ".syncssl-prepare.json"
 WRITER = "syncssl-data prepare"

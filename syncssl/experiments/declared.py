@@ -6,7 +6,7 @@ import tomllib
 from importlib import resources
 from pathlib import Path
 
-from ..config import ConfigError
+from ..errors import ConfigError
 
 
 def names(package: str) -> list[str]:

@@ -149,7 +149,7 @@ def _draw_skeleton(ax, joints2d: np.ndarray, style: str = "-", alpha: float = 1.
 def draw_pose_overlays(manifest, index: np.ndarray, pred: np.ndarray, target: np.ndarray, out: Path) -> Path:
     """Each chosen frame, cropped around the person, with the true (dashed, thin) and predicted (solid)
     skeletons: the prediction is placed at the true root and projected with the camera."""
-    from ..data.video import read_frames
+    from ..data.decode.video import read_frames
     plt = pyplot()
     n = len(index)
     fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 3.0), squeeze=False)

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..geometry import H36M17, SKELETONS, Skeleton
-from .dataset import DataError, Dataset, Sequence
-from .video import read_frames
+from ...errors import DataError
+from ...geometry import H36M17, SKELETONS, Skeleton
+from ..decode.video import read_frames
+from .dataset import Dataset, Sequence
 
 SIDE_COLOURS = {"left": "#1f77b4", "right": "#d62728", "centre": "#2ca02c"}  # blue, red, green
 BOX_COLOUR = "#ffd700"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .dataset import DataError
+from ...errors import DataError
 
 
 @dataclass(frozen=True)

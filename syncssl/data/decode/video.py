@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..optional import av
+from ...errors import DataError
+from ...optional import av
 from .damage import FrameCheck, FramingCheck, configure, decoder_errors, describe, logged_error, timestamp_gap
-from .dataset import DataError
 
 # codec -> (container extension, pixel format, encoder)
 CODECS = {
@@ -103,7 +103,7 @@ def probe(path: Path, verify: str = "ends") -> VideoInfo:
     verify: "none"; "ends" decodes the first and the last frame; "all" decodes every frame.
     A truncated file (fewer packets than its header promises, or a last frame that does not decode) and a
     corrupt one (a frame that does not decode, or frames the demuxer cannot read in a full-size file) raise
-    :class:`DataError` naming the file and, where known, the frame. Damage (:mod:`syncssl.data.damage`): every
+    :class:`DataError` naming the file and, where known, the frame. Damage (:mod:`syncssl.data.decode.damage`): every
     mode but "none" checks each packet's framing; "all" also has every frame judged by the decoder (errors,
     corrupt flags, concealment) and, for MJPEG, by a second JPEG decoder; damaged frames are counted and refused.
     """
@@ -139,7 +139,7 @@ def probe(path: Path, verify: str = "ends") -> VideoInfo:
         to_check = {"none": [], "ends": [0, last] if last else [0], "all": range(len(packets))}[verify]
         width, height = s.codec_context.width, s.codec_context.height
         decoded, silent = 0, None
-        damaged: dict[int, str] = {}  # frame -> what gives its damage away (syncssl.data.damage)
+        damaged: dict[int, str] = {}  # frame -> what gives its damage away (syncssl.data.decode.damage)
         check_frame = FrameCheck(s, every_packet=verify == "all")
         with decoder_errors() as logs:
             for i in to_check:

@@ -1,5 +1,5 @@
 """``python -m syncssl.train.finetune ...``: what torchrun launches for syncssl-finetune."""
-from ..cli import finetune
+from ...cli import finetune
 
 if __name__ == "__main__":
     finetune(prog_name="syncssl-finetune")

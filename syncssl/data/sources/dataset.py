@@ -11,18 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..geometry import Camera
-
-
-class DataError(ValueError):
-    """Bad input: always names the file (or folder) and what is wrong with it."""
-
-    def __init__(self, path: str | Path, problem: str):
-        self.path, self.problem = Path(path), problem
-        super().__init__(f"{path}: {problem}")
-
-    def __reduce__(self):  # crosses process boundaries whole (prepare's workers raise it)
-        return type(self), (self.path, self.problem)
+from ...errors import DataError
+from ...geometry import Camera
 
 
 @dataclass

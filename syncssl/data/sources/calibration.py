@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..geometry import Camera, matrix_to_rodrigues, rodrigues_to_matrix
-from .dataset import DataError, read_utf8
+from ...errors import DataError
+from ...geometry import Camera, matrix_to_rodrigues, rodrigues_to_matrix
+from .dataset import read_utf8
 
 _REQUIRED = ("size", "matrix", "distortions", "rotation", "translation")
 # the shape each key must have (None: any length); every value must be a finite number

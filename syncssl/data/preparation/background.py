@@ -41,6 +41,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .boxes import cells_box, coarse_regions, several_regions
+
 THRESHOLD_FLOOR = 18.0  # RGB distance below which no difference counts as foreground (compression noise)
 THRESHOLD_SIGMAS = 5.0  # noise sigmas above the median distance
 SHADOW_MIN_BRIGHTNESS = 0.4  # a shadow keeps at least this share of the background's brightness
@@ -137,7 +139,6 @@ def model_from_images(samples: np.ndarray, grow: int | None = None) -> Backgroun
     samples as foreground *beside* the person: a second person-sized region, always in the same place. Pixels
     where that happens in at least ``GHOST_PERSISTENCE`` of the samples keep the plain median (the samples that
     differ from it there are the empty floor: leaving them out would only make the ghost sure) and are reported."""
-    from .boxes import several_regions
     samples = np.asarray(samples)
     first = estimate_background(samples)
     H, W = samples.shape[1:3]
@@ -160,7 +161,6 @@ def person_hulls(masks: np.ndarray, grid: int = HULL_GRID, reach: float = 0.25) 
     that the mask cut off), and every cell that lies both between the leftmost and rightmost of their cells in its
     row and between the topmost and bottommost in its column. A body that stays while the limbs move differs from a
     median that shows it only at the limbs; their outline covers the body."""
-    from .boxes import cells_box, coarse_regions
     masks = np.asarray(masks, bool)
     N, H, W = masks.shape
     cell, counts, coarse, labels = coarse_regions(masks, grid)
@@ -420,3 +420,20 @@ def mask_iou(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int]:
 def remove_background(frame: np.ndarray, mask: np.ndarray, fill=(0, 0, 0)) -> np.ndarray:
     """The frame with pixels outside ``mask`` set to ``fill``."""
     return np.where(mask[..., None], frame, np.asarray(fill, np.uint8)).astype(np.uint8)
+
+
+def mask_change(a: np.ndarray, b: np.ndarray, tolerance: int = 1) -> float:
+    """The share of the person's pixels (union of two masks) that changed between them, 0 if both are empty.
+
+    Pixels within ``tolerance`` px of the other mask do not count: the edge of a still person's mask
+    flickers with noise by a pixel or two, which would otherwise look like movement.
+    """
+    union = np.count_nonzero(a | b)
+    if union == 0:
+        return 0.0
+    if tolerance > 0:
+        moved = (a & ~dilate(b, tolerance)) | (b & ~dilate(a, tolerance))
+    else:
+        moved = a ^ b
+    return np.count_nonzero(moved) / union
+

@@ -3,7 +3,7 @@ training saw and that the reported numbers are not measured on (docs/reproductio
 
 Three kinds of people (the dataset's splits): those pre-training sees (unlabelled), the validation people ("val")
 on which every choice is made, and the test people ("test"), read once per reported configuration. A grid file
-(``syncssl/eval/grids/<name>.toml``) declares, before anything runs, the seeds and one search of fine-tuning
+(``syncssl/experiments/grids/<name>.toml``) declares, before anything runs, the seeds and one search of fine-tuning
 protocols that both sides get. Then:
 
 1. pre-train once per pre-training seed (its held-out evaluation on val);
@@ -26,15 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import ConfigError
+from ..errors import ConfigError
+from ..eval.stats import gain
 from ..figures import pyplot, save_figure
 from ..train import runfolder
 from ..train.config import FinetuneConfig, load_config
 from . import declared
 from .reproduce import train_or_reuse
-from .stats import gain
 
-GRIDS_PACKAGE = "syncssl.eval.grids"
+GRIDS_PACKAGE = "syncssl.experiments.grids"
 SIDES = ("random", "pretrained")
 # (goal, floor): the point estimate must reach the goal and every interval's lower bound clear the floor
 GOALS = {"best": (0.30, 0.20), "paper": (0.37, 0.37)}
@@ -81,7 +81,8 @@ def grid_names() -> list[str]:
 
 
 def load_grid(name: str | Path) -> Grid:
-    """A grid by name (``syncssl/eval/grids/<name>.toml``) or by the path of a TOML file; clear errors naming it."""
+    """A grid by name (``syncssl/experiments/grids/<name>.toml``) or by the path of a TOML file; clear errors naming
+    it."""
     path, doc = declared.read(name, GRIDS_PACKAGE, "grid")
 
     def need(table: dict, key: str, kind, where: str, item=None):

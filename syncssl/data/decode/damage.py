@@ -35,7 +35,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ..optional import av
+from ...optional import av
 
 RULE = "a video with damaged frames is refused: replace it or re-encode it from an undamaged copy"
 LUMA_TOLERANCE = 6.0  # grey levels an 8x8 block's mean may differ between two JPEG decoders (clean: < 0.5)

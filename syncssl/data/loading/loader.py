@@ -1,6 +1,6 @@
 """The fused data path end to end: plan -> decode only the frames the plan needs -> assemble_pairs -> batch.
 
-``PairBatcher`` turns one :class:`~syncssl.data.sampling.PairPlan` into a :class:`Batch` (a pure function of
+``PairBatcher`` turns one :class:`~syncssl.data.loading.sampling.PairPlan` into a :class:`Batch` (a pure function of
 the plan, the manifest and the seed); ``Prefetcher`` runs it on a background thread, ``depth`` steps ahead
 of training, and measures how long the consumer waits.
 """
@@ -14,11 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..ops import assemble_pairs
-from .crops import MaskSettings, cut
-from .dataset import DataError
-from .decode import FrameRequest
-from .manifest import Manifest
+from ...errors import DataError
+from ...ops import assemble_pairs
+from ..decode import FrameRequest
+from ..preparation.crops import MaskSettings, cut
+from ..preparation.manifest import Manifest
+from ..preparation.tiles import frame_to_tile
 from .sampling import PairPlan, cross_pairs
 
 
@@ -153,7 +154,7 @@ class VideoViews:
 
 
 class TileViews:
-    """Views read from a tile set (:mod:`syncssl.data.tiles`): a gather of the views' tiles and of their
+    """Views read from a tile set (:mod:`syncssl.data.preparation.tiles`): a gather of the views' tiles and of their
     backgrounds (stored beside them, or cut from the camera's model with the tile's rect), boxes mapped from
     the frame into each tile."""
 
@@ -328,7 +329,7 @@ class ViewAssembler:
 
 
 class PairBatcher:
-    """A :class:`~syncssl.data.sampling.PairPlan` -> a :class:`Batch` of view pairs (the pretext task)."""
+    """A :class:`~syncssl.data.loading.sampling.PairPlan` -> a :class:`Batch` of view pairs (the pretext task)."""
 
     def __init__(self, assembler: ViewAssembler, group_size: int = 1):
         self.assembler = assembler
@@ -365,13 +366,6 @@ class PairBatcher:
             dropped=n - len(keep), cross=cross, cross_sync=cross_sync,
             seq=torch.from_numpy(plan.seq.astype(np.int64))[keep],
         )
-
-
-def frame_to_tile(boxes: torch.Tensor, rects: torch.Tensor, size: int) -> torch.Tensor:
-    """Boxes (n, 4) in frame coordinates -> the same boxes in the coordinates of tiles of side ``size`` that hold
-    the frame regions ``rects`` (n, 4) (pixel edges both)."""
-    scale = size / (rects[:, 2:] - rects[:, :2])
-    return torch.cat([(boxes[:, :2] - rects[:, :2]) * scale, (boxes[:, 2:] - rects[:, :2]) * scale], 1).float()
 
 
 def _jitter(boxes: torch.Tensor, jitter: torch.Tensor) -> torch.Tensor:
@@ -465,7 +459,7 @@ class PoseBatch:
 
 def mirror_labels(joints: np.ndarray) -> np.ndarray:
     """(..., 17, 3) camera-frame labels of the mirrored image: x negated, left and right swapped."""
-    from ..geometry import mirror
+    from ...geometry import mirror
     return mirror(1, joints3d_cam=joints).joints3d_cam.astype(np.float32)
 
 
@@ -478,7 +472,7 @@ def camera_labels(seq, where="manifest") -> np.ndarray:
 
 
 class PoseBatcher:
-    """A :class:`~syncssl.data.pose_sampling.ViewPlan` -> a :class:`PoseBatch`: crops and 3D labels.
+    """A :class:`~syncssl.data.loading.pose_sampling.ViewPlan` -> a :class:`PoseBatch`: crops and 3D labels.
 
     Labels are the world poses moved into each camera's frame and made root-relative (computed once);
     a mirrored image gets the mirrored label (x negated, left and right swapped: ``geometry.mirror``).

@@ -1,0 +1,1 @@
+"""``python -m syncssl.train.finetune``: the module torchrun launches for ``syncssl-finetune`` (in ``__main__``)."""
