@@ -19,7 +19,10 @@ from ..data.loading.loader import Appearance, PairBatcher, TileViews, VideoViews
 from ..data.loading.sampling import PairSampler, SamplerSequence, SamplingConfig
 from ..data.preparation.crops import MaskSettings
 from ..data.preparation.manifest import MANIFEST_NAME, Manifest
-from ..data.preparation.tiles import TileSpec, TileStore
+from ..data.preparation.prepare import prepare, resolve_spec
+from ..data.preparation.tiles import TileSpec, TileStore, tile_folder
+from ..data.sources import open_dataset
+from ..data.synthetic import ensure_synthetic
 from ..errors import DataError
 from ..parallel import threads_per_process
 from .distributed import Dist, announce, await_announcement, node_rank
@@ -65,12 +68,9 @@ class Prepared:
 
 def _materialise(data_cfg, spec: TileSpec | None, log) -> None:
     """Generate (embedded data only) and prepare; both reuse what is already there and up to date."""
-    from ..data.preparation.prepare import prepare
-    from ..data.sources import open_dataset
 
     root = dataset_root(data_cfg)
     if data_cfg.dataset.startswith(SYNTHETIC):
-        from ..data.synthetic import ensure_synthetic
         preset = data_cfg.dataset[len(SYNTHETIC):] or "small"
         log(f"embedded dataset: synthetic preset {preset!r} (seed {data_cfg.synthetic_seed}) at {root}")
         ensure_synthetic(root, preset=preset, seed=data_cfg.synthetic_seed, progress=True)
@@ -92,7 +92,6 @@ def _materialise(data_cfg, spec: TileSpec | None, log) -> None:
 def load_manifest(data_cfg, dist: Dist, spec: TileSpec | None = None, log=print, wait_s: float = 7200.0) -> Prepared:
     """The prepared manifest (and tile set), made by one process per filesystem while the others wait for it (at
     most ``wait_s`` seconds) on the job's key-value store."""
-    from ..data.preparation.prepare import resolve_spec
     path = prepared_folder(data_cfg) / MANIFEST_NAME
     what = f"rank 0 to generate and prepare the dataset {dataset_root(data_cfg)}"
     _prepare_once("data", dist.is_main, data_cfg, spec, log, dist, what, wait_s)
@@ -102,7 +101,6 @@ def load_manifest(data_cfg, dist: Dist, spec: TileSpec | None = None, log=print,
     manifest = Manifest.load(path)
     folder = None
     if spec is not None:
-        from ..data.preparation.tiles import tile_folder
         folder = tile_folder(prepared_folder(data_cfg), resolve_spec(spec, manifest))
     return Prepared(manifest, folder)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, ConfigError
+from ..eval.pretext import summary_rows
 from ..parallel import threads_per_process
 from . import checkpoint as ckpt
 from . import distributed, runfolder
@@ -147,7 +148,6 @@ def print_summary(summary: dict, run_dir, title: str) -> None:
         if k in ("per_action", "env"):  # env: provenance, kept in summary.json
             continue
         if k == "paper_offsets":
-            from ..eval.pretext import summary_rows
             for row in summary_rows(v):
                 table.add_row(*row)
             continue

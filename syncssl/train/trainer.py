@@ -28,17 +28,20 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .. import config as cfglib
-from ..data.loading.loader import Prefetcher
+from ..data.loading.loader import PoseBatcher, Prefetcher, mirror_labels
+from ..data.loading.pose_sampling import ViewSampler, evaluation_plans, evaluation_views
 from ..errors import CheckpointError, ConfigError, DataError, Interrupted, NonFiniteLoss, RunFolderError
 from ..eval.metrics import PoseErrors
 from ..eval.pretext import head_rows, paper_summary
 from ..models.pairnet import PairNet
+from ..models.pose import PoseNet
+from ..models.resnet import load_backbone, resnet
 from ..provenance import env_block
 from ..storage import write_text_atomic
 from . import checkpoint as ckpt
 from . import runfolder
 from .config import common_problems
-from .data import build_pipeline, load_manifest, make_source, tile_spec
+from .data import build_pipeline, load_manifest, make_assembler, make_source, tile_spec
 from .distributed import Dist, all_reduce_sum, any_rank, gather_objects
 from .logger import MetricLogger, memory_use, plot_curves
 from .memory import check_step_memory, threads_note
@@ -706,9 +709,6 @@ class PoseTrainer(Trainer):
         return idx
 
     def build_model(self) -> nn.Module:
-        from ..data.loading.loader import PoseBatcher, mirror_labels
-        from ..models.pose import PoseNet
-        from ..models.resnet import load_backbone, resnet
         m, x = self.cfg.model, self.cfg.transfer
         # the head predicts in units of the label subjects' per-joint spread around their mean pose
         labels = PoseBatcher.labels_of([self.manifest.sequences[i] for i in self.label_sequences()])
@@ -747,9 +747,6 @@ class PoseTrainer(Trainer):
         return self.cfg.transfer.jitter_shift, self.cfg.transfer.jitter_scale
 
     def build_train_data(self):
-        from ..data.loading.loader import PoseBatcher
-        from ..data.loading.pose_sampling import ViewSampler
-        from .data import make_assembler
         cfg, x = self.cfg, self.cfg.transfer
         idx = self.label_sequences()
         seqs = [self.manifest.sequences[i] for i in idx]
@@ -774,9 +771,6 @@ class PoseTrainer(Trainer):
     def predict(self, split: str, stride: int | None = None, indices: list[int] | None = None):
         """Yields (batch, prediction) over every ``stride``-th frame x camera of ``split`` (rank-sharded), or of
         the sequences ``indices`` (the label subjects' own frames: training error)."""
-        from ..data.loading.loader import PoseBatcher
-        from ..data.loading.pose_sampling import evaluation_plans, evaluation_views
-        from .data import make_assembler
         idx = indices if indices is not None else self.manifest.split(split)
         seqs = [self.manifest.sequences[i] for i in idx]
         source = self.eval_source(split) if indices is None else self.source(idx)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ...errors import DataError
+from ...geometry import mirror
 from ...ops import assemble_pairs
 from ..decode import FrameRequest
 from ..preparation.crops import MaskSettings, cut
@@ -459,7 +460,6 @@ class PoseBatch:
 
 def mirror_labels(joints: np.ndarray) -> np.ndarray:
     """(..., 17, 3) camera-frame labels of the mirrored image: x negated, left and right swapped."""
-    from ...geometry import mirror
     return mirror(1, joints3d_cam=joints).joints3d_cam.astype(np.float32)
 
 
