@@ -814,6 +814,15 @@ def test_pixel_witness_refuses_damage_every_other_witness_passes(filmed, tmp_pat
     assert probe(clean, verify="all").num_frames == 40
 
 
+def test_weaker_signs_in_the_pixels_name_suspect_frames_without_refusing(filmed, tmp_path):
+    """H.264 damage scoring where clean video at x264's lowest quality can too: named in the notes, not refused."""
+    v = _random_bytes_mid_file(filmed["h264"], tmp_path / "cam_01.mp4", seed=2)
+    info = probe(v, verify="all")
+    assert re.match(r"1 suspect frame \(frame 20: from macroblock row \d+, column \d+ to the end of the picture the "
+                    r"picture changes at once, by \d+ grey levels.*\); check them by eye", info.suspect), info.suspect
+    assert probe(filmed["h264"], verify="all").suspect == ""
+
+
 @pytest.mark.skipif(not REAL.is_dir(), reason="the real recording (../shared/real) is absent")
 @pytest.mark.parametrize("codec, quality", [("mjpeg", 31), ("h264", 30)])
 def test_pixel_witness_passes_real_footage_at_low_quality(tmp_path, codec, quality):

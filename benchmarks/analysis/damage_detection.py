@@ -72,16 +72,20 @@ def difference(clean: list[np.ndarray], frames: list[np.ndarray] | None) -> tupl
 def verdict(path: Path, verify: str, pixels: bool = True) -> str | None:
     """The refusal (DataError's problem) or None when the check passes the file; ``pixels``: with the pixel
     witness."""
+    return check(path, verify, pixels)[0]
+
+
+def check(path: Path, verify: str, pixels: bool = True) -> tuple[str | None, str]:
+    """(the refusal or None, the suspect frames named or "")."""
     saved = dict(damage.PIXEL_THRESHOLD)
     if not pixels:
         damage.PIXEL_THRESHOLD.update({k: float("inf") for k in saved})
     try:
-        probe(path, verify=verify)
+        return None, probe(path, verify=verify).suspect
     except DataError as e:
-        return e.problem
+        return e.problem, ""
     finally:
         damage.PIXEL_THRESHOLD.update(saved)
-    return None
 
 
 def pixel_scores(path: Path) -> tuple[float, int, str]:
@@ -133,15 +137,18 @@ def main() -> None:
     rows, clean_rows, outcomes = [], [], []
     with tempfile.TemporaryDirectory(prefix="damage-") as tmp:
         for codec, videos in sorted(by_codec.items()):
-            false_pos = [(v, why) for v in videos if (why := verdict(v, "all"))]
+            checked = {v: check(v, "all") for v in videos}
+            false_pos = [(v, why) for v, (why, _) in checked.items() if why]
             for v, why in false_pos:
                 print(f"FALSE POSITIVE {v}: {why}")
+            suspect = [v for v, (_, named) in checked.items() if named]
             if codec in damage.PIXEL_THRESHOLD:
                 score, frame, where, worst = max((*pixel_scores(v), v) for v in videos)
-                clean_rows.append([codec, len(videos), len(false_pos), f"{score:.1f}", damage.PIXEL_THRESHOLD[codec]])
+                clean_rows.append([codec, len(videos), len(false_pos), len(suspect), f"{score:.1f}",
+                                   f"{damage.PIXEL_SUSPECT[codec]:.1f}", f"{damage.PIXEL_THRESHOLD[codec]:.1f}"])
                 print(f"{codec}: highest clean pixel score {score:.1f} ({worst}, frame {frame}, {where})")
             else:
-                clean_rows.append([codec, len(videos), len(false_pos), "-", "-"])
+                clean_rows.append([codec, len(videos), len(false_pos), len(suspect), "-", "-", "-"])
             videos = [v for v in videos if v in damaged_ones]
             videos = videos[:args.max_videos] if args.max_videos else videos
             count = {n: defaultdict(int) for n in args.bytes}
@@ -153,14 +160,15 @@ def main() -> None:
                         copy = Path(tmp) / f"{k}-{n}-{j}{v.suffix}"
                         at = damaged_copy(v, copy, n, rng)
                         t = time.perf_counter()
-                        deep = verdict(copy, "all")
+                        deep, suspect = check(copy, "all")
                         seconds += time.perf_counter() - t
                         before = verdict(copy, "all", pixels=False)
                         default = verdict(copy, "ends")
                         differ, worst = difference(clean, plain_decode(copy)) if not (deep or before) else (None, None)
                         by_pixels = deep is not None and before is None and PIXEL_PHRASE in deep
                         kind = ("refused by the pixels" if by_pixels else "refused by the other witnesses" if deep
-                                or before else "silent, harmless" if worst <= HARMLESS else "silent, wrong")
+                                or before else "silent, harmless" if worst <= HARMLESS else
+                                "named suspect" if suspect else "silent, wrong")
                         c = count[n]
                         c["copies"] += 1
                         c[kind] += 1
@@ -171,15 +179,17 @@ def main() -> None:
             for n in args.bytes if videos else []:
                 c = count[n]
                 rows.append([codec, n, len(videos), c["copies"], c["refused by inspect"],
-                             c["refused by the other witnesses"], c["refused by the pixels"], c["silent, harmless"],
-                             c["silent, wrong"]])
+                             c["refused by the other witnesses"], c["refused by the pixels"], c["named suspect"],
+                             c["silent, harmless"], c["silent, wrong"]])
             if videos:
                 print(f"{codec}: deep check {1000 * seconds / (len(videos) * len(args.bytes) * args.copies):.0f}"
                       " ms per copy", flush=True)
     print(f"\ndecoder options: {damage.DECODER_OPTIONS or 'none'}")
-    table(["codec", "bytes", "videos", "copies", "refused by inspect", "refused by inspect --deep without pixels",
-           "refused only by the pixels", f"silent, harmless (<= {HARMLESS} grey levels)", "silent, wrong"], rows)
-    table(["codec", "clean videos", "clean videos refused", "highest pixel score", "pixel threshold"], clean_rows)
+    table(["codec", "bytes", "videos", "copies", "refused by inspect", "refused by inspect --deep, other witnesses",
+           "refused only by the pixels", "passed, frames named suspect",
+           f"silent, harmless (<= {HARMLESS} grey levels)", "silent, wrong"], rows)
+    table(["codec", "clean videos", "clean videos refused", "clean videos with suspect frames", "highest pixel score",
+           "suspect from", "refused from"], clean_rows)
     if args.json:
         args.json.write_text(json.dumps(dict(options=damage.DECODER_OPTIONS, rows=rows, clean=clean_rows,
                                              copies=outcomes), indent=1))

@@ -17,23 +17,24 @@ The witnesses, each where it is cheap enough:
   stream both decoders give the same samples to the bit, and damage, which FFmpeg's own VP9 decoder conceals
   without a word, shows as a difference or as a packet libvpx refuses;
 - **timestamps and duration**, for containers without a frame count (WebM / MKV): a constant-rate stream whose
-  timestamps skip, or that holds fewer frames than its duration promises, lost frames to damage.
-
+  timestamps skip, or that holds fewer frames than its duration promises, lost frames to damage;
 - **the pixels**, for MJPEG and H.264 (every frame decoded, in order): damage that still decodes as a valid
-  bitstream, the same in both decoders, garbles the picture from the damaged block on, in decoding order, to the
-  end of the run the decoder resynchronises at: the restart interval (an MCU row, in FFmpeg's MJPEG) or the
-  slice (the whole picture, in x264's H.264). So at one frame a run of blocks changes at once, from some block to
-  the end of its row (MJPEG: with edges on the MCU grid, the pixel rows just above and below it still) or of the
-  picture (H.264: the blocks just before it in decoding order still). Motion is not cut by the block grid, and
-  a change of exposure or a cut covers the whole picture; clean footage scores a fraction of the threshold
-  (measured: ``benchmarks/analysis/damage_detection.py``, docs/reliability-data.md).
+  bitstream, the same in both decoders, garbles the picture from the damaged block on, in decoding order, to
+  where the decoder falls back in step: the end of the restart interval (an MCU row, in FFmpeg's MJPEG) or of the
+  slice (the picture, in x264's H.264). So at one frame a run of blocks changes at once, to the end of its row
+  (MJPEG: its edges on the MCU grid, the pixel rows just above and below it still) or of the picture (H.264: the
+  blocks just before it in decoding order still). Motion is not cut by the block grid and spans rows; a change of
+  exposure or a cut leaves nothing still (measured: ``benchmarks/analysis/damage_detection.py``,
+  docs/reliability-data.md).
 
-Damage that keeps the bitstream valid and changes the picture too little to show is invisible to every check
-here. FFmpeg's ``err_detect`` levels (``careful``, ``aggressive``, ``explode``, ``crccheck+bitstream+buffer``) refuse no
-more of it (measured: ``benchmarks/analysis/damage_detection.py``); :data:`DECODER_OPTIONS` lets that script try
-decoder options.
+Still invisible: H.264 damage the decoder falls back in step from inside the picture (a few macroblocks wrong),
+and damage that changes the picture less than the suspect level. FFmpeg's ``err_detect`` levels (``careful``,
+``aggressive``, ``explode``, ``crccheck+bitstream+buffer``) refuse no more of it (measured:
+``benchmarks/analysis/damage_detection.py``); :data:`DECODER_OPTIONS` lets that script try decoder options.
 
 The rule (:data:`RULE`): a video with any damaged frame is refused, naming the file, the frames and the witness.
+Weaker evidence in the pixels (:data:`PIXEL_SUSPECT`, below :data:`PIXEL_THRESHOLD`) refuses nothing: ``inspect
+--deep`` names the suspect frames in its notes (:data:`SUSPECT_RULE`), and ``prepare`` uses them.
 """
 from __future__ import annotations
 
@@ -50,9 +51,12 @@ RULE = "a video with damaged frames is refused: replace it or re-encode it from 
 LUMA_TOLERANCE = 6.0  # grey levels an 8x8 block's mean may differ between two JPEG decoders (clean: < 0.5)
 _QUIET = frozenset({"swscaler", "swresample"})  # colour conversion chatter, not the decoder's
 DECODER_OPTIONS: dict[str, str] = {}  # FFmpeg decoder options (AVOptions) set on every stream that is checked
-# The pixel witness refuses at these scores (grey levels: row_run_score, picture_run_score). Measured: clean
-# footage at most 8 (MJPEG) and 11 (H.264), both at the lowest qualities; damage the other witnesses miss: 16 and up.
-PIXEL_THRESHOLD = {"mjpeg": 16.0, "h264": 16.0}
+# The pixel witness's scores (grey levels: row_run_score, picture_run_score), measured in docs/reliability-data.md:
+# at PIXEL_THRESHOLD a video is refused; from PIXEL_SUSPECT on its frames are named as suspect, not refused.
+# Clean video scored at most 7.9 (MJPEG) and 16 (H.264, at x264's lowest qualities: as some damage does).
+PIXEL_THRESHOLD = {"mjpeg": 16.0, "h264": 22.6}
+PIXEL_SUSPECT = {"mjpeg": 16.0, "h264": 16.0}
+SUSPECT_RULE = "check them by eye: weaker signs of damage than a refusal needs (clean, blocky video can show them)"
 
 
 def configure(stream) -> None:
@@ -279,6 +283,15 @@ class FrameCheck:
         self._vp9 = _SecondVP9Decoder() if name == "vp9" and every_packet and _has_libvpx() else None
         self._pixels = PixelCheck(name) if every_packet else None
 
+    @property
+    def suspects(self) -> str:
+        """The frames with weaker signs of damage in their pixels, as one line ("" for none)."""
+        found = self._pixels.suspects if self._pixels else {}
+        if not found:
+            return ""
+        (i, why), *_ = sorted(found.items())
+        return f"{len(found)} suspect frame{'s' * (len(found) > 1)} (frame {i}: {why}); {SUSPECT_RULE}"
+
     def feed(self, data: bytes | None) -> str | None:
         """Every packet in order (None at the end), before the frames it gives are checked."""
         return self._vp9.feed(data) if self._vp9 else None
@@ -382,7 +395,7 @@ def _luma_disagreement(frame, data: bytes) -> tuple[int, float] | None:
 # ---------------------------------------------------------------- in the pixels
 
 LEVELS = 2.0 ** np.arange(1, 7.5, 0.5)  # the grey levels picture_run_score tries (2 .. 128)
-SAMPLE = 4  # block means from every 4th pixel of every 4th row: 16x cheaper, as telling
+SAMPLE = 2  # block means from every other pixel of every other row: 4x cheaper, as telling
 
 
 def _suffix_mean(x: np.ndarray) -> np.ndarray:
@@ -465,6 +478,8 @@ class PixelCheck:
     def __init__(self, codec: str):
         self.codec = codec
         self.active = codec in PIXEL_THRESHOLD
+        self.suspects: dict[int, str] = {}  # frame -> why, for scores from PIXEL_SUSPECT to PIXEL_THRESHOLD
+        self._frame = -1
         self._previous = None
         self._open = False  # damage found, not yet ended by a key frame (whose change undoes it: not damage)
 
@@ -487,12 +502,17 @@ class PixelCheck:
     def __call__(self, frame, data: bytes | None) -> str | None:
         if not self.active:
             return None
+        self._frame += 1
         score, where = self.score(frame, data)
         if self._open and frame.key_frame:
             self._open = False
             return None
-        if score < PIXEL_THRESHOLD[self.codec]:
+        if score < PIXEL_SUSPECT.get(self.codec, np.inf):
             return None
+        why = (f"{where} the picture changes at once, by {score:.0f} grey levels, where the blocks around it stay "
+               "still: damaged data that still decodes")
         self._open = True
-        return (f"{where} the picture changes at once, by {score:.0f} grey levels, where the blocks around it stay "
-                "still: damaged data that still decodes")
+        if score < PIXEL_THRESHOLD[self.codec]:
+            self.suspects[self._frame] = why
+            return None
+        return why
