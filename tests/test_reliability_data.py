@@ -23,13 +23,15 @@ from test_faults import noise, packet_span
 from test_sources import SIZE, frames, make_camera, poses, write_sequence
 
 from syncssl import cli
-from syncssl.data.decode.video import write_video
+from syncssl.data.decode import damage
+from syncssl.data.decode.video import probe, read_frames, write_video
 from syncssl.data.sources import open_dataset
 from syncssl.data.sources.dataset import write_dataset_json
 from syncssl.errors import DataError, DiskError
 
 N = 20  # frames per video
 SEQ = ("S1", "walk_00")
+REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "real" / "pose2sim_single" / "videos"
 
 
 # ---------------------------------------------------------------- the datasets every case starts from
@@ -780,3 +782,68 @@ def test_timestamp_gap_judges_only_constant_rate_streams():
     assert timestamp_gap([0, 40, 80, 120, 160]) is None
     assert re.match(r"corrupt: about 7 frames are missing after frame 2 ", timestamp_gap([0, 40, 80, 400, 440, 480]))
     assert timestamp_gap([0, 33, 70, 100, 140, 300]) is None  # variable frame rate: not judged
+
+
+# ---------------------------------------------------------------- the pixel witness
+
+
+@pytest.fixture(scope="module")
+def filmed(tiny_dataset, tmp_path_factory):
+    """One camera of the tiny synthetic dataset (a room filmed from a fixed camera, MJPEG) and an H.264 copy."""
+    mjpeg = tiny_dataset / "S1" / "Walking_01" / "videos" / "cam_01.avi"
+    h264 = write_video(tmp_path_factory.mktemp("filmed") / "cam_01.mp4", read_frames(mjpeg), 25, "h264")
+    return {"mjpeg": mjpeg, "h264": h264}
+
+
+def _random_bytes_mid_file(src: Path, dst: Path, seed: int) -> Path:
+    """64 random bytes at a random offset in the middle third (benchmarks/analysis/damage_detection.py's copies)."""
+    rng = np.random.default_rng(seed)
+    raw = bytearray(src.read_bytes())
+    at = int(rng.integers(len(raw) // 3, 2 * len(raw) // 3 - 64))
+    raw[at:at + 64] = rng.integers(0, 256, 64, np.uint8).tobytes()
+    dst.write_bytes(bytes(raw))
+    return dst
+
+
+@pytest.mark.parametrize("codec, seed, frame", [("mjpeg", 8, 22), ("mjpeg", 45, 25), ("h264", 0, 20), ("h264", 34, 10)])
+def test_pixel_witness_refuses_damage_every_other_witness_passes(filmed, tmp_path, monkeypatch, codec, seed, frame):
+    clean = filmed[codec]
+    v = _random_bytes_mid_file(clean, tmp_path / clean.name, seed)
+    assert np.abs(read_frames(v).astype(int) - read_frames(clean)).max() > 100  # wrong pixels come out
+    with monkeypatch.context() as m:
+        m.setattr(damage, "PIXEL_THRESHOLD", {})  # the other witnesses alone: framing, decoder, second decoder
+        probe(v, verify="all")
+    with pytest.raises(DataError) as e:
+        probe(v, verify="all")
+    assert re.match(rf"corrupt: frame {frame} is damaged \((in MCU row|from macroblock row) .* the picture changes at "
+                    r"once, by \d+ grey levels, .*\); a video with damaged frames is refused", e.value.problem), \
+        e.value.problem
+    assert probe(clean, verify="all").num_frames == 40
+
+
+def test_weaker_signs_in_the_pixels_name_suspect_frames_without_refusing(filmed, tmp_path):
+    """H.264 damage scoring where clean video at x264's lowest quality can too: named in the notes, not refused."""
+    v = _random_bytes_mid_file(filmed["h264"], tmp_path / "cam_01.mp4", seed=2)
+    info = probe(v, verify="all")
+    assert re.match(r"1 suspect frame \(frame 20: from macroblock row \d+, column \d+ to the end of the picture the "
+                    r"picture changes at once, by \d+ grey levels.*\); check them by eye", info.suspect), info.suspect
+    assert probe(filmed["h264"], verify="all").suspect == ""
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="the real recording (../shared/real) is absent")
+@pytest.mark.parametrize("codec, quality", [("mjpeg", 31), ("h264", 30)])
+def test_pixel_witness_passes_real_footage_at_low_quality(tmp_path, codec, quality):
+    """A real person moving fast in front of a still background, at the lowest qualities (blocky, noisy)."""
+    real = read_frames(REAL / "cam01.mp4", range(60, 90), size=(270, 480))
+    v = write_video(tmp_path / f"real.{'avi' if codec == 'mjpeg' else 'mp4'}", real, 60, codec, quality=quality)
+    assert probe(v, verify="all").num_frames == 30
+    frames = luma(v)
+    scores = [damage.picture_run_score(b, a) if codec == "h264" else
+              damage.row_run_score(b, a, 16, 16) for a, b in zip(frames, frames[1:])]
+    assert max(s for s, _, _ in scores) < damage.PIXEL_THRESHOLD[codec] / 2
+
+
+def luma(path: Path) -> list[np.ndarray]:
+    from syncssl.optional import av
+    with av.open(str(path)) as c:
+        return [damage._luma(f).copy() for f in c.decode(c.streams.video[0])]

@@ -17,14 +17,24 @@ The witnesses, each where it is cheap enough:
   stream both decoders give the same samples to the bit, and damage, which FFmpeg's own VP9 decoder conceals
   without a word, shows as a difference or as a packet libvpx refuses;
 - **timestamps and duration**, for containers without a frame count (WebM / MKV): a constant-rate stream whose
-  timestamps skip, or that holds fewer frames than its duration promises, lost frames to damage.
+  timestamps skip, or that holds fewer frames than its duration promises, lost frames to damage;
+- **the pixels**, for MJPEG and H.264 (every frame decoded, in order): damage that still decodes as a valid
+  bitstream, the same in both decoders, garbles the picture from the damaged block on, in decoding order, to
+  where the decoder falls back in step: the end of the restart interval (an MCU row, in FFmpeg's MJPEG) or of the
+  slice (the picture, in x264's H.264). So at one frame a run of blocks changes at once, to the end of its row
+  (MJPEG: its edges on the MCU grid, the pixel rows just above and below it still) or of the picture (H.264: the
+  blocks just before it in decoding order still). Motion is not cut by the block grid and spans rows; a change of
+  exposure or a cut leaves nothing still (measured: ``benchmarks/analysis/damage_detection.py``,
+  docs/reliability-data.md).
 
-Damage that still decodes as a valid bitstream, the same in both decoders, is invisible to every decoder.
-FFmpeg's ``err_detect`` levels (``careful``, ``aggressive``, ``explode``, ``crccheck+bitstream+buffer``) refuse no
-more of it (measured: ``benchmarks/analysis/damage_detection.py``); :data:`DECODER_OPTIONS` lets that script try
-decoder options.
+Still invisible: H.264 damage the decoder falls back in step from inside the picture (a few macroblocks wrong),
+and damage that changes the picture less than the suspect level. FFmpeg's ``err_detect`` levels (``careful``,
+``aggressive``, ``explode``, ``crccheck+bitstream+buffer``) refuse no more of it (measured:
+``benchmarks/analysis/damage_detection.py``); :data:`DECODER_OPTIONS` lets that script try decoder options.
 
 The rule (:data:`RULE`): a video with any damaged frame is refused, naming the file, the frames and the witness.
+Weaker evidence in the pixels (:data:`PIXEL_SUSPECT`, below :data:`PIXEL_THRESHOLD`) refuses nothing: ``inspect
+--deep`` names the suspect frames in its notes (:data:`SUSPECT_RULE`), and ``prepare`` uses them.
 """
 from __future__ import annotations
 
@@ -41,6 +51,12 @@ RULE = "a video with damaged frames is refused: replace it or re-encode it from 
 LUMA_TOLERANCE = 6.0  # grey levels an 8x8 block's mean may differ between two JPEG decoders (clean: < 0.5)
 _QUIET = frozenset({"swscaler", "swresample"})  # colour conversion chatter, not the decoder's
 DECODER_OPTIONS: dict[str, str] = {}  # FFmpeg decoder options (AVOptions) set on every stream that is checked
+# The pixel witness's scores (grey levels: row_run_score, picture_run_score), measured in docs/reliability-data.md:
+# at PIXEL_THRESHOLD a video is refused; from PIXEL_SUSPECT on its frames are named as suspect, not refused.
+# Clean video scored at most 7.9 (MJPEG) and 16 (H.264, at x264's lowest qualities: as some damage does).
+PIXEL_THRESHOLD = {"mjpeg": 16.0, "h264": 22.6}
+PIXEL_SUSPECT = {"mjpeg": 16.0, "h264": 16.0}
+SUSPECT_RULE = "check them by eye: weaker signs of damage than a refusal needs (clean, blocky video can show them)"
 
 
 def configure(stream) -> None:
@@ -256,14 +272,25 @@ def timestamp_gap(pts: list) -> str | None:
 
 
 class FrameCheck:
-    """The per-frame witnesses of one video: FFmpeg's corrupt flag and a second, independent decoder: libjpeg-turbo
-    for MJPEG (per frame), libvpx for VP9 (fed every packet through :meth:`feed`, when ``every_packet``)."""
+    """The per-frame witnesses of one video: FFmpeg's corrupt flag, a second, independent decoder: libjpeg-turbo
+    for MJPEG (per frame), libvpx for VP9 (fed every packet through :meth:`feed`, when ``every_packet``), and
+    the pixels for MJPEG and H.264 (when ``every_packet``: each frame against the one before)."""
 
     def __init__(self, stream, every_packet: bool = True):
         name = stream.codec_context.name
         self.cross_check = name == "mjpeg"
         self._trusted = False  # the second decoder agreed on a frame: disagreeing later means damage
         self._vp9 = _SecondVP9Decoder() if name == "vp9" and every_packet and _has_libvpx() else None
+        self._pixels = PixelCheck(name) if every_packet else None
+
+    @property
+    def suspects(self) -> str:
+        """The frames with weaker signs of damage in their pixels, as one line ("" for none)."""
+        found = self._pixels.suspects if self._pixels else {}
+        if not found:
+            return ""
+        (i, why), *_ = sorted(found.items())
+        return f"{len(found)} suspect frame{'s' * (len(found) > 1)} (frame {i}: {why}); {SUSPECT_RULE}"
 
     def feed(self, data: bytes | None) -> str | None:
         """Every packet in order (None at the end), before the frames it gives are checked."""
@@ -274,6 +301,10 @@ class FrameCheck:
             return "the decoder flags the frame corrupt"
         if self._vp9:
             return self._vp9.compare(frame)
+        pixels = self._pixels(frame, data) if self._pixels else None  # sees every frame: it keeps the one before
+        return self._second_jpeg_decoder(frame, data) or pixels
+
+    def _second_jpeg_decoder(self, frame, data: bytes | None) -> str | None:
         if not self.cross_check or data is None:
             return None
         blocks = _luma_disagreement(frame, data)
@@ -359,3 +390,129 @@ def _luma_disagreement(frame, data: bytes) -> tuple[int, float] | None:
     diff = np.abs(ours[:h, :w].astype(np.float32) - other[:h, :w]).reshape(h // 8, 8, w // 8, 8).mean((1, 3))
     bad = diff > LUMA_TOLERANCE
     return int(bad.sum()), float(diff.max())
+
+
+# ---------------------------------------------------------------- in the pixels
+
+LEVELS = 2.0 ** np.arange(1, 7.5, 0.5)  # the grey levels picture_run_score tries (2 .. 128)
+SAMPLE = 2  # block means from every other pixel of every other row: 4x cheaper, as telling
+
+
+def _suffix_mean(x: np.ndarray) -> np.ndarray:
+    """``x[r, j:].mean()`` for every row r and column j."""
+    return np.cumsum(x[:, ::-1], 1)[:, ::-1] / np.arange(x.shape[1], 0, -1)
+
+
+def _block_means(a: np.ndarray, bh: int, bw: int) -> np.ndarray:
+    rows, cols = a.shape[0] // bh, a.shape[1] // bw
+    sums = a[:rows * bh, :cols * bw].reshape(rows * bh, cols, bw).sum(2, dtype=np.int32)  # along rows first: fast
+    return sums.reshape(rows, bh, cols).sum(1) / (bh * bw)
+
+
+def _change(luma: np.ndarray, previous: np.ndarray, step: int = 1) -> np.ndarray:
+    """|luma - previous| on every ``step``-th row and column (a block's mean change needs no more)."""
+    return np.abs(np.subtract(luma[::step, ::step], previous[::step, ::step], dtype=np.int16))
+
+
+def row_run_score(luma: np.ndarray, previous: np.ndarray, bh: int, bw: int) -> tuple[float, int, int]:
+    """MJPEG with one restart interval per MCU row: (score, row, column) of the strongest run of MCUs that changed
+    from one column to the end of its row, its own first and last pixel rows as much, while the pixel rows just
+    above and below it stayed still. The score is the grey levels it changed by; 0 when no run stands out so."""
+    rows, cols = luma.shape[0] // bh, luma.shape[1] // bw
+    luma, previous = luma[:rows * bh, :cols * bw], previous[:rows * bh, :cols * bw]
+    block = _block_means(_change(luma, previous, SAMPLE), bh // SAMPLE, bw // SAMPLE)
+    top = _change(luma[0::bh], previous[0::bh]).reshape(rows, cols, bw).mean(2)  # each MCU's first pixel row
+    bottom = _change(luma[bh - 1::bh], previous[bh - 1::bh]).reshape(rows, cols, bw).mean(2)
+    none = np.zeros((1, cols))
+    above, below = np.vstack([none, bottom[:-1]]), np.vstack([top[1:], none])  # pixel rows just outside each MCU
+    # a damaged run holds to the end of its interval (the DC error stays till the restart marker) and is cut
+    # by the MCU grid; moving things are not, so their edge rows or the rows around them give them away
+    inside = np.minimum(np.minimum(_suffix_mean(block), 2 * block[:, -1:]),
+                        2 * np.minimum(_suffix_mean(top), _suffix_mean(bottom)))
+    score = np.where(inside > 4 * np.maximum(_suffix_mean(above), _suffix_mean(below)), inside, 0)
+    r, c = np.unravel_index(int(score.argmax()), score.shape)
+    return float(score[r, c]), int(r), int(c)
+
+
+def picture_run_score(luma: np.ndarray, previous: np.ndarray, size: int = 16) -> tuple[float, int, int]:
+    """H.264 with one slice per picture: (score, row, column) of the first macroblock of a run that changed from
+    there to the end of the picture (3 in 4 of its macroblocks by more than the score, in grey levels), while the
+    row's worth of macroblocks before it in decoding order stayed within half of that (3 in 4). Damage that does
+    not reach the end of the slice (the decoder fell back in step) is not judged: a run that ends inside the
+    picture, one macroblock long, is what a moving hand looks like too."""
+    rows, cols = luma.shape[0] // size, luma.shape[1] // size
+    flat = _block_means(_change(luma[:rows * size, :cols * size], previous[:rows * size, :cols * size], SAMPLE),
+                        size // SAMPLE, size // SAMPLE).ravel()
+    n, k = len(flat), np.arange(len(flat))
+    before = np.minimum(k, cols)  # a run from the first row has fewer; one from the very first block is no run
+    level = LEVELS[LEVELS < flat.max(initial=0)][:, None]  # none above the largest change can stand out
+    loud = np.cumsum(flat > level, 1)  # loud[:, i]: blocks 0..i above the level
+    after = loud[:, -1:] - loud + (flat > level)  # blocks i..n-1 above the level
+    still = np.concatenate([np.zeros((len(level), cols + 1), int), np.cumsum(flat < level / 2, 1)], 1)
+    still_before = still[:, cols:cols + n] - still[:, :n]  # of the `cols` blocks before each (none before 0)
+    ok = (before >= cols // 2) & (after >= 0.75 * (n - k)) & (still_before >= 0.75 * before)
+    levels = np.flatnonzero(ok.any(1))
+    if not len(levels):
+        return 0.0, 0, 0
+    i = int(ok[levels[-1]].argmax())
+    return float(level[levels[-1], 0]), i // cols, i % cols
+
+
+def restart_interval(data: bytes) -> int:
+    """The restart interval (MCUs) a JPEG's header sets, 0 for none."""
+    i = 2
+    while i + 6 <= len(data) and data[i] == 0xFF:
+        m, n = data[i + 1], data[i + 2] << 8 | data[i + 3]
+        if m == 0xDD:
+            return data[i + 4] << 8 | data[i + 5]
+        if m == 0xDA:
+            break
+        i += 2 + n
+    return 0
+
+
+class PixelCheck:
+    """Each frame of an MJPEG or H.264 video against the one before (:func:`row_run_score`,
+    :func:`picture_run_score`); the first frame and MJPEG with another restart interval are not judged."""
+
+    def __init__(self, codec: str):
+        self.codec = codec
+        self.active = codec in PIXEL_THRESHOLD
+        self.suspects: dict[int, str] = {}  # frame -> why, for scores from PIXEL_SUSPECT to PIXEL_THRESHOLD
+        self._frame = -1
+        self._previous = None
+        self._open = False  # damage found, not yet ended by a key frame (whose change undoes it: not damage)
+
+    def score(self, frame, data: bytes | None) -> tuple[float, str]:
+        """(score, where) of the frame against the one before; (0, "") when it is not judged."""
+        luma = _luma(frame)
+        previous, self._previous = self._previous, luma.copy()
+        if previous is None or previous.shape != luma.shape:
+            return 0.0, ""
+        if self.codec == "h264":
+            s, r, c = picture_run_score(luma, previous)
+            return s, f"from macroblock row {r}, column {c} to the end of the picture"
+        mcu = (16 if "420" in frame.format.name else 8, 16 if "42" in frame.format.name else 8)
+        if data is not None and restart_interval(data) != -(-frame.width // mcu[1]):
+            self.active = False  # the damage would run to another end than the row's: not measured
+            return 0.0, ""
+        s, r, c = row_run_score(luma, previous, *mcu)
+        return s, f"in MCU row {r} from column {c} to the row's end"
+
+    def __call__(self, frame, data: bytes | None) -> str | None:
+        if not self.active:
+            return None
+        self._frame += 1
+        score, where = self.score(frame, data)
+        if self._open and frame.key_frame:
+            self._open = False
+            return None
+        if score < PIXEL_SUSPECT.get(self.codec, np.inf):
+            return None
+        why = (f"{where} the picture changes at once, by {score:.0f} grey levels, where the blocks around it stay "
+               "still: damaged data that still decodes")
+        self._open = True
+        if score < PIXEL_THRESHOLD[self.codec]:
+            self.suspects[self._frame] = why
+            return None
+        return why

@@ -37,6 +37,7 @@ class VideoInfo:
     num_frames: int  # packets actually present (what a decoder can deliver)
     fps: float
     intra_only: bool  # every frame a key frame: random access without decoding neighbours
+    suspect: str = ""  # frames with weaker signs of damage (verify="all"; damage.PIXEL_SUSPECT)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -188,7 +189,8 @@ def probe(path: Path, verify: str = "ends") -> VideoInfo:
                         damaged.setdefault(i, why)
         if damaged:
             raise DataError(path, describe(damaged, len(packets)))
-    return VideoInfo(path, codec, int(width), int(height), len(packets), fps, keyframes == len(packets))
+    return VideoInfo(path, codec, int(width), int(height), len(packets), fps, keyframes == len(packets),
+                     check_frame.suspects)
 
 
 def _ends_at_eof(path: Path, packet) -> bool:

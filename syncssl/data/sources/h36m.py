@@ -102,7 +102,7 @@ def _read_sequence(sdir: Path, name: str, videos: dict[str, Path], verify: str,
     if missing:
         raise DataError(sdir / "Videos" / f"{name}.{missing[0]}.mp4",
                         f"video of camera {missing[0]} is missing for sequence {subject}/{name}")
-    views, counts = [], {}
+    views, counts, suspect = [], {}, []
     for camera_id in H36M_CAMERA_IDS:
         info = probe(videos[camera_id], verify=verify)
         try:
@@ -111,7 +111,9 @@ def _read_sequence(sdir: Path, name: str, videos: dict[str, Path], verify: str,
             raise DataError(sdir, e.args[0]) from None
         views.append(View(camera=camera, video=info.path, codec=info.codec, num_frames=info.num_frames))
         counts[info.path] = info.num_frames
+        suspect += [f"{info.path.name}: {info.suspect}"] if info.suspect else []
     num_frames, notes = common_length(counts, frame_tolerance, names={v.video: v.name for v in views})
+    notes += suspect
 
     pose_path = sdir / "MyPoseFeatures" / "D3_Positions" / f"{name}.cdf"
     poses = None

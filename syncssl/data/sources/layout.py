@@ -248,7 +248,7 @@ def read_sequence(folder: Path, *, subject: str, name: str, action: str, fps: fl
     for cam in cameras:
         info = probe(mapping[cam.name], verify=verify)
         cam, size_notes = _sized_camera(calib, cam, info)
-        notes += size_notes
+        notes += size_notes + ([f"{info.path.name}: {info.suspect}"] if info.suspect else [])
         views.append(View(camera=cam, video=info.path, codec=info.codec, num_frames=info.num_frames))
         counts[info.path], rates[info.path.name] = info.num_frames, info.fps
     sync = read_sync_file(folder)
