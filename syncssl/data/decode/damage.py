@@ -38,6 +38,7 @@ Weaker evidence in the pixels (:data:`PIXEL_SUSPECT`, below :data:`PIXEL_THRESHO
 """
 from __future__ import annotations
 
+import functools
 import io
 import threading
 from collections import deque
@@ -104,12 +105,19 @@ def decoder_errors():
                 av.logging.set_level(_log_saved)
 
 
-def logged_error(logs, since: int) -> str | None:
-    """The first decoder error logged from index ``since`` on, as one line."""
+def logged_error(logs, since: int, decoder: str) -> str | None:
+    """The first error logged from index ``since`` on by ``decoder`` (the stream's) or by no decoder (the demuxer),
+    as one line. FFmpeg's log reaches Python late at times: a line another codec's decoder logged while an earlier
+    file was read is not this file's."""
     for level, name, text in list(logs)[since:]:
-        if level <= av.logging.ERROR and name not in _QUIET:
+        if level <= av.logging.ERROR and name not in _QUIET and (name == decoder or name not in _codec_names()):
             return f"the {name} decoder reports: {' '.join(text.split())}"
     return None
+
+
+@functools.cache
+def _codec_names() -> frozenset[str]:
+    return frozenset(av.codecs_available)
 
 
 # ---------------------------------------------------------------- framing

@@ -162,7 +162,8 @@ def probe(path: Path, verify: str = "ends") -> VideoInfo:
                     data = bytes(packets[i])
                     fed = check_frame.feed(data)
                     seen_in_frames = [check_frame(f, data) for f in frames]  # every frame: a second decoder keeps pace
-                    why = fed or logged_error(logs, seen) or next(filter(None, seen_in_frames), None)
+                    why = (fed or logged_error(logs, seen, s.codec_context.name)
+                           or next(filter(None, seen_in_frames), None))
                     if why:
                         damaged[i] = why
         if verify == "all":
@@ -173,7 +174,7 @@ def probe(path: Path, verify: str = "ends") -> VideoInfo:
                     raise DataError(path, f"corrupt: flushing the decoder failed ({av_error_text(e)})") from None
                 last_packet = check_frame.feed(None)
                 for k, f in enumerate(rest):
-                    why = last_packet or logged_error(logs, 0) or check_frame(f, None)
+                    why = last_packet or logged_error(logs, 0, s.codec_context.name) or check_frame(f, None)
                     if why:
                         damaged.setdefault(decoded + k, why)
             decoded += len(rest)
@@ -305,7 +306,7 @@ def iter_frames(path: Path, count: int, start: int = 0, size: tuple[int, int] | 
                 seen = len(logs)
                 frames = s.codec_context.decode(packet if data else None)  # a decode error is said first
                 damage = (damage or (framing(data) if data else None) or check_frame.feed(data)
-                          or logged_error(logs, seen))
+                          or logged_error(logs, seen, s.codec_context.name))
                 for f in frames:
                     damage = damage or check_frame(f, data)
                     if damage:
