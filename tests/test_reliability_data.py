@@ -24,7 +24,7 @@ from test_sources import SIZE, frames, make_camera, poses, write_sequence
 
 from syncssl import cli
 from syncssl.data.decode import damage
-from syncssl.data.decode.video import probe, read_frames, write_video
+from syncssl.data.decode.video import iter_frames, probe, read_frames, write_video
 from syncssl.data.sources import open_dataset
 from syncssl.data.sources.dataset import write_dataset_json
 from syncssl.errors import DataError, DiskError
@@ -847,3 +847,24 @@ def luma(path: Path) -> list[np.ndarray]:
     from syncssl.optional import av
     with av.open(str(path)) as c:
         return [damage._luma(f).copy() for f in c.decode(c.streams.video[0])]
+
+
+def test_prepare_excludes_suspect_frames_from_sampling_and_names_them(tiny_dataset, filmed, tmp_path):
+    """A suspect frame (weaker signs of damage) is used for nothing: its instant is no anchor and no partner."""
+    from syncssl.data.preparation.prepare import prepare
+    damaged = _random_bytes_mid_file(filmed["h264"], tmp_path / "cam_01.mp4", seed=2)
+    suspects: dict[int, str] = {}
+    assert len(list(iter_frames(damaged, 30, 5, suspects=suspects))) == 30
+    assert list(suspects) == [20 - 5]  # counted from the first frame asked for
+    root = tmp_path / "ds"
+    shutil.copytree(tiny_dataset / "S1" / "Walking_01", root / "S1" / "Walking_01")
+    write_dataset_json(root, name="one", fps=25, subjects=["S1"], splits={"train": ["S1"]})
+    videos = root / "S1" / "Walking_01" / "videos"
+    (videos / "cam_01.avi").unlink()
+    shutil.copy(damaged, videos / "cam_01.mp4")
+    report = prepare(open_dataset(root), root / "prepared")
+    notes = " ".join(report.report["notes"])
+    assert re.search(r"S1/Walking_01 cam_01: 1 suspect frame excluded from sampling \(frames 20; frame 20: ", notes), \
+        notes
+    assert report.stats["suspect_frames"] == 1
+    assert report.manifest.sequences[0].static[20]

@@ -34,7 +34,8 @@ and damage that changes the picture less than the suspect level. FFmpeg's ``err_
 
 The rule (:data:`RULE`): a video with any damaged frame is refused, naming the file, the frames and the witness.
 Weaker evidence in the pixels (:data:`PIXEL_SUSPECT`, below :data:`PIXEL_THRESHOLD`) refuses nothing: ``inspect
---deep`` names the suspect frames in its notes (:data:`SUSPECT_RULE`), and ``prepare`` uses them.
+--deep`` names the suspect frames in its notes (:data:`SUSPECT_RULE`), and ``prepare`` excludes them
+from sampling (named in its notes).
 """
 from __future__ import annotations
 
@@ -299,6 +300,11 @@ class FrameCheck:
             return ""
         (i, why), *_ = sorted(found.items())
         return f"{len(found)} suspect frame{'s' * (len(found) > 1)} (frame {i}: {why}); {SUSPECT_RULE}"
+
+    @property
+    def suspect_frames(self) -> dict[int, str]:
+        """Frame (counted from the file's first) -> why, for the frames with weaker signs of damage."""
+        return dict(self._pixels.suspects) if self._pixels else {}
 
     def feed(self, data: bytes | None) -> str | None:
         """Every packet in order (None at the end), before the frames it gives are checked."""

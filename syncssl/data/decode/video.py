@@ -283,9 +283,11 @@ def _rgb(frame, size: tuple[int, int] | None = None) -> np.ndarray:
 _local = threading.local()
 
 
-def iter_frames(path: Path, count: int, start: int = 0, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
+def iter_frames(path: Path, count: int, start: int = 0, size: tuple[int, int] | None = None,
+                suspects: dict[int, str] | None = None) -> Iterator[np.ndarray]:
     """``count`` frames of a video from frame ``start`` on, one uint8 (H, W, 3) at a time (constant memory);
-    shrunk to ``size`` (w, h) while converting, if given.
+    shrunk to ``size`` (w, h) while converting, if given. ``suspects``, if given, receives the frames (counted from
+    ``start``) with weaker signs of damage than a refusal needs, and why (:data:`damage.PIXEL_SUSPECT`).
 
     Damaged data raises ``DataError(path, "corrupt: frame N does not decode (...)")``, and so does a file that
     ends before ``start + count`` frames; PyAV's own errors never escape.
@@ -318,6 +320,8 @@ def iter_frames(path: Path, count: int, start: int = 0, size: tuple[int, int] | 
                         break
                 if n >= count:
                     break
+        if suspects is not None:
+            suspects.update({i - start: why for i, why in check_frame.suspect_frames.items() if 0 <= i - start < count})
     if n < count:
         got = n + start
         damaged = f" of the {promised} its header promises (damaged or truncated)" if promised > got else ""

@@ -41,6 +41,7 @@ from ...errors import DataError
 from ...figures import pyplot, save_figure
 from ...parallel import Workers, usable_cpus
 from ...storage import translate_disk_errors
+from ..decode.damage import SUSPECT_RULE
 from ..decode.video import CODECS, VIDEO_EXTENSIONS, VideoWriter, iter_frames, probe, read_frames_at
 from ..sources.dataset import Dataset, Sequence, View, load_masks
 from .background import (
@@ -387,9 +388,13 @@ def _run_job(job: _Job) -> dict:
                 finalise(t, crops[t])
             n += 1
 
+    suspects: dict[int, str] = {}  # frames with weaker signs of damage: excluded from sampling (_sequence)
     try:
-        frames = (np.load(job.decoded, mmap_mode="r") if job.decoded is not None else
-                  iter_frames(job.video, T, job.start, size=(w, h) if job.scale > 1 else None))
+        if job.decoded is not None:  # decoded once before: what that decode found is kept beside the frames
+            frames = np.load(job.decoded, mmap_mode="r")
+            suspects = _read_suspects(job.decoded)
+        else:
+            frames = iter_frames(job.video, T, job.start, size=(w, h) if job.scale > 1 else None, suspects=suspects)
         for frame in frames:
             if writer is not None:
                 writer.write(frame)
@@ -409,7 +414,7 @@ def _run_job(job: _Job) -> dict:
 
     result = dict(seq=job.seq, cam=job.cam, tight=tight / to_work, crops=crops / to_work, changes=changes,
                   silhouettes=silhouettes,
-                  quality=quality, frames=T, seconds=time.perf_counter() - t0,
+                  quality=quality, frames=T, seconds=time.perf_counter() - t0, suspects=suspects,
                   no_person=int(np.isnan(tight).any(1).sum()) if need_masks else 0)
     if job.tiles:
         result["rects"] = rects
@@ -559,7 +564,8 @@ class _Build:
         stats = dict(
             sequences=len(prepared), cameras=len({c.name for p in prepared for c in p.cameras}),
             views=sum(len(p.cameras) for p in prepared), frames=frames, view_frames=view_frames,
-            static_frames=static, box_sources=dict(Counter(p.box_source for p in prepared)),
+            static_frames=static, suspect_frames=sum(len(r["suspects"]) for r in results.values()),
+            box_sources=dict(Counter(p.box_source for p in prepared)),
             backgrounds=len(infos), suspect_backgrounds=sum(i.suspect is not None for i in infos.values()),
             borrowed_backgrounds=sum(bool(i.borrowed_from) for i in infos.values()),
             transcode=options.transcode, bytes_before=sizes["before"], bytes_after=sizes["after"],
@@ -687,14 +693,36 @@ class _Build:
         seen = np.isfinite(changes)  # the last `gap` frames have no successor to compare with
         mean_change = np.where(seen.any(1), np.where(seen, changes, 0).sum(1) / np.maximum(seen.sum(1), 1), np.nan)
         motion = motion_from_changes(mean_change, self.options.motion_window)
+        suspect = np.zeros(T, bool)  # an instant with a suspect frame in any camera is no anchor and no partner
+        for v, r in zip(s.views, results):
+            if r["suspects"]:
+                suspect[sorted(r["suspects"])] = True
+                (first, why), *_ = sorted(r["suspects"].items())
+                n = len(r["suspects"])
+                self.notes.append(f"{s.key} {v.name}: {n} suspect frame{'s' * (n > 1)} excluded from sampling "
+                                  f"(frames {_frame_list(r['suspects'])}; frame {first}: {why}); {SUSPECT_RULE}")
         source = ("labels" if s.poses3d is not None else "boxes") if self.options.label_boxes else "foreground"
         return PreparedSequence(
             key=s.key, subject=s.subject, name=s.name, action=s.action, fps=s.fps, num_frames=T, cameras=cams,
             boxes=np.stack([r["crops"] for r in results], 1), motion=motion,
-            static=motion < self.options.fg_motion_threshold,
+            static=(motion < self.options.fg_motion_threshold) | suspect,
             poses3d=None if s.poses3d is None else np.asarray(s.poses3d, np.float32), box_source=source,
             motion_source="foreground", notes=list(s.notes), tight=np.stack([r["tight"] for r in results], 1),
             silhouettes=np.stack([r["silhouettes"] for r in results], 1))
+
+
+def _suspects_path(decoded: Path) -> Path:
+    return decoded.with_suffix(".suspects.json")
+
+
+def _read_suspects(decoded: Path) -> dict[int, str]:
+    path = _suspects_path(decoded)
+    return {int(k): v for k, v in json.loads(path.read_text()).items()} if path.is_file() else {}
+
+
+def _frame_list(frames, shown: int = 8) -> str:
+    listed = ", ".join(str(f) for f in sorted(frames)[:shown])
+    return listed + (f" and {len(frames) - shown} more" if len(frames) > shown else "")
 
 
 def _region_box(region: np.ndarray, size: tuple[int, int]) -> list[int]:
@@ -782,9 +810,12 @@ def _estimate_group(work: tuple[str, tuple[list, Path | None]]) -> tuple[str, Ba
         if kept is not None:  # every frame, once: the pass reads them from here
             kept.parent.mkdir(parents=True, exist_ok=True)
             store = np.lib.format.open_memmap(kept.with_suffix(".tmp.npy"), "w+", np.uint8, (count, hs, ws, 3))
-            for t, frame in enumerate(iter_frames(video, count, start, size=(ws, hs) if scale > 1 else None)):
+            suspects: dict[int, str] = {}
+            for t, frame in enumerate(iter_frames(video, count, start, size=(ws, hs) if scale > 1 else None,
+                                                  suspects=suspects)):
                 store[t] = frame
             store.flush()
+            _suspects_path(kept).write_text(json.dumps(suspects))
             os.replace(kept.with_suffix(".tmp.npy"), kept)
             frames = store[idx - start]
         elif scale > 1:
