@@ -11,7 +11,9 @@ DiskError is a DataError, so every command shows it as ``Error: no space left on
 """
 from __future__ import annotations
 
+import csv
 import errno
+import io
 import os
 import shutil
 from concurrent.futures.process import BrokenProcessPool
@@ -90,6 +92,15 @@ def translate_disk_errors(path: str | Path, what: str):
         left = f" ({_size(free)} free{'; a worker process died writing' if died else ''})" \
             if free is not None and cause.errno == errno.ENOSPC else ""
         raise DiskError(where, f"{DISK_ERRNOS[cause.errno]} {where} while writing {what}{left}") from None
+
+
+def write_csv_atomic(path: str | Path, rows: list[dict], columns, what: str) -> Path:
+    """A table of ``rows`` under the header ``columns`` (keys outside it are left out), written atomically."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(columns), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text_atomic(path, text.getvalue(), what)
 
 
 def write_text_atomic(path: str | Path, text: str, what: str) -> Path:

@@ -7,7 +7,6 @@
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 
 from ..figures import pyplot, save_figure
 from ..geometry import H36M17
+from ..storage import write_csv_atomic
 from ..train.trainer import PoseTrainer, PretextTrainer
 
 SIDE_COLOURS = {"left": "tab:blue", "right": "tab:red", "centre": "tab:green"}
@@ -79,11 +79,7 @@ def plot_sync_vs_offset(rows: list[dict], out: Path, title: str = "") -> Path:
 
 
 def write_rows(rows: list[dict], out: Path) -> Path:
-    with open(out, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    return Path(out)
+    return write_csv_atomic(out, rows, list(rows[0]), "the evaluation's table")
 
 
 def evaluate_pretext(trainer: PretextTrainer, out: Path, splits: tuple[str, str], pairs: int,

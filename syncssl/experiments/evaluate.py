@@ -55,10 +55,7 @@ def run_evaluation(path: Path, out: Path | None = None, split: str | None = None
     # one evaluation folder per run and data: a newer checkpoint of the same run replaces its evaluation
     identity = {"run": str(checkpoint.absolute().parent.parent), "split": split or "", "dataset": data.dataset,
                 "data_seed": data.synthetic_seed}
-    runfolder.check_identity(out, "eval", identity, "--out", force)
-    with runfolder.locked(out, "syncssl-eval"):
-        runfolder.check_identity(out, "eval", identity, "--out", force)
-        runfolder.write_marker(out, "eval", command="syncssl-eval", checkpoint=str(checkpoint), **identity)
+    with runfolder.claimed(out, "eval", identity, "syncssl-eval", force, "--force", checkpoint=str(checkpoint)):
         return _evaluate(checkpoint, cfg, out, pose, split, pairs, pictures, device, data)
 
 

@@ -29,6 +29,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..eval.stats import gain
 from ..figures import pyplot, save_figure
+from ..storage import write_csv_atomic
 from ..train import runfolder
 from ..train.config import FinetuneConfig, load_config
 from . import declared
@@ -199,10 +200,7 @@ class Evaluation:
     def run(self) -> dict:
         """Claims ``out`` as every command claims its folder (another command's output, an ablation grid's table
         included, is refused, never merged into), then runs the grid under the folder's lock."""
-        runfolder.check_identity(self.out, "protocol", self.identity(), "--out", force_flag=None)
-        with runfolder.locked(self.out, "syncssl-reproduce --grid"):
-            runfolder.check_identity(self.out, "protocol", self.identity(), "--out", force_flag=None)  # under the lock
-            runfolder.write_marker(self.out, "protocol", command="syncssl-reproduce --grid", **self.identity())
+        with runfolder.claimed(self.out, "protocol", self.identity(), "syncssl-reproduce --grid"):
             return self._run()
 
     def _run(self) -> dict:
@@ -296,12 +294,7 @@ def merge(path: Path, rows: list[dict], columns: tuple[str, ...], key: tuple[str
     out = [{c: "" if r.get(c) is None else str(r[c]) for c in columns} for r in merged.values()]
     for r in out:
         r["chosen"] = str(int(chosen.get(r["side"]) == r["protocol"]))
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=columns)
-        w.writeheader()
-        w.writerows(out)
-    tmp.replace(path)  # atomic: a killed run leaves the old table whole
+    write_csv_atomic(path, out, columns, "the grid's results")  # a killed run leaves the old table whole
     return out
 
 

@@ -13,7 +13,6 @@ preset and extra overrides are recorded (``run.json``), and another one is refus
 from __future__ import annotations
 
 import csv
-import io
 import math
 import statistics
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, RunFolderError
 from ..figures import pyplot, save_figure
-from ..storage import write_text_atomic
+from ..storage import write_csv_atomic, write_text_atomic
 from ..train import runfolder
 from ..train.config import FinetuneConfig, PretrainConfig, load_config, preset_path
 from ..train.run import run_training
@@ -241,15 +240,10 @@ class Reproduction:
                 "finetune": " ".join(self.extra_finetune)}
 
     def run(self) -> list[dict]:
-        self._claim()  # before anything is written
-        with runfolder.locked(self.out, "syncssl-reproduce"):
-            self._claim()  # again: what a process that held the lock did meanwhile counts
-            runfolder.write_marker(self.out, "reproduce", command="syncssl-reproduce", **self.identity())
+        read_rows(self.out / "results.csv")  # a table that is not this command's: refused before anything is written
+        with runfolder.claimed(self.out, "reproduce", self.identity(), "syncssl-reproduce"):
+            self.rows = read_rows(self.out / "results.csv")  # the rows of earlier calls stay
             return self._run_grid()
-
-    def _claim(self):
-        runfolder.check_identity(self.out, "reproduce", self.identity(), "--out", force_flag=None)
-        self.rows = read_rows(self.out / "results.csv")  # the rows of earlier calls stay
 
     def _run_grid(self) -> list[dict]:
         runs = self.out / "runs"
@@ -287,11 +281,7 @@ class Reproduction:
         self.out.mkdir(parents=True, exist_ok=True)
         order = {r.name: i for i, r in enumerate(GRID)}
         self.rows.sort(key=lambda r: (order.get(r["name"], len(order)), r["seed"]))
-        text = io.StringIO()
-        w = csv.DictWriter(text, fieldnames=COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(self.rows)
-        write_text_atomic(self.out / "results.csv", text.getvalue(), "the grid's results")
+        write_csv_atomic(self.out / "results.csv", self.rows, COLUMNS, "the grid's results")
         write_text_atomic(self.out / "results.md", self.markdown(), "the grid's results")
         self.plot()
 

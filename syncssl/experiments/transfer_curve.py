@@ -13,12 +13,11 @@ Writes ``DIR/<run>/step-N/`` (one fine-tuning run each; finished ones trained wi
 from __future__ import annotations
 
 import csv
-import io
 from pathlib import Path
 
 from ..errors import RunFolderError
 from ..figures import pyplot, save_figure
-from ..storage import write_text_atomic
+from ..storage import write_csv_atomic
 from ..train import checkpoint as ckpt
 from ..train import runfolder
 from ..train.config import FinetuneConfig, load_config
@@ -46,18 +45,11 @@ def transfer_curve(runs: list[Path], out: Path, finetune_preset: str = "cpu-smal
     step; returns (and writes) one row per checkpoint, merged with the rows ``out`` already holds."""
     plan = evaluated_checkpoints(runs)  # the inputs are checked before the output folder is touched
     identity = {"preset": finetune_preset, "finetune": " ".join(overrides)}
-    runfolder.check_identity(out, "transfer-curve", identity, "--out", force_flag=None)
-    with runfolder.locked(out, "syncssl-transfer-curve"):
-        runfolder.check_identity(out, "transfer-curve", identity, "--out", force_flag=None)
-        runfolder.write_marker(out, "transfer-curve", command="syncssl-transfer-curve", **identity)
+    with runfolder.claimed(out, "transfer-curve", identity, "syncssl-transfer-curve"):
         rows = _curve(plan, out, finetune_preset, overrides, log)
         new = {(r["run"], r["step"]) for r in rows}
         rows = [r for r in read_rows(out / "transfer_curve.csv") if (r["run"], r["step"]) not in new] + rows
-        text = io.StringIO()
-        writer = csv.DictWriter(text, COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-        write_text_atomic(out / "transfer_curve.csv", text.getvalue(), "the transfer curve")
+        write_csv_atomic(out / "transfer_curve.csv", rows, COLUMNS, "the transfer curve")
         plot(rows, out / "transfer_curve.png")
     return rows
 

@@ -237,6 +237,18 @@ def remove_run(folder: Path) -> list[str]:
 
 
 @contextlib.contextmanager
+def claimed(folder: Path, task: str, identity: dict, command: str, force: bool = False,
+            force_flag: str | None = None, **marker):
+    """The block owns ``folder``: checked to be new or ``task``'s with the same ``identity`` (before the lock creates
+    the folder), locked, checked again under the lock (what another holder did meanwhile counts), then marked."""
+    check_identity(folder, task, identity, "--out", force, force_flag)
+    with locked(folder, command):
+        check_identity(folder, task, identity, "--out", force, force_flag)
+        write_marker(folder, task, command=command, **marker, **identity)
+        yield
+
+
+@contextlib.contextmanager
 def locked(folder: Path, what: str):
     """Hold ``folder/.lock`` while the block writes the folder; another holder: RunFolderError at once."""
     folder = Path(folder)
