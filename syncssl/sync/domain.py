@@ -159,12 +159,12 @@ def make_reference(model, device, log=print) -> dict | None:
         assembler = make_assembler(manifest, indices, data_cfg, src, device, model.input_dtype, 0)
         far = far_frames(model.cfg, manifest.fps)
         images: dict[str, list] = {}
-        for i in indices:
+        for k, i in enumerate(indices):  # the assembler numbers its sequences by their place in ``indices``
             s = manifest.sequences[i]
             moving = ~np.asarray(s.static, bool)
             for c in range(len(s.cameras)):
                 frames = sample_frames(moving, far, n=8)
-                images.setdefault(f"cam{c}", []).append(crops(assembler, [(i, c, int(t)) for t in frames]))
+                images.setdefault(f"cam{c}", []).append(crops(assembler, [(k, c, int(t)) for t in frames]))
     finally:
         if hasattr(src, "decoder"):
             src.decoder.close()
