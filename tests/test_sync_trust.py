@@ -9,7 +9,7 @@ import pytest
 from test_sync import FAST, _rig_camera
 
 from syncssl.data.dataset import DataError
-from syncssl.sync import SyncOptions, search, synchronize, tangency
+from syncssl.sync import SyncOptions, domain, search, synchronize, tangency
 from syncssl.sync.inject import shift_sequence
 from syncssl.sync.pipeline import CameraResult, confirm, merge_adapted, search_spans
 
@@ -168,6 +168,20 @@ def test_adapt_never_raises_or_moves_a_first_answer():
     assert not c.determined and "two searches disagree" in c.reason
     assert not d.determined and d.best == 7  # the adapted model's conviction does not commit it
     assert all(x.first is f.estimate for x, f in zip(second, first))
+
+
+def test_a_model_that_reads_random_cross_camera_pairs_as_synchronized_is_outside_its_domain():
+    """The numbers measured with a synthetic model of 3000 steps: on its own data it passes no known-answer question
+    (all below 75%), so the score distribution alone decides. On real footage it read random cross-camera pairs as
+    synchronized (median +4.95): outside. On the held-out synthetic subjects (median -2.6..+0.5): inside."""
+    own = dict(same_frame_sync=0.69, far_apart_unsync=0.51, mirror_flipped=0.08, cross_q05=-7.81, cross_q50=-1.85,
+               cross_q95=1.50)
+    real = dict(same_frame_sync=0.5, far_apart_unsync=0.38, mirror_flipped=0.08, cross_q05=1.26, cross_q50=4.95,
+                cross_q95=7.25)
+    check = domain.compare(real, own)
+    assert not check.inside and "median log-odds on cross-camera pairs is 5.0" in check.reasons[0], check.reasons
+    for median in (-2.57, 0.49):
+        assert domain.compare(dict(own, cross_q05=-10.3, cross_q50=median, cross_q95=2.3), own).inside
 
 
 # ---------------------------------------------------------------- time, not frames; the search range

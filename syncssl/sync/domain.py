@@ -10,9 +10,11 @@ wrong. Two checks, each computed the same way on the footage and on the model's 
   model answers on its own data (>= 75% right) are asked; it fails one when its share right on the footage falls
   more than 0.25 below its own.
 - **the score distribution**: sync log-odds of cross-camera pairs at random instants (almost all unsynchronized,
-  on any rig) must look like the model's own: the median inside the reference's 5-95% range widened by that range
-  on either side, and the 5-95% spread at most 3 times the reference's. Quantiles, not moments: one broken crop
-  must not decide.
+  on any rig) must look like the model's own: the median inside the reference's 5-95% range, and the 5-95% spread
+  at most 3 times the reference's. Quantiles, not moments: one broken crop must not decide. (A model too weak to
+  pass any known-answer question on its own data is judged by this check alone: a synthetic model of 3000 steps
+  read the real footage's random cross-camera pairs at a median of +4.5..+5.2, "synchronized", against its own
+  -1.9 and 95% quantile +1.5.)
 
 The reference comes from the model's own data (its prepared training dataset, read where its config says), made
 once and kept beside the checkpoint as ``domain.json``. Without it the classifier cannot be checked, and counts
@@ -88,11 +90,10 @@ def compare(footage: dict, reference: dict | None) -> DomainCheck:
             reasons.append(f"{what} in {here:.0%} of the footage's frames against {own:.0%} of its own")
     if "cross_q50" in footage and "cross_q50" in reference:
         spread = reference["cross_q95"] - reference["cross_q05"]
-        lo, hi = reference["cross_q05"] - spread, reference["cross_q95"] + spread
+        lo, hi = reference["cross_q05"], reference["cross_q95"]
         if not lo <= footage["cross_q50"] <= hi:
-            reasons.append(f"its median log-odds on cross-camera pairs is {footage['cross_q50']:.1f}, outside "
-                           f"[{lo:.1f}, {hi:.1f}] (its own 5-95% range {reference['cross_q05']:.1f}.."
-                           f"{reference['cross_q95']:.1f}, widened by that range)")
+            reasons.append(f"its median log-odds on cross-camera pairs is {footage['cross_q50']:.1f}, outside its "
+                           f"own 5-95% range {lo:.1f}..{hi:.1f}")
         here = footage["cross_q95"] - footage["cross_q05"]
         if here > SPREAD_FACTOR * max(spread, 1e-6):
             reasons.append(f"its log-odds spread {here:.1f} (5-95%), over {SPREAD_FACTOR:g}x its own {spread:.1f}")
