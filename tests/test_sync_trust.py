@@ -9,7 +9,7 @@ import pytest
 from test_sync import FAST, _rig_camera
 
 from syncssl.errors import DataError
-from syncssl.sync import SyncOptions, search, synchronize, tangency
+from syncssl.sync import SyncOptions, domain, search, synchronize, tangency
 from syncssl.sync.inject import shift_sequence
 from syncssl.sync.pipeline import CameraResult, confirm, merge_adapted, search_spans
 
@@ -91,6 +91,66 @@ def test_a_planted_wrong_answer_is_not_confirmed_by_the_model_that_learnt_it():
     assert not alone.determined and "only one line of evidence (geometry)" in alone.reason
 
 
+def test_the_paired_test_counts_neighbouring_instants_as_dependent():
+    """Per-instant differences that follow each other from frame to frame (AR(1), rho 0.8) around a true mean of 0:
+    the plain standard error calls half of them significant; the paired test stays near its nominal rate."""
+    rng = np.random.default_rng(0)
+    plain = calibrated = 0
+    for _ in range(300):
+        x = np.zeros(100)
+        for i, e in enumerate(rng.normal(0, 0.6, 100)):
+            x[i] = 0.8 * x[i - 1] + e if i else e
+        plain += abs(x.mean() / (x.std(ddof=1) / 10)) >= 2
+        calibrated += abs(search.paired_z(x)) >= 2
+    assert plain / 300 > 0.4 and calibrated / 300 < 0.15, (plain, calibrated)
+
+
+def test_an_alternative_scored_on_a_few_instants_does_not_contradict():
+    """Offsets near the end of the overlap are scored on the few frames at the clips' ends. Planted: a clear peak at
+    0 over 60 instants, and 12 instants that read higher still at +25..+30; those may not outvote the peak."""
+    rng = np.random.default_rng(2)
+    offsets = np.arange(-30, 31)
+    L = rng.normal(0, 0.5, (60, len(offsets))) + 2.0 * np.exp(-0.5 * offsets ** 2)
+    L[:, offsets >= 25] = np.nan
+    L[:12, offsets >= 25] = 5.0
+    curve = search.Curve("a", "b", offsets, L.astype(np.float32))
+    v = search.vote(curve, 0, tolerance=1)
+    assert v.verdict == "confirms" and abs(v.elsewhere) < 25, v
+
+
+def _broad_curve(a: str, b: str, peak: int, seed: int) -> search.Curve:
+    rng = np.random.default_rng(seed)
+    offsets = np.arange(-12, 13)
+    L = rng.normal(0, 1.0, (60, len(offsets))) + 2.0 * np.exp(-0.5 * ((offsets - peak) / 2.5) ** 2)
+    return search.Curve(a, b, offsets, L.astype(np.float32))
+
+
+@pytest.mark.parametrize("alias", [0, 6])
+def test_a_camera_loop_counts_a_significant_peak_that_wanders_by_a_frame(alias):
+    """Four cameras in a loop (a-b, b-c, c-d, d-a; a-c and b-d face each other). Pair b-c has a broad peak: under
+    resampling it wanders by a frame (support below 90% at 1 frame), yet it stands out against every other peak.
+    The loop adds up with it, so camera c is committed on the geometry and the loop. Where the same broad peak lies
+    6 frames from where the other pairs put it (an alias), the loop does not add up and nothing is committed."""
+    rng = np.random.default_rng(1)
+    truth = {"a": 0, "b": 2, "c": 5, "d": -3}
+    curves = {("a", "b"): _curve("a", "b", 2, rng), ("b", "c"): _broad_curve("b", "c", 3 + alias, seed=5),
+              ("c", "d"): _curve("c", "d", -8, rng), ("a", "d"): _curve("a", "d", -3, rng)}
+    pairs = {k: search.analyse_curve(c, rng=np.random.default_rng(0), tolerance=1, edge=False)
+             for k, c in curves.items()}
+    assert pairs[("b", "c")].support < 0.9 and not pairs[("b", "c")].determined  # the premise
+    chosen = {c: search.Estimate(d, d, "reference" if c == "a" else "ok", support=0.98) for c, d in truth.items()}
+    cue_curves = {k: {"geometry": c} for k, c in curves.items()}
+    before = search.triplet_checks(list(truth), pairs, 1, sizes=(3, 4))
+    assert not before  # a loop needs every pair: b-c's was not determined
+    in_loops = search.loop_estimates(curves, pairs, 1)
+    loops = search.triplet_checks(list(truth), in_loops, 1, sizes=(3, 4))
+    est = confirm("c", chosen, cue_curves, loops, in_loops, 1, ["geometry"])
+    if alias:
+        assert not est.determined and "do not add up" in est.reason, est.reason
+    else:
+        assert est.offset == 5 and "loop a+b+c+d" in est.extra["evidence"]["confirmed_by"], est.reason
+
+
 def test_adapt_never_raises_or_moves_a_first_answer():
     def cams(*estimates):
         return [CameraResult("cam_a", search.Estimate(0, 0, "reference"), None, 40)] + [
@@ -108,6 +168,20 @@ def test_adapt_never_raises_or_moves_a_first_answer():
     assert not c.determined and "two searches disagree" in c.reason
     assert not d.determined and d.best == 7  # the adapted model's conviction does not commit it
     assert all(x.first is f.estimate for x, f in zip(second, first))
+
+
+def test_a_model_that_reads_random_cross_camera_pairs_as_synchronized_is_outside_its_domain():
+    """The numbers measured with a synthetic model of 3000 steps: on its own data it passes no known-answer question
+    (all below 75%), so the score distribution alone decides. On real footage it read random cross-camera pairs as
+    synchronized (median +4.95): outside. On the held-out synthetic subjects (median -2.6..+0.5): inside."""
+    own = dict(same_frame_sync=0.69, far_apart_unsync=0.51, mirror_flipped=0.08, cross_q05=-7.81, cross_q50=-1.85,
+               cross_q95=1.50)
+    real = dict(same_frame_sync=0.5, far_apart_unsync=0.38, mirror_flipped=0.08, cross_q05=1.26, cross_q50=4.95,
+                cross_q95=7.25)
+    check = domain.compare(real, own)
+    assert not check.inside and "median log-odds on cross-camera pairs is 5.0" in check.reasons[0], check.reasons
+    for median in (-2.57, 0.49):
+        assert domain.compare(dict(own, cross_q05=-10.3, cross_q50=median, cross_q95=2.3), own).inside
 
 
 # ---------------------------------------------------------------- time, not frames; the search range

@@ -34,9 +34,21 @@ import syncssl.sync.domain as domain  # the modules, not the package: its __init
 import syncssl.sync.search as search
 import syncssl.sync.tangency as tangency
 
+from ..data.preparation.manifest import safe_name
+from ..data.preparation.prepare import prepare
+from ..data.sources import detect_layout, open_dataset
 from ..data.sources.dataset import Dataset, Sequence
+from ..data.sources.layout import _name_key
+from ..data.sources.syncfile import write_sync_file
 from ..errors import CheckpointError, DataError
+from ..experiments.evaluate import resolve_checkpoint
+from ..models.pairnet import PairNet
 from ..parallel import usable_cpus
+from ..train import checkpoint as ckpt
+from ..train.config import PretrainConfig, config_from_dict
+from ..train.data import Prepared, make_assembler, make_source, mask_settings, tile_spec
+from ..train.trainer import resolve_amp
+from .adapt import adapt
 from .epipolar import has_baseline
 from .tangency import TangencyCue
 
@@ -104,11 +116,6 @@ class LoadedModel:
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
     """A pre-training run folder or checkpoint -> its PairNet as a scorer, on ``device``, in eval mode."""
-    from ..experiments.evaluate import resolve_checkpoint
-    from ..models.pairnet import PairNet
-    from ..train import checkpoint as ckpt
-    from ..train.config import PretrainConfig, config_from_dict
-    from ..train.trainer import resolve_amp
     checkpoint = resolve_checkpoint(Path(path))
     if checkpoint is None:
         raise CheckpointError(f"{path}: no loadable checkpoint (give a pre-training run folder or a "
@@ -242,7 +249,6 @@ def camera_dataset(ds: Dataset) -> Dataset:
 def _reference(seq: Sequence, wanted: str | None) -> str:
     if wanted is None:
         return seq.views[0].name
-    from ..data.sources.layout import _name_key
     for v in seq.views:
         if v.name == wanted or _name_key(v.name) == _name_key(wanted):
             return v.name
@@ -394,9 +400,6 @@ def _prepared_folder(dataset: Path, out: Path) -> Path:
 
 
 def _synchronize(dataset, model, options, out, prepared, device, source, workers, log, progress, truth, t0):
-    from ..data.preparation.prepare import prepare
-    from ..data.sources import open_dataset
-    from ..train.data import Prepared, make_assembler, make_source, mask_settings, tile_spec
 
     ds = open_dataset(dataset, frame_tolerance=ANY_LENGTH)
     notes = []
@@ -534,7 +537,6 @@ def _adapt_and_search(model: LoadedModel, plans: list[_Plan], first: list[Sequen
     :mod:`.adapt`), search again with it, and keep the first search's estimates beside the new ones.
 
     The adapted model learnt the first answers, so it cannot vouch for them (see :func:`merge_adapted`)."""
-    from .adapt import adapt
     if not isinstance(model.scorer, PairNetScorer):
         raise ValueError("--adapt fine-tunes the model: it needs a PairNet scorer")
     bar = _bar(progress, "adapting to the session", options.adapt_steps)
@@ -695,11 +697,12 @@ def _search(plan: _Plan, embeddings: dict, scorer: PairScorer | None, options: S
                                       start={c: e.best or 0 for c, e in direct.items()}, direct=direct)
     else:  # as joint_offsets gives it: the reference at 0 among the cameras, so its pairs can vote
         chosen = {ref: search.Estimate(0, 0, "reference"), **direct}
-    triplets = search.triplet_checks(plan.cameras, pairs, plan.tolerance, sizes=(3, 4))
+    in_loops = search.loop_estimates(curves, pairs, plan.tolerance)
+    triplets = search.triplet_checks(plan.cameras, in_loops, plan.tolerance, sizes=(3, 4))
     voters = [c for c in ("classifier", "geometry") if c != "classifier" or classifier_votes]
     cams = [CameraResult(ref, search.Estimate(0, 0, "reference"), search.Estimate(0, 0, "reference"),
                          plan.lengths[ref])]
-    cams += [CameraResult(c, confirm(c, chosen, cue_curves, triplets, pairs, plan.tolerance, voters,
+    cams += [CameraResult(c, confirm(c, chosen, cue_curves, triplets, in_loops, plan.tolerance, voters,
                                      None if trusted or scorer is None else check),
                           direct[c], plan.lengths[c]) for c in plan.cameras[1:]]
     return SequenceResult(key=plan.seq.key, folder=plan.seq.folder, fps=plan.seq.fps, reference=ref, span=plan.span,
@@ -724,7 +727,10 @@ def confirm(camera: str, chosen: dict[str, search.Estimate], cue_curves: dict, t
         for (a, b), by_cue in cue_curves.items():
             if camera not in (a, b) or cue not in by_cue or hypothesis.get(a) is None or hypothesis.get(b) is None:
                 continue
-            v = search.vote(by_cue[cue], hypothesis[b] - hypothesis[a], tolerance)
+            # the geometry's per-instant scores follow the silhouettes' slow changes: its test counts neighbouring
+            # instants as dependent (on real footage the plain one let it vouch for offsets 50-170 ms wrong); the
+            # classifier's keeps the plain standard error (calibrated, it silences right answers of short clips)
+            v = search.vote(by_cue[cue], hypothesis[b] - hypothesis[a], tolerance, calibrated=cue == "geometry")
             verdicts.append(v.verdict)
             detail[f"{cue} {a}-{b}"] = dict(verdict=v.verdict, z=None if np.isnan(v.z) else round(v.z, 2),
                                             elsewhere=v.elsewhere)
@@ -807,7 +813,6 @@ def result_json(result: SyncResult) -> dict:
 def write_outputs(result: SyncResult, out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     many = len(result.sequences) > 1
-    from ..data.preparation.manifest import safe_name
     for s in result.sequences:
         name = f"scores_{safe_name(s.key.replace('/', '__'))}.png" if many else "scores.png"
         s.figure = plot_sequence(s, out / name)
@@ -926,8 +931,6 @@ def apply_offsets(result: SyncResult, log=print, force: bool = False) -> list[Pa
     A camera whose offset is not determined is *left out* of the aligned sequence (listed as ``excluded``), so
     that nothing downstream trains or evaluates on frames that may not be aligned; ``force`` applies its best
     peak instead. Cameras an earlier sync.toml excluded, and that this search did not measure, stay excluded."""
-    from ..data.sources import detect_layout
-    from ..data.sources.syncfile import write_sync_file
     if detect_layout(result.dataset) == "h36m":
         raise DataError(result.dataset, "--apply writes sync.toml into sequence folders; the Human3.6M layout has "
                                         "none (its cameras are synchronized in hardware)")
