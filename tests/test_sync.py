@@ -10,6 +10,7 @@ import dataclasses
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -587,6 +588,23 @@ def test_benchmark_recording_length(tmp_path):
     with pytest.raises(ConfigError, match="100 frames cannot hold offsets of \\+-50"):  # refused before rendering
         run_sync_benchmark("no-model", out=tmp_path / "out", data_root=tmp_path / "data", frames=100)
     assert not (tmp_path / "data").exists() and not (tmp_path / "out").exists()
+
+
+def test_benchmark_copies_are_datasets_syncssl_accepts(tiny_dataset, tmp_path):
+    """The benchmark's shifted copy opens as a dataset (its splits pass dataset.json's checks) and evaluates."""
+    from syncssl.bench.sync import copy_splits
+    from syncssl.data.preparation.manifest import Manifest
+    from syncssl.data.sources import open_dataset
+    from syncssl.data.synthetic import PRESETS
+    from syncssl.sync.inject import shift_dataset
+    splits = copy_splits(PRESETS["tiny"])
+    shift_dataset(tiny_dataset, tmp_path / "shifted", {"S9/Walking_01": {"cam_01": 0, "cam_02": 3}}, first=5,
+                  length=30, splits=splits)
+    ds = open_dataset(tmp_path / "shifted", verify="none")
+    assert ds.splits == {"test": ["S9"]} and {s.subject for s in ds.sequences} == {"S9"}
+    m = SimpleNamespace(splits=ds.splits)  # what the manifest's split queries read
+    train = Manifest.resolve_split(m, "auto")
+    assert train == "test" and Manifest.resolve_eval_split(m, "test", train) == ("test", False)  # seen = evaluated
 
 
 def test_cli_runs_with_the_stub(mirror_session, monkeypatch, tmp_path):
