@@ -27,7 +27,8 @@ def bytes_per_image(model: nn.Module, crop: int, dtype: torch.dtype) -> int:
     kept = [0]
 
     def count(module, inputs, output):
-        if isinstance(output, torch.Tensor) and not any(output is i for i in inputs):  # in-place ops alias
+        # only what backward needs: outputs behind a frozen part (no grad) are freed at once; in-place ops alias
+        if isinstance(output, torch.Tensor) and output.requires_grad and not any(output is i for i in inputs):
             kept[0] += output.numel()
 
     leaves = [m for m in meta.modules() if not list(m.children())]

@@ -160,7 +160,8 @@ def _refuse_copies(mapping: dict[str, Path]) -> None:
     for same_size in (ps for ps in by_size.values() if len(ps) > 1):
         seen: dict[str, Path] = {}
         for path in same_size:
-            digest = hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+            with open(path, "rb") as f:  # streamed: videos of equal size can be gigabytes
+                digest = hashlib.file_digest(f, "blake2b").hexdigest()
             if digest in seen:
                 raise DataError(path, f"is byte-identical to {seen[digest].name}: two cameras hold the same video "
                                       f"(a copy made by mistake?); each camera needs its own recording")
