@@ -146,6 +146,10 @@ def prepare(dataset, out, force, preset, tiles, transcode, fg_motion_threshold, 
     the sources are unchanged. Labels, where present, are only measured against (report.json)."""
     import dataclasses
 
+    from .parallel import start_early, usable_cpus
+    if (workers or usable_cpus()) > 1:
+        start_early("syncssl.data.preparation.prepare")  # the workers' imports run beside this process's own
+
     from rich.console import Console
 
     from .data.preparation.prepare import PrepareOptions, render_report

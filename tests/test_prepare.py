@@ -7,13 +7,20 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from syncssl.data.decode.video import probe, read_frames, write_video
-from syncssl.data.preparation.background import estimate_background, foreground_masks, sample_indices
+from syncssl.data.preparation.background import (
+    colour_distance,
+    estimate_background,
+    farther_than,
+    foreground_masks,
+    sample_indices,
+)
 from syncssl.data.preparation.boxes import crop_boxes, motion_from_poses, square_boxes
 from syncssl.data.preparation.manifest import Manifest
 from syncssl.data.preparation.prepare import PrepareOptions, prepare, read_frames_at
@@ -223,6 +230,31 @@ def test_estimate_background_validates_shapes():
         estimate_background(np.zeros((3, 4, 4, 3), np.uint8), exclude=np.zeros((3, 4, 5), bool))
     assert sample_indices(10, 4).tolist() == [1, 3, 6, 8]
     assert sample_indices(3, 10).tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 48])
+def test_background_medians_match_the_reference(n):
+    """The partial-sort medians give what a plain median (rounded half to even) and a NaN-aware masked median
+    (rounded half up) give, bit for bit, and the squared-distance test what the distance test gives."""
+    rng = np.random.default_rng(n)
+    samples = rng.integers(0, 256, (n, 37, 29, 3)).astype(np.uint8)
+    samples[:, :5] = samples[:1, :5]  # ties
+    plain = estimate_background(samples).image
+    np.testing.assert_array_equal(plain, np.round(np.median(samples, 0)).astype(np.uint8))
+    exclude = rng.random((n, 37, 29)) < 0.4
+    exclude[:, 10:12] = False  # nothing left out: the masked median there comes from the partial sort
+    model = estimate_background(samples, exclude, min_votes=2 if n > 1 else 1)
+    v = np.where(exclude[..., None], np.nan, samples.astype(np.float64))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: the plain median is taken there
+        lo, hi = np.nanquantile(v, 0.5, axis=0, method="lower"), np.nanquantile(v, 0.5, axis=0, method="higher")
+    expect = np.floor((lo + hi + 1) / 2)
+    votes = (~exclude).sum(0)
+    expect[votes < (2 if n > 1 else 1)] = plain[votes < (2 if n > 1 else 1)]
+    np.testing.assert_array_equal(model.image, expect.astype(np.uint8))
+    frames, bg = samples[: min(n, 3)], samples[-1]
+    for t in [0.0, 1.0, 2 ** 0.5, 17.3, 40.000001, 99.99999, 255 * 3 ** 0.5, *rng.uniform(0, 450, 50)]:
+        np.testing.assert_array_equal(farther_than(frames, bg, t), colour_distance(frames, bg) > t)
 
 
 # ---------------------------------------------------------------- boxes

@@ -170,7 +170,7 @@ def silhouette_outlines(manifest, indices: list[int], folder: Path, workers: int
                          scale=outline_scale(cam.size), boxes=boxes))
     if jobs:
         log(f"silhouette outlines of {len(jobs)} camera recording(s) ({len(indices) - len(jobs)} cached)")
-        with Workers(min(workers, len(jobs))) as pool:
+        with Workers(min(workers, len(jobs)), preload=(__name__,)) as pool:
             for r in pool.map(_outlines_of_video, jobs):
                 job = next(j for j in jobs if j["key"] == r["key"])
                 tmp = Path(job["path"]).with_suffix(".tmp.npz")

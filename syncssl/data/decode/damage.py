@@ -419,8 +419,9 @@ def _suffix_mean(x: np.ndarray) -> np.ndarray:
 
 def _block_means(a: np.ndarray, bh: int, bw: int) -> np.ndarray:
     rows, cols = a.shape[0] // bh, a.shape[1] // bw
-    sums = a[:rows * bh, :cols * bw].reshape(rows * bh, cols, bw).sum(2, dtype=np.int32)  # along rows first: fast
-    return sums.reshape(rows, bh, cols).sum(1) / (bh * bw)
+    # the bh pixel rows of each block row added first (whole contiguous rows: ~2x faster than short runs first)
+    sums = a[:rows * bh, :cols * bw].reshape(rows, bh, cols * bw).sum(1, dtype=np.int32)
+    return sums.reshape(rows, cols, bw).sum(2) / (bh * bw)
 
 
 def _change(luma: np.ndarray, previous: np.ndarray, step: int = 1) -> np.ndarray:

@@ -87,13 +87,34 @@ def colour_distance(frames: np.ndarray, background: np.ndarray) -> np.ndarray:
     return np.sqrt(np.einsum("...c,...c->...", d, d, dtype=np.int32).astype(np.float32))
 
 
+def farther_than(frames: np.ndarray, background: np.ndarray, threshold: float) -> np.ndarray:
+    """``colour_distance(frames, background) > threshold``, bit for bit, ~4x faster: the squared distance (exact
+    in float32, every term an integer below 2^24) against the smallest squared distance whose float32 root
+    exceeds the threshold (the root is correctly rounded, so monotone)."""
+    if frames.shape[-3:] != background.shape:
+        raise ValueError(f"frames {frames.shape} and background {background.shape} differ in size")
+    t = np.float32(threshold)
+    first = max(0, int(np.floor(float(t) ** 2)) - 2)
+    candidates = np.arange(first, first + 6, dtype=np.float32)
+    over = candidates[np.sqrt(candidates) > t]
+    limit = over[0] if len(over) else candidates[-1] + 1
+    d = frames.astype(np.float32)
+    d -= background
+    d *= d
+    total = d[..., 0] + d[..., 1]
+    total += d[..., 2]
+    return total >= limit
+
+
 def estimate_background(samples: np.ndarray, exclude: np.ndarray | None = None, min_votes: int | None = None,
-                        rows_per_chunk: int = 64) -> BackgroundModel:
+                        rows_per_chunk: int = 64, ranks: tuple[np.ndarray, np.ndarray] | None = None
+                        ) -> BackgroundModel:
     """Background model from sampled frames.
 
     samples: (N, H, W, 3) uint8 frames of one camera (pooled over the sequences of its group);
     exclude: (N, H, W) bool, pixels covered by the person in each sample (they do not vote); None: none known;
-    min_votes: fewest voting samples for the masked median; fewer -> the plain median over all samples.
+    min_votes: fewest voting samples for the masked median; fewer -> the plain median over all samples;
+    ranks: :func:`middle_ranks` of ``samples`` when the caller has them already.
     """
     samples = np.asarray(samples)
     if samples.ndim != 4 or samples.shape[-1] != 3 or samples.dtype != np.uint8 or len(samples) == 0:
@@ -103,22 +124,45 @@ def estimate_background(samples: np.ndarray, exclude: np.ndarray | None = None, 
         raise ValueError(f"exclude: expected ({N}, {H}, {W}), got {exclude.shape}")
     if min_votes is None:
         min_votes = max(3, int(np.ceil(0.15 * N)))
-    image = np.empty((H, W, 3), np.uint8)
+    lo, hi = ranks if ranks is not None else middle_ranks(samples, rows_per_chunk)
+    plain = _round_half_even(lo, hi)  # the plain median, as np.round(np.median(samples, 0)) gives it
+    if exclude is None:
+        return _with_noise(samples, plain, None, N, np.full((H, W), N, np.int32), min_votes)
+    image = ((lo.astype(np.uint16) + hi + 1) // 2).astype(np.uint8)  # the masked median where nothing is excluded
     votes = np.full((H, W), N, np.int32)
     for r0 in range(0, H, rows_per_chunk):
         r1 = min(H, r0 + rows_per_chunk)
-        chunk = samples[:, r0:r1]
-        if exclude is None:
-            image[r0:r1] = np.round(np.median(chunk, axis=0)).astype(np.uint8)
-            continue
         ex = exclude[:, r0:r1]
         n = N - ex.sum(0)
         votes[r0:r1] = n
-        image[r0:r1] = _masked_median(chunk, ex, np.maximum(n, 1))
+        some = n < N  # only where a sample is left out does the median change: sort just those pixels
+        if some.any():
+            image[r0:r1][some] = _masked_median(samples[:, r0:r1][:, some][:, None], ex[:, some][:, None],
+                                                np.maximum(n[some], 1)[None])[0]
         few = n < min_votes  # the person covered these in nearly every sample: the plain median is all there is
-        if few.any():
-            image[r0:r1][few] = np.round(np.median(chunk[:, few], axis=0)).astype(np.uint8)
+        image[r0:r1][few] = plain[r0:r1][few]
+    return _with_noise(samples, image, exclude, N, votes, min_votes)
 
+
+def middle_ranks(samples: np.ndarray, rows_per_chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """The values at ranks (N-1)//2 and N//2 of uint8 samples (N, H, W, 3) along N: the two a median averages
+    (a partial sort of row chunks: no full sort, little memory)."""
+    N = len(samples)
+    lo, hi = np.empty(samples.shape[1:], np.uint8), np.empty(samples.shape[1:], np.uint8)
+    for r0 in range(0, samples.shape[1], rows_per_chunk):
+        part = np.partition(samples[:, r0:r0 + rows_per_chunk], [(N - 1) // 2, N // 2], axis=0)
+        lo[r0:r0 + rows_per_chunk], hi[r0:r0 + rows_per_chunk] = part[(N - 1) // 2], part[N // 2]
+    return lo, hi
+
+
+def _round_half_even(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    return np.round((lo.astype(np.float32) + hi) / 2).astype(np.uint8)
+
+
+def _with_noise(samples: np.ndarray, image: np.ndarray, exclude: np.ndarray | None, N: int, votes: np.ndarray,
+                min_votes: int) -> BackgroundModel:
+    """The model of ``image``, its threshold from the samples' distances to it."""
+    H, W = image.shape[:2]
     # noise: distances of pixels that are not the person (all pixels when unknown), subsampled for speed
     step = max(1, int(np.sqrt(H * W / 20000)))
     d = colour_distance(samples[:, ::step, ::step], image[::step, ::step])
@@ -140,7 +184,8 @@ def model_from_images(samples: np.ndarray, grow: int | None = None) -> Backgroun
     where that happens in at least ``GHOST_PERSISTENCE`` of the samples keep the plain median (the samples that
     differ from it there are the empty floor: leaving them out would only make the ghost sure) and are reported."""
     samples = np.asarray(samples)
-    first = estimate_background(samples)
+    ranks = middle_ranks(samples)  # both medians start from the same partial sort
+    first = estimate_background(samples, ranks=ranks)
     H, W = samples.shape[1:3]
     fg = foreground_masks(samples, first.image, first.threshold)
     persistence = several_regions(fg).mean(0, dtype=np.float32)
@@ -148,7 +193,7 @@ def model_from_images(samples: np.ndarray, grow: int | None = None) -> Backgroun
     # a shadow where the person stood would otherwise stay in the model (and be "foreground" once it moved on)
     radius = grow if grow is not None else 3 * morphology_radius((W, H))
     exclude = dilate(changed, radius) & (persistence < GHOST_PERSISTENCE)
-    model = estimate_background(samples, exclude)
+    model = estimate_background(samples, exclude, ranks=ranks)
     model.persistence = persistence
     model = refine_uncovered(samples, model, exclude, grow if grow is not None else 3 * morphology_radius((W, H)))
     model.unreliable |= ghost_region(persistence)  # other subjects on the same rig may show the spot empty
@@ -401,7 +446,7 @@ def foreground_masks(frames: np.ndarray, background: np.ndarray, threshold: floa
         radius = morphology_radius((W, H))
     out = np.empty(frames.shape[:3], bool)
     for i in range(0, len(frames), chunk):
-        raw = colour_distance(frames[i:i + chunk], background) > threshold
+        raw = farther_than(frames[i:i + chunk], background, threshold)
         if shadows:  # tested only where the distance test fired: a small share of the pixels
             n, y, x = np.nonzero(raw)
             shade = shadow_pixels(frames[i:i + chunk][n, y, x], background[y, x])

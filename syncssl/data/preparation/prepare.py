@@ -197,6 +197,7 @@ def prepare(dataset: Dataset, out: Path | None = None, options: PrepareOptions |
             if not reasons:
                 manifest = old
     up_to_date = manifest is not None
+    previews = None
     tiles = resolve_spec(tiles, dataset) if tiles else None
     tile_dir, tiles_note = (tile_folder(out, tiles) if tiles else None), ""
     owned = OwnedFolder.open(out, force)  # prepare removes or replaces only what it wrote itself
@@ -208,7 +209,9 @@ def prepare(dataset: Dataset, out: Path | None = None, options: PrepareOptions |
         except OSError as e:
             raise DataError(out, f"cannot write the prepared files here ({e.strerror}); choose another --out") from None
         with translate_disk_errors(out, "the prepared data"):  # a full disk is said in one line, naming the place
-            manifest = _Build(dataset, out, options, tiles, workers, log).run()
+            build = _Build(dataset, out, options, tiles, workers, log)
+            manifest = build.run()
+            previews = build.previews
             manifest.fingerprint = fp
             manifest.stats["seconds"] = round(time.perf_counter() - t0, 2)
             manifest.stats["camera_frames_per_s"] = round(manifest.stats["view_frames"] / max(
@@ -223,7 +226,7 @@ def prepare(dataset: Dataset, out: Path | None = None, options: PrepareOptions |
         with translate_disk_errors(tile_dir, "the tiles"):
             tiles_note = _ensure_tiles(dataset, manifest, tiles, tile_dir, workers, log)
     with translate_disk_errors(out, "the prepare report"):
-        report = _write_report(manifest, out, tiles, tile_dir, mask, crop_size, log)
+        report = _write_report(manifest, out, tiles, tile_dir, mask, crop_size, log, previews)
     return PrepareReport(manifest, path, up_to_date, reasons, time.perf_counter() - t0, tile_dir, tiles_note, report)
 
 
@@ -289,6 +292,7 @@ class _Job:
     start: int = 0  # sequence frame t is file frame t + start of ``video`` (sync.toml)
     scale: int = 1  # frames are decoded shrunk by this factor (work_scale); ``background`` is at that size
     decoded: Path | None = None  # the frames at work size, kept when the background samples were decoded (.npy)
+    preview: int = -1  # the frame masks_preview.png shows of this camera (returned at work size), -1: none
 
 
 def _run_job(job: _Job) -> dict:
@@ -358,6 +362,7 @@ def _run_job(job: _Job) -> dict:
 
     n = 0
     batch: list[np.ndarray] = []
+    preview: list[np.ndarray] = []
 
     def process(frames: list[np.ndarray]):
         nonlocal n
@@ -368,6 +373,8 @@ def _run_job(job: _Job) -> dict:
         for frame, m in zip(frames, masks):
             t = n
             pending[t] = (frame, m)
+            if t == job.preview:
+                preview.append(np.array(frame))
             if m is not None:
                 recent.append(m)
                 if len(recent) == job.gap + 1:  # change between t - gap and t, credited to t - gap
@@ -415,6 +422,7 @@ def _run_job(job: _Job) -> dict:
     result = dict(seq=job.seq, cam=job.cam, tight=tight / to_work, crops=crops / to_work, changes=changes,
                   silhouettes=silhouettes,
                   quality=quality, frames=T, seconds=time.perf_counter() - t0, suspects=suspects,
+                  preview=(job.preview, preview[0]) if preview else None,
                   no_person=int(np.isnan(tight).any(1).sum()) if need_masks else 0)
     if job.tiles:
         result["rects"] = rects
@@ -489,6 +497,8 @@ class _Build:
         self.dataset, self.out, self.options = dataset, out, options
         self.tiles, self.workers, self.log = tiles, workers, log
         self.notes = list(dataset.notes)
+        self.previews: dict[tuple[str, str], tuple[int, np.ndarray]] = {}  # (sequence, camera) -> (frame, image
+        #                                                                     at work size) for masks_preview.png
 
     def run(self) -> Manifest:
         ds = self.dataset
@@ -497,7 +507,7 @@ class _Build:
             self.notes += [f"{s.key}: {n}" for n in s.notes]
             if len(s.views) < 2:
                 self.notes.append(f"{s.key}: only one camera ({s.views[0].name}); it cannot form multi-view pairs")
-        with Workers(min(self.workers, sum(len(s.views) for s in ds.sequences))) as self.pool:
+        with Workers(min(self.workers, sum(len(s.views) for s in ds.sequences)), preload=(__name__,)) as self.pool:
             return self._run()
 
     def _run(self) -> Manifest:
@@ -515,6 +525,7 @@ class _Build:
         sizes = {"before": 0, "after": 0, "kept": 0}
         jobs, cams = [], {}
         first = {(i, c): row for i, c, row, _ in layout.blocks()}
+        shown = _preview_views(ds.sequences)
         for i, s in enumerate(ds.sequences):
             known = _label_boxes(s, options) if options.label_boxes else None
             for c, v in enumerate(s.views):
@@ -535,11 +546,15 @@ class _Build:
                                  truth=s.masks.get(v.name), start=v.start,
                                  scale=work_scale(v.camera.size, options.transcode),
                                  decoded=self._decoded(s, v) if video == v.video and self._decoded(s, v).is_file()
-                                 else None))
+                                 else None,
+                                 preview=preview_frame(s.num_frames, v.name in s.masks, options.quality_frames)
+                                 if (i, c) in shown else -1))
         results = {}
         t_pass = time.perf_counter()
         for r in self.pool.map(_run_job, jobs, self.log, "decoding pass: video"):
             results[(r["seq"], r["cam"])] = r
+            if r["preview"] is not None:
+                self.previews[(ds.sequences[r["seq"]].key, ds.sequences[r["seq"]].views[r["cam"]].name)] = r["preview"]
         pass_s = time.perf_counter() - t_pass
         shutil.rmtree(self.out / "decoded", ignore_errors=True)
         sizes["after"] += sum(p.stat().st_size for p in sizes.pop("after_paths", []))  # the copies just written
@@ -574,7 +589,7 @@ class _Build:
         manifest = Manifest(dataset_root=Path(ds.root), name=ds.name, source=ds.source, fps=ds.fps,
                             skeleton=ds.skeleton, splits=ds.splits, sequences=prepared, backgrounds=infos,
                             quality=dict(quality, **({"labels": agreement} if agreement else {})), stats=stats,
-                            options=asdict(options), notes=self.notes)
+                            options=asdict(options), notes=list(dict.fromkeys(self.notes)))  # each note once
         manifest.folder = self.out
         if self.tiles:
             manifest.stats["tiles"] = _tile_files(tile_dir, self.tiles, layout, results, pass_s)
@@ -949,7 +964,7 @@ def _ensure_tiles(dataset: Dataset, manifest: Manifest, spec: TileSpec, folder: 
                          quality_index=np.zeros(0, np.int64), truth=None, start=cam.start,
                          scale=work_scale(cam.size, manifest.options.get("transcode", "none"))))
     t0 = time.perf_counter()
-    with Workers(min(workers, len(jobs))) as pool:
+    with Workers(min(workers, len(jobs)), preload=(__name__,)) as pool:
         results = {(r["seq"], r["cam"]): r for r in pool.map(_run_job, jobs, log, "tiles: video")}
     seconds = time.perf_counter() - t0
     if spec.format == "jpeg":
@@ -1021,21 +1036,39 @@ def _label_agreement(sequences: list[Sequence], prepared: list[PreparedSequence]
     return out
 
 
-def _op_mask(manifest: Manifest, store, mask: MaskSettings, crop_size: int, frames_per_view: int) -> tuple[dict, list]:
+def _preview_views(sequences) -> set[tuple[int, int]]:
+    """(sequence, camera) of the rows of masks_preview.png: each camera's first view, up to 4 cameras."""
+    shown: dict[str, tuple[int, int]] = {}
+    for i, s in enumerate(sequences):
+        for c, cam in enumerate(getattr(s, "views", None) or s.cameras):
+            if len(shown) < 4 and cam.name not in shown:
+                shown[cam.name] = (i, c)
+    return set(shown.values())
+
+
+def preview_frame(num_frames: int, has_truth: bool, frames_per_view: int) -> int:
+    """The frame of a view that masks_preview.png shows: the middle one of those its mask is measured on."""
+    idx = sample_indices(num_frames, (frames_per_view or 8) if has_truth else 1)
+    return int(idx[len(idx) // 2])
+
+
+def _op_mask(manifest: Manifest, store, mask: MaskSettings, crop_size: int, frames_per_view: int,
+             previews: dict | None = None) -> tuple[dict, list]:
     """The op's mask at the training settings against the ground truth, per subject, on the views training reads
     (the tiles when there are some, else the frames), at crop resolution and without jitter; plus preview rows (one
-    per camera, up to 4, with or without ground truth)."""
+    per camera, up to 4, with or without ground truth), whose frames come from ``previews`` ((sequence, camera) ->
+    (frame, image at work size), kept by the decoding pass) or are decoded again."""
     import torch
 
     from .crops import mask_scores, op_alpha, truth_at_crops
     from .tiles import TileStore, frame_to_tile
     acc: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(5))
     rows = []
-    seen_cams: set[str] = set()
+    shown = _preview_views(manifest.sequences)
     for i, s in enumerate(manifest.sequences):
         gt_paths = _truth_paths(manifest, s)
         for c, cam in enumerate(s.cameras):
-            has_truth, want_row = cam.name in gt_paths, cam.name not in seen_cams and len(rows) < 4
+            has_truth, want_row = cam.name in gt_paths, (i, c) in shown
             if not has_truth and not want_row:
                 continue
             idx = sample_indices(s.num_frames, frames_per_view if has_truth else 1)
@@ -1062,15 +1095,17 @@ def _op_mask(manifest: Manifest, store, mask: MaskSettings, crop_size: int, fram
                 a, u, g, lost = mask_scores(alpha, gt)
                 acc[s.subject] += [a, u, g, lost, len(idx)]
             if want_row:
-                seen_cams.add(cam.name)
                 j = len(idx) // 2
-                full = read_frames_at(cam.video, idx[j:j + 1] + cam.start)[0]
-                bg = manifest.background(cam.background_id)
                 size = work_size(cam.size, info.work_scale)  # prepare's mask as the decoding pass computed it
+                t, full = (previews or {}).get((s.key, cam.name), (-1, None))
+                if t != idx[j]:
+                    full = read_frames_at(cam.video, idx[j:j + 1] + cam.start, size=size)[0]
+                bg = manifest.background(cam.background_id)
                 unmodelled = read_png(manifest.folder / info.unmodelled)[..., 0] > 0 if info.unmodelled else None
-                rows.append(dict(title=f"{s.key}\n{cam.name} t={idx[j]}", frame=full, box=s.boxes[idx[j], c],
+                scale = np.array([full.shape[1] / cam.size[0], full.shape[0] / cam.size[1]] * 2, np.float32)
+                rows.append(dict(title=f"{s.key}\n{cam.name} t={idx[j]}", frame=full, box=s.boxes[idx[j], c] * scale,
                                  background=bg, unmodelled=unmodelled,
-                                 pred=foreground_masks(shrink(full, size), shrink(bg, size), info.threshold),
+                                 pred=foreground_masks(full, shrink(bg, size), info.threshold),
                                  truth=truth[j] if has_truth else None, op_alpha=alpha[j].numpy(),
                                  op_truth=gt[j].numpy() if has_truth else None))
     per_subject = {k: dict(iou=round(v[0] / max(v[1], 1), 4), body_lost=round(v[3] / max(v[2], 1), 4), views=int(v[4]))
@@ -1093,12 +1128,13 @@ def _cut_backgrounds(manifest: Manifest, cam: PreparedCamera, rects, size: int, 
 
 
 def _write_report(manifest: Manifest, out: Path, tiles: TileSpec | None, tile_dir: Path | None, mask: MaskSettings,
-                  crop_size: int, log: Log) -> dict:
+                  crop_size: int, log: Log, previews: dict | None = None) -> dict:
     """report.json (what prepare measured) and masks_preview.png."""
     from .tiles import TileStore
     store = TileStore(tile_dir) if tiles else None
     log("measuring the op's mask at the training settings")
-    op_mask, rows = _op_mask(manifest, store, mask, crop_size, manifest.options.get("quality_frames", 8) or 8)
+    op_mask, rows = _op_mask(manifest, store, mask, crop_size, manifest.options.get("quality_frames", 8) or 8,
+                             previews)
     _write_preview(out / PREVIEW_NAME, rows, mask)
     backgrounds = {k: dict(work_scale=b.work_scale, threshold=b.threshold, suspect=b.suspect,
                            unmodelled_share=b.unmodelled_share, unmodelled=b.unmodelled, borrowed_from=b.borrowed_from)
@@ -1254,7 +1290,9 @@ def summary_lines(report: PrepareReport) -> list[tuple[str, str]]:
     rows.append(("preview", str(Path(report.path).parent / "masks_preview.png")))
     rows.append(("report", str(Path(report.path).parent / REPORT_NAME)))
     rows.append(("time", f"{report.seconds:.1f} s" + (f" (build took {st['seconds']:.1f} s)"
-                                                       if report.up_to_date and "seconds" in st else "")))
+                                                       if report.up_to_date and "seconds" in st else
+                                                       f" ({st['view_frames'] / max(report.seconds, 1e-9):.0f} "
+                                                       "camera-frames/s with the report and preview)")))
     return rows
 
 

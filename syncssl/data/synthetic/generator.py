@@ -426,7 +426,7 @@ def generate_report(root: Path, preset: str | Preset = "small", seed: int = 0, c
     stats: list[SequenceStats] = []
     with _progress(progress, len(jobs), preset) as advance:
         # spawned, single-threaded workers (no inherited threads or locks); each builds its renderers once
-        with Workers(min(workers, len(jobs))) as pool:
+        with Workers(min(workers, len(jobs)), preload=(__name__,)) as pool:
             for st in pool.map(_run_one, jobs):
                 stats.append(st)
                 advance(st)
