@@ -5,6 +5,10 @@ import contextlib
 import math
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -98,21 +102,46 @@ class Workers:
 
     def __init__(self, n: int, preload: tuple[str, ...] = ()):
         self.n, self.pool, self.preload = max(1, int(n)), None, preload  # preload: the modules of the functions run
+        self._saved_term = None  # the SIGTERM handler to restore
 
     def __enter__(self):
         if self.n > 1:
             ctx = _context()
             if self.preload and ctx.get_start_method() == "forkserver":
                 ctx.set_forkserver_preload(list(self.preload))  # imported once by the server, if it starts here
-            with _single_threaded_env():  # inherited by the children (and by the fork server if it starts here)
-                self.pool = ProcessPoolExecutor(self.n, mp_context=ctx)
-                for f in [self.pool.submit(int) for _ in range(self.n)]:  # start every process under these settings
-                    f.result()
+            self._saved_term = _stop_on_sigterm()
+            try:
+                with _single_threaded_env():  # inherited by the children (and the fork server if it starts here)
+                    self.pool = ProcessPoolExecutor(self.n, mp_context=ctx, initializer=_worker_start,
+                                                    initargs=(os.getpid(),))
+                    for f in [self.pool.submit(int) for _ in range(self.n)]:  # start every process now
+                        f.result()
+            except BaseException:  # Ctrl-C while they start: none may be left starting as this process exits
+                self.__exit__(*sys.exc_info())
+                raise
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
         if self.pool is not None:
-            self.pool.shutdown(cancel_futures=True)
+            if exc_type is None:
+                self.pool.shutdown()
+            else:
+                self._stop()  # an error, Ctrl-C or SIGTERM: the jobs still running are not wanted
+        if self._saved_term is not None:
+            signal.signal(signal.SIGTERM, self._saved_term)
+            self._saved_term = None
+
+    def _stop(self):
+        """End the workers now and wait until they are gone (their jobs write only what the caller discards or
+        rebuilds): a Ctrl-C returns in a moment, with no worker's traceback or leaked semaphore behind it."""
+        if self.pool is None:
+            return
+        processes = list((getattr(self.pool, "_processes", None) or {}).values())  # the executor's own handles
+        for p in processes:
+            p.terminate()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        for p in processes:
+            p.join(timeout=10)
 
     def map(self, fn, items: list, log=None, what: str = "item"):
         """fn(item) for every item, yielded in completion order (``log(f"{what} k/n")`` as each one ends)."""
@@ -125,3 +154,45 @@ class Workers:
         for k, f in enumerate(as_completed([self.pool.submit(fn, item) for item in items])):
             log(f"{what} {k + 1}/{len(items)}")
             yield f.result()
+
+
+def _stop_on_sigterm():
+    """While workers run: SIGTERM (what a scheduler sends before it kills a job) exits through the code that ends
+    the workers, with 128 + 15, instead of leaving them behind. Only where nobody else handles SIGTERM (training
+    does, to checkpoint); returns the handler to restore, or None."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        return None
+
+    def stop(signum, frame):
+        print("stopped by SIGTERM", file=sys.stderr)
+        raise SystemExit(128 + signum)
+    return signal.signal(signal.SIGTERM, stop)
+
+
+def _worker_start(parent: int):
+    """In each worker: a Ctrl-C reaches every process of the terminal's group, and the parent alone handles it (it
+    ends the workers) instead of each worker printing a traceback; a parent killed outright (SIGKILL, the OOM
+    killer) takes its workers with it within a second instead of leaving them waiting forever."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_end_with, args=(parent,), daemon=True, name="end-with-parent").start()
+
+
+def _end_with(parent: int):
+    while not _gone(parent):
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended: no such process, or a zombie (dead, not yet reaped by its own parent)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, and another user's
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):  # no /proc (macOS): alive as far as one can tell
+        return False
