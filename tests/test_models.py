@@ -382,6 +382,28 @@ def test_mask_channel_marks_the_person_and_widens_only_the_stem():
     assert pose.backbone.stem[0].weight.shape[1] == 4
 
 
+def test_silhouette_input_sees_the_outline_and_nothing_of_the_colours():
+    """input_norm="silhouette": one channel, the person mask (+1 / -1 on the fill); two people of one outline in
+    other colours give the same embedding, other outlines another; the config needs the op's background fill."""
+    from syncssl.models.resnet import Silhouette
+    from syncssl.train.config import PretrainConfig, common_problems
+    x = torch.zeros(2, 3, 32, 32)
+    x[0, :, 4:28, 10:20] = 0.7  # a person in pale grey
+    x[1, :, 4:28, 10:20] = torch.tensor([-0.9, 0.4, 0.1])[:, None, None]  # the same outline in strong colours
+    out = Silhouette()(x)
+    assert out.shape == (2, 1, 32, 32) and torch.equal(out[0], out[1]) and out.sum() == 2 * (2 * 240 - 1024)
+    net = PairNet(PairNetConfig(depth=18, width=0.25, input_norm="silhouette")).eval()
+    assert net.backbone.stem[0].weight.shape[1] == 1
+    with torch.no_grad():
+        e = net.embed(torch.cat([x, x[:1].roll(6, -1)]))
+    torch.testing.assert_close(e[0], e[1])
+    assert not torch.allclose(e[0], e[2])  # the outline moved
+    cfg = PretrainConfig()
+    cfg.model.input_norm = "silhouette"
+    cfg.data.background = "off"
+    assert any("input_norm=silhouette" in p for p in common_problems(cfg))
+
+
 def test_grid_pooling_keeps_which_side_a_feature_is_on():
     """pool="grid": the last map averaged over 2x2 cells and flattened (4x the features, the same ones on
     average); a mirrored image puts its features in other cells."""

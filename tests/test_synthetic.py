@@ -37,6 +37,7 @@ from syncssl.data.synthetic import generator as gen_module
 from syncssl.data.synthetic.body import J
 from syncssl.data.synthetic.generator import sequence_rng
 from syncssl.data.synthetic.render import Body
+from syncssl.data.synthetic.rig import make_rig
 from syncssl.errors import DataError
 from syncssl.geometry import H36M17
 
@@ -427,3 +428,32 @@ def test_an_unlabelled_pool_of_subjects_for_pre_training(tmp_path):
     assert meta["splits"]["pretrain"] == ["S1", "S5", "P01", "P02", "P03"] and meta["splits"]["test"] == ["S9"]
     assert np.load(tmp_path / "ds" / "P02" / pool[1].name / "poses3d.npy").shape[0] == 12
     assert report.frames == 4 * 40 + 2 * 40 + 3 * 12  # camera-frames per camera: labelled subjects' takes + the pool's
+
+
+def test_a_rig_per_subject_drawn_from_the_ranges_and_framed(tmp_path):
+    """small-pool-rigs' levers at tiny scale: each person their own rig (the same for all their takes), heights and
+    distances in the preset's ranges, a standing person at the centre spanning the framing share of the height;
+    a preset without them keeps the one rig its seed always gave."""
+    from dataclasses import replace
+    rigs = PRESETS["small-pool-rigs"]
+    preset = replace(PRESETS["tiny"], name="tiny-rigs", rig_per_subject=True, camera_height=rigs.camera_height,
+                     camera_distance=rigs.camera_distance, framing=rigs.framing, area_radius=rigs.area_radius,
+                     num_frames=4)
+    generate_report(tmp_path / "ds", preset, seed=0, progress=False, workers=1)
+    by_subject: dict[str, list] = {}
+    for folder in sorted((tmp_path / "ds").glob("*/*/calibration.toml")):
+        by_subject.setdefault(folder.parent.parent.name, []).append(read_calibration(folder))
+    centres = {s: [np.round(c.center) for c in takes[0]] for s, takes in by_subject.items()}
+    for takes in by_subject.values():
+        for cams in takes[1:]:  # every take of a person: one rig
+            np.testing.assert_allclose([c.center for c in cams], [c.center for c in takes[0]])
+        for cam in takes[0]:
+            c = cam.center
+            assert 2500 <= np.hypot(c[0], c[1]) <= 6000 and 1000 <= c[2] <= 2400
+            top, bottom = cam.project(np.array([[0.0, 0.0, 1800.0], [0.0, 0.0, 0.0]]))[:, 1]
+            assert 0.3 * cam.size[1] < bottom - top < 0.95 * cam.size[1]  # ~framing at the aim point
+    assert not np.allclose(centres["S1"], centres["S5"])  # another person, another rig
+    default = make_rig(4, PRESETS["tiny"].size, 0)  # what c0e8a51 drew for this seed, before the ranges existed
+    np.testing.assert_allclose([c.center for c in default[:2]], [[2632.316, 3898.052, 1332.193],
+                                                                [-3161.926, 3210.47, 1429.776]], atol=1e-3)
+    assert abs(default[0].K[0, 0] - 168.164144) < 1e-5

@@ -59,7 +59,8 @@ class PairNetConfig:
     norm: str = "batch"  # normalisation layers: "batch" (the paper's) or "group" (independent of the batch)
     input_norm: str = "none"  # before the stem: "none", "person" (each view's channels standardised over its
     #                          person pixels: a contrast stretch and white balance per view; see PersonStandardise),
-    #                          "mask" (the person mask as a fourth input channel) or "person+mask" (both)
+    #                          "mask" (the person mask as a fourth input channel), "person+mask" (both) or
+    #                          "silhouette" (the person mask alone: nothing of colour, texture or light)
 
     def __post_init__(self):
         if self.depth not in ARCHITECTURES:

@@ -78,11 +78,22 @@ class WithPersonMask(nn.Module):
         return torch.cat([self.inner(x), person.to(x.dtype) * 2 - 1], 1)
 
 
+class Silhouette(nn.Module):
+    """The person mask alone (+1 person, -1 background fill), one channel: no colour, texture or light reaches the
+    network, so what it learns on rendered people holds on filmed ones as far as their outlines look alike."""
+
+    extra_channels = -2  # three colour channels in, one out
+
+    def forward(self, x: Tensor) -> Tensor:
+        return PersonStandardise.person_pixels(x).to(x.dtype) * 2 - 1
+
+
 # What a backbone does to its input before the stem: "none", "person" (PersonStandardise), "mask" (the image and
-# its person mask as a fourth channel) or "person+mask" (both).
+# its person mask as a fourth channel), "person+mask" (both) or "silhouette" (the mask alone).
 INPUT_NORMS: dict[str, Callable[[], nn.Module]] = {
     "none": nn.Identity, "person": PersonStandardise, "mask": WithPersonMask,
-    "person+mask": lambda: WithPersonMask(PersonStandardise())}
+    "person+mask": lambda: WithPersonMask(PersonStandardise()), "silhouette": Silhouette}
+MASK_INPUTS = ("mask", "person+mask", "silhouette")  # need the person's outline: the op's background fill
 
 
 def input_norm_layer(name: str) -> Callable[[], nn.Module]:

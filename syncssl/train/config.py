@@ -19,7 +19,7 @@ from ..data.loading.sampling import SamplingConfig
 from ..errors import ConfigError
 from ..models.pairnet import PairNetConfig
 from ..models.pose import PoseNetConfig
-from ..models.resnet import POOLS
+from ..models.resnet import MASK_INPUTS, POOLS
 
 PRESETS_PACKAGE = "syncssl.train.presets"
 
@@ -344,7 +344,7 @@ def common_problems(cfg) -> list[str]:
         (len(d.mean) == 3 and len(d.std) == 3 and min(d.std) > 0, "data.mean and data.std need 3 values, std > 0"),
         (o.min_lr <= o.lr, f"need optim.min_lr <= optim.lr, got {o.min_lr}, {o.lr}"),
     ]
-    if "mask" in cfg.model.input_norm:  # the mask is read off the background fill: it needs one, in every view
+    if cfg.model.input_norm in MASK_INPUTS:  # the mask is read off the background fill: it needs one, in every view
         checks.append((d.background != "off" and d.substitute == 0,
                        f"model.input_norm={cfg.model.input_norm} finds the person by the fill the fused op puts where "
                        f"it removed the background: it needs data.background on (got {d.background!r}) and "

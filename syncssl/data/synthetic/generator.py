@@ -87,6 +87,13 @@ class Preset:
     #                        on, where every choice is made (docs/reproduction.md)
     extra_test_subjects: int = 0  # generated people (T01, T02, ...) added to the "test" split beside test_subjects
     heldout_actions: int = 2  # action types each generated validation or test person performs (rotated over the types)
+    camera_height: tuple[float, float] = (1200.0, 1800.0)  # mm: range of the cameras' heights (Human3.6M-like)
+    camera_distance: tuple[float, float] = (4500.0, 5800.0)  # mm: range of their distances from the room's centre
+    focal: tuple[float, float] = (0.95, 1.05)  # focal length range, in image widths
+    framing: tuple[float, float] | None = None  # instead of focal: the share of the frame height a standing person
+    #                                             at the room's centre spans (farther cameras zoom in)
+    rig_per_subject: bool = False  # each person filmed by a rig of their own (drawn from the ranges above): a model
+    #                                cannot learn one rig's views by heart, as it can when everyone shares it
 
     def __post_init__(self):
         unknown = [a for a in self.actions if a not in ACTIONS]
@@ -164,6 +171,18 @@ PRESETS = {
                         num_frames=40, num_cameras=4, size=(160, 128), val_subjects=2, extra_test_subjects=1,
                         heldout_actions=1),
 }
+# `small-pool` with every person filmed by a rig of their own, drawn wider than Human3.6M's: cameras 1.0-2.4 m high
+# (level to ~30 degrees down), 2.5-6 m away, framed so that a standing person spans 40-85% of the frame. A model
+# pre-trained on one rig learns that rig's views; real rigs differ (docs/real-footage.md measures it).
+PRESETS["small-pool-rigs"] = replace(PRESETS["small-pool"], name="small-pool-rigs", rig_per_subject=True,
+                                     camera_height=(1000.0, 2400.0), camera_distance=(2500.0, 6000.0),
+                                     framing=(0.4, 0.85), area_radius=900.0)
+# A test rig shaped like a real lab's (the Pose2Sim recording: portrait frames, cameras 1.7-2.1 m high and 2.6-4 m
+# away looking ~20 degrees down, the person near the centre): `syncssl eval RUN --dataset synthetic:steep-test`
+PRESETS["steep-test"] = Preset(name="steep-test", train_subjects=("S1",), test_subjects=("S9", "S11"),
+                               actions=ACTIONS, actions_per_subject=3, repetitions=1, num_frames=120, num_cameras=4,
+                               size=(240, 320), camera_height=(1700.0, 2100.0), camera_distance=(2600.0, 4000.0),
+                               focal=(1.45, 1.65), area_radius=600.0)
 # `large` and the people of an honest evaluation, as `small-pool-eval` adds them to `small-pool`
 PRESETS["large-eval"] = replace(PRESETS["large"], name="large-eval", val_subjects=8, extra_test_subjects=6,
                                 heldout_actions=3)
@@ -237,15 +256,18 @@ class _Studio:
     _cache: dict = {}
 
     @classmethod
-    def get(cls, preset: Preset, seed: int) -> _Studio:
-        key = (preset, seed)
+    def get(cls, preset: Preset, seed: int, subject: str = "") -> _Studio:
+        key = (preset, seed, subject if preset.rig_per_subject else "")
         if key not in cls._cache:
-            cls._cache.clear()  # one dataset at a time per process
-            cls._cache[key] = cls(preset, seed)
+            if len(cls._cache) >= 8 or any(k[:2] != key[:2] for k in cls._cache):
+                cls._cache.clear()  # one dataset at a time per process, a few of its rigs
+            cls._cache[key] = cls(preset, seed, key[2])
         return cls._cache[key]
 
-    def __init__(self, preset: Preset, seed: int):
-        self.cameras: list[Camera] = make_rig(preset.num_cameras, preset.size, seed, preset.distortion)
+    def __init__(self, preset: Preset, seed: int, rig: str = ""):
+        self.cameras: list[Camera] = make_rig(preset.num_cameras, preset.size, seed, preset.distortion,
+                                              preset.camera_height, preset.camera_distance, preset.focal, rig,
+                                              preset.framing)
         room = make_room(seed)
         self.renderers = [CameraRenderer(c, room, preset.supersample, preset.shadows) for c in self.cameras]
         w, h = preset.size
@@ -260,7 +282,7 @@ def render_sequence(spec: SequenceSpec, preset: str | Preset = "small", seed: in
     ``frames`` yields, for each instant t, a list over cameras of ``(image uint8 (H, W, 3), mask bool (H, W))``.
     """
     preset = get_preset(preset)
-    studio = _Studio.get(preset, seed)
+    studio = _Studio.get(preset, seed, spec.subject)
     subject = with_sides(make_subject(spec.subject, spec.split, seed),
                          sequence_rng(seed, spec.subject, spec.name, "sides"))
     T = frames_of(spec, preset)
