@@ -103,6 +103,11 @@ def test_grid_end_to_end_chooses_on_val_and_reads_test_once(eval_data_root, tmp_
     assert [r for r in merged if r["protocol"] != "older-protocol"] == rows
     assert any(r["protocol"] == "older-protocol" for r in merged)
     assert json.loads((out / "headline.json").read_text())["best"]["n_seeds"] == 2
+    # a pre-training evaluated on "val" evaluates on a dataset without that split (another rig, a user's session)
+    cross = CliRunner().invoke(cli.evaluate, [str(out / "runs" / "pre-seed0"), "--dataset", "synthetic:tiny",
+                                              "--out", str(tmp_path / "cross"), "--pairs", "64"])
+    assert cross.exit_code == 0, cross.output
+    assert json.loads((tmp_path / "cross" / "metrics.json").read_text())["unseen_pairs"] == 64
 
 
 GRID = """

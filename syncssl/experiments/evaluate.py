@@ -42,9 +42,11 @@ def run_evaluation(path: Path, out: Path | None = None, split: str | None = None
     train = dataclasses.replace(cfg.train, run_dir=str(out), resume=str(checkpoint), device=device, eval_every=0,
                                 compile=False)
     data = dataclasses.replace(cfg.data, data_root=data_root) if data_root else cfg.data
-    if dataset or data_seed is not None:
+    if dataset or data_seed is not None:  # another dataset or rig: its own splits (a run tuned on "val" may meet
+        #                                   a dataset without one), the one asked for evaluated
         data = dataclasses.replace(data, dataset=dataset or data.dataset, prepared="",
-                                   synthetic_seed=data.synthetic_seed if data_seed is None else data_seed)
+                                   synthetic_seed=data.synthetic_seed if data_seed is None else data_seed,
+                                   train_split="auto", eval_split=split or "test")
     if pose:
         # the weights come from the checkpoint: do not look for the pre-training run it started from
         transfer = dataclasses.replace(cfg.transfer, init="random",

@@ -547,7 +547,7 @@ class _Build:
                                  scale=work_scale(v.camera.size, options.transcode),
                                  decoded=self._decoded(s, v) if video == v.video and self._decoded(s, v).is_file()
                                  else None,
-                                 preview=preview_frame(s.num_frames, v.name in s.masks, options.quality_frames)
+                                 preview=_preview_frame(s.num_frames, v.name in s.masks, options.quality_frames)
                                  if (i, c) in shown else -1))
         results = {}
         t_pass = time.perf_counter()
@@ -1046,7 +1046,7 @@ def _preview_views(sequences) -> set[tuple[int, int]]:
     return set(shown.values())
 
 
-def preview_frame(num_frames: int, has_truth: bool, frames_per_view: int) -> int:
+def _preview_frame(num_frames: int, has_truth: bool, frames_per_view: int) -> int:
     """The frame of a view that masks_preview.png shows: the middle one of those its mask is measured on."""
     idx = sample_indices(num_frames, (frames_per_view or 8) if has_truth else 1)
     return int(idx[len(idx) // 2])
