@@ -13,9 +13,11 @@ import pytest
 from syncssl.parallel import _gone
 
 SCRIPT = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
     from syncssl.parallel import Workers
     if __name__ == "__main__":
+        # Ctrl-C as in a terminal's foreground: a test suite run in the background (nohup, &) inherits SIGINT ignored
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         with Workers(2) as pool:
             print(*pool.pool._processes, flush=True)  # the workers' pids
             for _ in pool.map(time.sleep, [60, 60]):  # jobs that outlive the test
@@ -30,12 +32,12 @@ def test_no_worker_outlives_its_parent(tmp_path, sig, code):
     script = tmp_path / "work.py"
     script.write_text(SCRIPT)
     p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         start_new_session=True)  # SIGINT not ignored, as it is for a background job of a shell
+                         start_new_session=True)
     workers = [int(pid) for pid in p.stdout.readline().split()]
     assert len(workers) == 2 and all(not _gone(w) for w in workers)
     time.sleep(0.5)  # the jobs are running
     p.send_signal(sig)
-    _, err = p.communicate(timeout=30)
+    _, err = p.communicate(timeout=60)
     assert p.returncode == code, err  # Ctrl-C: Python's own exit by SIGINT (the CLI's is click's 1)
     deadline = time.time() + 10
     while any(not _gone(w) for w in workers) and time.time() < deadline:

@@ -18,10 +18,9 @@ from .trainer import PoseTrainer, PretextTrainer
 
 
 def _cpu_threads(cfg, d: distributed.Dist):
-    """Processes on one node share its cores: give each an equal share unless train.threads says otherwise."""
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    elif d.device.type == "cpu" and d.world_size > 1:
+    """Processes on one node share its cores: give each an equal share unless train.threads says otherwise (the
+    Trainer sets that, and notes a count beyond the usable cores)."""
+    if not cfg.train.threads and d.device.type == "cpu" and d.world_size > 1:
         torch.set_num_threads(threads_per_process(int(os.environ.get("LOCAL_WORLD_SIZE", d.world_size))))
 
 
