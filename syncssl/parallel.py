@@ -68,23 +68,25 @@ def _single_threaded_env():
                 os.environ[k] = v
 
 
-def _context():
+def _context(preload: tuple[str, ...] = ()):
     """Where workers come from: forked from a clean server process that imported the package once (Linux, macOS;
-    not from this process, whose threads and locks a fork would copy mid-use), else spawned."""
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("forkserver")
-    return multiprocessing.get_context("spawn")
+    not from this process, whose threads and locks a fork would copy mid-use), else spawned. ``preload``: the
+    modules that server imports, if it is not running yet."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    if preload:
+        ctx.set_forkserver_preload(list(preload))
+    return ctx
 
 
 def start_early(*modules: str) -> None:
     """Start the server that workers are forked from now, importing ``modules`` there while this process does its
     own imports: the first pool then starts in milliseconds, where spawned workers each spent ~1.8 s importing
     torch (on 2 cores, 1.8 s of a 12 s prepare of a 400-frame recording). Call it first thing in a command."""
-    ctx = _context()
-    if ctx.get_start_method() != "forkserver":
+    if _context(modules).get_start_method() != "forkserver":
         return
     from multiprocessing import forkserver
-    ctx.set_forkserver_preload(list(modules))
     with _single_threaded_env():
         forkserver.ensure_running()  # returns at once; the server imports in the background
 
@@ -106,9 +108,7 @@ class Workers:
 
     def __enter__(self):
         if self.n > 1:
-            ctx = _context()
-            if self.preload and ctx.get_start_method() == "forkserver":
-                ctx.set_forkserver_preload(list(self.preload))  # imported once by the server, if it starts here
+            ctx = _context(self.preload)
             self._saved_term = _stop_on_sigterm()
             try:
                 with _single_threaded_env():  # inherited by the children (and the fork server if it starts here)
