@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -142,6 +142,17 @@ class Workers:
         self.pool.shutdown(wait=True, cancel_futures=True)
         for p in processes:
             p.join(timeout=10)
+
+    def submit(self, fn, *args) -> Future:
+        """fn(*args) in a worker; with ``n == 1`` here and now (its Future is done when this returns)."""
+        if self.pool is not None:
+            return self.pool.submit(fn, *args)
+        future = Future()
+        try:
+            future.set_result(fn(*args))
+        except Exception as e:  # a worker's error surfaces at result(), here too
+            future.set_exception(e)
+        return future
 
     def map(self, fn, items: list, log=None, what: str = "item"):
         """fn(item) for every item, yielded in completion order (``log(f"{what} k/n")`` as each one ends)."""

@@ -54,7 +54,8 @@ def read(path):
 def test_grid_end_to_end_chooses_on_val_and_reads_test_once(eval_data_root, tmp_path):
     out = tmp_path / "rep"
     args = ["--grid", "tiny", "--out", str(out), "--data-root", str(eval_data_root), "--seeds", "2"]
-    result = CliRunner().invoke(cli.reproduce, args)
+    # two runs at a time (a fine-tuning from a pre-training waits for it); the smaller call below runs in-process
+    result = CliRunner().invoke(cli.reproduce, [*args, "--jobs", "2"])
     assert result.exit_code == 0, result.output
     meta = json.loads((eval_data_root / "synthetic-tiny-eval" / "dataset.json").read_text())
     assert meta["splits"]["val"] == ["V01", "V02"] and meta["splits"]["test"] == ["S9", "T01"]
@@ -219,3 +220,9 @@ def test_grid_files_declare_the_same_search_for_both_sides_and_errors_name_the_f
         load_grid(bad)
     with pytest.raises(ConfigError, match="unknown grid 'nope'"):
         load_grid("nope")
+
+
+def test_jobs_needs_a_grid(tmp_path):
+    result = CliRunner().invoke(cli.reproduce, ["--out", str(tmp_path / "rep"), "--jobs", "2"])
+    assert result.exit_code == 2 and "--jobs runs a --grid's runs in parallel" in result.output
+    assert not (tmp_path / "rep").exists()

@@ -595,3 +595,31 @@ def test_reliability(row: Row, world, tmp_path, monkeypatch):
         assert out.code == row.code, out
         if row.check:
             row.check(ctx, out)
+
+
+def test_preparation_waits_for_another_process_preparing_the_same_dataset(tmp_path):
+    """Two trainings started together on a fresh dataset: the second waits for the first's generation and
+    preparation (and says whom it waits for) instead of writing the same files at the same time."""
+    import threading
+    lock, events = tmp_path / ".ds.prepare.lock", []
+    entered = threading.Event()
+
+    def second():
+        with runfolder.waiting(lock, "preparing ds (second)", log=events.append):
+            events.append("second in")
+            entered.set()
+    with runfolder.waiting(lock, "preparing ds (first)", log=events.append):
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        for _ in range(1000):  # until the second has met the lock
+            if events:
+                break
+            waiter.join(0.01)
+        assert not entered.is_set()
+        events.append("first out")
+    waiter.join(10)
+    assert events == [f"waiting for process {os.getpid()} (preparing ds (first)) ({lock})", "first out", "second in"]
+    with runfolder.waiting(Path("/proc/no-such-folder/x.lock"), "preparing where nothing can be written",
+                           log=events.append):
+        events.append("unlocked")  # a lock file that cannot be created: the block runs, unlocked
+    assert events[-1] == "unlocked"

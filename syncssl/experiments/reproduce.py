@@ -195,7 +195,7 @@ def read_rows(path: Path) -> list[dict]:
     return typed
 
 
-def train_or_reuse(cfg, run_dir: Path, kind: str, detail: str, log=print) -> dict:
+def train_or_reuse(cfg, run_dir: Path, kind: str, detail: str, log=print, progress: bool = True) -> dict:
     """The summary of the ``kind`` ("pretrain", "finetune") run in ``run_dir``: trained with ``cfg`` now (logged
     with ``detail``), or reused if it finished with ``cfg``. Runs are found by name: one trained with other settings
     (another preset, --pretrain / --finetune overrides) is refused, never stands in for this one."""
@@ -205,7 +205,7 @@ def train_or_reuse(cfg, run_dir: Path, kind: str, detail: str, log=print) -> dic
         return summary
     log(f"{kind}: {run_dir.name} ({detail})")
     t0 = time.perf_counter()
-    summary = run_training(cfg)
+    summary = run_training(cfg, progress=progress)
     log(f"{kind}: {run_dir.name} done in {time.perf_counter() - t0:.0f} s")
     return summary
 

@@ -25,6 +25,7 @@ from ..data.sources import open_dataset
 from ..data.synthetic import ensure_synthetic
 from ..errors import DataError
 from ..parallel import threads_per_process
+from . import runfolder
 from .distributed import Dist, announce, await_announcement, node_rank
 
 SYNTHETIC = "synthetic:"
@@ -67,9 +68,15 @@ class Prepared:
 
 
 def _materialise(data_cfg, spec: TileSpec | None, log) -> None:
-    """Generate (embedded data only) and prepare; both reuse what is already there and up to date."""
-
+    """Generate (embedded data only) and prepare; both reuse what is already there and up to date. One process at a
+    time per dataset: two trainings started together on a fresh machine (or a grid's parallel runs) would otherwise
+    both generate and prepare it, each over the other's files; the second waits, then finds it up to date."""
     root = dataset_root(data_cfg)
+    with runfolder.waiting(root.parent / f".{root.name}.prepare.lock", f"preparing {root}", log):
+        _materialise_unlocked(data_cfg, spec, log, root)
+
+
+def _materialise_unlocked(data_cfg, spec: TileSpec | None, log, root: Path) -> None:
     if data_cfg.dataset.startswith(SYNTHETIC):
         preset = data_cfg.dataset[len(SYNTHETIC):] or "small"
         log(f"embedded dataset: synthetic preset {preset!r} (seed {data_cfg.synthetic_seed}) at {root}")

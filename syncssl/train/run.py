@@ -76,8 +76,9 @@ def check_transfer_source(cfg) -> None:
                               "the folder of a syncssl-train run")
 
 
-def run_training(cfg, replace: bool = False, allow_changes: bool = False) -> dict:
-    """Pre-training or transfer, by the config's type; returns the summary (also in summary.json).
+def run_training(cfg, replace: bool = False, allow_changes: bool = False, progress: bool = True) -> dict:
+    """Pre-training or transfer, by the config's type; returns the summary (also in summary.json). ``progress``:
+    the live progress bar (off where several runs share one terminal).
 
     The run folder must be new, or hold this task's run (runfolder.check_training): ``replace`` removes that run
     first, ``allow_changes`` continues it with another configuration. Rank 0 holds the folder's lock throughout."""
@@ -98,7 +99,8 @@ def run_training(cfg, replace: bool = False, allow_changes: bool = False) -> dic
         _cpu_threads(cfg, d)
         trainer = None
         try:
-            trainer = (PoseTrainer if task == "finetune" else PretextTrainer)(cfg, d, allow_changes=allow_changes)
+            trainer = (PoseTrainer if task == "finetune" else PretextTrainer)(cfg, d, progress=progress,
+                                                                                allow_changes=allow_changes)
             try:
                 summary = trainer.train()
             except Exception as e:

@@ -253,14 +253,44 @@ def locked(folder: Path, what: str):
     """Hold ``folder/.lock`` while the block writes the folder; another holder: RunFolderError at once."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK, "a+", encoding="utf-8") as f:
+
+    def refuse(holder: str):
+        raise RunFolderError(f"{folder} is being written by {holder}; wait for it to finish or choose another folder")
+    with _flocked(folder / LOCK, what, refuse):
+        yield
+
+
+@contextlib.contextmanager
+def waiting(path: Path, what: str, log=print):
+    """Hold the lock file ``path`` while the block runs, waiting for another holder (said once). Where the file
+    cannot be created (a read-only folder) the block runs unlocked: nothing else can write there either."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        open(path, "a").close()
+    except OSError:
+        yield
+        return
+
+    def wait(holder: str):
+        log(f"waiting for {holder} ({path})")
+        return fcntl.LOCK_EX
+    with _flocked(path, what, wait):
+        yield
+
+
+@contextlib.contextmanager
+def _flocked(path: Path, what: str, when_held):
+    """An exclusive ``flock`` on ``path``, which names its holder; held by another process: ``when_held(holder)``
+    raises, or returns the flags to wait with. The kernel releases it when its process ends, however it ends."""
+    with open(path, "a+", encoding="utf-8") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = False
         except BlockingIOError:
+            held = True
+        if held:  # outside the except: a refusal carries no BlockingIOError as its context
             f.seek(0)
-            holder = f.read().strip() or "another process"
-            raise RunFolderError(f"{folder} is being written by {holder}; wait for it to finish or choose another "
-                                 "folder") from None
+            fcntl.flock(f, when_held(f.read().strip() or "another process"))
         f.seek(0)
         f.truncate()
         f.write(f"process {os.getpid()} ({what})\n")
