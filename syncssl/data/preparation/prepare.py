@@ -1046,9 +1046,14 @@ def _preview_views(sequences) -> set[tuple[int, int]]:
     return set(shown.values())
 
 
+def _measured_frames(num_frames: int, has_truth: bool, frames_per_view: int) -> np.ndarray:
+    """The frames of a view that the report measures the op's mask on (with ground truth), or the one it shows."""
+    return sample_indices(num_frames, (frames_per_view or 8) if has_truth else 1)
+
+
 def _preview_frame(num_frames: int, has_truth: bool, frames_per_view: int) -> int:
     """The frame of a view that masks_preview.png shows: the middle one of those its mask is measured on."""
-    idx = sample_indices(num_frames, (frames_per_view or 8) if has_truth else 1)
+    idx = _measured_frames(num_frames, has_truth, frames_per_view)
     return int(idx[len(idx) // 2])
 
 
@@ -1071,7 +1076,7 @@ def _op_mask(manifest: Manifest, store, mask: MaskSettings, crop_size: int, fram
             has_truth, want_row = cam.name in gt_paths, (i, c) in shown
             if not has_truth and not want_row:
                 continue
-            idx = sample_indices(s.num_frames, frames_per_view if has_truth else 1)
+            idx = _measured_frames(s.num_frames, has_truth, frames_per_view)
             truth = load_masks(gt_paths[cam.name], idx + cam.source_start) if has_truth else None  # masks follow the
             info = manifest.backgrounds[cam.background_id]
             thr = torch.full((len(idx),), float(info.threshold))
@@ -1095,10 +1100,10 @@ def _op_mask(manifest: Manifest, store, mask: MaskSettings, crop_size: int, fram
                 a, u, g, lost = mask_scores(alpha, gt)
                 acc[s.subject] += [a, u, g, lost, len(idx)]
             if want_row:
-                j = len(idx) // 2
+                j = len(idx) // 2  # _preview_frame's: the decoding pass kept that frame
                 size = work_size(cam.size, info.work_scale)  # prepare's mask as the decoding pass computed it
                 t, full = (previews or {}).get((s.key, cam.name), (-1, None))
-                if t != idx[j]:
+                if t != idx[j]:  # not kept (an older preparation's report made again): decode it
                     full = read_frames_at(cam.video, idx[j:j + 1] + cam.start, size=size)[0]
                 bg = manifest.background(cam.background_id)
                 unmodelled = read_png(manifest.folder / info.unmodelled)[..., 0] > 0 if info.unmodelled else None
