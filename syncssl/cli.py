@@ -623,8 +623,11 @@ def bench_decode(json_path, root, pairs, batches, repeats, seed):
 @click.option("--workers", type=click.IntRange(min=1), default=None)
 @click.option("--eval", "evaluate", is_flag=True,
               help="Also syncssl-eval's held-out sync accuracy: unshifted, shifted, shifted with the offsets applied.")
+@click.option("--bystanders", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Other people in every scene (unlabelled, each with an action of their own): the held-out "
+                   "subjects are rendered with them.")
 def bench_sync(json_path, model_path, out, data_root, preset, data_seed, offset_seed, max_offset, search_margin,
-               instants, mirrored, adapt_steps, adapt_lr, frames, cue, device, workers, evaluate):
+               instants, mirrored, adapt_steps, adapt_lr, frames, cue, device, workers, evaluate, bystanders):
     """syncssl-sync on the held-out subjects with seeded random camera offsets: the share recovered within 1 frame
     (sync_bench.json, sync_bench.png in OUT)."""
     from .bench.sync import print_sync_table, run_sync_benchmark
@@ -633,8 +636,8 @@ def bench_sync(json_path, model_path, out, data_root, preset, data_seed, offset_
                                     offset_seed=offset_seed, max_offset_s=max_offset, search_margin_s=search_margin,
                                     instants=instants, mirrored=mirrored, adapt_steps=adapt_steps,
                                     adapt_lr=adapt_lr, frames=frames, cue=cue, device=device,
-                                    workers=workers,
-                                    evaluate=evaluate, log=lambda m: click.echo(m, err=True))
+                                    workers=workers, evaluate=evaluate, bystanders=bystanders,
+                                    log=lambda m: click.echo(m, err=True))
     except SyncsslError as e:
         raise click.ClickException(str(e)) from None
     print_sync_table(result)

@@ -457,3 +457,23 @@ def test_a_rig_per_subject_drawn_from_the_ranges_and_framed(tmp_path):
     np.testing.assert_allclose([c.center for c in default[:2]], [[2632.316, 3898.052, 1332.193],
                                                                 [-3161.926, 3210.47, 1429.776]], atol=1e-3)
     assert abs(default[0].K[0, 0] - 168.164144) < 1e-5
+
+
+def test_a_bystander_is_drawn_in_no_label_and_hides_the_person_where_nearer():
+    """A preset with a bystander renders a second person-sized region beside the person: the person's poses and
+    its mask outside occlusions are the same as without, and the mask loses only what a nearer bystander covers."""
+    from syncssl.data.synthetic.generator import render_sequence
+    alone = dataclasses.replace(PRESETS["tiny"], name="tiny-alone", num_frames=12)
+    spec = plan_sequences(alone)[0]
+    (m0, _, f0), (m1, _, f1) = (render_sequence(spec, p, seed=0)
+                                for p in (alone, dataclasses.replace(alone, name="tiny-two", bystanders=1)))
+    np.testing.assert_array_equal(m0.joints, m1.joints)
+    extra = []
+    for views0, views1 in zip(f0, f1):
+        for (im0, mask0), (im1, mask1) in zip(views0, views1):
+            assert not (mask1 & ~mask0).any()  # the bystander adds nothing to the person's mask, may hide some
+            changed = np.abs(im1.astype(int) - im0).max(-1) > 40
+            extra.append((changed & ~mask0).mean())  # the bystander (and its shadow), where the person is not
+    assert np.median(extra) > 0.01, "no second person in most views"
+    with pytest.raises(ValueError, match="bystanders must be >= 0"):
+        dataclasses.replace(alone, bystanders=-1)

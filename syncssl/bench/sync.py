@@ -31,25 +31,28 @@ import numpy as np
 from ..provenance import device_name, env_block
 
 
-def long_preset(preset: str, margin_frames: int, frames: int | None = None):
-    """The preset's held-out subjects only, ``2 * margin_frames`` longer than ``frames`` (default: the preset's)."""
+def long_preset(preset: str, margin_frames: int, frames: int | None = None, bystanders: int = 0):
+    """The preset's held-out subjects only, ``2 * margin_frames`` longer than ``frames`` (default: the preset's),
+    with ``bystanders`` other people in every scene."""
     from ..data.synthetic import PRESETS
     base = PRESETS[preset]
     frames = frames or base.num_frames
     length = "" if frames == base.num_frames else f"-{frames}f"
-    return dataclasses.replace(base, name=f"{preset}-heldout{length}-long{margin_frames}", train_subjects=(),
-                               num_frames=frames + 2 * margin_frames, pool_subjects=0)
+    others = f"-bystanders{bystanders}" if bystanders else ""
+    return dataclasses.replace(base, name=f"{preset}-heldout{length}-long{margin_frames}{others}", train_subjects=(),
+                               num_frames=frames + 2 * margin_frames, pool_subjects=0, bystanders=bystanders)
 
 
 def ensure_long_render(data_root: Path, preset: str, margin_frames: int, seed: int, workers: int | None, log,
-                       frames: int | None = None) -> Path:
+                       frames: int | None = None, bystanders: int = 0) -> Path:
     from ..data.synthetic import GENERATOR_VERSION, existing_config, generate
-    p = long_preset(preset, margin_frames, frames)
+    p = long_preset(preset, margin_frames, frames, bystanders)
     root = Path(data_root) / f"synthetic-{p.name}-seed{seed}"
     if existing_config(root) == dict(preset=p.name, seed=seed, codec="mjpeg", version=GENERATOR_VERSION):
         log(f"reusing {root}")
         return root
-    log(f"rendering the held-out subjects of {preset}, {p.num_frames} frames each, into {root}")
+    log(f"rendering the held-out subjects of {preset}, {p.num_frames} frames each"
+        + (f", {bystanders} bystander(s) in every scene" if bystanders else "") + f", into {root}")
     generate(root, preset=p, seed=seed, progress=True, workers=workers, force=True)
     return root
 
@@ -59,7 +62,7 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
                        instants: int = 512, mirrored: bool = False, adapt_steps: int = 300, adapt_lr: float = 1e-4,
                        frames: int | None = None, cue: str = "fused", device: str = "auto",
                        workers: int | None = None, evaluate: bool = False, eval_pairs: int = 1024,
-                       log=print) -> dict:
+                       bystanders: int = 0, log=print) -> dict:
     import torch
 
     from ..data.sources import open_dataset
@@ -76,7 +79,7 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
                           "any overlap")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    long_root = ensure_long_render(Path(data_root), preset, span, data_seed, workers, log, frames)
+    long_root = ensure_long_render(Path(data_root), preset, span, data_seed, workers, log, frames, bystanders)
     ds = open_dataset(long_root, verify="none")
     rng = np.random.default_rng(offset_seed)
     truth = {s.key: random_offsets(s.camera_names, s.camera_names[0], span, rng) for s in ds.sequences}
@@ -116,7 +119,8 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
         device=_device(dev),
         date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), preset=preset,
         data=str(long_root), data_seed=data_seed, offset_seed=offset_seed, max_offset_s=max_offset_s,
-        max_offset_frames=span, search_max_offset_s=options.max_offset_s, min_support=options.min_support,
+        max_offset_frames=span, bystanders=bystanders, search_max_offset_s=options.max_offset_s,
+        min_support=options.min_support,
         cue=cue, tangency=dataclasses.asdict(options.tangency), tolerance_s=options.tolerance_s,
         instants_per_camera=instants, mirrored=mirrored, sequences=len(result.sequences),
         adapted=dataclasses.asdict(result.adapted) if result.adapted is not None else None,

@@ -94,6 +94,8 @@ class Preset:
     #                                             at the room's centre spans (farther cameras zoom in)
     rig_per_subject: bool = False  # each person filmed by a rig of their own (drawn from the ranges above): a model
     #                                cannot learn one rig's views by heart, as it can when everyone shares it
+    bystanders: int = 0  # other people in the scene, each with an action of their own, in no label (poses, boxes and
+    #                      masks are the person's; a nearer bystander hides part of the mask): real clips often hold two
 
     def __post_init__(self):
         unknown = [a for a in self.actions if a not in ACTIONS]
@@ -107,6 +109,8 @@ class Preset:
             raise ValueError(f"preset {self.name}: heldout_actions must be >= 1")
         if self.size[0] % 2 or self.size[1] % 2:
             raise ValueError(f"preset {self.name}: frame size {self.size} must be even")
+        if self.bystanders < 0:
+            raise ValueError(f"preset {self.name}: bystanders must be >= 0")
 
     @property
     def pool(self) -> tuple[str, ...]:
@@ -289,6 +293,8 @@ def render_sequence(spec: SequenceSpec, preset: str | Preset = "small", seed: in
     motion = animate(subject, spec.action, T, preset.fps,
                      sequence_rng(seed, spec.subject, spec.name, "motion"), preset.area_radius)
 
+    others = [_bystander(spec, preset, seed, k, motion, T) for k in range(preset.bystanders)]
+
     def frames():
         w, h = preset.size
         rng = sequence_rng(seed, spec.subject, spec.name, "frames")
@@ -296,16 +302,32 @@ def render_sequence(spec: SequenceSpec, preset: str | Preset = "small", seed: in
         body = Body(subject)
         for t in range(T):
             bf = body.frame(motion.joints[t], motion.rotations[t])
+            around = tuple((b, b.frame(m.joints[t], m.rotations[t])) for b, m in others)
             views = []
             for c, renderer in enumerate(studio.renderers):
                 noise = None
                 if studio.noise is not None:
                     k, oy, ox = rng.integers(4), rng.integers(32), rng.integers(32)
                     noise = studio.noise[k, oy:oy + h, ox:ox + w]
-                views.append(renderer.render(body, bf, gains[t, c], noise))
+                views.append(renderer.render(body, bf, gains[t, c], noise, around))
             yield views
 
     return motion, studio.cameras, frames()
+
+
+def _bystander(spec: SequenceSpec, preset: Preset, seed: int, k: int, person, T: int):
+    """(body, motion) of the k-th bystander of a sequence: someone else (appearance from the pool's distribution),
+    with an action of their own, kept on the far side of the capture area from the person's mean position."""
+    rng = sequence_rng(seed, spec.subject, spec.name, f"bystander{k}")
+    name = f"{spec.subject}-{spec.name}-B{k + 1}"
+    who = with_sides(make_subject(name, "pool", seed), rng)
+    motion = animate(who, str(rng.choice(ACTIONS)), T, preset.fps, rng, 0.4 * preset.area_radius)
+    centre = person.joints[:, 0, :2].mean(0)  # the person's mean position (the pelvis is the first joint)
+    angle = np.arctan2(-centre[1], -centre[0]) if np.linalg.norm(centre) > 100 else rng.uniform(0, 2 * np.pi)
+    target = preset.area_radius * rng.uniform(0.8, 1.1) * np.array([np.cos(angle), np.sin(angle)])
+    joints = motion.joints.copy()
+    joints[..., :2] += target - joints[:, 0, :2].mean(0)
+    return Body(who), replace(motion, joints=joints)
 
 
 def generate_sequence(folder: Path, spec: SequenceSpec, preset: str | Preset = "small", seed: int = 0,

@@ -367,22 +367,32 @@ class CameraRenderer:
 
     # -------------------------------------------------- a whole frame
 
-    def render(self, body: Body, bf: BodyFrame, gain: float = 1.0,
-               noise: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The frame (H, W, 3) uint8 and the person's mask (H, W) bool (coverage >= 1/2)."""
+    def render(self, body: Body, bf: BodyFrame, gain: float = 1.0, noise: np.ndarray | None = None,
+               others: tuple[tuple[Body, BodyFrame], ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+        """The frame (H, W, 3) uint8 and the person's mask (H, W) bool (coverage >= 1/2). ``others``: bystanders,
+        drawn too (far to near, whole persons: people do not interpenetrate), in no mask; one nearer than the person
+        hides the part of the person's mask it covers."""
         frame = self.background * np.float32(gain)
+        people = ((body, bf), *others)
         if self.shadows:
-            sh = self.shadow(body, bf)
-            if sh is not None:
-                win, factor = sh
-                frame[win] *= factor[..., None]
+            for b, f in people:
+                sh = self.shadow(b, f)
+                if sh is not None:
+                    win, factor = sh
+                    frame[win] *= factor[..., None]
         W, H = self.camera.size
         mask = np.zeros((H, W), bool)
-        layer = self.render_person(body, bf)
-        if layer is not None:
+        depth = [float((f.ell_centre.mean(0) @ self.camera.R.T + self.camera.t)[2]) for _, f in people]
+        for k in sorted(range(len(people)), key=lambda k: -depth[k]):
+            layer = self.render_person(*people[k])
+            if layer is None:
+                continue
             win = layer.window
             frame[win] = frame[win] * (1 - layer.alpha[..., None]) + layer.rgb * np.float32(gain)
-            mask[win] = layer.alpha >= 0.5
+            if k == 0:
+                mask[win] = layer.alpha >= 0.5
+            else:  # nearer than the person (drawn after it): hides it
+                mask[win] &= layer.alpha < 0.5
         if noise is not None:
             frame += noise
         np.clip(frame, 0, 255, out=frame)
