@@ -804,3 +804,30 @@ def test_smoothed_cue_keeps_its_gaps_and_averages_over_neighbouring_offsets():
             window = x[i, max(0, k - half): k + half + 1]
             want = np.nan if np.isnan(x[i, k]) else np.nanmean(window)
             assert np.isnan(got[i, k]) if np.isnan(want) else got[i, k] == pytest.approx(want)
+
+
+def test_benchmark_measures_whom_the_preparation_follows(tmp_path, monkeypatch):
+    """person_followed: the share of camera-frames whose prepared box lies on the labelled person (camera found by
+    name in the calibration); boxes on a bystander or missing count as misses / are skipped."""
+    from syncssl.bench import sync as bench
+    from syncssl.data.preparation import manifest as manifest_module
+    from syncssl.data.synthetic import PRESETS
+    assert bench.long_preset("small", 50, bystanders=1).name == "small-heldout-long50-bystanders1"
+    assert bench.long_preset("small", 50, bystanders=1).bystanders == 1
+    seq = tmp_path / "S9" / "Walking_01"
+    seq.mkdir(parents=True)
+    (seq / "calibration.toml").write_text("[cam_02]\n[cam_01]\n")
+    person = np.array([100, 50, 140, 170], np.float32)  # 120 px tall
+    truth = np.zeros((4, 2, 4), np.float32)
+    truth[:, 0], truth[:, 1] = person, person + 200  # cam_01 (first by name), cam_02
+    np.save(seq / "boxes.npy", truth)
+    on, off, gone = person + [-10, -20, 10, 20], person + [150, 0, 150, 0], np.full(4, np.nan, np.float32)
+    cams = {"cam_01": np.stack([on, on, off, gone]), "cam_02": np.stack([on + 200] * 4)}
+    (tmp_path / "prepared").mkdir()
+    (tmp_path / "prepared" / manifest_module.MANIFEST_NAME).write_text("{}")
+    fake = SimpleNamespace(sequences=[SimpleNamespace(subject="S9", name=f"Walking_01@{c}", boxes=b[:, None])
+                                      for c, b in cams.items()])
+    monkeypatch.setattr(manifest_module.Manifest, "load", staticmethod(lambda path: fake))
+    assert bench.person_followed(tmp_path, tmp_path / "prepared") == pytest.approx(6 / 7)
+    assert bench.person_followed(tmp_path, tmp_path / "nothing") is None
+    assert PRESETS["small"].bystanders == 0

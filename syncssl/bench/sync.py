@@ -24,6 +24,7 @@ import datetime
 import json
 import shutil
 import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,8 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
                              support=c.estimate.support,
                              **({"first": c.first.offset, "first_best": c.first.best} if c.first else {})))
     summary = _summarise(rows)
+    summary["person_followed"] = person_followed(shifted, next(
+        (p for p in (shifted / "sync-prepared", out / "sync" / "prepared") if p.is_dir()), shifted / "sync-prepared"))
     if result.adapted is not None:  # the first search, before adapting: the same measure
         first = [dict(r, joint=r["first"], joint_best=r["first_best"]) for r in rows]
         summary["first_search"] = _summarise(first)["joint"]
@@ -133,6 +136,27 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
     (out / "sync_bench.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     plot_benchmark(report, out / "sync_bench.png")
     return report
+
+
+def person_followed(dataset: Path, prepared: Path) -> float | None:
+    """The share of camera-frames in which the preparation follows the labelled person: its box's centre within a
+    third of that person's height of the labelled box's centre (the labels of the rendered data, never read by the
+    search). With bystanders, a camera that follows someone else compares another person with its partners."""
+    from ..data.preparation.manifest import MANIFEST_NAME, Manifest
+    if not (prepared / MANIFEST_NAME).is_file():
+        return None
+    hits = []
+    for s in Manifest.load(prepared / MANIFEST_NAME).sequences:  # one per camera: "Action_NN@cam_01"
+        name, camera = s.name.split("@")
+        labels = Path(dataset) / s.subject / name / "boxes.npy"
+        names = sorted(tomllib.loads((labels.parent / "calibration.toml").read_text()))
+        truth = np.load(labels)[:, names.index(camera)]
+        box = s.boxes[:len(truth), 0]
+        seen = np.isfinite(box).all(1) & np.isfinite(truth[:len(box)]).all(1)
+        a, b = box[seen], truth[:len(box)][seen]
+        apart = np.linalg.norm((a[:, :2] + a[:, 2:]) / 2 - (b[:, :2] + b[:, 2:]) / 2, axis=1)
+        hits.append(apart < (b[:, 3] - b[:, 1]) / 3)
+    return float(np.concatenate(hits).mean()) if hits else None
 
 
 def _summarise(rows: list[dict]) -> dict:
@@ -243,6 +267,10 @@ def print_sync_table(report: dict, console=None) -> None:
                   "-" if r["within_1_frame_of_determined"] is None else f"{r['within_1_frame_of_determined']:.1%}",
                   str(r["wrong_committed"]))
     console.print(t)
+    if report.get("person_followed") is not None:
+        console.print(f"the preparation follows the labelled person in {report['person_followed']:.1%} of "
+                      f"camera-frames" + (f" ({report['bystanders']} bystander(s) in every scene)"
+                                          if report.get("bystanders") else ""))
     if report.get("first_search"):
         first = report["first_search"]
         console.print(f"before --adapt (the first search): {first['within_1_frame']:.1%} within 1 frame, "
