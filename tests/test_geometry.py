@@ -14,6 +14,8 @@ from syncssl.geometry import (
     mirror,
     project,
     quaternion_to_matrix,
+    ray_distance,
+    rig_focus,
     rodrigues_to_matrix,
     unproject,
     world_to_camera,
@@ -161,3 +163,25 @@ def test_h36m_lens_model_matches_published_formula():
     assert np.allclose(cam.project(X), uv)
     with pytest.raises(KeyError, match="S2"):
         h36m_camera("S2", "58860488")
+
+
+def test_rig_focus_is_where_the_cameras_look_and_rays_measure_distance_to_it():
+    target = np.array([300.0, -200.0, 900.0])
+    cams = []
+    for k, angle in enumerate(np.linspace(0, 2 * np.pi, 4, endpoint=False)):
+        R, t = look_at(target + [4000 * np.cos(angle), 4000 * np.sin(angle), 600 + 100 * k], target)
+        cams.append(Camera(f"cam{k}", (640, 480), np.array([[600.0, 0, 320], [0, 600, 240], [0, 0, 1]]),
+                           np.array([0.05, -0.02, 0.001, -0.002, 0.0]), R, t))
+    np.testing.assert_allclose(rig_focus(cams), target, atol=1e-6)
+    assert rig_focus(cams[:1]) is None  # one camera looks along a line, not at a point
+    away = [Camera(f"away{k}", (640, 480), cams[0].K, np.zeros(5), *look_at([sign * 1000.0, 0, 900],
+                                                                             [sign * 5000.0, 300, 900]))
+            for k, sign in enumerate((1, -1))]
+    assert rig_focus(away) is None  # back to back: where the axes meet lies behind both cameras
+    # the ray through the pixel of the point a camera looks at is its axis: a point 500 mm beside it is 500 mm away
+    cam = cams[1]
+    side = np.cross(cam.R[2], [0, 0, 1])
+    side /= np.linalg.norm(side)
+    assert ray_distance(cam, cam.project(target), target) < 1e-6
+    assert abs(ray_distance(cam, cam.project(target), target + 500 * side) - 500) < 1e-6
+    assert ray_distance(cam, cam.project(np.stack([target] * 3)), target).shape == (3,)

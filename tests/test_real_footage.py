@@ -123,6 +123,20 @@ def test_the_tracked_box_stays_on_one_person():
     assert (largest[:, 0] > W / 2).any() and (largest[:, 2] < W / 2).any()
 
 
+def test_a_track_starts_on_the_preferred_person_sized_region():
+    """With ``prefer`` (a calibrated rig: the distance to where it looks), a track starts on the preferred one of
+    the person-sized regions, not on the largest, and stays there; a speck is never preferred."""
+    masks = np.zeros((6, H, W), bool)
+    masks[:, 20:80, 10:30] = True  # A, smaller, on the left
+    masks[:, 10:90, 80:108] = True  # B, larger
+    masks[:, 5:9, 66:70] = True  # a speck
+    left = PersonTrack(grid=32, patience=5, prefer=lambda box: box[0]).push(masks)
+    assert (left[:, 2] <= 31).all()
+    near = PersonTrack(grid=32, patience=5, prefer=lambda box: abs((box[0] + box[2]) / 2 - 70)).push(masks)
+    assert (near[:, 0] >= 79).all()  # the speck lies nearest x = 70 but is not person-sized: B, the next nearest
+    assert (PersonTrack(grid=32, patience=5).push(masks)[:, 0] >= 79).all()  # without a preference: the largest
+
+
 def test_the_box_does_not_grow_over_a_second_person_who_joins():
     masks = np.zeros((6, H, W), bool)
     masks[:, 20:80, 20:40] = True

@@ -821,6 +821,25 @@ def test_pixel_witness_refuses_damage_every_other_witness_passes(filmed, tmp_pat
     assert probe(clean, verify="all").num_frames == 40
 
 
+@pytest.mark.parametrize("contrast", [18, 45])
+def test_an_arm_reaching_the_frame_edge_inside_one_mcu_row_is_not_damage(tmp_path, contrast):
+    """Clean MJPEG in which something appears at the frame's right edge, inside one MCU row, and stays (an
+    outstretched arm): one frame's change looks like damage, but the next frame does not go back, so nothing is
+    refused nor named suspect; planted damage, gone in the next frame, still is (the test above)."""
+    rng = np.random.default_rng(0)
+    base = np.repeat(np.repeat(np.clip(rng.normal(128, 20, (32, 40, 3)), 0, 255), 4, 0), 4, 1).astype(np.uint8)
+    clip = np.repeat(base[None], 12, 0)
+    clip[6:, 48:64, 120:] = np.clip(base[48:64, 120:].astype(int) + contrast, 0, 255)
+    v = write_video(tmp_path / "arm.avi", clip, 25, "mjpeg", quality=3)
+    frames_ = luma(v)
+    assert damage.row_run_score(frames_[6], frames_[5], 16, 16)[0] >= damage.PIXEL_SUSPECT["mjpeg"]  # it looks so
+    info = probe(v, verify="all")
+    assert info.num_frames == 12 and info.suspect == ""
+    assert len(list(iter_frames(v, 12))) == 12
+    run = (slice(48, 64), slice(128, 160))
+    assert damage.reverts(frames_[5], frames_[5], run, 20.0) and not damage.reverts(frames_[5], frames_[7], run, 20.0)
+
+
 def test_weaker_signs_in_the_pixels_name_suspect_frames_without_refusing(filmed, tmp_path):
     """H.264 damage scoring where clean video at x264's lowest quality can too: named in the notes, not refused."""
     v = _random_bytes_mid_file(filmed["h264"], tmp_path / "cam_01.mp4", seed=2)

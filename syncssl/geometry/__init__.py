@@ -9,6 +9,8 @@ from .camera import (
     project,
     quaternion_to_matrix,
     quaternion_to_rodrigues,
+    ray_distance,
+    rig_focus,
     rodrigues_to_matrix,
     undistort,
     unproject,
@@ -19,7 +21,7 @@ from .skeleton import H36M17, H36M_32_TO_17, SKELETONS, Mirrored, Skeleton, mirr
 
 __all__ = [
     "Camera", "camera_to_world", "distort", "look_at", "matrix_to_quaternion", "matrix_to_rodrigues", "project",
-    "quaternion_to_matrix", "quaternion_to_rodrigues", "rodrigues_to_matrix", "undistort", "unproject",
-    "world_to_camera", "H36M_CAMERA_IDS", "H36M_FPS", "h36m_camera", "h36m_subjects", "H36M17", "H36M_32_TO_17",
-    "SKELETONS", "Mirrored", "Skeleton", "mirror", "root_relative",
+    "quaternion_to_matrix", "quaternion_to_rodrigues", "ray_distance", "rig_focus", "rodrigues_to_matrix",
+    "undistort", "unproject", "world_to_camera", "H36M_CAMERA_IDS", "H36M_FPS", "h36m_camera", "h36m_subjects",
+    "H36M17", "H36M_32_TO_17", "SKELETONS", "Mirrored", "Skeleton", "mirror", "root_relative",
 ]

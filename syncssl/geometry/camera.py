@@ -226,3 +226,33 @@ def unproject(uv: np.ndarray, depth: np.ndarray, K: np.ndarray, dist: np.ndarray
         xy = undistort(xy, np.concatenate([np.asarray(dist, np.float64).reshape(-1), np.zeros(5)])[:5], model)
     z = np.asarray(depth, np.float64)[..., None]
     return np.concatenate([xy * z, z], -1)
+
+
+# ---------------------------------------------------------------- a rig's cameras
+
+
+def rig_focus(cameras: list[Camera]) -> np.ndarray | None:
+    """Where a rig looks: the world point (mm) nearest every camera's optical axis in the least-squares sense, or
+    None when it is not defined (fewer than two cameras, parallel axes, or a point behind a camera)."""
+    if len(cameras) < 2:
+        return None
+    A, b = np.zeros((3, 3)), np.zeros(3)
+    for cam in cameras:
+        d = cam.R[2]  # the optical axis in world coordinates (the camera's +z)
+        P = np.eye(3) - np.outer(d, d)  # projects onto the plane normal to the axis
+        A += P
+        b += P @ cam.center
+    if np.linalg.cond(A) > 1e8:
+        return None
+    point = np.linalg.solve(A, b)
+    if any(cam.world_to_camera(point)[2] <= 0 for cam in cameras):
+        return None
+    return point
+
+
+def ray_distance(camera: Camera, uv: np.ndarray, point: np.ndarray) -> np.ndarray:
+    """Distances (...) in mm from the world ``point`` (3,) to the viewing rays of pixels ``uv`` (..., 2)."""
+    d = camera.R.T @ unproject(uv, np.ones(np.shape(uv)[:-1]), camera.K, camera.dist, camera.model)[..., None]
+    d = d[..., 0] / np.linalg.norm(d[..., 0], axis=-1, keepdims=True)
+    v = _check("point", point, (3,)) - camera.center
+    return np.linalg.norm(v - (d @ v)[..., None] * d, axis=-1)

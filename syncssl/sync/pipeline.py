@@ -38,10 +38,11 @@ from ..data.preparation.manifest import safe_name
 from ..data.preparation.prepare import prepare
 from ..data.sources import detect_layout, open_dataset
 from ..data.sources.dataset import Dataset, Sequence
-from ..data.sources.layout import _name_key
+from ..data.sources.layout import name_key
 from ..data.sources.syncfile import write_sync_file
 from ..errors import CheckpointError, DataError
 from ..experiments.evaluate import resolve_checkpoint
+from ..geometry import rig_focus
 from ..models.pairnet import PairNet
 from ..parallel import usable_cpus
 from ..train import checkpoint as ckpt
@@ -241,7 +242,8 @@ def camera_dataset(ds: Dataset) -> Dataset:
         for v in s.views:
             seqs.append(Sequence(subject=s.subject, name=f"{s.name}@{v.name}", action=s.action, fps=s.fps, views=[v],
                                  num_frames=v.num_frames - v.start, folder=s.folder,
-                                 backgrounds={k: p for k, p in s.backgrounds.items() if k == v.name}))
+                                 backgrounds={k: p for k, p in s.backgrounds.items() if k == v.name},
+                                 focus=rig_focus(s.cameras)))  # each camera starts on the person the rig looks at
     return Dataset(root=ds.root, name=f"{ds.name} (cameras)", fps=ds.fps, skeleton=ds.skeleton, splits=ds.splits,
                    sequences=seqs, source=ds.source, notes=[])
 
@@ -250,7 +252,7 @@ def _reference(seq: Sequence, wanted: str | None) -> str:
     if wanted is None:
         return seq.views[0].name
     for v in seq.views:
-        if v.name == wanted or _name_key(v.name) == _name_key(wanted):
+        if v.name == wanted or name_key(v.name) == name_key(wanted):
             return v.name
     raise DataError(seq.folder or seq.key, f"--reference {wanted}: no such camera in {seq.key} "
                                            f"(cameras: {', '.join(seq.camera_names)})")

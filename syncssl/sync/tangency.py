@@ -30,7 +30,8 @@ import numpy as np
 from ..geometry import Camera
 from .epipolar import has_baseline, normalised, smooth_rows
 
-OUTLINE_VERSION = 1  # bump when the outlines computed from a video change (part of the cache key)
+OUTLINE_VERSION = 2  # bump when the outlines computed from a video change (part of the cache key); 2: the
+#                     largest region inside the person's box where it holds more of that than of the frame's largest
 MAX_WEDGE = 1.0  # radians: a wider wedge means an epipole inside the silhouette, where tangents say nothing
 
 
@@ -100,8 +101,9 @@ class Outlines:
 
 
 def _outlines_of_video(job: dict) -> dict:
-    """Decode one camera's frames once; the person's mask against the background (largest region, within the
-    person's box grown by a fifth) -> outline points per frame."""
+    """Decode one camera's frames once; the person's mask against the background (the frame's largest region within
+    the person's box grown by a fifth; where the box holds more of another region, that one: someone else is larger)
+    -> outline points per frame."""
     import torch
     torch.set_num_threads(1)
     from ..data.decode.video import iter_frames
@@ -114,8 +116,8 @@ def _outlines_of_video(job: dict) -> dict:
 
     def flush():
         nonlocal t
-        masks = largest_regions(foreground_masks(np.stack(batch), bg, job["threshold"]), grid=32)
-        for m in masks:
+        masks = foreground_masks(np.stack(batch), bg, job["threshold"])
+        for m, largest in zip(masks, largest_regions(masks, grid=32)):
             box = boxes[t] if t < len(boxes) else np.full(4, np.nan)
             if not np.isfinite(box).all():
                 p = np.zeros((0, 2), np.float32)
@@ -125,7 +127,8 @@ def _outlines_of_video(job: dict) -> dict:
                 x1, y1 = int(-(-(box[2] + grow) // k)), int(-(-(box[3] + grow) // k))
                 inside = np.zeros_like(m)
                 inside[y0:y1, x0:x1] = True
-                p = outline_points(m & inside, k)
+                person, boxed = largest & inside, largest_regions((m & inside)[None], grid=32)[0]
+                p = outline_points(boxed if boxed.sum() > person.sum() else person, k)
             pts.append(p)
             counts.append(len(p))
             t += 1

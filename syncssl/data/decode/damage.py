@@ -306,6 +306,17 @@ class FrameCheck:
         """Frame (counted from the file's first) -> why, for the frames with weaker signs of damage."""
         return dict(self._pixels.suspects) if self._pixels else {}
 
+    @property
+    def late(self) -> dict[int, str]:
+        """Frame (counted from the file's first) -> why: damage confirmed after its frame was checked (MJPEG's
+        pixels, by the frame after it)."""
+        return self._pixels.late if self._pixels else {}
+
+    def finish(self) -> None:
+        """The last frame was checked: what waits for a frame after it is judged without one."""
+        if self._pixels:
+            self._pixels.finish()
+
     def feed(self, data: bytes | None) -> str | None:
         """Every packet in order (None at the end), before the frames it gives are checked."""
         return self._vp9.feed(data) if self._vp9 else None
@@ -488,46 +499,96 @@ def restart_interval(data: bytes) -> int:
 
 class PixelCheck:
     """Each frame of an MJPEG or H.264 video against the one before (:func:`row_run_score`,
-    :func:`picture_run_score`); the first frame and MJPEG with another restart interval are not judged."""
+    :func:`picture_run_score`); the first frame and MJPEG with another restart interval are not judged.
+
+    MJPEG frames are each coded alone, so damage garbles one frame and the next is right again: a run found in frame
+    t counts only when frame t + 1 goes back to frame t - 1 there (:func:`reverts`); a thing that moved into the run
+    (an arm reaching the frame's edge inside one MCU row) does not. Its verdict comes one frame late, in
+    :attr:`late` (frame -> why); :meth:`finish` judges the last frame by its score alone."""
 
     def __init__(self, codec: str):
         self.codec = codec
         self.active = codec in PIXEL_THRESHOLD
         self.suspects: dict[int, str] = {}  # frame -> why, for scores from PIXEL_SUSPECT to PIXEL_THRESHOLD
+        self.late: dict[int, str] = {}  # MJPEG: frame -> why, damage confirmed by the frame after it
         self._frame = -1
         self._previous = None
+        self._before = None  # MJPEG: the frame before the previous one
+        self._held = None  # MJPEG: (frame, score, why, (row slice, column slice)) waiting for the next frame
         self._open = False  # damage found, not yet ended by a key frame (whose change undoes it: not damage)
 
     def score(self, frame, data: bytes | None) -> tuple[float, str]:
         """(score, where) of the frame against the one before; (0, "") when it is not judged."""
+        s, where, _ = self._score(frame, data)
+        return s, where
+
+    def _score(self, frame, data: bytes | None) -> tuple[float, str, tuple | None]:
         luma = _luma(frame)
+        self._before = self._previous
         previous, self._previous = self._previous, luma.copy()
         if previous is None or previous.shape != luma.shape:
-            return 0.0, ""
+            return 0.0, "", None
         if self.codec == "h264":
             s, r, c = picture_run_score(luma, previous)
-            return s, f"from macroblock row {r}, column {c} to the end of the picture"
+            return s, f"from macroblock row {r}, column {c} to the end of the picture", None
         mcu = (16 if "420" in frame.format.name else 8, 16 if "42" in frame.format.name else 8)
         if data is not None and restart_interval(data) != -(-frame.width // mcu[1]):
             self.active = False  # the damage would run to another end than the row's: not measured
-            return 0.0, ""
+            return 0.0, "", None
         s, r, c = row_run_score(luma, previous, *mcu)
-        return s, f"in MCU row {r} from column {c} to the row's end"
+        run = (slice(r * mcu[0], (r + 1) * mcu[0]), slice(c * mcu[1], luma.shape[1] // mcu[1] * mcu[1]))
+        return s, f"in MCU row {r} from column {c} to the row's end", run
 
     def __call__(self, frame, data: bytes | None) -> str | None:
         if not self.active:
             return None
         self._frame += 1
-        score, where = self.score(frame, data)
+        score, where, run = self._score(frame, data)
+        if self.codec == "mjpeg":
+            self._confirm(self._previous)
+            if score >= PIXEL_SUSPECT[self.codec]:
+                self._held = (self._frame, score, _why(where, score), run, self._before)
+            return None
         if self._open and frame.key_frame:
             self._open = False
             return None
         if score < PIXEL_SUSPECT.get(self.codec, np.inf):
             return None
-        why = (f"{where} the picture changes at once, by {score:.0f} grey levels, where the blocks around it stay "
-               "still: damaged data that still decodes")
+        why = _why(where, score)
         self._open = True
         if score < PIXEL_THRESHOLD[self.codec]:
             self.suspects[self._frame] = why
             return None
         return why
+
+    def finish(self) -> None:
+        """The stream ended: a run held for the frame after it is judged by its score alone."""
+        if self._held is not None:
+            t, score, why, _, _ = self._held
+            self._held = None
+            self._record(t, score, why)
+
+    def _confirm(self, after: np.ndarray) -> None:
+        if self._held is None:
+            return
+        t, score, why, run, before = self._held
+        self._held = None
+        if before is not None and after is not None and self.active and reverts(before, after, run, score):
+            self._record(t, score, why)
+
+    def _record(self, t: int, score: float, why: str) -> None:
+        if score < PIXEL_THRESHOLD[self.codec]:
+            self.suspects[t] = why
+        else:
+            self.late[t] = why
+
+
+def reverts(before: np.ndarray, after: np.ndarray, run: tuple[slice, slice], score: float) -> bool:
+    """Whether the frame after goes back to the frame before inside ``run``, as after one damaged frame: their
+    difference there is at most half of the run's score (a thing that moved into it stays or moves on)."""
+    return float(_change(after[run], before[run], SAMPLE).mean()) <= score / 2
+
+
+def _why(where: str, score: float) -> str:
+    return (f"{where} the picture changes at once, by {score:.0f} grey levels, where the blocks around it stay still: "
+            "damaged data that still decodes")

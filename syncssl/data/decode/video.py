@@ -178,6 +178,9 @@ def probe(path: Path, verify: str = "ends") -> VideoInfo:
                     if why:
                         damaged.setdefault(decoded + k, why)
             decoded += len(rest)
+            check_frame.finish()
+            for i, why in check_frame.late.items():
+                damaged.setdefault(i, why)
             if decoded != len(packets):
                 first = f"frame {silent} does not decode; " if silent is not None else ""
                 raise DataError(path, f"corrupt: {first}{len(packets)} frames stored but {decoded} decoded")
@@ -313,6 +316,8 @@ def iter_frames(path: Path, count: int, start: int = 0, size: tuple[int, int] | 
                     damage = damage or check_frame(f, data)
                     if damage:
                         raise DataError(path, describe({n + start: damage}, promised))
+                    if check_frame.late:  # the frame before, seen again from this one (MJPEG's pixels)
+                        raise DataError(path, describe(check_frame.late, promised))
                     if n >= 0:
                         yield _rgb(f, size)
                     n += 1
@@ -320,6 +325,9 @@ def iter_frames(path: Path, count: int, start: int = 0, size: tuple[int, int] | 
                         break
                 if n >= count:
                     break
+            check_frame.finish()
+            if check_frame.late:
+                raise DataError(path, describe(check_frame.late, promised))
         if suspects is not None:
             suspects.update({i - start: why for i, why in check_frame.suspect_frames.items() if 0 <= i - start < count})
     if n < count:

@@ -106,22 +106,32 @@ class PersonTrack:
     region far larger than the person's box (``merge`` x its area: the person met someone, or a shadow joined) keeps
     only its pixels near the person's last box alone, so the box never jumps to another person nor grows over two,
     for up to ``settle`` frames: a region that stays that large is the person's own (a mask that had only a piece
-    of the person)."""
+    of the person).
 
-    def __init__(self, grid: int = 32, patience: int = 30, share: float = 0.1, merge: float = 2.0, settle: int = 12):
+    ``prefer`` (box in mask pixels -> cost) chooses where a track starts among the person-sized regions (at least
+    half the largest): the one of least cost, e.g. the one nearest where a calibrated rig looks, so that every camera
+    of a scene with several people starts on the same person; without it, the largest."""
+
+    def __init__(self, grid: int = 32, patience: int = 30, share: float = 0.1, merge: float = 2.0, settle: int = 12,
+                 prefer=None):
         self.grid, self.patience, self.share, self.merge, self.settle = grid, patience, share, merge, settle
+        self.prefer = prefer
         self.last: np.ndarray | None = None  # the last box
         self.alone: np.ndarray | None = None  # the last box of the person alone (not merged with another region)
         self.lost = 0
         self.merged = 0  # frames in a row whose region was cut back to the person's last box alone
+        self.look: np.ndarray | None = None  # the person's colours (upper, lower half), while seen alone
 
-    def push(self, masks: np.ndarray) -> np.ndarray:
-        """Tight boxes (N, 4) of the tracked person in masks (N, H, W) bool, pixel edges; NaN rows: not seen."""
+    def push(self, masks: np.ndarray, images: np.ndarray | None = None) -> np.ndarray:
+        """Tight boxes (N, 4) of the tracked person in masks (N, H, W) bool, pixel edges; NaN rows: not seen.
+        ``images`` (N, H, W, 3), the frames at the masks' size: where several people's regions touch the person's
+        last box (two who met part again), the one whose colours are the person's is followed, not the largest."""
         masks = np.asarray(masks, bool)
         cell, counts, coarse, labels = coarse_regions(masks, self.grid)
         out = np.full((len(masks), 4), np.nan, np.float32)
         for i in range(len(masks)):
-            box = self._pick(masks[i], labels[i], counts[i], coarse[i], cell) if coarse[i].any() else None
+            image = None if images is None else images[i]
+            box = self._pick(masks[i], labels[i], counts[i], coarse[i], cell, image) if coarse[i].any() else None
             if box is None:
                 self.lost += 1
                 if self.lost > self.patience:
@@ -130,24 +140,49 @@ class PersonTrack:
             out[i], self.last, self.lost = box, box, 0
         return out
 
-    def _pick(self, mask, labels, counts, coarse, cell) -> np.ndarray | None:
+    def _preferred(self, order, sized, labels, ids, cell) -> list:
+        """``order`` led by the largest region of the preferred person. The person-sized regions (``sized``, largest
+        first) are grouped into people by their columns: the pieces of one standing person (a mask split at the
+        waist) share columns, two people side by side do not; each person costs ``prefer`` of their whole box."""
+        boxes = {k: cells_box(labels == ids[k], cell) for k in sized}
+        people: list[list] = []
+        for k in sized:
+            joined = [p for p in people if any(min(boxes[k][2], boxes[j][2]) > max(boxes[k][0], boxes[j][0])
+                                               for j in p)]
+            people = [p for p in people if p not in joined] + [sum(joined, []) + [k]]
+
+        def whole(person: list) -> np.ndarray:
+            corners = np.array([boxes[k] for k in person])
+            return np.concatenate([corners[:, :2].min(0), corners[:, 2:].max(0)])
+        lead = min(min(people, key=lambda p: self.prefer(whole(p))), key=sized.index)  # its largest piece
+        return [lead] + [k for k in order if k != lead]
+
+    def _pick(self, mask, labels, counts, coarse, cell, image=None) -> np.ndarray | None:
         H, W = mask.shape
         ids = np.unique(labels[coarse])
         weight = np.bincount(labels.ravel(), weights=counts.ravel(), minlength=labels.max() + 1)[ids]
         order = np.argsort(-weight, kind="stable")
-        chosen = None
-        for k in order:
-            if weight[k] < self.share * weight[order[0]]:
-                break
-            if self.last is None or _overlaps(cells_box(labels == ids[k], cell), self.last):
-                chosen = ids[k]
-                break
-        if chosen is None:
+        largest = weight[order[0]]
+        if self.last is None and self.prefer is not None:  # a track starts: on the preferred person
+            order = self._preferred(order, [k for k in order if weight[k] >= PERSON_SIZED * largest], labels, ids,
+                                    cell)
+        pixels = lambda k: np.repeat(np.repeat(_grow(labels == ids[k]), cell, 0), cell, 1)[:H, :W] & mask  # noqa: E731
+        touching = [k for k in order if weight[k] >= self.share * largest
+                    and (self.last is None or _overlaps(cells_box(labels == ids[k], cell), self.last))]
+        if not touching:
             return None
-        region = np.repeat(np.repeat(_grow(labels == chosen), cell, 0), cell, 1)[:H, :W] & mask
+        chosen = touching[0]
+        people = [k for k in touching if weight[k] >= PERSON_SIZED * largest and self.alone is not None
+                  and _area(cells_box(labels == ids[k], cell)) >= 0.4 * _area(self.alone)]  # not pieces of one
+        if self.last is not None and self.look is not None and image is not None and len(people) > 1:
+            chosen = min(people, key=lambda k: np.abs(_look(image, pixels(k)) - self.look).sum())
+        region = pixels(chosen)
         box = _pixel_box(region)
         if self.alone is None or _area(box) <= self.merge * _area(self.alone) or self.merged >= self.settle:
             self.alone, self.merged = box, 0  # (a larger region that stays is the person's: a piece grew whole)
+            if image is not None and (self.look is None or len(touching) == 1):  # seen alone: learn its colours
+                now = _look(image, region)
+                self.look = now if self.look is None else 0.8 * self.look + 0.2 * now
             return box
         self.merged += 1
         x0, y0, x1, y1 = self.alone  # merged: the pixels near where the person was last seen alone
@@ -155,6 +190,20 @@ class PersonTrack:
         near = np.zeros_like(region)
         near[max(0, int(y0 - dy)):int(np.ceil(y1 + dy)), max(0, int(x0 - dx)):int(np.ceil(x1 + dx))] = True
         return _pixel_box(region & near) if (region & near).any() else box
+
+
+PERSON_SIZED = 0.2  # a region at least this share of the frame's largest may be a person (the nearer of two people
+#                    can look 4x larger: twice as near); smaller ones are pieces of one, or specks
+
+
+def _look(image: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """A person's colours: the mean RGB (0..255) of the upper and of the lower half of their region, (6,)."""
+    ys = np.nonzero(region.any(1))[0]
+    middle = (ys[0] + ys[-1] + 1) // 2
+    upper, lower = region.copy(), region.copy()
+    upper[middle:], lower[:middle] = False, False
+    return np.concatenate([image[half].mean(0) if half.any() else image[region].mean(0)
+                           for half in (upper, lower)]).astype(np.float64)
 
 
 def cells_box(cells: np.ndarray, cell: int = 1) -> np.ndarray:

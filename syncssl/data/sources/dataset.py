@@ -49,6 +49,8 @@ class Sequence:
     notes: list[str] = field(default_factory=list)  # what was fixed up on the way in, e.g. truncations
     sync_file: Path | None = None  # the sync.toml whose offsets the views' ``start`` hold
     left_out: tuple[str, ...] = ()  # cameras that sync.toml excludes (offset not known): not in ``views``
+    focus: np.ndarray | None = None  # where the whole rig looks (world mm), for a sequence of fewer cameras than its
+    #                                  rig (one camera of a recording); None: from ``views`` (geometry.rig_focus)
 
     @property
     def key(self) -> str:

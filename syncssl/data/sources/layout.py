@@ -41,7 +41,7 @@ def _hidden(p: Path) -> bool:
     return p.name.startswith((".", "_"))
 
 
-def _name_key(name: str) -> str:
+def name_key(name: str) -> str:
     # the same normalisation as match_cameras: "cam_01", "Cam01", "cam-01" are one camera
     return re.sub(r"[^0-9a-z]", "", name.lower())
 
@@ -137,10 +137,10 @@ def _pair_cameras(folder: Path, calib: Path, cameras: list[Camera], videos: list
     except ValueError:
         pass
     # counts differ: say which camera lacks a video, or which video lacks a camera table
-    video_keys = {_name_key(p.stem): p for p in videos}
-    camera_keys = {_name_key(n): n for n in names}
-    no_video = [n for n in names if _name_key(n) not in video_keys]
-    no_table = [p for p in videos if _name_key(p.stem) not in camera_keys]
+    video_keys = {name_key(p.stem): p for p in videos}
+    camera_keys = {name_key(n): n for n in names}
+    no_video = [n for n in names if name_key(n) not in video_keys]
+    no_table = [p for p in videos if name_key(p.stem) not in camera_keys]
     if no_video and len(names) > len(videos):
         raise DataError(folder, f"camera {', '.join(no_video)} of {calib.name} has no video "
                                 f"(videos: {', '.join(p.name for p in videos)})")
@@ -259,9 +259,9 @@ def read_sequence(folder: Path, *, subject: str, name: str, action: str, fps: fl
         ref_start = 0
     else:
         recorded, num_frames, ref_start, length_notes = _apply_sync(sync, views)
-        excluded = {_name_key(c) for c in sync.excluded}
+        excluded = {name_key(c) for c in sync.excluded}
     notes += length_notes
-    left_out = tuple(v.name for v in recorded if _name_key(v.name) in excluded)
+    left_out = tuple(v.name for v in recorded if name_key(v.name) in excluded)
     views = [v for v in recorded if v.name not in left_out]
     synced = sync is not None
 
@@ -314,18 +314,18 @@ def _apply_sync(sync: SyncFile, views: list[View]) -> tuple[list[View], int, int
     The aligned cameras may end at different times: the sequence is their overlap (no tolerance applies: the
     offsets say where each camera starts, and whatever one camera recorded alone is not a multi-view instant).
     """
-    by_key = {_name_key(v.name): i for i, v in enumerate(views)}
+    by_key = {name_key(v.name): i for i, v in enumerate(views)}
     names = ", ".join(v.name for v in views)
-    unknown = [c for c in sync.excluded if _name_key(c) not in by_key]
+    unknown = [c for c in sync.excluded if name_key(c) not in by_key]
     if unknown:
         raise DataError(sync.path, f"excludes camera(s) {', '.join(map(repr, unknown))}, which the calibration does "
                                    f"not have (cameras: {names})")
-    out = {by_key[_name_key(c)] for c in sync.excluded}
+    out = {by_key[name_key(c)] for c in sync.excluded}
     if len(out) == len(views):
         raise DataError(sync.path, "excludes every camera")
     start = [0] * len(views)
     for cam, n in sync.start.items():
-        i = by_key.get(_name_key(cam))
+        i = by_key.get(name_key(cam))
         if i is None:
             raise DataError(sync.path, f"names camera {cam!r}, which the calibration does not have (cameras: {names})")
         if n >= views[i].num_frames:
@@ -334,10 +334,10 @@ def _apply_sync(sync: SyncFile, views: list[View]) -> tuple[list[View], int, int
         start[i] = n
     ref_start = 0
     if sync.reference is not None:
-        if _name_key(sync.reference) not in by_key:
+        if name_key(sync.reference) not in by_key:
             raise DataError(sync.path, f"reference {sync.reference!r} is not a camera of the calibration "
                                        f"(cameras: {names})")
-        ref_start = start[by_key[_name_key(sync.reference)]]
+        ref_start = start[by_key[name_key(sync.reference)]]
     views = [replace(v, start=s) for v, s in zip(views, start)]
     kept = [v for i, v in enumerate(views) if i not in out]
     lengths = [v.num_frames - v.start for v in kept]
@@ -347,8 +347,8 @@ def _apply_sync(sync: SyncFile, views: list[View]) -> tuple[list[View], int, int
     trimmed = [f"{v.name} by {n - overlap}" for v, n in zip(kept, lengths) if n > overlap]
     if trimmed:
         note += f" (trimmed at the end: {', '.join(trimmed)})"
-    listed = {_name_key(c) for c in sync.start}
-    unlisted = [v.name for v in kept if _name_key(v.name) not in listed]
+    listed = {name_key(c) for c in sync.start}
+    unlisted = [v.name for v in kept if name_key(v.name) not in listed]
     if unlisted:
         note += f"; not in the file, so starting at frame 0: {', '.join(unlisted)}"
     if out:
@@ -376,16 +376,16 @@ def find_backgrounds(folder: Path, views: list[View], ignore: tuple[str, ...] = 
     where = folder / "backgrounds"
     if not where.is_dir():
         return {}, []
-    by_key = {_name_key(v.name): v for v in views}
-    ignored = {_name_key(c) for c in ignore}  # excluded cameras: their files are expected
+    by_key = {name_key(v.name): v for v in views}
+    ignored = {name_key(c) for c in ignore}  # excluded cameras: their files are expected
     found, notes = {}, []
     for path in sorted(where.iterdir()):
         suffix = path.suffix.lower()
         if not path.is_file() or _hidden(path) or suffix not in BACKGROUND_IMAGES + VIDEO_EXTENSIONS:
             continue
-        view = by_key.get(_name_key(path.stem))
+        view = by_key.get(name_key(path.stem))
         if view is None:
-            if _name_key(path.stem) not in ignored:
+            if name_key(path.stem) not in ignored:
                 notes.append(f"backgrounds/{path.name} names no camera of this sequence; ignored")
             continue
         if view.name in found:
