@@ -226,3 +226,10 @@ def test_jobs_needs_a_grid(tmp_path):
     result = CliRunner().invoke(cli.reproduce, ["--out", str(tmp_path / "rep"), "--jobs", "2"])
     assert result.exit_code == 2 and "--jobs runs a --grid's runs in parallel" in result.output
     assert not (tmp_path / "rep").exists()
+
+
+def test_parallel_runs_log_through_a_function_they_can_import(tmp_path):
+    from syncssl.cli import _reproduce_log
+    grid = load_grid("tiny")
+    assert Evaluation(grid, tmp_path, log=_reproduce_log, jobs=2).worker_log() is _reproduce_log
+    assert Evaluation(grid, tmp_path, log=lambda m: None, jobs=2).worker_log() is print  # a lambda cannot be sent

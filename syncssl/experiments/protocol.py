@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
+import pickle
 import re
 import statistics
 from concurrent.futures import FIRST_COMPLETED, wait
@@ -223,15 +224,15 @@ class Evaluation:
         network's intra-op threads scale poorly: on 2 cores, two single-threaded runs together train 1.3x the pairs
         per second of one run on both). A fine-tuning from a pre-training starts once that one has finished. A
         run's error stops the grid, and the runs beside it stop too (each resumes from its last checkpoint)."""
-        threads = threads_per_process(self.jobs)
+        threads, log = threads_per_process(self.jobs), self.worker_log()
         todo = [(side, protocol, p, f) for side in SIDES for protocol in self.grid.protocols for p, f in pairs]
         pretrained: set[int] = set()
         with Workers(self.jobs, preload=(__name__,)) as pool:
-            running = {pool.submit(train_run, self.pretrain_run(p), threads, self.log): p for p, _ in pairs}
+            running = {pool.submit(train_run, self.pretrain_run(p), threads, log): p for p, _ in pairs}
             while running or todo:
                 for t in [t for t in todo if t[0] == "random" or t[2] in pretrained]:
                     todo.remove(t)
-                    running[pool.submit(train_run, self.finetune_run(*t), threads, self.log)] = None
+                    running[pool.submit(train_run, self.finetune_run(*t), threads, log)] = None
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
                     seed = running.pop(future)
@@ -241,10 +242,19 @@ class Evaluation:
 
     def test_in_parallel(self, run_dirs: list[Path]) -> None:
         """The test evaluations of ``run_dirs`` not made yet, ``jobs`` at a time."""
-        threads = threads_per_process(self.jobs)
+        threads, log = threads_per_process(self.jobs), self.worker_log()
         with Workers(self.jobs, preload=(__name__,)) as pool:
-            for future in [pool.submit(evaluate_on_test, d, self.data_root, self.log, threads) for d in run_dirs]:
+            for future in [pool.submit(evaluate_on_test, d, self.data_root, log, threads) for d in run_dirs]:
                 future.result()
+
+    def worker_log(self):
+        """``log`` as the runs' processes can have it: a function they can import (a lambda cannot be sent), else
+        print."""
+        try:
+            pickle.dumps(self.log)
+            return self.log
+        except (pickle.PicklingError, AttributeError, TypeError):
+            return print
 
     def identity(self) -> dict:
         """What makes the rows of one ``--out`` comparable: recorded in ``<out>/run.json``, a second call must agree."""
