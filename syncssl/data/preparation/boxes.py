@@ -109,8 +109,9 @@ class PersonTrack:
     of the person).
 
     ``prefer`` (box in mask pixels -> cost) chooses where a track starts among the person-sized regions (at least
-    half the largest): the one of least cost, e.g. the one nearest where a calibrated rig looks, so that every camera
-    of a scene with several people starts on the same person; without it, the largest."""
+    :data:`PERSON_SIZED` of the largest, the pieces of one person taken together): the one of least cost, e.g. the
+    one nearest where a calibrated rig looks, so that every camera of a scene with several people starts on the same
+    person; without it, the largest."""
 
     def __init__(self, grid: int = 32, patience: int = 30, share: float = 0.1, merge: float = 2.0, settle: int = 12,
                  prefer=None):
@@ -173,7 +174,7 @@ class PersonTrack:
             return None
         chosen = touching[0]
         people = [k for k in touching if weight[k] >= PERSON_SIZED * largest and self.alone is not None
-                  and _area(cells_box(labels == ids[k], cell)) >= 0.4 * _area(self.alone)]  # not pieces of one
+                  and _area(cells_box(labels == ids[k], cell)) >= 0.4 * _area(self.alone)]  # people, not pieces
         if self.last is not None and self.look is not None and image is not None and len(people) > 1:
             chosen = min(people, key=lambda k: np.abs(_look(image, pixels(k)) - self.look).sum())
         region = pixels(chosen)
