@@ -98,8 +98,9 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
     loaded = load_model(model, dev) if model is not None else None
     options = SyncOptions(max_offset_s=max_offset_s + search_margin_s, instants=instants, seed=offset_seed,
                           mirrored=mirrored, adapt_steps=adapt_steps if loaded else 0, adapt_lr=adapt_lr, cue=cue)
-    result = synchronize(shifted, loaded, options, out=out / "sync", device=dev, workers=workers, log=log,
-                         truth=truth)
+    prepared = shifted / "sync-prepared"  # syncssl-sync's default place, named here for person_followed to read
+    result = synchronize(shifted, loaded, options, out=out / "sync", prepared=prepared, device=dev, workers=workers,
+                         log=log, truth=truth)
     render_table(result)
     rows = []
     for s in result.sequences:
@@ -110,8 +111,7 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
                              support=c.estimate.support,
                              **({"first": c.first.offset, "first_best": c.first.best} if c.first else {})))
     summary = _summarise(rows)
-    summary["person_followed"] = person_followed(shifted, next(
-        (p for p in (shifted / "sync-prepared", out / "sync" / "prepared") if p.is_dir()), shifted / "sync-prepared"))
+    summary["person_followed"] = person_followed(shifted, prepared)
     if result.adapted is not None:  # the first search, before adapting: the same measure
         first = [dict(r, joint=r["first"], joint_best=r["first_best"]) for r in rows]
         summary["first_search"] = _summarise(first)["joint"]
