@@ -623,3 +623,16 @@ def test_preparation_waits_for_another_process_preparing_the_same_dataset(tmp_pa
                            log=events.append):
         events.append("unlocked")  # a lock file that cannot be created: the block runs, unlocked
     assert events[-1] == "unlocked"
+
+
+def test_a_rank_that_checks_the_folder_while_rank_0_writes_its_marker_sees_a_new_folder(tmp_path):
+    """Under torchrun every rank checks the run folder while rank 0 may be writing run.json through its temporary
+    file: that file is the marker's, not the user's, and the folder still counts as new (or as the run it marks)."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / runfolder.LOCK).touch()
+    (folder / f".{runfolder.MARKER}.tmp").write_text('{"task": "pre', encoding="utf-8")  # caught half-written
+    assert runfolder.owner(folder) == (None, {})
+    (folder / "notes.txt").write_text("mine", encoding="utf-8")  # anything else is still the user's
+    with pytest.raises(runfolder.RunFolderError, match="not a syncssl run \\(notes.txt\\)"):
+        runfolder.owner(folder)
