@@ -176,6 +176,20 @@ def test_a_bare_session_prepares_with_a_preview_and_trains_on_seen_pairs(tmp_pat
     assert m.resolve_eval_split("test", train) == ("all", False)  # evaluated on seen people, and said so
 
 
+def test_training_on_a_bare_session_says_it_is_taken_as_synchronized(tmp_path):
+    """A bare session without sync.toml is read as synchronized; a model pre-trained on cameras that were not
+    started together learns their offsets as the truth, so the preparation for training says so."""
+    import dataclasses
+
+    from syncssl.train.config import load_config
+    from syncssl.train.data import _materialise
+    folder = bare_session(tmp_path)
+    said = []
+    cfg = dataclasses.replace(load_config("tiny").data, dataset=str(folder), prepared=str(tmp_path / "prepared"))
+    _materialise(cfg, None, said.append)
+    assert any(m.startswith(f"note: {folder} has no sync.toml and is taken as synchronized") for m in said), said
+
+
 def test_datasets_with_held_out_people_keep_their_splits():
     from syncssl.data.preparation.manifest import Manifest
     m = Manifest.__new__(Manifest)

@@ -831,3 +831,29 @@ def test_benchmark_measures_whom_the_preparation_follows(tmp_path, monkeypatch):
     assert bench.person_followed(tmp_path, tmp_path / "prepared") == pytest.approx(6 / 7)
     assert bench.person_followed(tmp_path, tmp_path / "nothing") is None
     assert PRESETS["small"].bystanders == 0
+
+
+def test_a_model_pre_trained_on_the_very_recordings_is_left_out_on_their_pairs(mirror_session, tmp_path):
+    """A model pre-trained on these recordings took them as synchronized as they were aligned then, and reads that
+    alignment back (on a real recording with one camera 7 frames late, such a model committed it at +0 with 97%
+    support): on every pair of cameras it learnt together its classifier is left out, and a note says why. A
+    camera learnt alone teaches it no alignment: its pairs count."""
+    from syncssl.data.preparation.manifest import file_digest
+
+    session, _ = mirror_session
+    digest = {v.stem: file_digest(v)["sha1"] for v in sorted((session / "videos").iterdir())}
+    learnt = dataclasses.replace(stub_model(), reference=dict(STUB_REFERENCE, recordings=[sorted(digest.values())]))
+    result = synchronize(session, learnt, SyncOptions(max_offset_s=0.24, **FAST), out=tmp_path / "out",
+                         progress=False, log=lambda m: None)
+    seq = result.sequences[0]
+    assert seq.domain.inside and seq.domain.learnt == [("cam_a", "cam_b"), ("cam_a", "cam_c"), ("cam_b", "cam_c")]
+    assert all(not c.estimate.determined for c in seq.cameras[1:])  # the stub's peaks are right, and not looked at
+    assert all("classifier" not in cues for cues in seq.cue_curves.values())
+    assert any("left out on the camera pairs it was pre-trained on (cam_a-cam_b, cam_a-cam_c, cam_b-cam_c)" in n
+               for n in result.notes)
+    doc = json.loads((tmp_path / "out" / "sync.json").read_text())
+    assert doc["sequences"][0]["domain"]["learnt_pairs"] == [["cam_a", "cam_b"], ["cam_a", "cam_c"], ["cam_b", "cam_c"]]
+    alone = dataclasses.replace(stub_model(), reference=dict(STUB_REFERENCE, recordings=[[digest["cam_b"], "0" * 40]]))
+    result = synchronize(session, alone, SyncOptions(max_offset_s=0.24, **FAST), progress=False, log=lambda m: None)
+    assert result.sequences[0].domain.learnt == []
+    assert [c.estimate.offset for c in result.sequences[0].cameras[1:]] == [3, -2]

@@ -16,6 +16,13 @@ wrong. Two checks, each computed the same way on the footage and on the model's 
   read the real footage's random cross-camera pairs at a median of +4.5..+5.2, "synchronized", against its own
   -1.9 and 95% quantile +1.5.)
 
+
+Apart from the domain: a model pre-trained on these very recordings (the same files, by content) took their frames
+as synchronized the way they were aligned then, and reads that alignment back whatever the truth (a model trained
+300 steps on a real recording with one camera 7 frames late committed that camera at +0, 117 ms wrong, with 97%
+support, its loops closing on its own answer). On a pair of cameras it learnt together (:func:`learnt_pairs`) the
+classifier is left out.
+
 The reference comes from the model's own data (its prepared training dataset, read where its config says), made
 once and kept beside the checkpoint as ``domain.json``. Without it the classifier cannot be checked, and counts
 as outside its domain (the reason says so).
@@ -34,7 +41,7 @@ from ..data.preparation.manifest import MANIFEST_NAME, Manifest
 from ..train.data import Prepared, make_assembler, make_source, prepared_folder
 
 REFERENCE_NAME = "domain.json"
-DOMAIN_VERSION = 1
+DOMAIN_VERSION = 2  # 2: with the recordings the model learnt (``recordings``)
 KNOWN_MIN = 0.75  # a known-answer question is asked only when the model answers it this well on its own data
 KNOWN_DROP = 0.25  # ... and failed when the footage's share right is lower than its own by more than this
 SPREAD_FACTOR = 3.0
@@ -46,6 +53,13 @@ class DomainCheck:
     reasons: list[str] = field(default_factory=list)  # why not (empty when inside)
     footage: dict = field(default_factory=dict)
     reference: dict | None = None
+    learnt: list[tuple[str, str]] = field(default_factory=list)  # camera pairs it was pre-trained on: left out
+
+    def describe_learnt(self) -> str:
+        pairs = ", ".join(f"{a}-{b}" for a, b in self.learnt)
+        return (f"the classifier is left out on the camera pairs it was pre-trained on ({pairs}): it took them as "
+                "synchronized as they were aligned then, and can only repeat that; pre-train on a synchronized "
+                "recording of this rig (another take, or this one once its offsets are applied)")
 
     def describe(self) -> str:
         if self.inside:
@@ -79,7 +93,9 @@ def statistics(scorer, images: dict[str, torch.Tensor], rng: np.random.Generator
     return out
 
 
-def compare(footage: dict, reference: dict | None) -> DomainCheck:
+def compare(footage: dict, reference: dict | None, digests: dict[str, str] | None = None) -> DomainCheck:
+    """The footage's statistics against the model's own; ``digests`` {camera: the SHA-1 of its video}, checked
+    against the recordings the model learnt (:func:`learnt_together`)."""
     if reference is None:
         return DomainCheck(False, ["no reference statistics of the model's own data (domain.json), so it cannot be "
                                    "checked"], footage, None)
@@ -100,7 +116,23 @@ def compare(footage: dict, reference: dict | None) -> DomainCheck:
         here = footage["cross_q95"] - footage["cross_q05"]
         if here > SPREAD_FACTOR * max(spread, 1e-6):
             reasons.append(f"its log-odds spread {here:.1f} (5-95%), over {SPREAD_FACTOR:g}x its own {spread:.1f}")
-    return DomainCheck(not reasons, reasons, footage, reference)
+    return DomainCheck(not reasons, reasons, footage, reference, learnt_pairs(digests or {}, reference))
+
+
+def learnt_pairs(digests: dict[str, str], reference: dict) -> list[tuple[str, str]]:
+    """The camera pairs (sorted names) whose two videos the model was pre-trained on together: their content
+    digests (``digests`` {camera: SHA-1}) in one of the recordings of its data (``reference["recordings"]``)."""
+    pairs = set()
+    for recording in reference.get("recordings", []):
+        seen = sorted(c for c, digest in digests.items() if digest in set(recording))
+        pairs.update((a, b) for i, a in enumerate(seen) for b in seen[i + 1:])
+    return sorted(pairs)
+
+
+def recordings(manifest: Manifest) -> list[list[str]]:
+    """The SHA-1 of every video of each sequence of a prepared dataset (its fingerprint), one list per sequence."""
+    return [sorted(v["sha1"] for v in s.get("videos", {}).values() if "sha1" in v)
+            for s in manifest.fingerprint.get("sequences", {}).values()]
 
 
 def sample_frames(usable: np.ndarray, far: int, n: int = 24) -> np.ndarray:
@@ -171,7 +203,7 @@ def make_reference(model, device, log=print) -> dict | None:
         if hasattr(src, "decoder"):
             src.decoder.close()
     stats = statistics(model.scorer, {c: torch.cat(v) for c, v in images.items()}, np.random.default_rng(0))
-    stats.update(version=DOMAIN_VERSION, data=str(folder), sequences=len(indices))
+    stats.update(version=DOMAIN_VERSION, data=str(folder), sequences=len(indices), recordings=recordings(manifest))
     if model.checkpoint is not None:
         path = reference_path(model.checkpoint)
         tmp = path.with_suffix(".tmp")

@@ -495,12 +495,15 @@ def _synchronize(dataset, model, options, out, prepared, device, source, workers
 
     adapted = None
     try:
-        checks = _domain_checks(model, plans, assembler, device, log)
+        checks = _domain_checks(model, plans, manifest, assembler, device, log)
         for key, check in checks.items():
             if not check.inside:
                 geometry = options.cue == "fused" and next(p for p in plans if p.seq.key == key).outlines
                 notes.append(f"{key}: {check.describe()}; " + ("the classifier is left out, the geometry alone "
                                                                "decides" if geometry else "it is not used"))
+                log(notes[-1])
+            elif check.learnt and options.cue != "geometry":
+                notes.append(f"{key}: {check.describe_learnt()}")
                 log(notes[-1])
         results, views = search_all(model.scorer, checks)
         if options.adapt_steps > 0:
@@ -518,8 +521,11 @@ def _synchronize(dataset, model, options, out, prepared, device, source, workers
     return result
 
 
-def _domain_checks(model: LoadedModel, plans: list[_Plan], assembler, device, log) -> dict[str, domain.DomainCheck]:
-    """Per sequence: is the classifier inside its domain on these cameras (see :mod:`.domain`)?"""
+def _domain_checks(model: LoadedModel, plans: list[_Plan], manifest, assembler, device,
+                   log) -> dict[str, domain.DomainCheck]:
+    """Per sequence: is the classifier inside its domain on these cameras, and did it not learn them (see
+    :mod:`.domain`)?"""
+    sources = manifest.fingerprint.get("sequences", {})
     reference = model.reference if model.reference is not None else domain.make_reference(model, device, log)
     rng = np.random.default_rng(0)
     checks = {}
@@ -529,7 +535,10 @@ def _domain_checks(model: LoadedModel, plans: list[_Plan], assembler, device, lo
         for c in plan.cameras:
             frames = domain.sample_frames(plan.usable[c], far)
             images[c] = domain.crops(assembler, [(plan.index[c], 0, int(t)) for t in frames])
-        checks[plan.seq.key] = domain.compare(domain.statistics(model.scorer, images, rng), reference)
+        digests = {c: sources.get(manifest.sequences[plan.index[c]].key, {}).get("videos", {}).get(c, {}).get("sha1")
+                   for c in plan.cameras}
+        checks[plan.seq.key] = domain.compare(domain.statistics(model.scorer, images, rng), reference,
+                                              {c: d for c, d in digests.items() if d})
     return checks
 
 
@@ -664,9 +673,10 @@ def _search(plan: _Plan, embeddings: dict, scorer: PairScorer | None, options: S
         eb = table.get(plan.index[b], missing.expand(plan.lengths[b], 1))
         return score_matrix(scorer, ea, eb, plan.instants[a], offsets, plan.usable[b])
 
+    learnt = set(check.learnt) if check is not None else set()  # memory, not evidence (see domain.learnt_pairs)
     for a, b, offsets in plan.pairs:
         parts = {}
-        if use_classifier:
+        if use_classifier and tuple(sorted((a, b))) not in learnt:
             L = scores(embeddings, a, b, offsets)
             if mirrored is not None:  # the same pairs with both views mirrored
                 L = (L + scores(mirrored, a, b, offsets)) / 2
@@ -794,8 +804,10 @@ def result_json(result: SyncResult) -> dict:
             key=s.key, folder=str(s.folder) if s.folder else None, fps=s.fps, reference=s.reference,
             search_frames=[-s.span, s.span], applied_offsets=s.applied or None, truth=s.truth,
             determined=s.determined, figure=str(s.figure) if s.figure else None,
-            domain=None if s.domain is None else dict(inside=s.domain.inside, reasons=s.domain.reasons,
-                                                      footage=s.domain.footage, reference=s.domain.reference),
+            domain=None if s.domain is None else dict(
+                inside=s.domain.inside, reasons=s.domain.reasons, footage=s.domain.footage,
+                reference={k: v for k, v in (s.domain.reference or {}).items() if k != "recordings"} or None,
+                learnt_pairs=[list(p) for p in s.domain.learnt]),
             cameras=[dict(camera=c.camera, frames=c.frames, **_est_json(c.estimate, s.fps),
                           direct=_est_json(c.direct, s.fps),
                           **({"first_search": _est_json(c.first, s.fps)} if c.first is not None else {}))

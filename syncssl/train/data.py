@@ -90,6 +90,11 @@ def _materialise_unlocked(data_cfg, spec: TileSpec | None, log, root: Path) -> N
     log(f"prepared manifest: {report.path} ({'up to date' if report.up_to_date else 'built'}"
         f"{', static frames ' + format(report.static_share, '.0%') if report.stats.get('frames') else ''})"
         + (f"; tiles {report.tiles.name}: {report.tiles_note}" if report.tiles else ""))
+    if report.manifest.source == "session" and not (root / "sync.toml").is_file():
+        log(f"note: {root} has no sync.toml and is taken as synchronized (frame t of every camera is one instant): "
+            "if its cameras were not started together, its pairs are wrong and a model pre-trained on it learns "
+            "their offsets as the truth (syncssl sync leaves such a model out on these recordings); `syncssl sync "
+            "--apply` writes the offsets first")
     op = report.report.get("op_mask") or {}
     if op:
         log("op mask at these settings (IoU / body lost): " + ", ".join(
