@@ -16,7 +16,6 @@ wrong. Two checks, each computed the same way on the footage and on the model's 
   read the real footage's random cross-camera pairs at a median of +4.5..+5.2, "synchronized", against its own
   -1.9 and 95% quantile +1.5.)
 
-
 Apart from the domain: a model pre-trained on these very recordings (the same files, by content) took their frames
 as synchronized the way they were aligned then, and reads that alignment back whatever the truth (a model trained
 300 steps on a real recording with one camera 7 frames late committed that camera at +0, 117 ms wrong, with 97%
@@ -95,7 +94,7 @@ def statistics(scorer, images: dict[str, torch.Tensor], rng: np.random.Generator
 
 def compare(footage: dict, reference: dict | None, digests: dict[str, str] | None = None) -> DomainCheck:
     """The footage's statistics against the model's own; ``digests`` {camera: the SHA-1 of its video}, checked
-    against the recordings the model learnt (:func:`learnt_together`)."""
+    against the recordings the model learnt (:func:`learnt_pairs`)."""
     if reference is None:
         return DomainCheck(False, ["no reference statistics of the model's own data (domain.json), so it cannot be "
                                    "checked"], footage, None)
