@@ -857,3 +857,32 @@ def test_a_model_pre_trained_on_the_very_recordings_is_left_out_on_their_pairs(m
     result = synchronize(session, alone, SyncOptions(max_offset_s=0.24, **FAST), progress=False, log=lambda m: None)
     assert result.sequences[0].domain.learnt == []
     assert [c.estimate.offset for c in result.sequences[0].cameras[1:]] == [3, -2]
+
+
+def test_benchmark_measures_whether_camera_pairs_follow_the_same_person(tmp_path, monkeypatch):
+    """same_person: at the true alignment, the share of a camera pair's instants in which both preparations follow
+    the same person (the labelled one or a bystander, from the scene's own motions), a box on nobody a mismatch."""
+    from syncssl.bench import sync as bench
+    from syncssl.data.preparation import manifest as manifest_module
+    from syncssl.data.preparation.boxes import boxes_from_joints
+    from syncssl.data.synthetic.generator import bystander, plan_sequences, render_sequence
+    preset = bench.long_preset("tiny", 4, bystanders=1)
+    spec = plan_sequences(preset)[0]
+    motion, cameras, _ = render_sequence(spec, preset, 0)
+    T = len(motion.joints)
+    other = bystander(spec, preset, 0, 0, motion, T)[1]
+    person = boxes_from_joints(motion.joints[:, :17], cameras[1])
+    half = np.concatenate([boxes_from_joints(other.joints[:, :17], cameras[0])[:T // 2],
+                           boxes_from_joints(motion.joints[:, :17], cameras[0])[T // 2:]])
+    nobody = np.full((T, 4), np.nan, np.float32)
+    nobody[:2] = [0, 0, 1, 1]  # a box on nobody, two frames
+    cams = {cameras[0].name: half, cameras[1].name: person, cameras[2].name: nobody}
+    (tmp_path / manifest_module.MANIFEST_NAME).write_text("{}")
+    fake = SimpleNamespace(sequences=[SimpleNamespace(subject=spec.subject, name=f"{spec.name}@{c}", boxes=b[:, None])
+                                      for c, b in cams.items()])
+    monkeypatch.setattr(manifest_module.Manifest, "load", staticmethod(lambda path: fake))
+    truth = {f"{spec.subject}/{spec.name}": {c.name: 0 for c in cameras}}
+    # pair 0-1: the second half alike (T - T // 2 of T); pairs with camera 2: two instants each, both mismatches
+    want = (T - T // 2) / (T + 4)
+    assert bench.same_person(tmp_path, truth, 0, preset, 0) == pytest.approx(want)
+    assert bench.same_person(tmp_path / "nothing", truth, 0, preset, 0) is None

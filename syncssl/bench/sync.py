@@ -112,6 +112,9 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
                              **({"first": c.first.offset, "first_best": c.first.best} if c.first else {})))
     summary = _summarise(rows)
     summary["person_followed"] = person_followed(shifted, prepared)
+    if bystanders:
+        summary["same_person"] = same_person(prepared, truth, span, long_preset(preset, span, frames, bystanders),
+                                             data_seed)
     if result.adapted is not None:  # the first search, before adapting: the same measure
         first = [dict(r, joint=r["first"], joint_best=r["first_best"]) for r in rows]
         summary["first_search"] = _summarise(first)["joint"]
@@ -157,6 +160,46 @@ def person_followed(dataset: Path, prepared: Path) -> float | None:
         apart = np.linalg.norm((a[:, :2] + a[:, 2:]) / 2 - (b[:, :2] + b[:, 2:]) / 2, axis=1)
         hits.append(apart < (b[:, 3] - b[:, 1]) / 3)
     return float(np.concatenate(hits).mean()) if hits else None
+
+
+def same_person(prepared: Path, truth: dict, span: int, preset, data_seed: int) -> float | None:
+    """With bystanders: the share of a camera pair's instants, at the true alignment, in which both cameras'
+    preparations follow the same person (either one), among those where both follow someone or lose them: what the
+    search compares. Each prepared box is the person's whose joint box (the scene's motions, never read by the
+    search) has its centre within a third of their height; a box on nobody counts as a mismatch."""
+    from itertools import combinations
+
+    from ..data.preparation.boxes import boxes_from_joints
+    from ..data.preparation.manifest import MANIFEST_NAME, Manifest
+    from ..data.synthetic.generator import bystander, plan_sequences, render_sequence
+    if not (prepared / MANIFEST_NAME).is_file():
+        return None
+    boxes: dict[str, dict[str, np.ndarray]] = {}
+    for s in Manifest.load(prepared / MANIFEST_NAME).sequences:  # one per camera: "Action_NN@cam_01"
+        name, camera = s.name.split("@")
+        boxes.setdefault(f"{s.subject}/{name}", {})[camera] = s.boxes[:, 0]
+    specs = {f"{s.subject}/{s.name}": s for s in plan_sequences(preset)}
+    same = []
+    for key, cams in boxes.items():
+        motion, cameras, _ = render_sequence(specs[key], preset, data_seed)  # no frame is rendered
+        T = len(motion.joints)
+        people = [motion] + [bystander(specs[key], preset, data_seed, k, motion, T)[1]
+                             for k in range(preset.bystanders)]
+        who = {}
+        for cam in (c for c in cameras if c.name in cams):
+            known = np.stack([boxes_from_joints(m.joints[:, :17], cam) for m in people])  # (people, T, 4)
+            box = cams[cam.name]
+            who[cam.name] = np.full(T, -1)  # per original frame: person index, len(people) for nobody
+            for t in np.flatnonzero(np.isfinite(box).all(1)):
+                o = t + span - truth[key][cam.name]  # the original frame of this camera's frame t
+                k = known[:, o]
+                apart = np.linalg.norm((k[:, :2] + k[:, 2:]) / 2 - (box[t, :2] + box[t, 2:]) / 2, axis=1)
+                apart = np.where(np.isfinite(apart), apart / (k[:, 3] - k[:, 1]), np.inf)
+                who[cam.name][o] = int(np.argmin(apart)) if apart.min() < 1 / 3 else len(people)
+        for a, b in combinations(sorted(who), 2):
+            both = (who[a] >= 0) & (who[b] >= 0)
+            same.append((who[a] == who[b])[both] & (who[a][both] < len(people)))
+    return float(np.concatenate(same).mean()) if same else None
 
 
 def _summarise(rows: list[dict]) -> dict:
@@ -271,6 +314,9 @@ def print_sync_table(report: dict, console=None) -> None:
         console.print(f"the preparation follows the labelled person in {report['person_followed']:.1%} of "
                       f"camera-frames" + (f" ({report['bystanders']} bystander(s) in every scene)"
                                           if report.get("bystanders") else ""))
+    if report.get("same_person") is not None:
+        console.print(f"camera pairs follow the same person at the same instant in {report['same_person']:.1%} of "
+                      "their instants")
     if report.get("first_search"):
         first = report["first_search"]
         console.print(f"before --adapt (the first search): {first['within_1_frame']:.1%} within 1 frame, "

@@ -293,7 +293,7 @@ def render_sequence(spec: SequenceSpec, preset: str | Preset = "small", seed: in
     motion = animate(subject, spec.action, T, preset.fps,
                      sequence_rng(seed, spec.subject, spec.name, "motion"), preset.area_radius)
 
-    others = [_bystander(spec, preset, seed, k, motion, T) for k in range(preset.bystanders)]
+    others = [bystander(spec, preset, seed, k, motion, T) for k in range(preset.bystanders)]
 
     def frames():
         w, h = preset.size
@@ -315,7 +315,7 @@ def render_sequence(spec: SequenceSpec, preset: str | Preset = "small", seed: in
     return motion, studio.cameras, frames()
 
 
-def _bystander(spec: SequenceSpec, preset: Preset, seed: int, k: int, person, T: int):
+def bystander(spec: SequenceSpec, preset: Preset, seed: int, k: int, person, T: int):
     """(body, motion) of the k-th bystander of a sequence: someone else (appearance from the pool's distribution),
     with an action of their own, kept on the far side of the capture area from the person's mean position."""
     rng = sequence_rng(seed, spec.subject, spec.name, f"bystander{k}")
