@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 from test_sync import FAST, _rig_camera
 
+from syncssl.data.sources.calibration import read_calibration
 from syncssl.errors import DataError
 from syncssl.sync import SyncOptions, domain, search, synchronize, tangency
+from syncssl.sync.epipolar import has_baseline
 from syncssl.sync.inject import shift_sequence
-from syncssl.sync.pipeline import CameraResult, confirm, merge_adapted, search_spans
+from syncssl.sync.pipeline import NO_TANGENTS, CameraResult, confirm, merge_adapted, search_spans
 
 # ---------------------------------------------------------------- the tangency cue
 
@@ -62,6 +64,23 @@ def test_the_tangency_cue_recovers_known_offsets_on_a_rig_without_labels(tiny_da
     assert result.checkpoint is None and "silhouettes" in result.source
     with pytest.raises(ValueError, match="needs a model"):
         synchronize(session, None, SyncOptions(cue="fused"), progress=False, log=lambda m: None)
+
+
+def test_a_pair_of_facing_cameras_says_why_the_geometry_scored_nothing(tiny_dataset, tmp_path, monkeypatch):
+    """Two cameras facing each other have no usable tangents (their baseline runs through the person): the pair's
+    reason says so, not only that nothing was scored, and its panel in the figure says it too."""
+    from syncssl.sync import pipeline
+    session = tmp_path / "session"
+    shift_sequence(tiny_dataset / "S9" / "Walking_01", session, {"cam_02": 3}, labels=False)
+    cams = {c.name: c for c in read_calibration(session / "calibration.toml")}
+    facing = {cams["cam_01"].name, cams["cam_03"].name}
+    monkeypatch.setattr(pipeline, "has_baseline", lambda a, b: {a.name, b.name} != facing and has_baseline(a, b))
+    result = synchronize(session, None, SyncOptions(cue="geometry", max_offset_s=0.24, threads=1, **FAST),
+                         out=tmp_path / "out", progress=False, log=lambda m: None)
+    (seq,) = result.sequences
+    assert seq.pairs[("cam_01", "cam_03")].reason == NO_TANGENTS
+    assert all(e.reason != NO_TANGENTS for k, e in seq.pairs.items() if k != ("cam_01", "cam_03"))
+    assert seq.figure is not None and seq.figure.stat().st_size > 0
 
 
 # ---------------------------------------------------------------- the commitment rule and --adapt

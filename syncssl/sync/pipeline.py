@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -682,7 +683,8 @@ def _search(plan: _Plan, embeddings: dict, scorer: PairScorer | None, options: S
                 L = (L + scores(mirrored, a, b, offsets)) / 2
             parts["classifier"] = L
         cam_a, cam_b = plan.seq.view(a).camera, plan.seq.view(b).camera
-        if plan.outlines is not None and options.cue != "classifier" and has_baseline(cam_a, cam_b):
+        facing = plan.outlines is not None and options.cue != "classifier" and not has_baseline(cam_a, cam_b)
+        if plan.outlines is not None and options.cue != "classifier" and not facing:
             pencil = tangency.Pencil(cam_a, cam_b)
             wa = pencil.wedges(0, plan.outlines[a])
             wb = pencil.wedges(1, plan.outlines[b])
@@ -700,6 +702,8 @@ def _search(plan: _Plan, embeddings: dict, scorer: PairScorer | None, options: S
         pairs[(a, b)] = search.analyse_curve(curve, rng=rng, replicates=options.replicates,
                                              min_support=options.min_support, tolerance=plan.tolerance,
                                              edge=a == plan.reference)
+        if facing and not parts:  # say why nothing was scored, not only that
+            pairs[(a, b)] = dataclasses.replace(pairs[(a, b)], reason=NO_TANGENTS)
     ref = plan.reference
     direct = {b: pairs[(ref, b)] for b in plan.cameras[1:]}
     if options.joint and len(plan.cameras) > 2:
@@ -721,6 +725,10 @@ def _search(plan: _Plan, embeddings: dict, scorer: PairScorer | None, options: S
                           cameras=cams, pairs=pairs, curves=curves, triplets=triplets,
                           applied={v.name: v.start for v in plan.seq.views} if plan.seq.sync_file else {},
                           left_out=plan.seq.left_out, cue_curves=cue_curves, domain=check)
+
+
+NO_TANGENTS = ("no usable tangents: the two cameras face each other, so their baseline runs through the person "
+               "(its cameras are placed through their other pairs)")
 
 
 def confirm(camera: str, chosen: dict[str, search.Estimate], cue_curves: dict, triplets: list[search.Triplet],
@@ -879,8 +887,11 @@ def plot_sequence(s: SequenceResult, path: Path) -> Path:
         title = (f"{b} vs {a}: {est.offset:+d} fr ({est.offset / s.fps:+.2f} s), support {est.support:.0%}"
                  if est.determined else f"{b} vs {a}: not determined")
         ax.set_title(title, fontsize=8)
+        if not np.isfinite(curve.score).any():  # an empty panel says why
+            ax.text(0.5, 0.5, textwrap.fill(est.reason, 40), transform=ax.transAxes, ha="center", va="center",
+                    fontsize=7, color="grey")
         ax.set_xlabel("offset of the second camera (s)", fontsize=8)
-        ax.set_ylabel("mean sync log-odds", fontsize=8)
+        ax.set_ylabel("mean score (log-odds)", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(keys):]:
