@@ -260,3 +260,16 @@ def test_the_search_range_defaults_to_the_recordings_and_a_refusal_names_every_p
     for part in ("cam_02 1.05 s (63 frames)", "cam_03 0.67 s (40 frames)", "s/two against cam_01: cam_02 0.83 s",
                  "the largest --max-offset for all is 0.67 s"):
         assert part in msg, msg
+
+
+def test_the_recordings_a_model_learnt_are_those_of_its_training_split(tiny_dataset):
+    """domain.recordings: the videos' digests of the sequences of the split the model was pre-trained on (a test
+    person's recordings are not learnt); an unknown split counts every sequence (the safe side)."""
+    from syncssl.data.preparation.manifest import Manifest
+    m = Manifest.load(tiny_dataset / "prepared")
+    train = {m.sequences[i].key for i in m.split(m.resolve_split("auto"))}
+    digests = {k: sorted(v["sha1"] for v in s["videos"].values()) for k, s in m.fingerprint["sequences"].items()}
+    assert train and len(train) < len(digests)
+    assert sorted(domain.recordings(m, "auto")) == sorted(digests[k] for k in train)
+    assert sorted(domain.recordings(m, "no-such-split")) == sorted(digests.values())
+    assert sorted(domain.recordings(m)) == sorted(digests.values())

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from ..data.preparation.manifest import MANIFEST_NAME, Manifest
+from ..errors import DataError
 from ..train.data import Prepared, make_assembler, make_source, prepared_folder
 
 REFERENCE_NAME = "domain.json"
@@ -128,10 +129,17 @@ def learnt_pairs(digests: dict[str, str], reference: dict) -> list[tuple[str, st
     return sorted(pairs)
 
 
-def recordings(manifest: Manifest) -> list[list[str]]:
-    """The SHA-1 of every video of each sequence of a prepared dataset (its fingerprint), one list per sequence."""
+def recordings(manifest: Manifest, split: str | None = None) -> list[list[str]]:
+    """The SHA-1 of every video of each sequence of a prepared dataset (its fingerprint), one list per sequence: of
+    the sequences of the training split ``split`` (resolved as training resolves it), or of all where it is None or
+    unknown (an unknown split: every sequence counts as learnt, the safe side)."""
+    try:
+        keys = None if split is None else {manifest.sequences[i].key
+                                           for i in manifest.split(manifest.resolve_split(split))}
+    except DataError:
+        keys = None
     return [sorted(v["sha1"] for v in s.get("videos", {}).values() if "sha1" in v)
-            for s in manifest.fingerprint.get("sequences", {}).values()]
+            for key, s in manifest.fingerprint.get("sequences", {}).items() if keys is None or key in keys]
 
 
 def sample_frames(usable: np.ndarray, far: int, n: int = 24) -> np.ndarray:
@@ -202,7 +210,8 @@ def make_reference(model, device, log=print) -> dict | None:
         if hasattr(src, "decoder"):
             src.decoder.close()
     stats = statistics(model.scorer, {c: torch.cat(v) for c, v in images.items()}, np.random.default_rng(0))
-    stats.update(version=DOMAIN_VERSION, data=str(folder), sequences=len(indices), recordings=recordings(manifest))
+    stats.update(version=DOMAIN_VERSION, data=str(folder), sequences=len(indices),
+                 recordings=recordings(manifest, data_cfg.train_split))
     if model.checkpoint is not None:
         path = reference_path(model.checkpoint)
         tmp = path.with_suffix(".tmp")
