@@ -464,7 +464,7 @@ def plot(rows: list[dict], grid: Grid, path: Path) -> Path:
     ax.set_yticks(range(len(ids)), [p.name + (f"\n(chosen on val: {', '.join(chosen[p.id])})" if chosen.get(p.id)
                                               else "") for p in grid.protocols], fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("MPJPE (mm, lower is better): open = validation people, filled = test people")
+    ax.set_xlabel("MPJPE (mm, lower is better)\nopen: validation people, filled: test people")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=8)
     return save_figure(fig, path)
