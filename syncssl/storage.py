@@ -103,11 +103,17 @@ def write_csv_atomic(path: str | Path, rows: list[dict], columns, what: str) -> 
     return write_text_atomic(path, text.getvalue(), what)
 
 
+def temporary_path(path: str | Path) -> Path:
+    """Where :func:`write_text_atomic` writes ``path`` before renaming it: a hidden file beside it."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp")
+
+
 def write_text_atomic(path: str | Path, text: str, what: str) -> Path:
     """Write ``text`` to ``path`` through a temporary file and a rename: a reader sees the old file or the new one,
     never half of one; a full disk is a :class:`DiskError` naming ``path``, and the old file stays."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = temporary_path(path)
     with translate_disk_errors(path, what):
         try:
             with open(tmp, "w", encoding="utf-8") as f:

@@ -141,24 +141,39 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
     return report
 
 
+ON_PERSON = 1 / 3  # a prepared box is on a person when its centre lies within this share of their height of theirs
+
+
+def _prepared_views(prepared: Path) -> list[tuple[str, str, str, np.ndarray]] | None:
+    """(subject, sequence name, camera, its prepared boxes (T, 4)) for every camera of syncssl-sync's preparation
+    (one sequence per camera: "Action_NN@cam_01"); None where there is none."""
+    from ..data.preparation.manifest import MANIFEST_NAME, Manifest
+    if not (prepared / MANIFEST_NAME).is_file():
+        return None
+    return [(s.subject, *s.name.split("@"), s.boxes[:, 0]) for s in Manifest.load(prepared / MANIFEST_NAME).sequences]
+
+
+def _apart(box: np.ndarray, person: np.ndarray) -> np.ndarray:
+    """Distances between the centres of boxes ``box`` and ``person`` (..., 4), in units of the person's height."""
+    centre = lambda b: (b[..., :2] + b[..., 2:]) / 2  # noqa: E731
+    return np.linalg.norm(centre(box) - centre(person), axis=-1) / (person[..., 3] - person[..., 1])
+
+
 def person_followed(dataset: Path, prepared: Path) -> float | None:
     """The share of camera-frames in which the preparation follows the labelled person: its box's centre within a
     third of that person's height of the labelled box's centre (the labels of the rendered data, never read by the
     search). With bystanders, a camera that follows someone else compares another person with its partners."""
-    from ..data.preparation.manifest import MANIFEST_NAME, Manifest
-    if not (prepared / MANIFEST_NAME).is_file():
+    views = _prepared_views(prepared)
+    if views is None:
         return None
     hits = []
-    for s in Manifest.load(prepared / MANIFEST_NAME).sequences:  # one per camera: "Action_NN@cam_01"
-        name, camera = s.name.split("@")
-        labels = Path(dataset) / s.subject / name / "boxes.npy"
+    for subject, name, camera, boxes in views:
+        labels = Path(dataset) / subject / name / "boxes.npy"
         names = sorted(tomllib.loads((labels.parent / "calibration.toml").read_text()))
         truth = np.load(labels)[:, names.index(camera)]
-        box = s.boxes[:len(truth), 0]
+        box = boxes[:len(truth)]
         seen = np.isfinite(box).all(1) & np.isfinite(truth[:len(box)]).all(1)
-        a, b = box[seen], truth[:len(box)][seen]
-        apart = np.linalg.norm((a[:, :2] + a[:, 2:]) / 2 - (b[:, :2] + b[:, 2:]) / 2, axis=1)
-        hits.append(apart < (b[:, 3] - b[:, 1]) / 3)
+        hits.append(_apart(box[seen], truth[:len(box)][seen]) < ON_PERSON)
     return float(np.concatenate(hits).mean()) if hits else None
 
 
@@ -170,14 +185,13 @@ def same_person(prepared: Path, truth: dict, span: int, preset, data_seed: int) 
     from itertools import combinations
 
     from ..data.preparation.boxes import boxes_from_joints
-    from ..data.preparation.manifest import MANIFEST_NAME, Manifest
     from ..data.synthetic.generator import bystander, plan_sequences, render_sequence
-    if not (prepared / MANIFEST_NAME).is_file():
+    views = _prepared_views(prepared)
+    if views is None:
         return None
     boxes: dict[str, dict[str, np.ndarray]] = {}
-    for s in Manifest.load(prepared / MANIFEST_NAME).sequences:  # one per camera: "Action_NN@cam_01"
-        name, camera = s.name.split("@")
-        boxes.setdefault(f"{s.subject}/{name}", {})[camera] = s.boxes[:, 0]
+    for subject, name, camera, b in views:
+        boxes.setdefault(f"{subject}/{name}", {})[camera] = b
     specs = {f"{s.subject}/{s.name}": s for s in plan_sequences(preset)}
     same = []
     for key, cams in boxes.items():
@@ -192,10 +206,9 @@ def same_person(prepared: Path, truth: dict, span: int, preset, data_seed: int) 
             who[cam.name] = np.full(T, -1)  # per original frame: person index, len(people) for nobody
             for t in np.flatnonzero(np.isfinite(box).all(1)):
                 o = t + span - truth[key][cam.name]  # the original frame of this camera's frame t
-                k = known[:, o]
-                apart = np.linalg.norm((k[:, :2] + k[:, 2:]) / 2 - (box[t, :2] + box[t, 2:]) / 2, axis=1)
-                apart = np.where(np.isfinite(apart), apart / (k[:, 3] - k[:, 1]), np.inf)
-                who[cam.name][o] = int(np.argmin(apart)) if apart.min() < 1 / 3 else len(people)
+                apart = _apart(box[t], known[:, o])
+                apart = np.where(np.isfinite(apart), apart, np.inf)
+                who[cam.name][o] = int(np.argmin(apart)) if apart.min() < ON_PERSON else len(people)
         for a, b in combinations(sorted(who), 2):
             both = (who[a] >= 0) & (who[b] >= 0)
             same.append((who[a] == who[b])[both] & (who[a][both] < len(people)))

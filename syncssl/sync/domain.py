@@ -123,8 +123,8 @@ def learnt_pairs(digests: dict[str, str], reference: dict) -> list[tuple[str, st
     """The camera pairs (sorted names) whose two videos the model was pre-trained on together: their content
     digests (``digests`` {camera: SHA-1}) in one of the recordings of its data (``reference["recordings"]``)."""
     pairs = set()
-    for recording in reference.get("recordings", []):
-        seen = sorted(c for c, digest in digests.items() if digest in set(recording))
+    for recording in map(set, reference.get("recordings", [])):
+        seen = sorted(c for c, digest in digests.items() if digest in recording)
         pairs.update((a, b) for i, a in enumerate(seen) for b in seen[i + 1:])
     return sorted(pairs)
 

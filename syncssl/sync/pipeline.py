@@ -668,6 +668,7 @@ def _search(plan: _Plan, embeddings: dict, scorer: PairScorer | None, options: S
     missing = torch.full((1, 1), float("nan"))
     trusted = scorer is not None and (check is None or check.inside)
     use_classifier = trusted and options.cue in ("fused", "classifier")
+    use_geometry = plan.outlines is not None and options.cue != "classifier"
 
     def scores(table: dict, a: str, b: str, offsets) -> np.ndarray:
         ea = table.get(plan.index[a], missing.expand(plan.lengths[a], 1))
@@ -683,8 +684,8 @@ def _search(plan: _Plan, embeddings: dict, scorer: PairScorer | None, options: S
                 L = (L + scores(mirrored, a, b, offsets)) / 2
             parts["classifier"] = L
         cam_a, cam_b = plan.seq.view(a).camera, plan.seq.view(b).camera
-        facing = plan.outlines is not None and options.cue != "classifier" and not has_baseline(cam_a, cam_b)
-        if plan.outlines is not None and options.cue != "classifier" and not facing:
+        facing = use_geometry and not has_baseline(cam_a, cam_b)
+        if use_geometry and not facing:
             pencil = tangency.Pencil(cam_a, cam_b)
             wa = pencil.wedges(0, plan.outlines[a])
             wb = pencil.wedges(1, plan.outlines[b])

@@ -25,14 +25,14 @@ from pathlib import Path
 
 from .. import config as cfglib
 from ..errors import ConfigError, RunFolderError
-from ..storage import write_text_atomic
+from ..storage import temporary_path, write_text_atomic
 from .config import config_from_dict, saved_base
 
 MARKER = "run.json"
 LOCK = ".lock"
 # files of a folder that do not make it hold anything: the marker, its temporary file while rank 0 writes it (other
-# ranks check the folder meanwhile, storage.write_text_atomic) and the lock
-_OWN = {MARKER, f".{MARKER}.tmp", LOCK}
+# ranks check the folder meanwhile) and the lock
+_OWN = {MARKER, temporary_path(MARKER).name, LOCK}
 
 # keys a continued run may change (each is listed in the note that the run continues with changes): where it runs
 # and how often it logs, evaluates and saves, not what it learns. train.steps is one: a finished run trains longer.
