@@ -363,14 +363,23 @@ def evaluate(path, out, split, pairs, stride, pictures, device, dataset, data_se
     console.print(f"written to {result['out']}")
 
 
+def _cue_option(ctx, param, value: str) -> str:
+    from .sync.pipeline import CUES
+    if value != "fused" and not (value and set(value.split("+")) <= set(CUES)):
+        raise click.BadParameter(f"{value!r}: 'fused', or some of {', '.join(CUES)} joined by '+' "
+                                 "(e.g. geometry+motion)")
+    return value
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=str))
 @click.option("--model", "model_path", default=None, type=click.Path(exists=True, path_type=str),
               help="A pre-training run folder (its newest checkpoint) or a checkpoint folder (not needed with "
-                   "--cue geometry).")
-@click.option("--cue", type=click.Choice(["fused", "classifier", "geometry"]), default="fused", show_default=True,
-              help="What scores an offset: the sync classifier's log-odds plus the silhouettes' epipolar tangency "
-                   "(fused), or either alone.")
+                   "--cue geometry, motion or both; without it, fused uses those two).")
+@click.option("--cue", default="fused", show_default=True, callback=_cue_option,
+              help="What scores an offset: every cue there is (fused: the sync classifier's log-odds with --model, "
+                   "the silhouettes' epipolar tangency, the person's motion timing), or some of classifier, "
+                   "geometry, motion joined by '+' (geometry and motion need no model).")
 @click.option("--reference", default=None, help="Camera the others are measured against (default: the first).")
 @click.option("--max-offset", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Search offsets within +-this many seconds of the reference (default: what the recordings allow, "
@@ -427,8 +436,8 @@ def sync(dataset, model_path, cue, reference, max_offset, tolerance, instants, o
     dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     if dev == "cuda" and not torch.cuda.is_available():
         raise click.ClickException("--device cuda: CUDA is not available")
-    if model_path is None and cue != "geometry":
-        raise click.UsageError(f"--cue {cue} needs --model (only --cue geometry works without one)")
+    if model_path is None and "classifier" in cue.split("+"):
+        raise click.UsageError(f"--cue {cue} needs --model (geometry and motion work without one)")
     options = SyncOptions(reference=reference, max_offset_s=max_offset, instants=instants, joint=not independent,
                           min_support=min_support, seed=seed, sequences=tuple(sequences), mirrored=mirrored,
                           adapt_steps=adapt_steps if model_path else 0, adapt_lr=adapt_lr, cue=cue,
@@ -597,7 +606,7 @@ def bench_decode(json_path, root, pairs, batches, repeats, seed):
 @json_option
 @click.option("--model", "model_path", default=None, type=click.Path(exists=True),
               help="A pre-training run folder or checkpoint (the default syncssl-train's: runs/pretrain); not needed "
-                   "with --cue geometry.")
+                   "with --cue geometry, motion or both (without it, fused uses those two).")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/bench-sync", show_default=True)
 @click.option("--data-root", default="data", show_default=True,
               help="Where the held-out subjects are rendered (longer than the preset; cached).")
@@ -617,8 +626,8 @@ def bench_decode(json_path, root, pairs, batches, repeats, seed):
 @click.option("--adapt-lr", type=click.FloatRange(0, min_open=True), default=1e-4, show_default=True)
 @click.option("--frames", type=click.IntRange(min=2), default=None,
               help="Each camera's recording length in frames (default: the preset's; longer ones are rendered).")
-@click.option("--cue", type=click.Choice(["fused", "classifier", "geometry"]), default="fused", show_default=True,
-              help="syncssl-sync --cue (geometry needs no --model).")
+@click.option("--cue", default="fused", show_default=True, callback=_cue_option,
+              help="syncssl-sync --cue (geometry and motion need no --model).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=None)
 @click.option("--eval", "evaluate", is_flag=True,

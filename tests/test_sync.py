@@ -485,7 +485,8 @@ def test_undetermined_cameras_are_reported_and_left_out(mirror_session, tmp_path
     session, _ = mirror_session
     # its own data never asked it about far-apart instants: inside its domain, and blind
     model = dataclasses.replace(stub_model(), scorer=Blind(), reference=dict(STUB_REFERENCE, far_apart_unsync=0.5))
-    result = synchronize(session, model, SyncOptions(max_offset_s=0.24, **FAST), out=tmp_path / "out",
+    # the classifier alone: the mirror rig's copies of one camera show the same motion, which would place them
+    result = synchronize(session, model, SyncOptions(max_offset_s=0.24, cue="classifier", **FAST), out=tmp_path / "out",
                          progress=False, log=lambda m: None)
     assert result.sequences[0].domain.inside
     assert all(not c.estimate.determined for c in result.sequences[0].cameras[1:])
@@ -515,8 +516,9 @@ def test_out_of_domain_scores_are_not_determined(mirror_session, tmp_path):
 
     session, _ = mirror_session
     model = dataclasses.replace(stub_model(), scorer=Loud())
-    result = synchronize(session, model, SyncOptions(max_offset_s=0.24, **FAST), out=tmp_path / "out",
-                         progress=False, log=lambda m: None)
+    # the classifier alone (the mirror rig's copies of one camera show the same motion: the motion cue places them)
+    result = synchronize(session, model, SyncOptions(max_offset_s=0.24, cue="classifier", **FAST),
+                         out=tmp_path / "out", progress=False, log=lambda m: None)
     seq = result.sequences[0]
     assert not seq.domain.inside and "outside" in seq.domain.reasons[0]
     assert all(not c.estimate.determined for c in seq.cameras[1:])  # its (right) peaks are not even looked at
@@ -628,6 +630,9 @@ def test_cli_runs_with_the_stub(mirror_session, monkeypatch, tmp_path):
                                       "--cue", "classifier", "--out", str(tmp_path / "out2")], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "out2" / "sync.json").read_text())["options"]["cue"] == "classifier"
+    for cue, says in (("motion+colour", "some of classifier, geometry, motion"), ("classifier", "needs --model")):
+        r = CliRunner().invoke(cli.sync, [str(work), "--cue", cue])
+        assert r.exit_code == 2 and says in r.output, r.output
     r = CliRunner(env={"COLUMNS": "250"}).invoke(cli.data, ["inspect", str(work)])
     assert r.exit_code == 0 and "sync offsets" in r.output and "cam_b 5" in r.output, r.output
     r = CliRunner().invoke(cli.sync, [str(work), "--model", str(work), "--max-offset", "9"])
@@ -843,7 +848,8 @@ def test_a_model_pre_trained_on_the_very_recordings_is_left_out_on_their_pairs(m
     session, _ = mirror_session
     digest = {v.stem: file_digest(v)["sha1"] for v in sorted((session / "videos").iterdir())}
     learnt = dataclasses.replace(stub_model(), reference=dict(STUB_REFERENCE, recordings=[sorted(digest.values())]))
-    result = synchronize(session, learnt, SyncOptions(max_offset_s=0.24, **FAST), out=tmp_path / "out",
+    result = synchronize(session, learnt, SyncOptions(max_offset_s=0.24, cue="classifier", **FAST),
+                         out=tmp_path / "out",
                          progress=False, log=lambda m: None)
     seq = result.sequences[0]
     assert seq.domain.inside and seq.domain.learnt == [("cam_a", "cam_b"), ("cam_a", "cam_c"), ("cam_b", "cam_c")]

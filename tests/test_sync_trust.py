@@ -63,7 +63,7 @@ def test_the_tangency_cue_recovers_known_offsets_on_a_rig_without_labels(tiny_da
     assert all(e.reason for e in got.values() if not e.determined)
     assert result.checkpoint is None and "silhouettes" in result.source
     with pytest.raises(ValueError, match="needs a model"):
-        synchronize(session, None, SyncOptions(cue="fused"), progress=False, log=lambda m: None)
+        synchronize(session, None, SyncOptions(cue="classifier"), progress=False, log=lambda m: None)
 
 
 def test_a_pair_of_facing_cameras_says_why_the_geometry_scored_nothing(tiny_dataset, tmp_path, monkeypatch):

@@ -92,9 +92,9 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
         log(f"writing {root}")
         shift_dataset(long_root, root, offsets, first=span, length=frames, splits=splits)
     dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
-    if model is None and cue != "geometry":
+    if model is None and "classifier" in cue.split("+"):
         from ..errors import ConfigError
-        raise ConfigError(f"--cue {cue} needs --model (only --cue geometry works without one)")
+        raise ConfigError(f"--cue {cue} needs --model (geometry and motion work without one)")
     loaded = load_model(model, dev) if model is not None else None
     options = SyncOptions(max_offset_s=max_offset_s + search_margin_s, instants=instants, seed=offset_seed,
                           mirrored=mirrored, adapt_steps=adapt_steps if loaded else 0, adapt_lr=adapt_lr, cue=cue)
@@ -127,7 +127,8 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
         data=str(long_root), data_seed=data_seed, offset_seed=offset_seed, max_offset_s=max_offset_s,
         max_offset_frames=span, bystanders=bystanders, search_max_offset_s=options.max_offset_s,
         min_support=options.min_support,
-        cue=cue, tangency=dataclasses.asdict(options.tangency), tolerance_s=options.tolerance_s,
+        cue=cue, cues=list(options.cues(loaded is not None)), tangency=dataclasses.asdict(options.tangency),
+        motion=dataclasses.asdict(options.motion), tolerance_s=options.tolerance_s,
         instants_per_camera=instants, mirrored=mirrored, sequences=len(result.sequences),
         adapted=dataclasses.asdict(result.adapted) if result.adapted is not None else None,
         cameras=len(rows), frames_per_camera=frames, sync_seconds=result.seconds,

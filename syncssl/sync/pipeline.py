@@ -1,4 +1,5 @@
-"""``syncssl-sync``: the time offsets of an unsynchronized rig from the sync classifier and the silhouettes' geometry.
+"""``syncssl-sync``: the time offsets of an unsynchronized rig from the sync classifier, the silhouettes' geometry and
+the person's motion timing.
 
 1. The dataset (or bare session) is opened as it is (an applied ``sync.toml`` included: what is measured is then
    the residual), with cameras of any lengths; every camera becomes a single-camera sequence of its whole length,
@@ -11,11 +12,11 @@
    model's forward pass on those pairs, at the cost of one backbone pass per frame instead of one per pair.
 3. For every camera pair, the per-instant score matrix (instants x offsets) of each cue goes to :mod:`.search`:
    the classifier's log-odds (when :mod:`.domain` finds the model inside its domain on this footage) plus the
-   silhouettes' epipolar tangency (:mod:`.tangency`); each pair's curve and peak, every camera against the
-   reference jointly, and the triplet check.
+   silhouettes' epipolar tangency (:mod:`.tangency`) plus the motion timing (:mod:`.motion`); each pair's curve
+   and peak, every camera against the reference jointly, and the triplet check.
 4. A camera is committed only when independent evidence agrees (:func:`confirm`): the fused estimate is stable
    under resampling, no cue significantly prefers another offset, and at least two of the classifier, the
-   geometry and a consistent camera triplet confirm it. Otherwise it is "not determined", with the reason.
+   geometry, the motion and a consistent camera triplet confirm it. Otherwise it is "not determined", with the reason.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 
 import syncssl.sync.domain as domain  # the modules, not the package: its __init__ imports this one
+import syncssl.sync.motion as motion
 import syncssl.sync.search as search
 import syncssl.sync.tangency as tangency
 
@@ -52,11 +54,12 @@ from ..train.data import Prepared, make_assembler, make_source, mask_settings, t
 from ..train.trainer import resolve_amp
 from .adapt import adapt
 from .epipolar import has_baseline
+from .motion import MotionCue
 from .tangency import TangencyCue
 
 ANY_LENGTH = 10 ** 9  # frame tolerance: an unsynchronized rig's cameras may differ in length by anything
 DEFAULT_MAX_OFFSET_S = 5.0  # without --max-offset: what the recordings allow, up to this
-CUES = ("fused", "classifier", "geometry")
+CUES = ("classifier", "geometry", "motion")  # what can score an offset; "geometry" and "motion" need no model
 
 
 class PairScorer(Protocol):
@@ -158,16 +161,18 @@ class SyncOptions:
     #                         (on 3 draws of the benchmark's offsets: +2, +10 and +15 points of cameras placed by
     #                         the classifier alone; -4, 0 and +12.5 points with the geometric cue)
     adapt_lr: float = 1e-4  # its peak learning rate (warm-up, then cosine to 0)
-    cue: str = "fused"  # "fused": the classifier's log-odds plus the silhouettes' epipolar tangency; "classifier";
-    #                     "geometry" (no model needed)
+    cue: str = "fused"  # "fused": every cue there is (the classifier only with a model); or cues joined by "+",
+    #                     e.g. "geometry" (the silhouettes' epipolar tangency), "motion" (when the person changes
+    #                     pace), "classifier"
     tangency: TangencyCue = TangencyCue()
+    motion: MotionCue = MotionCue()
     threads: int | None = None  # torch threads of the embedding (default: the CPUs this process may use)
 
     def __post_init__(self):
         if self.max_offset_s is not None and not self.max_offset_s > 0:
             raise ValueError(f"max_offset_s must be > 0, got {self.max_offset_s}")
-        if self.cue not in CUES:
-            raise ValueError(f"cue must be one of {', '.join(CUES)}, got {self.cue!r}")
+        if self.cue != "fused" and (not self.cue or not set(self.cue.split("+")) <= set(CUES)):
+            raise ValueError(f"cue must be 'fused' or some of {', '.join(CUES)} joined by '+', got {self.cue!r}")
         if not self.tolerance_s > 0:
             raise ValueError(f"tolerance_s must be > 0, got {self.tolerance_s}")
         if self.instants < 1 or self.replicates < 1 or self.batch_size < 2:
@@ -176,6 +181,13 @@ class SyncOptions:
             raise ValueError(f"min_support must be in (0, 1], got {self.min_support}")
         if self.adapt_steps < 0 or not self.adapt_lr > 0:
             raise ValueError(f"adapt_steps must be >= 0 and adapt_lr > 0, got {self.adapt_steps}, {self.adapt_lr}")
+
+
+    def cues(self, with_model: bool = True) -> tuple[str, ...]:
+        """The cues in use: ``fused`` is every cue there is (the classifier only ``with_model``)."""
+        if self.cue == "fused":
+            return CUES if with_model else tuple(c for c in CUES if c != "classifier")
+        return tuple(c for c in CUES if c in self.cue.split("+"))
 
 
 # ---------------------------------------------------------------- results
@@ -372,16 +384,16 @@ def synchronize(dataset: str | Path, model: LoadedModel | None, options: SyncOpt
                 source: str | None = None, workers: int | None = None, log=print, progress: bool = True,
                 truth: dict[str, dict[str, int]] | None = None) -> SyncResult:
     """Measure every camera's offset against the reference in every sequence of ``dataset``; write sync.json,
-    sync.csv and one figure per sequence into ``out`` (default ``<dataset>/sync``). ``model`` may be None with
-    ``options.cue == "geometry"``. ``prepared``: where each camera's preparation goes (default
-    ``<dataset>/sync-prepared``, kept across runs whatever ``out``: prepare reuses it while the videos and its
+    sync.csv and one figure per sequence into ``out`` (default ``<dataset>/sync``). ``model`` may be None with the
+    cues that need none (fused is then geometry and motion). ``prepared``: where each camera's preparation goes
+    (default ``<dataset>/sync-prepared``, kept across runs whatever ``out``: prepare reuses it while the videos and its
     settings match; ``<out>/prepared`` where the dataset folder is read-only). ``source``: "tiles" or "video"
     (default: what the model was trained on). ``truth``: known offsets per sequence key (benchmarks)."""
     t0 = time.perf_counter()
     options = options or SyncOptions()
-    if model is None and options.cue != "geometry":
-        raise ValueError(f"--cue {options.cue} needs a model (--model); --cue geometry needs none")
-    if options.cue == "geometry":
+    if model is None and "classifier" in options.cues(False):
+        raise ValueError(f"--cue {options.cue} needs a model (--model); geometry and motion need none")
+    if "classifier" not in options.cues():
         model = None  # a model given anyway would be embedded and adapted for scores that nothing reads
     dataset = Path(dataset)
     out = Path(out) if out is not None else dataset / "sync"
@@ -456,13 +468,13 @@ def _synchronize(dataset, model, options, out, prepared, device, source, workers
                          f"moves): they cannot be synchronized; the others are measured against "
                          f"{plans[-1].reference}")
             log(notes[-1])
-    if options.cue != "classifier":
+    if set(options.cues()) - {"classifier"}:  # the silhouettes and the motion series come from one decoding pass
         with_bg = [i for i, p in enumerate(manifest.sequences) if p.cameras[0].background_id in manifest.backgrounds]
         outlines = tangency.silhouette_outlines(manifest, with_bg, prepared / "outlines", workers, log)
         for plan in plans:
             missing = [c for c in plan.cameras if plan.index[c] not in outlines]
             if missing:
-                notes.append(f"{plan.seq.key}: no geometric cue (no background model, so no silhouettes, for "
+                notes.append(f"{plan.seq.key}: no geometry or motion cue (no background model, so no silhouettes, for "
                              f"{', '.join(missing)})")
                 log(notes[-1])
             else:
@@ -499,11 +511,13 @@ def _synchronize(dataset, model, options, out, prepared, device, source, workers
         checks = _domain_checks(model, plans, manifest, assembler, device, log)
         for key, check in checks.items():
             if not check.inside:
-                geometry = options.cue == "fused" and next(p for p in plans if p.seq.key == key).outlines
-                notes.append(f"{key}: {check.describe()}; " + ("the classifier is left out, the geometry alone "
-                                                               "decides" if geometry else "it is not used"))
+                others = [c for c in options.cues() if c != "classifier"]
+                others = others if next(p for p in plans if p.seq.key == key).outlines else []
+                decide = " and ".join(f"the {c}" for c in others)
+                notes.append(f"{key}: {check.describe()}; " + (f"the classifier is left out, {decide} decide"
+                                                               if others else "it is not used"))
                 log(notes[-1])
-            elif check.learnt and options.cue != "geometry":
+            elif check.learnt:
                 notes.append(f"{key}: {check.describe_learnt()}")
                 log(notes[-1])
         results, views = search_all(model.scorer, checks)
@@ -572,8 +586,8 @@ def merge_adapted(first: list[CameraResult], second: list[CameraResult], toleran
     adapted model learnt the first answers, so it can neither vouch for them nor raise them: a camera the first
     search committed keeps the first search's estimate and support, or is no longer committed when the second
     search moves its peak; one the first search left undetermined stands as the second search committed it, where
-    the adapted classifier counted in the scores but not as a confirmation (only the geometry and the camera
-    loops confirm it)."""
+    the adapted classifier counted in the scores but not as a confirmation (only the geometry, the motion and the
+    camera loops confirm it)."""
     for fc, c in zip(first, second):
         c.first = fc.estimate
         if c.estimate.status == "reference" or not fc.estimate.determined:
@@ -667,8 +681,11 @@ def _search(plan: _Plan, embeddings: dict, scorer: PairScorer | None, options: S
     curves, pairs, cue_curves = {}, {}, {}
     missing = torch.full((1, 1), float("nan"))
     trusted = scorer is not None and (check is None or check.inside)
-    use_classifier = trusted and options.cue in ("fused", "classifier")
-    use_geometry = plan.outlines is not None and options.cue != "classifier"
+    cues = options.cues()
+    use_classifier = trusted and "classifier" in cues
+    use_geometry = plan.outlines is not None and "geometry" in cues
+    use_motion = (plan.outlines is not None and "motion" in cues
+                  and all(o.motion is not None for o in plan.outlines.values()))
 
     def scores(table: dict, a: str, b: str, offsets) -> np.ndarray:
         ea = table.get(plan.index[a], missing.expand(plan.lengths[a], 1))
@@ -693,6 +710,11 @@ def _search(plan: _Plan, embeddings: dict, scorer: PairScorer | None, options: S
             G = tangency.cue_matrix(options.tangency, wa, wb, plan.instants[a], offsets, plan.seq.fps)
             if np.isfinite(G).any():
                 parts["geometry"] = G
+        if use_motion:  # no calibration needed: facing cameras see the person change pace as well
+            M = motion.cue_matrix(options.motion, plan.outlines[a].motion, plan.outlines[b].motion,
+                                  plan.instants[a], offsets, plan.seq.fps)
+            if np.isfinite(M).any():
+                parts["motion"] = M
         if parts:
             L = sum(parts.values())  # fused: NaN wherever a cue did not score, so only where every cue scored
         else:
@@ -716,7 +738,7 @@ def _search(plan: _Plan, embeddings: dict, scorer: PairScorer | None, options: S
         chosen = {ref: search.Estimate(0, 0, "reference"), **direct}
     in_loops = search.loop_estimates(curves, pairs, plan.tolerance)
     triplets = search.triplet_checks(plan.cameras, in_loops, plan.tolerance, sizes=(3, 4))
-    voters = [c for c in ("classifier", "geometry") if c != "classifier" or classifier_votes]
+    voters = [c for c in CUES if c != "classifier" or classifier_votes]
     cams = [CameraResult(ref, search.Estimate(0, 0, "reference"), search.Estimate(0, 0, "reference"),
                          plan.lengths[ref])]
     cams += [CameraResult(c, confirm(c, chosen, cue_curves, triplets, in_loops, plan.tolerance, voters,
@@ -728,6 +750,7 @@ def _search(plan: _Plan, embeddings: dict, scorer: PairScorer | None, options: S
                           left_out=plan.seq.left_out, cue_curves=cue_curves, domain=check)
 
 
+CUE_COLOURS = {"classifier": "tab:grey", "geometry": "tab:olive", "motion": "tab:cyan"}
 NO_TANGENTS = ("no usable tangents: the two cameras face each other, so their baseline runs through the person "
                "(its cameras are placed through their other pairs)")
 
@@ -737,7 +760,8 @@ def confirm(camera: str, chosen: dict[str, search.Estimate], cue_curves: dict, t
             outside: domain.DomainCheck | None = None) -> search.Estimate:
     """Commit ``camera``'s estimate only when independent evidence agrees: no cue significantly prefers another
     offset on any pair with this camera (at the offsets the joint hypothesis implies), and at least two of the
-    classifier, the geometry and a consistent camera triplet confirm it. ``voters``: the cues that may confirm.
+    classifier, the geometry, the motion and a consistent camera triplet confirm it. ``voters``: the cues that may
+    confirm.
     The evidence is kept in ``extra["evidence"]``."""
     est = chosen[camera]
     hypothesis = {c: e.best for c, e in chosen.items()}
@@ -748,10 +772,11 @@ def confirm(camera: str, chosen: dict[str, search.Estimate], cue_curves: dict, t
         for (a, b), by_cue in cue_curves.items():
             if camera not in (a, b) or cue not in by_cue or hypothesis.get(a) is None or hypothesis.get(b) is None:
                 continue
-            # the geometry's per-instant scores follow the silhouettes' slow changes: its test counts neighbouring
-            # instants as dependent (on real footage the plain one let it vouch for offsets 50-170 ms wrong); the
-            # classifier's keeps the plain standard error (calibrated, it silences right answers of short clips)
-            v = search.vote(by_cue[cue], hypothesis[b] - hypothesis[a], tolerance, calibrated=cue == "geometry")
+            # the geometry's per-instant scores follow the silhouettes' slow changes, and the motion's windows
+            # overlap: their tests count neighbouring instants as dependent (on real footage the plain one let the
+            # geometry vouch for offsets 50-170 ms wrong); the classifier's keeps the plain standard error
+            # (calibrated, it silences right answers of short clips)
+            v = search.vote(by_cue[cue], hypothesis[b] - hypothesis[a], tolerance, calibrated=cue != "classifier")
             verdicts.append(v.verdict)
             detail[f"{cue} {a}-{b}"] = dict(verdict=v.verdict, z=None if np.isnan(v.z) else round(v.z, 2),
                                             elsewhere=v.elsewhere)
@@ -782,7 +807,7 @@ def confirm(camera: str, chosen: dict[str, search.Estimate], cue_curves: dict, t
     elif est.determined and len(say["confirms"]) < 2:
         got = say["confirms"][0] if say["confirms"] else "nothing"
         reason = (f"only one line of evidence ({got}) confirms it; a commitment needs two of the classifier, "
-                  "the geometry and a consistent camera triplet")
+                  "the geometry, the motion and a consistent camera triplet")
     if outside is not None and reason:  # the classifier could have counted, had it been inside its domain
         reason += f" ({outside.describe()})"
     if reason != est.reason or est.determined and reason:
@@ -874,7 +899,11 @@ def plot_sequence(s: SequenceResult, path: Path) -> Path:
         if est.interval is not None:  # where the peak lies over resampled instants: the estimate's uncertainty
             ax.axvspan((est.interval[0] - 0.5) / s.fps, (est.interval[1] + 0.5) / s.fps, color="tab:green", alpha=0.12,
                        lw=0)
-        ax.plot(x, curve.score, color="tab:blue", lw=1.2)
+        ax.plot(x, curve.score, color="tab:blue", lw=1.2, label="fused" if len(s.cue_curves.get(key, {})) > 1 else None)
+        if len(s.cue_curves.get(key, {})) > 1:  # what each cue says, where they were added up
+            for cue, c in s.cue_curves[key].items():
+                ax.plot(x, c.score, color=CUE_COLOURS[cue], lw=0.8, alpha=0.8, label=cue)
+            ax.legend(fontsize=6, loc="lower right")
         a, b = key
         if est.best is not None:
             ax.axvline(est.best / s.fps, color="tab:green" if est.determined else "grey", lw=1.2,

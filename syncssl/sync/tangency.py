@@ -28,10 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from ..geometry import Camera
+from . import motion
 from .epipolar import has_baseline, normalised, smooth_rows
 
-OUTLINE_VERSION = 2  # bump when the outlines computed from a video change (part of the cache key); 2: the
-#                     largest region inside the person's box where it holds more of that than of the frame's largest
+OUTLINE_VERSION = 3  # bump when the outlines computed from a video change (part of the cache key); 2: the
+#                     largest region inside the person's box where it holds more of that than of the frame's largest;
+#                     3: with the motion series (:mod:`.motion`), from the same decoding pass
 MAX_WEDGE = 1.0  # radians: a wider wedge means an epipole inside the silhouette, where tangents say nothing
 
 
@@ -91,6 +93,7 @@ class Outlines:
 
     points: np.ndarray  # (P, 2) float32 pixels
     offsets: np.ndarray  # (T + 1,) int64
+    motion: np.ndarray | None = None  # (T,) float32 pixels changed per frame inside the person's box (:mod:`.motion`)
 
     def frame(self, t: int) -> np.ndarray:
         return self.points[self.offsets[t]:self.offsets[t + 1]]
@@ -103,7 +106,7 @@ class Outlines:
 def _outlines_of_video(job: dict) -> dict:
     """Decode one camera's frames once; the person's mask against the background (the frame's largest region within
     the person's box grown by a fifth; where the box holds more of another region, that one: someone else is larger)
-    -> outline points per frame."""
+    -> outline points per frame; and the frames' motion series (:func:`.motion.changed_pixels`)."""
     import torch
     torch.set_num_threads(1)
     from ..data.decode.video import iter_frames
@@ -113,6 +116,7 @@ def _outlines_of_video(job: dict) -> dict:
     k, bg = job["scale"], downsample(job["background"], job["scale"])
     boxes = job["boxes"]
     pts, counts, batch, t = [], [], [], 0
+    grays, moved = [], np.full(job["frames"], np.nan, np.float32)  # the last three frames: frame t's change t-1 -> t+1
 
     def flush():
         nonlocal t
@@ -134,14 +138,17 @@ def _outlines_of_video(job: dict) -> dict:
             t += 1
         batch.clear()
 
-    for frame in iter_frames(Path(job["video"]), job["frames"], job["start"]):
+    for i, frame in enumerate(iter_frames(Path(job["video"]), job["frames"], job["start"])):
         batch.append(downsample(frame, k))
+        grays = [*grays[-2:], motion.gray(batch[-1])]
+        if len(grays) == 3 and i - 1 < len(boxes):
+            moved[i - 1] = motion.changed_pixels(grays[0], grays[2], boxes[i - 1], k)
         if len(batch) == 8:
             flush()
     if batch:
         flush()
     return dict(key=job["key"], points=np.concatenate(pts) if pts else np.zeros((0, 2), np.float32),
-                offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+                offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), motion=moved[:t])
 
 
 def silhouette_outlines(manifest, indices: list[int], folder: Path, workers: int = 1, log=print) -> dict[int, Outlines]:
@@ -165,7 +172,7 @@ def silhouette_outlines(manifest, indices: list[int], folder: Path, workers: int
         path = folder / f"outlines-{key}.npz"
         if path.is_file():
             with np.load(path) as z:
-                out[i] = Outlines(z["points"], z["offsets"])
+                out[i] = Outlines(z["points"], z["offsets"], z["motion"])
             continue
         boxes = p.tight[:, 0] if p.tight is not None else np.full((p.num_frames, 4), np.nan)
         jobs.append(dict(key=i, path=str(path), video=str(cam.video), start=cam.start, frames=p.num_frames,
@@ -177,9 +184,9 @@ def silhouette_outlines(manifest, indices: list[int], folder: Path, workers: int
             for r in pool.map(_outlines_of_video, jobs):
                 job = next(j for j in jobs if j["key"] == r["key"])
                 tmp = Path(job["path"]).with_suffix(".tmp.npz")
-                np.savez(tmp, points=r["points"], offsets=r["offsets"])
+                np.savez(tmp, points=r["points"], offsets=r["offsets"], motion=r["motion"])
                 os.replace(tmp, job["path"])  # atomic: a killed run leaves no half-written cache
-                out[r["key"]] = Outlines(r["points"], r["offsets"])
+                out[r["key"]] = Outlines(r["points"], r["offsets"], r["motion"])
     return out
 
 
