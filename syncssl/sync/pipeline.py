@@ -485,7 +485,8 @@ def _synchronize(dataset, model, options, out, prepared, device, source, workers
         for r in results:
             r.truth = (truth or {}).get(r.key)
         result = SyncResult(dataset=dataset, checkpoint=None, options=options, sequences=results, device=str(device),
-                            source="silhouettes (no model)", seconds=0.0, views_embedded=0, notes=notes)
+                            source=f"silhouettes, no model: {'+'.join(options.cues(False))}", seconds=0.0,
+                            views_embedded=0, notes=notes)
         result.seconds = round(time.perf_counter() - t0, 2)
         write_outputs(result, out)
         return result
@@ -899,10 +900,12 @@ def plot_sequence(s: SequenceResult, path: Path) -> Path:
         if est.interval is not None:  # where the peak lies over resampled instants: the estimate's uncertainty
             ax.axvspan((est.interval[0] - 0.5) / s.fps, (est.interval[1] + 0.5) / s.fps, color="tab:green", alpha=0.12,
                        lw=0)
-        ax.plot(x, curve.score, color="tab:blue", lw=1.2, label="fused" if len(s.cue_curves.get(key, {})) > 1 else None)
-        if len(s.cue_curves.get(key, {})) > 1:  # what each cue says, where they were added up
-            for cue, c in s.cue_curves[key].items():
+        cues = s.cue_curves.get(key, {})
+        ax.plot(x, curve.score, color="tab:blue", lw=1.2, label="+".join(cues) or None)
+        if len(cues) > 1:  # what each cue says, where they were added up
+            for cue, c in cues.items():
                 ax.plot(x, c.score, color=CUE_COLOURS[cue], lw=0.8, alpha=0.8, label=cue)
+        if cues:
             ax.legend(fontsize=6, loc="lower right")
         a, b = key
         if est.best is not None:

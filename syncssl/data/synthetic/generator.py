@@ -181,6 +181,9 @@ PRESETS = {
 PRESETS["small-pool-rigs"] = replace(PRESETS["small-pool"], name="small-pool-rigs", rig_per_subject=True,
                                      camera_height=(1000.0, 2400.0), camera_distance=(2500.0, 6000.0),
                                      framing=(0.4, 0.85), area_radius=900.0)
+# `small-pool` with a second, unlabelled person in every scene (another appearance, an action of their own): a
+# model pre-trained on one person at a time reads two people as outside its domain (docs/sync.md)
+PRESETS["small-pool-bystanders"] = replace(PRESETS["small-pool"], name="small-pool-bystanders", bystanders=1)
 # A test rig shaped like a real lab's (the Pose2Sim recording: portrait frames, cameras 1.7-2.1 m high and 2.6-4 m
 # away looking ~20 degrees down, the person near the centre): `syncssl eval RUN --dataset synthetic:steep-test`
 PRESETS["steep-test"] = Preset(name="steep-test", train_subjects=("S1",), test_subjects=("S9", "S11"),
