@@ -364,10 +364,11 @@ def evaluate(path, out, split, pairs, stride, pictures, device, dataset, data_se
 
 
 def _cue_option(ctx, param, value: str) -> str:
-    from .sync.pipeline import CUES
-    if value != "fused" and not (value and set(value.split("+")) <= set(CUES)):
-        raise click.BadParameter(f"{value!r}: 'fused', or some of {', '.join(CUES)} joined by '+' "
-                                 "(e.g. geometry+motion)")
+    from .sync.pipeline import SyncOptions
+    try:
+        SyncOptions(cue=value)  # where the cues are known
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
     return value
 
 

@@ -182,7 +182,6 @@ class SyncOptions:
         if self.adapt_steps < 0 or not self.adapt_lr > 0:
             raise ValueError(f"adapt_steps must be >= 0 and adapt_lr > 0, got {self.adapt_steps}, {self.adapt_lr}")
 
-
     def cues(self, with_model: bool = True) -> tuple[str, ...]:
         """The cues in use: ``fused`` is every cue there is (the classifier only ``with_model``)."""
         if self.cue == "fused":
