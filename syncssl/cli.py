@@ -49,14 +49,15 @@ def data():
 # without importing the renderer; a test checks they agree).
 @data.command()
 @click.option("--preset", type=click.Choice(["tiny", "small", "small-pool", "small-pool-48", "small-many", "large",
-                                            "small-pool-eval", "tiny-eval", "small-pool-rigs", "steep-test",
-                                            "large-eval"]),
+                                            "small-pool-eval", "tiny-eval", "small-pool-rigs",
+                                            "small-pool-bystanders", "steep-test", "large-eval"]),
               default="small", show_default=True,
               help="tiny: seconds, for tests; small: ~3 min on 2 cores; small-pool (the main job's): small + 24 "
                    "unlabelled people for pre-training; small-pool-48: 48 of them, ~4 min; small-many: small's "
                    "frames spread over 33 people, ~3 min; large: for GPU runs; *-eval: the same and the validation "
                    "and further test people of docs/reproduction.md; small-pool-rigs: small-pool with a rig of its "
-                   "own per person; steep-test: a test rig shaped like a real lab's (portrait, looking down).")
+                   "own per person; small-pool-bystanders: small-pool with a second, unlabelled person in every "
+                   "scene; steep-test: a test rig shaped like a real lab's (portrait, looking down).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Output folder (default: data/synthetic-<preset> under the current directory).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same poses and calibration.")

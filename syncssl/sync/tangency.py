@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from ..geometry import Camera
-from . import motion
 from .epipolar import has_baseline, normalised, smooth_rows
+from .motion import changed_pixels, gray
 
 OUTLINE_VERSION = 3  # bump when the outlines computed from a video change (part of the cache key); 2: the
 #                     largest region inside the person's box where it holds more of that than of the frame's largest;
@@ -140,9 +140,9 @@ def _outlines_of_video(job: dict) -> dict:
 
     for i, frame in enumerate(iter_frames(Path(job["video"]), job["frames"], job["start"])):
         batch.append(downsample(frame, k))
-        grays = [*grays[-2:], motion.gray(batch[-1])]
+        grays = [*grays[-2:], gray(batch[-1])]
         if len(grays) == 3 and i - 1 < len(boxes):
-            moved[i - 1] = motion.changed_pixels(grays[0], grays[2], boxes[i - 1], k)
+            moved[i - 1] = changed_pixels(grays[0], grays[2], boxes[i - 1], k)
         if len(batch) == 8:
             flush()
     if batch:
