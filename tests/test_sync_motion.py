@@ -99,3 +99,19 @@ def test_geometry_and_motion_together_on_the_embedded_rig_without_labels(tiny_da
     assert all(e.offset == truth[c] for c, e in got.items() if e.determined)
     assert any(set(cues) == {"geometry", "motion"} for cues in seq.cue_curves.values())
     assert seq.figure is not None and seq.figure.stat().st_size > 0
+
+
+def test_a_periodic_motion_does_not_vouch_for_one_of_its_periods():
+    """Arm circles repeat: the true offset and the one a period away score alike, so the motion cue must stay
+    silent there (no confirmation, no contradiction), while an irregular pace confirms its true offset."""
+    from syncssl.sync import search
+    rng = np.random.default_rng(4)
+    T, shift, offsets = 150, 3, np.arange(-15, 16)
+    t = np.arange(T + 20)
+    for pace, want in ((100 + 80 * np.sin(2 * np.pi * t / 12), {"silent"}), (_pace(T + 20, rng), {"confirms"})):
+        a = pace[10:10 + T] + rng.normal(0, 2, T)
+        b = 2 * pace[10 - shift:10 - shift + T] + rng.normal(0, 4, T)
+        M = motion.cue_matrix(motion.MotionCue(), a, b, np.arange(20, T - 20), offsets, 25.0)
+        curve = search.Curve("a", "b", offsets, M)
+        assert search.vote(curve, shift, tolerance=1).verdict in want
+        assert search.vote(curve, shift + 12, tolerance=1).verdict != "confirms"  # a period away
