@@ -438,12 +438,12 @@ def sync(dataset, model_path, cue, reference, max_offset, tolerance, instants, o
     dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     if dev == "cuda" and not torch.cuda.is_available():
         raise click.ClickException("--device cuda: CUDA is not available")
-    if model_path is None and "classifier" in cue.split("+"):
-        raise click.UsageError(f"--cue {cue} needs --model (geometry and motion work without one)")
     options = SyncOptions(reference=reference, max_offset_s=max_offset, instants=instants, joint=not independent,
                           min_support=min_support, seed=seed, sequences=tuple(sequences), mirrored=mirrored,
                           adapt_steps=adapt_steps if model_path else 0, adapt_lr=adapt_lr, cue=cue,
                           tolerance_s=tolerance, threads=threads)
+    if model_path is None and options.needs_model:
+        raise click.UsageError(f"--cue {cue} needs --model (geometry and motion work without one)")
     log = lambda msg: click.echo(msg, err=True)  # noqa: E731
     try:
         model = load_model(model_path, dev) if model_path else None

@@ -92,12 +92,13 @@ def run_sync_benchmark(model: str, *, out: Path, data_root: Path, preset: str = 
         log(f"writing {root}")
         shift_dataset(long_root, root, offsets, first=span, length=frames, splits=splits)
     dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
-    if model is None and "classifier" in cue.split("+"):
+    options = SyncOptions(max_offset_s=max_offset_s + search_margin_s, instants=instants, seed=offset_seed,
+                          mirrored=mirrored, adapt_steps=adapt_steps if model is not None else 0, adapt_lr=adapt_lr,
+                          cue=cue)
+    if model is None and options.needs_model:
         from ..errors import ConfigError
         raise ConfigError(f"--cue {cue} needs --model (geometry and motion work without one)")
     loaded = load_model(model, dev) if model is not None else None
-    options = SyncOptions(max_offset_s=max_offset_s + search_margin_s, instants=instants, seed=offset_seed,
-                          mirrored=mirrored, adapt_steps=adapt_steps if loaded else 0, adapt_lr=adapt_lr, cue=cue)
     prepared = shifted / "sync-prepared"  # syncssl-sync's default place, named here for person_followed to read
     result = synchronize(shifted, loaded, options, out=out / "sync", prepared=prepared, device=dev, workers=workers,
                          log=log, truth=truth)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 THRESHOLD = 20  # gray levels (of 255): a change that sensor noise and compression rarely reach at ~240 px
-GROW = 0.2  # the person's box grown by this share of its larger side, as for the silhouettes
+GROW = 0.2  # the person's box grown by this share of its larger side (for the silhouettes too)
 
 
 @dataclass(frozen=True)
@@ -35,15 +35,23 @@ class MotionCue:
         return max(self.min_half, int(round(self.window_s * fps)))
 
 
-def changed_pixels(before: np.ndarray, after: np.ndarray, box: np.ndarray, scale: int) -> float:
-    """Pixels of gray (H, W) frames that changed by more than :data:`THRESHOLD` inside ``box`` (x0, y0, x1, y1 at
-    full resolution, grown by :data:`GROW`; the frames are 1/``scale`` of it); NaN without a box."""
-    if not np.isfinite(box).all():
-        return float("nan")
+def person_region(box: np.ndarray, scale: int) -> tuple[slice, slice]:
+    """(rows, columns) of a frame at 1/``scale`` resolution around the person's ``box`` (x0, y0, x1, y1 at full
+    resolution, finite) grown by :data:`GROW` of its larger side: where the person's silhouette and motion are
+    looked for."""
     grow = GROW * max(box[2] - box[0], box[3] - box[1])
     x0, y0 = int(max(0, (box[0] - grow) // scale)), int(max(0, (box[1] - grow) // scale))
     x1, y1 = int(-(-(box[2] + grow) // scale)), int(-(-(box[3] + grow) // scale))
-    a, b = before[y0:y1, x0:x1], after[y0:y1, x0:x1]
+    return slice(y0, y1), slice(x0, x1)
+
+
+def changed_pixels(before: np.ndarray, after: np.ndarray, box: np.ndarray, scale: int) -> float:
+    """Pixels of gray (H, W) frames that changed by more than :data:`THRESHOLD` in the :func:`person_region` of
+    ``box`` (the frames are 1/``scale`` of full resolution); NaN without a box."""
+    if not np.isfinite(box).all():
+        return float("nan")
+    region = person_region(box, scale)
+    a, b = before[region], after[region]
     return float(np.count_nonzero(np.abs(a.astype(np.int16) - b.astype(np.int16)) > THRESHOLD))
 
 

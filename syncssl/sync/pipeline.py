@@ -171,7 +171,7 @@ class SyncOptions:
     def __post_init__(self):
         if self.max_offset_s is not None and not self.max_offset_s > 0:
             raise ValueError(f"max_offset_s must be > 0, got {self.max_offset_s}")
-        if self.cue != "fused" and (not self.cue or not set(self.cue.split("+")) <= set(CUES)):
+        if self.cue != "fused" and not set(self.cue.split("+")) <= set(CUES):
             raise ValueError(f"cue must be 'fused' or some of {', '.join(CUES)} joined by '+', got {self.cue!r}")
         if not self.tolerance_s > 0:
             raise ValueError(f"tolerance_s must be > 0, got {self.tolerance_s}")
@@ -181,6 +181,11 @@ class SyncOptions:
             raise ValueError(f"min_support must be in (0, 1], got {self.min_support}")
         if self.adapt_steps < 0 or not self.adapt_lr > 0:
             raise ValueError(f"adapt_steps must be >= 0 and adapt_lr > 0, got {self.adapt_steps}, {self.adapt_lr}")
+
+    @property
+    def needs_model(self) -> bool:
+        """Whether a cue in use is the classifier (``fused`` works without a model)."""
+        return "classifier" in self.cues(with_model=False)
 
     def cues(self, with_model: bool = True) -> tuple[str, ...]:
         """The cues in use: ``fused`` is every cue there is (the classifier only ``with_model``)."""
@@ -390,7 +395,7 @@ def synchronize(dataset: str | Path, model: LoadedModel | None, options: SyncOpt
     (default: what the model was trained on). ``truth``: known offsets per sequence key (benchmarks)."""
     t0 = time.perf_counter()
     options = options or SyncOptions()
-    if model is None and "classifier" in options.cues(False):
+    if model is None and options.needs_model:
         raise ValueError(f"--cue {options.cue} needs a model (--model); geometry and motion need none")
     if "classifier" not in options.cues():
         model = None  # a model given anyway would be embedded and adapted for scores that nothing reads

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..geometry import Camera
 from .epipolar import has_baseline, normalised, smooth_rows
-from .motion import changed_pixels, gray
+from .motion import changed_pixels, gray, person_region
 
 OUTLINE_VERSION = 3  # bump when the outlines computed from a video change (part of the cache key); 2: the
 #                     largest region inside the person's box where it holds more of that than of the frame's largest;
@@ -126,11 +126,8 @@ def _outlines_of_video(job: dict) -> dict:
             if not np.isfinite(box).all():
                 p = np.zeros((0, 2), np.float32)
             else:
-                grow = 0.2 * max(box[2] - box[0], box[3] - box[1])
-                x0, y0 = int(max(0, (box[0] - grow) // k)), int(max(0, (box[1] - grow) // k))
-                x1, y1 = int(-(-(box[2] + grow) // k)), int(-(-(box[3] + grow) // k))
                 inside = np.zeros_like(m)
-                inside[y0:y1, x0:x1] = True
+                inside[person_region(box, k)] = True
                 person, boxed = largest & inside, largest_regions((m & inside)[None], grid=32)[0]
                 p = outline_points(boxed if boxed.sum() > person.sum() else person, k)
             pts.append(p)
