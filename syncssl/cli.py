@@ -423,7 +423,8 @@ def _cue_option(ctx, param, value: str) -> str:
               help="Threads of the embedding (default: the CPUs this process may use, affinity and cgroup quota).")
 def sync(dataset, model_path, cue, reference, max_offset, tolerance, instants, out, apply_, force, sequences,
          independent, min_support, seed, mirrored, adapt_steps, adapt_lr, source, device, workers, threads):
-    """Find each camera's time offset to a reference camera from the sync classifier and the silhouettes' geometry.
+    """Find each camera's time offset to a reference camera from the sync classifier (with --model), the
+    silhouettes' geometry and the person's motion timing.
 
     DATASET is a dataset root or a bare session folder (calibration.toml + videos); no labels are needed. For
     every candidate offset the cues' scores are averaged over many instants; the peak is the offset, committed
